@@ -1,0 +1,126 @@
+# runexp — build, test, install.
+#   make            build/runexp and build/librunexp.a (CUDA backend too when nvcc is found; CUDA=0 skips it)
+#   make test       the whole Criterion suite on the CPU (CUDA tests skip without a GPU)
+#   make test-cuda  the CUDA parity suite (needs a GPU; skips cleanly without one)
+#   make demo       runs experiments/quickstart.yaml
+#   make deps       installs missing Debian packages (as root), else prints the apt-get command
+#   make SANITIZE=1 test   AddressSanitizer + UndefinedBehaviorSanitizer build of the suite
+
+PREFIX   ?= /usr/local
+BUILD    ?= build
+CC       ?= cc
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+CUDA     ?= $(if $(NVCC),1,0)
+CUDA_HOME?= $(patsubst %/bin/nvcc,%,$(NVCC))
+ARCH     ?= -march=native
+export RUNEXP_DATA_SRC ?= $(abspath ../shared/data)
+
+PKGS     := yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash openblas cairo
+DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libjansson-dev \
+            libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
+            liblapacke-dev libcairo2-dev dataset-fashion-mnist
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llapacke
+
+WARN     := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wno-missing-field-initializers
+CFLAGS   ?= -O3 $(ARCH) -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fopenmp -Isrc $(WARN) $(PKG_CFLAGS) -MMD -MP
+LDLIBS   += $(PKG_LIBS) -fopenmp -lm -lpthread
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+BUILD    := build-san
+endif
+
+SRC      := $(filter-out src/runner/main.c,$(shell find src -name '*.c' | sort))
+OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
+CU_SRC   := $(shell find src/kernels/cuda -name '*.cu' 2>/dev/null | sort)
+ifeq ($(CUDA),1)
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+CFLAGS   += -DRX_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcudnn -lcublas -lcudart -lstdc++
+NVFLAGS  ?= -O3 -std=c++17 -Isrc -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+            -gencode arch=compute_90,code=compute_90 -DRX_HAVE_CUDA=1
+endif
+LIB      := $(BUILD)/librunexp.a
+BIN      := $(BUILD)/runexp
+
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+CUDA_TEST_SRC := $(sort $(wildcard tests/cuda/test_*.c))
+CUDA_TESTS := $(CUDA_TEST_SRC:tests/cuda/%.c=$(BUILD)/tests/cuda/%)
+BENCH_SRC:= $(sort $(wildcard bench/*.c))
+BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all test test-run test-cuda test-cuda-run demo deps install clean bench data docs
+all: $(BIN) $(LIB)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIB): $(OBJ) $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# --whole-archive: every registry entry and kernel is linked, even if nothing names it directly
+WHOLE    = -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive
+
+$(BIN): $(BUILD)/obj/src/runner/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/gradcheck.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(WHOLE) -lcriterion $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)
+
+# deps first, then a fresh make so that pkg-config sees what deps installed.
+test: deps
+	@$(MAKE) --no-print-directory test-run
+test-run: all $(TESTS)
+	@sh tests/run_tests.sh $(TESTS)
+
+test-cuda: deps
+	@$(MAKE) --no-print-directory test-cuda-run
+test-cuda-run: all $(CUDA_TESTS)
+	@sh tests/run_tests.sh $(CUDA_TESTS)
+
+bench: all $(BENCHES)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(BIN) experiments/quickstart.yaml
+
+data: all
+	$(BIN) data fetch --all
+
+docs: all
+	$(BIN) list --markdown > docs/components.md
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/runexp
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/librunexp.a
+
+# Installs what is missing (root), else prints the exact command. Cheap when all is present.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "make deps: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else echo "make deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
+	fi
+
+clean:
+	rm -rf build build-san
+
+-include $(OBJ:.o=.d) $(BUILD)/obj/src/runner/main.d

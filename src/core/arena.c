@@ -1,0 +1,112 @@
+#include "arena.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct chunk {
+    struct chunk *next;
+    char  *base;
+    size_t size, used;
+} chunk;
+
+/* One chunk list: allocation walks forward from `cur`; reset rewinds to the head. */
+typedef struct chunk_list {
+    chunk *head, *cur;
+    size_t used_total;
+} chunk_list;
+
+struct rx_arena {
+    char name[32];
+    size_t chunk_bytes;
+    rx_allocator alloc;
+    int host_data;
+    chunk_list meta, data;
+    size_t data_used, data_peak, n_system;
+};
+
+static void *host_alloc(void *ud, size_t n) { (void)ud; return aligned_alloc(64, (n + 63) & ~(size_t)63); }
+static void  host_free(void *ud, void *p) { (void)ud; free(p); }
+
+rx_status rx_arena_create(const char *name, size_t chunk_bytes, const rx_allocator *alloc, rx_arena **out) {
+    rx_arena *a = calloc(1, sizeof *a);
+    if (!a) return rx_fail(RX_ERR_OOM, "arena %s: out of host memory", name);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->chunk_bytes = chunk_bytes ? chunk_bytes : (64u << 20);
+    a->host_data = alloc == NULL;
+    a->alloc = alloc ? *alloc : (rx_allocator){host_alloc, host_free, NULL};
+    *out = a;
+    return RX_OK;
+}
+
+static void list_free(chunk_list *l, const rx_allocator *al, int is_meta) {
+    for (chunk *c = l->head, *n; c; c = n) {
+        n = c->next;
+        if (is_meta) free(c->base); else al->free(al->ud, c->base);
+        free(c);
+    }
+}
+
+void rx_arena_destroy(rx_arena *a) {
+    if (!a) return;
+    list_free(&a->meta, &a->alloc, 1);
+    list_free(&a->data, &a->alloc, 0);
+    free(a);
+}
+
+static void *list_alloc(rx_arena *a, chunk_list *l, size_t bytes, size_t align, size_t chunk_bytes, int is_meta) {
+    bytes = (bytes + align - 1) & ~(align - 1);
+    if (bytes == 0) bytes = align;
+    /* first fit from the current chunk on; chunks before `cur` are full for this step */
+    for (chunk *c = l->cur ? l->cur : l->head; c; c = c->next) {
+        if (c->size - c->used >= bytes) {
+            void *p = c->base + c->used;
+            c->used += bytes;
+            l->cur = c;
+            return p;
+        }
+    }
+    size_t size = bytes > chunk_bytes ? bytes : chunk_bytes;
+    chunk *c = calloc(1, sizeof *c);
+    if (!c) { rx_fail(RX_ERR_OOM, "arena %s: out of host memory", a->name); return NULL; }
+    c->base = is_meta ? aligned_alloc(64, (size + 63) & ~(size_t)63) : a->alloc.alloc(a->alloc.ud, size);
+    if (!c->base) {
+        free(c);
+        rx_fail(RX_ERR_OOM, "arena %s: cannot allocate a chunk of %zu MiB", a->name, size >> 20);
+        return NULL;
+    }
+    a->n_system++;
+    c->size = size;
+    c->used = bytes;
+    /* append at the end so a reset walks chunks in the same order next step */
+    chunk **tail = &l->head;
+    while (*tail) tail = &(*tail)->next;
+    *tail = c;
+    l->cur = c;
+    return c->base;
+}
+
+void *rx_arena_meta(rx_arena *a, size_t bytes) {
+    void *p = list_alloc(a, &a->meta, bytes, 16, 1u << 20, 1);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void *rx_arena_data(rx_arena *a, size_t bytes) {
+    void *p = list_alloc(a, &a->data, bytes, 64, a->chunk_bytes, a->host_data);
+    if (p) {
+        a->data_used += (bytes + 63) & ~(size_t)63;
+        if (a->data_used > a->data_peak) a->data_peak = a->data_used;
+    }
+    return p;
+}
+
+void rx_arena_reset(rx_arena *a) {
+    for (chunk *c = a->meta.head; c; c = c->next) c->used = 0;
+    for (chunk *c = a->data.head; c; c = c->next) c->used = 0;
+    a->meta.cur = a->meta.head;
+    a->data.cur = a->data.head;
+    a->data_used = 0;
+}
+
+size_t rx_arena_data_used(const rx_arena *a) { return a->data_used; }
+size_t rx_arena_data_peak(const rx_arena *a) { return a->data_peak; }
+size_t rx_arena_system_allocs(const rx_arena *a) { return a->n_system; }

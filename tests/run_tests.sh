@@ -1,0 +1,20 @@
+#!/bin/sh
+# Runs each Criterion test binary given as an argument and prints one closing line
+# "N passed, N failed, N skipped" summed over all of them. Exit 1 if any failed.
+passed=0; failed=0; skipped=0; bad=""
+for t in "$@"; do
+  echo "== $t"
+  out=$("$t" --jobs=2 2>&1); rc=$?
+  printf '%s\n' "$out" | grep -v '^\[----\] ' | tail -n 25
+  line=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -n 1)
+  p=$(printf '%s' "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+  f=$(printf '%s' "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+  c=$(printf '%s' "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+  s=$(printf '%s' "$line" | sed -n 's/.*Skipped: \([0-9]*\).*/\1/p')
+  [ -z "$p" ] && { p=0; f=1; c=0; }
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + ${s:-0}))
+  if [ "$rc" -ne 0 ] || [ "${f:-0}" -ne 0 ]; then bad="$bad $t"; fi
+done
+[ -n "$bad" ] && echo "failing binaries:$bad"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ -z "$bad" ]
