@@ -1,0 +1,162 @@
+/* dataset_mnist.c — MNIST and Fashion-MNIST from the original idx files.
+ *
+ * idx format (http://yann.lecun.com/exdb/mnist/): a big-endian header — magic 0x00000803 for
+ * unsigned-byte images with 3 dims (n, rows, cols), 0x00000801 for labels with 1 dim (n) —
+ * then the bytes, row-major. Images are 28x28 gray, so the data is already [n,1,H,W].
+ * Files may be gzipped or not: zlib's gzread reads plain files as they are.
+ *
+ * Searched (first folder that holds the split's image file wins), under the base directory B:
+ *   mnist:         B/mnist/, B/MNIST/raw/ (torchvision's download layout)
+ *   fashion_mnist: B/fashion_mnist/, B/fashion-mnist/, B/FashionMNIST/raw/,
+ *                  /usr/share/datasets/fashion-mnist/ (Debian's dataset-fashion-mnist). */
+#include "data/dataset.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+static const char *const mnist_classes[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+typedef struct {
+    const char *name;                 // component name, for messages
+    const char *const *subdirs;       // relative to the base directory, NULL-terminated
+    const char *fixed_dir;            // absolute fallback (Debian's package) or NULL
+    const char *const *class_names;   // [10]
+} idx_dataset;
+
+static const char *const mnist_subdirs[] = {"mnist", "MNIST/raw", NULL};
+static const char *const fashion_subdirs[] = {"fashion_mnist", "fashion-mnist", "FashionMNIST/raw", NULL};
+static const idx_dataset mnist_info = {"mnist", mnist_subdirs, NULL, mnist_classes};
+static const idx_dataset fashion_info = {"fashion_mnist", fashion_subdirs, "/usr/share/datasets/fashion-mnist",
+                                         fashion_classes};
+
+static const rx_param_spec idx_params[] = {
+    {"root", RX_P_PATH, "null", RX_NO_RANGE, NULL, "base data directory; null = $RUNEXP_DATA, else ./data"},
+    {0}};
+
+static int is_file(const char *path) { struct stat sb; return !stat(path, &sb) && S_ISREG(sb.st_mode); }
+
+// dir/stem.gz or dir/stem, whichever exists (the .gz first); 0 if neither.
+static int find_idx_file(const char *dir, const char *stem, char *out, size_t cap) {
+    const char *suffix[2] = {".gz", ""};
+    for (int k = 0; k < 2; k++) {
+        int n = snprintf(out, cap, "%s/%s%s", dir, stem, suffix[k]);
+        if (n > 0 && (size_t)n < cap && is_file(out)) return 1;
+    }
+    return 0;
+}
+
+static uint32_t be32(const uint8_t b[4]) { return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]; }
+
+static rx_status gz_read_exact(gzFile f, void *buf, size_t n, const char *path, const char *what) {
+    uint8_t *p = buf;
+    while (n > 0) {
+        unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
+        int r = gzread(f, p, chunk);
+        if (r <= 0) {
+            int zerr = Z_OK;
+            const char *msg = gzerror(f, &zerr);
+            return rx_fail(RX_ERR_FORMAT, "%s: file ends in the %s (%s): truncated or corrupt", path, what,
+                           r < 0 && msg && *msg ? msg : "end of file");
+        }
+        p += r, n -= (size_t)r;
+    }
+    return RX_OK;
+}
+
+// Opens an idx file and checks its magic: 0x00000800 | ndim, unsigned bytes. dims[ndim] out.
+static rx_status idx_open(const char *path, int ndim, uint32_t *dims, gzFile *out) {
+    *out = NULL;
+    gzFile f = gzopen(path, "rb");
+    if (!f) return rx_fail(RX_ERR_IO, "cannot open %s: %s", path, strerror(errno ? errno : ENOMEM));
+    gzbuffer(f, 1 << 18);
+    uint8_t head[4 + 4 * 3];
+    rx_status st = gz_read_exact(f, head, 4 + 4 * (size_t)ndim, path, "header");
+    uint32_t magic = st == RX_OK ? be32(head) : 0;
+    if (st == RX_OK && magic != (0x00000800u | (uint32_t)ndim))
+        st = rx_fail(RX_ERR_FORMAT, "%s: idx magic 0x%08x, expected 0x%08x (unsigned bytes, %d dims): not an idx %s file",
+                     path, magic, 0x00000800u | (uint32_t)ndim, ndim, ndim == 1 ? "label" : "image");
+    if (st != RX_OK) { gzclose(f); return st; }
+    for (int k = 0; k < ndim; k++) dims[k] = be32(head + 4 + 4 * k);
+    *out = f;
+    return RX_OK;
+}
+
+static rx_status idx_load(const idx_dataset *info, const rx_params *p, const char *split, rx_dataset **out) {
+    *out = NULL;
+    const char *prefix = !strcmp(split, "train") ? "train" : "t10k";
+    char img_stem[64], lab_stem[64];
+    snprintf(img_stem, sizeof img_stem, "%s-images-idx3-ubyte", prefix);
+    snprintf(lab_stem, sizeof lab_stem, "%s-labels-idx1-ubyte", prefix);
+
+    // find the folder: the base directory's sub-folders, then the fixed fallback
+    const char *root = rx_data_root(p);
+    char dirs[5][4096], img_path[4200], lab_path[4200], tried[8192] = "";
+    int ndirs = 0, found = -1;
+    for (int k = 0; info->subdirs[k] && ndirs < 4; k++) RX_TRY(rx_data_path_join(dirs[ndirs++], 4096, root, info->subdirs[k]));
+    if (info->fixed_dir) snprintf(dirs[ndirs++], 4096, "%s", info->fixed_dir);
+    for (int k = 0; k < ndirs && found < 0; k++) {
+        if (find_idx_file(dirs[k], img_stem, img_path, sizeof img_path)) found = k;
+        else {
+            size_t used = strlen(tried);
+            snprintf(tried + used, sizeof tried - used, "%s%s/%s[.gz]", used ? ", " : "", dirs[k], img_stem);
+        }
+    }
+    if (found < 0) return rx_data_not_found(info->name, tried);
+    const char *dir = dirs[found];
+    if (!find_idx_file(dir, lab_stem, lab_path, sizeof lab_path))
+        return rx_fail(RX_ERR_IO, "dataset %s: found %s but no %s/%s[.gz]", info->name, img_path, dir, lab_stem);
+
+    // headers
+    uint32_t idim[3] = {0}, ldim[1] = {0};
+    gzFile fi = NULL, fl = NULL;
+    RX_TRY(idx_open(img_path, 3, idim, &fi));
+    rx_status st = idx_open(lab_path, 1, ldim, &fl);
+    if (st == RX_OK && idim[0] != ldim[0])
+        st = rx_fail(RX_ERR_FORMAT, "dataset %s: record count mismatch: %s has %u images, %s has %u labels", info->name,
+                     img_path, idim[0], lab_path, ldim[0]);
+    if (st == RX_OK && (idim[0] > 100000000u || idim[1] < 1 || idim[1] > 65536 || idim[2] < 1 || idim[2] > 65536 ||
+                        (uint64_t)idim[0] * idim[1] * idim[2] > (1ull << 36)))
+        st = rx_fail(RX_ERR_FORMAT, "%s: implausible image dims %u x %u x %u", img_path, idim[0], idim[1], idim[2]);
+
+    // data
+    rx_dataset *d = NULL;
+    char name[64];
+    snprintf(name, sizeof name, "%s/%s", info->name, split);
+    if (st == RX_OK) st = rx_dataset_alloc(name, (int)idim[0], 1, (int)idim[1], (int)idim[2], 10, &d);
+    if (st == RX_OK) st = gz_read_exact(fi, d->pixels, (size_t)idim[0] * idim[1] * idim[2], img_path, "pixels");
+    if (st == RX_OK) {
+        // labels arrive as bytes; widen in place from the back of the int32 array
+        uint8_t *bytes = (uint8_t *)d->labels;
+        st = gz_read_exact(fl, bytes, idim[0], lab_path, "labels");
+        for (int i = (int)idim[0] - 1; st == RX_OK && i >= 0; i--) d->labels[i] = bytes[i];
+        for (int i = 0; st == RX_OK && i < d->n; i++)
+            if (d->labels[i] > 9) st = rx_fail(RX_ERR_FORMAT, "%s: label %d of record %d is not 0..9", lab_path, d->labels[i], i);
+    }
+    for (int k = 0; st == RX_OK && k < 10; k++) st = rx_dataset_set_class_name(d, k, info->class_names[k]);
+    if (fi) gzclose(fi);
+    if (fl) gzclose(fl);
+    if (st != RX_OK) { rx_dataset_free(d); return st; }
+    *out = d;
+    return RX_OK;
+}
+
+static rx_status mnist_load(const rx_params *p, const char *split, rx_dataset **out) {
+    return idx_load(&mnist_info, p, split, out);
+}
+static rx_status fashion_load(const rx_params *p, const char *split, rx_dataset **out) {
+    return idx_load(&fashion_info, p, split, out);
+}
+
+static const rx_dataset_impl mnist_impl = {mnist_load}, fashion_impl = {fashion_load};
+const rx_component rx_comp_dataset_mnist = {
+    RX_KIND_DATASET, "mnist", "MNIST digits (LeCun et al. 1998), 28x28 gray, 10 classes; train 60,000 / test 10,000",
+    idx_params, &mnist_impl, NULL};
+const rx_component rx_comp_dataset_fashion_mnist = {
+    RX_KIND_DATASET, "fashion_mnist",
+    "Fashion-MNIST (Xiao et al. 2017), 28x28 gray, 10 clothing classes; train 60,000 / test 10,000",
+    idx_params, &fashion_impl, "fashion-mnist"};

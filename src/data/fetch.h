@@ -1,0 +1,31 @@
+/* fetch.h — getting the data sets onto disk (`make data`, `runexp data fetch NAME`).
+ *
+ * rx_data_fetch(name, dest_root) puts dataset `name`'s official files under
+ * dest_root/<name>/ (the layout the loaders search):
+ *   - when $RUNEXP_DATA_SRC is set: copied from $RUNEXP_DATA_SRC/<name>/ (a local mirror, e.g.
+ *     CI's shared data; taken as it is, no checksum: it need not be byte-identical to the
+ *     official archive);
+ *   - else fashion_mnist is copied from Debian's /usr/share/datasets/fashion-mnist/ when that
+ *     package is installed;
+ *   - else downloaded with libcurl from the official URL (or $RUNEXP_DATA_MIRROR/<file> when
+ *     set, any URL libcurl takes, file:// included) and checked against the official MD5.
+ * Files already present are kept. Every write goes to a temporary name and is renamed into
+ * place, so an interrupted fetch never leaves a half file under the real name.
+ * name "all" fetches every data set that has files (cifar10, mnist, fashion_mnist). */
+#ifndef RX_DATA_FETCH_H
+#define RX_DATA_FETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/status.h"
+
+rx_status rx_data_fetch(const char *name, const char *dest_root);
+
+/* Names rx_data_fetch knows, NULL-terminated. */
+extern const char *const rx_data_fetch_names[];
+
+/* MD5 (RFC 1321) of a buffer, and of a file as 32 lowercase hex digits + NUL. */
+void      rx_md5(const void *data, size_t n, uint8_t digest[16]);
+rx_status rx_md5_file(const char *path, char hex[33]);
+
+#endif

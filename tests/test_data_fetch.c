@@ -1,0 +1,144 @@
+/* rx_data_fetch and MD5. References: RFC 1321's test suite; the uncompressed MNIST md5 in
+ * ../shared/data/README.md; byte equality with the source for copies. The download path is
+ * exercised offline through file:// URLs ($RUNEXP_DATA_MIRROR): the shared MNIST files are
+ * re-compressed, so their md5 differs from the official one — a real checksum mismatch. */
+#include "testutil.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/params.h"
+#include "data/dataset.h"
+#include "data/fetch.h"
+
+static void hex(const uint8_t d[16], char out[33]) {
+    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+Test(data_fetch, md5_rfc1321_vectors) {
+    const char *in[7] = {"", "a", "abc", "message digest", "abcdefghijklmnopqrstuvwxyz",
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+                         "12345678901234567890123456789012345678901234567890123456789012345678901234567890"};
+    const char *want[7] = {"d41d8cd98f00b204e9800998ecf8427e", "0cc175b9c0f1b6a831c399e269772661",
+                           "900150983cd24fb0d6963f7d28e17f72", "f96b697d7cb7938d525a2f31aaf161d0",
+                           "c3fcd3d76192e4007dfb496cca67e13b", "d174ab98d277d9f5a5611c2c9f419d9f",
+                           "57edf4a22be3c955ac49da2e2107b67a"};
+    for (int k = 0; k < 7; k++) {
+        uint8_t d[16];
+        char h[33];
+        rx_md5(in[k], strlen(in[k]), d);
+        hex(d, h);
+        cr_expect_str_eq(h, want[k], "md5(\"%s\")", in[k]);
+    }
+}
+
+// README of ../shared/data: uncompressed train labels md5 a25bea73... (the original MNIST file).
+Test(data_fetch, md5_of_mnist_labels_matches_readme) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/mnist/train-labels-idx1-ubyte.gz", rx_test_data_src());
+    gzFile f = gzopen(path, "rb");
+    cr_assert(f, "%s", path);
+    static uint8_t buf[60008 + 16];
+    int n = gzread(f, buf, sizeof buf);
+    gzclose(f);
+    cr_assert_eq(n, 60008);
+    uint8_t d[16];
+    char h[33];
+    rx_md5(buf, (size_t)n, d);
+    hex(d, h);
+    cr_expect_str_eq(h, "a25bea736e30d166cdddb491f175f624");
+    // rx_md5_file agrees with rx_md5 on a file spanning several read chunks
+    char tmp[] = "/tmp/rx_md5_XXXXXX";
+    int fd = mkstemp(tmp);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, buf, (size_t)n), n);
+    close(fd);
+    char hf[33];
+    cr_assert_eq(rx_md5_file(tmp, hf), RX_OK);
+    cr_expect_str_eq(hf, h);
+    unlink(tmp);
+}
+
+static void rm_tree(const char *dir) {
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static const char *mnist_files[4] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+
+// Copy path: every file arrives byte-identical, the loader reads the result, a second fetch keeps them.
+Test(data_fetch, copy_from_data_src) {
+    char dest[] = "/tmp/rx_fetch_XXXXXX";
+    cr_assert(mkdtemp(dest));
+    cr_assert_eq(setenv("RUNEXP_DATA_SRC", rx_test_data_src(), 1), 0);
+    cr_assert_eq(rx_data_fetch("mnist", dest), RX_OK, "%s", rx_last_error());
+    for (int k = 0; k < 4; k++) {
+        char a[4300], b[4300], ha[33], hb[33];
+        snprintf(a, sizeof a, "%s/mnist/%s", rx_test_data_src(), mnist_files[k]);
+        snprintf(b, sizeof b, "%s/mnist/%s", dest, mnist_files[k]);
+        cr_assert_eq(rx_md5_file(a, ha), RX_OK);
+        cr_assert_eq(rx_md5_file(b, hb), RX_OK, "%s", rx_last_error());
+        cr_expect_str_eq(ha, hb, "%s", mnist_files[k]);
+    }
+    rx_params *p = NULL;
+    cr_assert_eq(rx_params_from_defaults("dataset/mnist", rx_comp_dataset_mnist.params, &p), RX_OK);
+    char root[64];
+    snprintf(root, sizeof root, "\"%s\"", dest);
+    cr_assert_eq(rx_params_set(p, "root", root), RX_OK);
+    rx_dataset *d = NULL;
+    cr_assert_eq(rx_dataset_load(&rx_comp_dataset_mnist, p, "test", &d), RX_OK, "%s", rx_last_error());
+    cr_expect(d->n == 10000 && d->labels[0] == 7);
+    rx_dataset_free(d);
+    rx_params_free(p);
+    cr_expect_eq(rx_data_fetch("mnist", dest), RX_OK, "%s", rx_last_error());  // already there
+    rm_tree(dest);
+}
+
+Test(data_fetch, fashion_mnist_from_debian_without_network) {
+    char dest[] = "/tmp/rx_fetch_XXXXXX";
+    cr_assert(mkdtemp(dest));
+    cr_assert_eq(unsetenv("RUNEXP_DATA_SRC"), 0);
+    cr_assert_eq(rx_data_fetch("fashion_mnist", dest), RX_OK, "%s", rx_last_error());
+    char path[4300];
+    snprintf(path, sizeof path, "%s/fashion_mnist/train-labels-idx1-ubyte.gz", dest);
+    struct stat sb;
+    cr_expect(stat(path, &sb) == 0 && sb.st_size > 1000, "%s", path);
+    rm_tree(dest);
+}
+
+Test(data_fetch, errors) {
+    char dest[] = "/tmp/rx_fetch_XXXXXX", empty[] = "/tmp/rx_fetch_src_XXXXXX";
+    cr_assert(mkdtemp(dest) && mkdtemp(empty));
+    cr_expect_eq(rx_data_fetch("imagenet", dest), RX_ERR_ARG);
+    cr_expect(strstr(rx_last_error(), "cifar10, mnist, fashion_mnist"), "%s", rx_last_error());
+    cr_assert_eq(setenv("RUNEXP_DATA_SRC", empty, 1), 0);
+    cr_expect_eq(rx_data_fetch("cifar10", dest), RX_ERR_IO);
+    cr_expect(strstr(rx_last_error(), "cifar-10-binary.tar.gz is not there"), "%s", rx_last_error());
+    rm_tree(dest), rm_tree(empty);
+}
+
+// Download path through libcurl with file:// URLs: a missing file is an I/O error; a file
+// whose md5 is not the official one is a checksum error and is not left behind.
+Test(data_fetch, download_checks_md5) {
+    char dest[] = "/tmp/rx_fetch_XXXXXX", mirror[] = "/tmp/rx_mirror_XXXXXX";
+    cr_assert(mkdtemp(dest) && mkdtemp(mirror));
+    cr_assert_eq(unsetenv("RUNEXP_DATA_SRC"), 0);
+    char url[128];
+    snprintf(url, sizeof url, "file://%s", mirror);
+    cr_assert_eq(setenv("RUNEXP_DATA_MIRROR", url, 1), 0);
+    cr_expect_eq(rx_data_fetch("mnist", dest), RX_ERR_IO);
+    cr_expect(strstr(rx_last_error(), "download") && strstr(rx_last_error(), "RUNEXP_DATA_SRC"), "%s", rx_last_error());
+    char cmd[8600];
+    snprintf(cmd, sizeof cmd, "cp '%s/mnist/%s' '%s/'", rx_test_data_src(), mnist_files[0], mirror);
+    cr_assert_eq(system(cmd), 0);
+    cr_expect_eq(rx_data_fetch("mnist", dest), RX_ERR_FORMAT);
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, "checksum mismatch") && strstr(msg, "f68b3c2dcbeaaa9fbdd348bbdeb94873"), "%s", msg);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/mnist/%s", dest, mnist_files[0]);
+    cr_expect(access(path, F_OK) != 0, "a file that failed its checksum was kept");
+    rm_tree(dest), rm_tree(mirror);
+}

@@ -1,0 +1,184 @@
+/* MNIST / Fashion-MNIST idx loader. References: the well-known first labels and pixel mean of
+ * MNIST (../shared/data/README.md; torchvision's Normalize((0.1307,), ...)), Fashion-MNIST's
+ * first train labels from its README (9 ankle boot, 0 T-shirt, 0, 3 dress), and small idx
+ * files written here byte by byte. */
+#include "testutil.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/params.h"
+#include "data/dataset.h"
+
+static rx_params *params_at(const rx_component *c, const char *root) {
+    rx_params *p = NULL;
+    cr_assert_eq(rx_params_from_defaults(c->name, c->params, &p), RX_OK, "%s", rx_last_error());
+    char text[4200];
+    snprintf(text, sizeof text, "\"%s\"", root);
+    cr_assert_eq(rx_params_set(p, "root", text), RX_OK, "%s", rx_last_error());
+    return p;
+}
+
+static rx_status try_load(const rx_component *c, const char *root, const char *split, rx_dataset **d) {
+    rx_params *p = params_at(c, root);
+    rx_status st = rx_dataset_load(c, p, split, d);
+    rx_params_free(p);
+    return st;
+}
+
+static rx_dataset *load(const rx_component *c, const char *root, const char *split) {
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(c, root, split, &d), RX_OK, "%s", rx_last_error());
+    return d;
+}
+
+Test(data_mnist, train_first_labels_and_mean) {
+    rx_dataset *d = load(&rx_comp_dataset_mnist, rx_test_data_src(), "train");
+    cr_assert_eq(d->n, 60000);
+    cr_assert(d->channels == 1 && d->height == 28 && d->width == 28);
+    const int want[5] = {5, 0, 4, 1, 9};
+    for (int i = 0; i < 5; i++) cr_expect_eq(d->labels[i], want[i], "label %d", i);
+    double s = 0;
+    size_t n = (size_t)d->n * 28 * 28;
+    for (size_t i = 0; i < n; i++) s += d->pixels[i];
+    double mean = s / (double)n / 255.0;
+    cr_expect(fabs(mean - 0.1307) < 1e-4, "pixel mean %.6f, want 0.1307", mean);
+    rx_dataset_free(d);
+}
+
+Test(data_mnist, test_first_labels) {
+    rx_dataset *d = load(&rx_comp_dataset_mnist, rx_test_data_src(), "test");
+    cr_assert_eq(d->n, 10000);
+    const int want[5] = {7, 2, 1, 0, 4};
+    for (int i = 0; i < 5; i++) cr_expect_eq(d->labels[i], want[i], "label %d", i);
+    rx_dataset_free(d);
+}
+
+// ../shared/data has no fashion_mnist/, so this is Debian's /usr/share/datasets/fashion-mnist/.
+Test(data_mnist, fashion_mnist_from_debian_package) {
+    rx_dataset *tr = load(&rx_comp_dataset_fashion_mnist, rx_test_data_src(), "train");
+    rx_dataset *te = load(&rx_comp_dataset_fashion_mnist, rx_test_data_src(), "test");
+    cr_expect_eq(tr->n, 60000);
+    cr_expect_eq(te->n, 10000);
+    const int want[4] = {9, 0, 0, 3};
+    for (int i = 0; i < 4; i++) cr_expect_eq(tr->labels[i], want[i], "label %d", i);
+    cr_expect_str_eq(tr->class_names[9], "Ankle boot");
+    rx_dataset_free(tr);
+    rx_dataset_free(te);
+}
+
+// --- small idx files written here ---------------------------------------------------
+
+static void put_be32(uint8_t *b, uint32_t v) { b[0] = v >> 24, b[1] = v >> 16, b[2] = v >> 8, b[3] = v; }
+
+static void write_bytes(const char *path, const void *buf, size_t n, int gz) {
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        cr_assert(f);
+        cr_assert_eq(gzwrite(f, buf, (unsigned)n), (int)n);
+        cr_assert_eq(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+        cr_assert(f);
+        cr_assert_eq(fwrite(buf, 1, n, f), n);
+        fclose(f);
+    }
+}
+
+// root/mnist/t10k-{images,labels}: n_img images of 4x5 with pixel (i,y,x) = 10i + 5y + x,
+// n_lab labels (i * 3) % 10; image magic as given.
+static void make_idx(const char *root, int n_img, int n_lab, uint32_t img_magic, int gz) {
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s/mnist", root);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    uint8_t img[16 + 64 * 20], lab[8 + 64];
+    put_be32(img, img_magic), put_be32(img + 4, n_img), put_be32(img + 8, 4), put_be32(img + 12, 5);
+    for (int i = 0; i < n_img; i++)
+        for (int k = 0; k < 20; k++) img[16 + i * 20 + k] = (uint8_t)(10 * i + k);
+    put_be32(lab, 0x801), put_be32(lab + 4, n_lab);
+    for (int i = 0; i < n_lab; i++) lab[8 + i] = (uint8_t)((i * 3) % 10);
+    snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte%s", dir, gz ? ".gz" : "");
+    write_bytes(path, img, 16 + (size_t)n_img * 20, gz);
+    snprintf(path, sizeof path, "%s/t10k-labels-idx1-ubyte%s", dir, gz ? ".gz" : "");
+    write_bytes(path, lab, 8 + (size_t)n_lab, gz);
+}
+
+static void rm_tree(const char *dir) {
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static void small_round_trip(int gz) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX";
+    cr_assert(mkdtemp(tmp));
+    make_idx(tmp, 7, 7, 0x803, gz);
+    rx_dataset *d = load(&rx_comp_dataset_mnist, tmp, "test");
+    cr_assert(d->n == 7 && d->channels == 1 && d->height == 4 && d->width == 5);
+    for (int i = 0; i < 7; i++) {
+        cr_expect_eq(d->labels[i], (i * 3) % 10);
+        for (int k = 0; k < 20; k++) cr_expect_eq(d->pixels[i * 20 + k], 10 * i + k);
+    }
+    rx_dataset_free(d);
+    rm_tree(tmp);
+}
+
+Test(data_mnist, plain_idx_round_trip) { small_round_trip(0); }
+Test(data_mnist, gzipped_idx_round_trip) { small_round_trip(1); }
+
+Test(data_mnist, wrong_magic_is_format_error) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX";
+    cr_assert(mkdtemp(tmp));
+    make_idx(tmp, 3, 3, 0x801, 1);  // a label magic on the image file
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(&rx_comp_dataset_mnist, tmp, "test", &d), RX_ERR_FORMAT);
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, "idx magic 0x00000801, expected 0x00000803"), "%s", msg);
+    cr_expect(strstr(msg, "t10k-images-idx3-ubyte.gz"), "%s", msg);
+    cr_expect_null(d);
+    rm_tree(tmp);
+}
+
+Test(data_mnist, count_mismatch_is_format_error) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX";
+    cr_assert(mkdtemp(tmp));
+    make_idx(tmp, 3, 2, 0x803, 0);
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(&rx_comp_dataset_mnist, tmp, "test", &d), RX_ERR_FORMAT);
+    cr_expect(strstr(rx_last_error(), "record count mismatch"), "%s", rx_last_error());
+    rm_tree(tmp);
+}
+
+// The first 100 kB of the real gzipped train images: the stream ends inside the pixels.
+Test(data_mnist, truncated_gzip_is_format_error) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX";
+    cr_assert(mkdtemp(tmp));
+    char dir[4200], src[4200], dst[4400];
+    snprintf(dir, sizeof dir, "%s/mnist", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    const char *names[2] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(src, sizeof src, "%s/mnist/%s", rx_test_data_src(), names[k]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, names[k]);
+        long n = 0;
+        char *buf = rx_test_read_file(src, &n);
+        cr_assert(buf, "%s", src);
+        write_bytes(dst, buf, k == 0 ? 100000 : (size_t)n, 0);
+        free(buf);
+    }
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(&rx_comp_dataset_mnist, tmp, "train", &d), RX_ERR_FORMAT);
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, "truncated") && strstr(msg, "train-images-idx3-ubyte.gz"), "%s", msg);
+    rm_tree(tmp);
+}
+
+Test(data_mnist, missing_lists_places_and_command) {
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(&rx_comp_dataset_mnist, "/nonexistent/rx", "train", &d), RX_ERR_IO);
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, "/nonexistent/rx/mnist/train-images-idx3-ubyte"), "%s", msg);
+    cr_expect(strstr(msg, "/nonexistent/rx/MNIST/raw"), "%s", msg);
+    cr_expect(strstr(msg, "runexp data fetch mnist"), "%s", msg);
+}
