@@ -40,7 +40,7 @@ ifeq ($(CUDA),1)
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CFLAGS   += -DRX_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcudnn -lcublas -lcudart -lstdc++
-NVFLAGS  ?= -O3 -std=c++17 -Isrc -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+NVFLAGS  ?= -O3 -std=c++17 -Isrc -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Wno-missing-field-initializers \
             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
             -gencode arch=compute_90,code=compute_90 -DRX_HAVE_CUDA=1
 endif

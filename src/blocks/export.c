@@ -1,0 +1,114 @@
+/* export.c — a model's weights in diffusers' layout, both ways. Our parameter names are diffusers'
+ * state-dict keys, so export is the parameters as they are plus config.json; a model whose layout
+ * differs (the DiT's shared embedder, copied into every diffusers block) maps keys with its
+ * diffusers_key hook. */
+#include "model.h"
+#include "io/fsutil.h"
+#include "io/safetensors.h"
+#include <stdio.h>
+#include <string.h>
+
+#define KEY_MAX 400
+
+/* key number `copy` of parameter i; 0 when there is none */
+static int param_key(const rx_model *m, int i, int copy, char *buf, size_t n) {
+    if (m->impl->diffusers_key) return m->impl->diffusers_key(m, i, copy, buf, n);
+    if (copy > 0) return 0;
+    snprintf(buf, n, "%s", m->params.t[i]->name);
+    return 1;
+}
+
+rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *dir) {
+    if (!m->impl->diffusers_config)
+        return rx_fail(RX_ERR_ARG, "export: model '%s' has no diffusers counterpart", m->arch);
+    RX_TRY(rx_fs_mkdir_p(dir));
+    int64_t total = rx_model_param_count(m);
+    float *host = malloc((size_t)(total ? total : 1) * sizeof *host);
+    if (!host) return rx_fail(RX_ERR_OOM, "export: out of memory");
+    rx_st_writer *w = NULL;
+    rx_status s = rx_st_writer_create(&w);
+    int64_t off = 0;
+    char key[KEY_MAX];
+    for (int i = 0; i < m->params.n && !s; i++) {
+        const rx_tensor *t = m->params.t[i];
+        s = rx_tensor_to_host(c, t, host + off);
+        for (int k = 0; !s && param_key(m, i, k, key, sizeof key); k++)   /* copies share the host data */
+            s = rx_st_writer_add_f32(w, key, t->ndim, t->shape, host + off);
+        off += t->numel;
+    }
+    if (!s) s = rx_st_writer_set_metadata(w, "format", "pt");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    if (!s) s = rx_st_writer_write(w, path);
+    rx_st_writer_free(w);
+    free(host);
+    char *json = s ? NULL : m->impl->diffusers_config(m);
+    if (!s && !json) s = rx_fail(RX_ERR_OOM, "export: cannot make config.json");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!s) s = rx_fs_write_atomic(path, json, strlen(json));
+    free(json);
+    return s;
+}
+
+/* all keys and shapes present, no strangers, copies equal; then copy key 0 of each parameter */
+static rx_status import_checked(rx_ctx *c, rx_model *m, const rx_st_file *f, const char *path, float *host, float *copy) {
+    char key[KEY_MAX];
+    int expected = 0;
+    for (int i = 0; i < m->params.n; i++) {
+        const rx_tensor *t = m->params.t[i];
+        for (int k = 0; param_key(m, i, k, key, sizeof key); k++) {
+            expected++;
+            if (!rx_st_find(f, key))
+                return rx_fail(RX_ERR_FORMAT, "%s: no tensor '%s' (model '%s' parameter %s)", path, key, m->arch, t->name);
+            RX_TRY(rx_st_check_shape(f, key, t->ndim, t->shape));
+        }
+    }
+    if (rx_st_count(f) != expected) {
+        for (int j = 0; j < rx_st_count(f); j++) {   /* name one stranger */
+            const char *name = rx_st_tensor_at(f, j)->name;
+            int known = 0;
+            for (int i = 0; i < m->params.n && !known; i++)
+                for (int k = 0; !known && param_key(m, i, k, key, sizeof key); k++) known = !strcmp(key, name);
+            if (!known)
+                return rx_fail(RX_ERR_FORMAT, "%s: %d tensors, model '%s' expects %d; e.g. '%s' is not one of its keys",
+                               path, rx_st_count(f), m->arch, expected, name);
+        }
+        return rx_fail(RX_ERR_FORMAT, "%s: %d tensors, model '%s' expects %d", path, rx_st_count(f), m->arch, expected);
+    }
+    int64_t off = 0;
+    for (int i = 0; i < m->params.n; i++) {
+        const rx_tensor *t = m->params.t[i];
+        param_key(m, i, 0, key, sizeof key);
+        RX_TRY(rx_st_read_f32(f, key, host + off, t->numel));
+        char first[KEY_MAX];
+        snprintf(first, sizeof first, "%s", key);
+        for (int k = 1; param_key(m, i, k, key, sizeof key); k++) {
+            RX_TRY(rx_st_read_f32(f, key, copy, t->numel));
+            if (memcmp(copy, host + off, (size_t)t->numel * sizeof *copy))
+                return rx_fail(RX_ERR_FORMAT, "%s: '%s' differs from '%s'; model '%s' shares one set of these weights",
+                               path, key, first, m->arch);
+        }
+        off += t->numel;
+    }
+    off = 0;
+    for (int i = 0; i < m->params.n; i++) {
+        RX_TRY(rx_tensor_from_host(c, m->params.t[i], host + off));
+        off += m->params.t[i]->numel;
+    }
+    return RX_OK;
+}
+
+rx_status rx_model_import_diffusers(rx_ctx *c, rx_model *m, const char *path) {
+    rx_st_file *f = NULL;
+    RX_TRY(rx_st_open(path, &f));
+    int64_t total = rx_model_param_count(m), largest = 1;
+    for (int i = 0; i < m->params.n; i++)
+        if (m->params.t[i]->numel > largest) largest = m->params.t[i]->numel;
+    float *host = malloc((size_t)(total ? total : 1) * sizeof *host), *copy = malloc((size_t)largest * sizeof *copy);
+    rx_status s = host && copy ? import_checked(c, m, f, path, host, copy)
+                               : rx_fail(RX_ERR_OOM, "import %s: out of memory", path);
+    free(host);
+    free(copy);
+    rx_st_close(f);
+    return s;
+}

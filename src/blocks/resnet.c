@@ -1,0 +1,72 @@
+#include "resnet.h"
+
+rx_status rx_resnet_build(rx_builder *b, const char *name, int cin, int cout, int temb_ch, int groups, float eps,
+                          float dropout, rx_resnet_block *r) {
+    rx_builder_push(b, "%s", name);
+    r->dropout = dropout;
+    r->has_shortcut = cin != cout;
+    rx_status s = rx_build_group_norm(b, "norm1", groups, cin, eps, &r->norm1);
+    if (!s) s = rx_build_conv(b, "conv1", cin, cout, 3, 1, 1, &r->conv1);
+    if (!s && temb_ch > 0) s = rx_build_linear(b, "time_emb_proj", temb_ch, cout, 1, &r->time_emb_proj);
+    if (!s) s = rx_build_group_norm(b, "norm2", groups, cout, eps, &r->norm2);
+    if (!s) s = rx_build_conv(b, "conv2", cout, cout, 3, 1, 1, &r->conv2);
+    if (!s && r->has_shortcut) s = rx_build_conv(b, "conv_shortcut", cin, cout, 1, 1, 0, &r->conv_shortcut);
+    rx_builder_pop(b);
+    return s;
+}
+
+rx_tensor *rx_resnet_forward(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, rx_tensor *temb_act) {
+    rx_tensor *h = rx_conv_fwd(c, &r->conv1, rx_silu(c, rx_group_norm_fwd(c, &r->norm1, x)));
+    if (temb_act && r->time_emb_proj.w) {
+        rx_tensor *e = rx_linear_fwd(c, &r->time_emb_proj, temb_act);             /* [B,cout]     */
+        if (e) e = rx_reshape(c, e, RX_SHAPE(e->shape[0], e->shape[1], 1, 1));    /* [B,cout,1,1] */
+        h = rx_add(c, h, e);
+    }
+    h = rx_silu(c, rx_group_norm_fwd(c, &r->norm2, h));
+    h = rx_conv_fwd(c, &r->conv2, rx_dropout(c, h, r->dropout));
+    rx_tensor *skip = r->has_shortcut ? rx_conv_fwd(c, &r->conv_shortcut, x) : x;
+    return rx_add(c, skip, h);
+}
+
+rx_status rx_attn_block_build(rx_builder *b, const char *name, int channels, int dim_head, int groups, float eps,
+                              rx_attn_block *a) {
+    if (dim_head <= 0 || channels % dim_head)
+        return rx_fail(RX_ERR_CONFIG, "%s.%s: %d channels are not a whole number of heads of attention_head_dim %d",
+                       b->prefix, name, channels, dim_head);
+    rx_builder_push(b, "%s", name);
+    a->heads = channels / dim_head;
+    a->dim_head = dim_head;
+    int inner = a->heads * dim_head;
+    rx_status s = rx_build_group_norm(b, "group_norm", groups, channels, eps, &a->group_norm);
+    if (!s) s = rx_build_linear(b, "to_q", channels, inner, 1, &a->to_q);
+    if (!s) s = rx_build_linear(b, "to_k", channels, inner, 1, &a->to_k);
+    if (!s) s = rx_build_linear(b, "to_v", channels, inner, 1, &a->to_v);
+    if (!s) s = rx_build_linear(b, "to_out.0", inner, channels, 1, &a->to_out);
+    rx_builder_pop(b);
+    return s;
+}
+
+rx_tensor *rx_split_heads(rx_ctx *c, rx_tensor *x, int heads) {   /* [B,N,H*D] -> [B,H,N,D] */
+    if (!x) return NULL;
+    int64_t B = x->shape[0], N = x->shape[1], D = x->shape[2] / heads;
+    return rx_permute(c, rx_reshape(c, x, RX_SHAPE(B, N, heads, D)), (const int[]){0, 2, 1, 3});
+}
+
+rx_tensor *rx_merge_heads(rx_ctx *c, rx_tensor *x) {              /* [B,H,N,D] -> [B,N,H*D] */
+    if (!x) return NULL;
+    int64_t B = x->shape[0], H = x->shape[1], N = x->shape[2], D = x->shape[3];
+    return rx_reshape(c, rx_permute(c, x, (const int[]){0, 2, 1, 3}), RX_SHAPE(B, N, H * D));
+}
+
+rx_tensor *rx_attn_block_forward(rx_ctx *c, const rx_attn_block *a, rx_tensor *x) {
+    if (!x) return NULL;
+    int64_t B = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    rx_tensor *h = rx_group_norm_fwd(c, &a->group_norm, x);
+    h = rx_permute(c, rx_reshape(c, h, RX_SHAPE(B, C, H * W)), (const int[]){0, 2, 1});   /* [B,HW,C] */
+    rx_tensor *q = rx_split_heads(c, rx_linear_fwd(c, &a->to_q, h), a->heads);
+    rx_tensor *k = rx_split_heads(c, rx_linear_fwd(c, &a->to_k, h), a->heads);
+    rx_tensor *v = rx_split_heads(c, rx_linear_fwd(c, &a->to_v, h), a->heads);
+    rx_tensor *o = rx_linear_fwd(c, &a->to_out, rx_merge_heads(c, rx_attention(c, q, k, v, 0.0f)));  /* [B,HW,C] */
+    o = rx_reshape(c, rx_permute(c, o, (const int[]){0, 2, 1}), RX_SHAPE(B, C, H, W));
+    return rx_add(c, o, x);
+}

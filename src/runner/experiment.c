@@ -1,0 +1,117 @@
+/* experiment.c — from a resolved config to live components. */
+#include "experiment.h"
+#include "checkpoint.h"
+#include "autograd/optim.h"
+#include "kernels/cuda_backend.h"
+#include <omp.h>
+#include <string.h>
+
+static rx_status section(const rx_config *cfg, const char *path, rx_section_ref *out) {
+    return rx_config_section_params(cfg, path, &out->comp, &out->params);
+}
+
+/* a stage's parameters, or NULL when the stage is disabled (`train: null`) */
+static const rx_params *stage_params(const rx_config *cfg, const char *path) {
+    const rx_params *p = NULL;
+    if (rx_config_section_params(cfg, path, NULL, &p) != RX_OK) { rx_clear_error(); return NULL; }
+    return p;
+}
+
+static const char *const train_sections[] = {"seed", "init", "dataset", "transforms", "model", "schedule",
+                                             "objective", "optimizer", "lr_schedule", "train"};
+static const char *const sample_sections[] = {"seed", "init", "dataset", "transforms", "model", "schedule",
+                                              "objective", "optimizer", "lr_schedule", "train",
+                                              "sampler", "guidance", "sample"};
+static const char *const eval_sections[] = {"seed", "init", "dataset", "transforms", "model", "schedule",
+                                            "objective", "optimizer", "lr_schedule", "train",
+                                            "sampler", "guidance", "sample", "eval"};
+#define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
+
+static rx_status choose_backend(rx_experiment *ex, const char *want, int device_id, int tf32, int deterministic,
+                                rx_run_options const *opt) {
+    const rx_backend *be = rx_backend_cpu();
+    void *state = NULL;
+    ex->backend_name = "cpu";
+    ex->device_name = "CPU";
+    if (strcmp(want, "cpu") != 0) {
+        rx_status s = rx_cuda_open(device_id, tf32, deterministic, &be, &state, &ex->device_name);
+        if (s != RX_OK) {
+            if (strcmp(want, "cuda") == 0)
+                return rx_fail(RX_ERR_CONFIG, "backend: cuda requested but no CUDA device is usable: %s", rx_last_error());
+            be = rx_backend_cpu();
+            state = NULL;
+            ex->device_name = "CPU";
+            if (!opt->quiet) fprintf(stderr, "backend auto: no CUDA device (%s); using the CPU\n", rx_last_error());
+        } else {
+            ex->backend_name = "cuda";
+        }
+    }
+    return rx_ctx_create(be, state, 0, &ex->ctx);
+}
+
+rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt) {
+    memset(ex, 0, sizeof *ex);
+    ex->cfg = cfg;
+    ex->smoke = opt->smoke;
+    RX_TRY(section(cfg, "", &ex->top));
+    const rx_params *top = ex->top.params;
+    ex->name = rx_param_str(top, "experiment");
+    ex->seed = (uint64_t)rx_param_int(top, "seed");
+    RX_TRY(rx_config_hash(cfg->root, ex->hash));
+    RX_TRY(rx_config_hash_sections(cfg->root, train_sections, COUNT(train_sections), ex->train_hash));
+    RX_TRY(rx_config_hash_sections(cfg->root, sample_sections, COUNT(sample_sections), ex->sample_hash));
+    RX_TRY(rx_config_hash_sections(cfg->root, eval_sections, COUNT(eval_sections), ex->eval_hash));
+    RX_TRY(section(cfg, "dataset", &ex->dataset));
+    RX_TRY(section(cfg, "model", &ex->model_sec));
+    RX_TRY(section(cfg, "schedule", &ex->schedule_sec));
+    RX_TRY(section(cfg, "objective", &ex->objective));
+    RX_TRY(section(cfg, "optimizer", &ex->optimizer));
+    RX_TRY(section(cfg, "lr_schedule", &ex->lr_schedule));
+    RX_TRY(section(cfg, "sampler", &ex->sampler));
+    RX_TRY(section(cfg, "guidance", &ex->guidance));
+    ex->train = stage_params(cfg, "train");
+    ex->sample = stage_params(cfg, "sample");
+    ex->eval = stage_params(cfg, "eval");
+    ex->n_transforms = rx_config_section_count(cfg, "transforms");
+    if (ex->n_transforms > 16) return rx_fail(RX_ERR_CONFIG, "transforms: at most 16");
+    for (int i = 0; i < ex->n_transforms; i++)
+        RX_TRY(rx_config_section_item_params(cfg, "transforms", i, &ex->transforms[i].comp, &ex->transforms[i].params));
+
+    int threads = (int)rx_param_int(top, "threads");
+    if (threads > 0) omp_set_num_threads(threads);
+    RX_TRY(choose_backend(ex, opt->backend ? opt->backend : rx_param_str(top, "backend"), (int)rx_param_int(top, "device_id"),
+                          rx_param_bool(top, "tf32"), rx_param_bool(top, "deterministic"), opt));
+    ex->ctx->seed = ex->seed;
+
+    RX_TRY(rx_model_create(ex->ctx, ex->model_sec.comp, ex->model_sec.params, ex->seed, &ex->model));
+    ex->data_c = ex->model->in_channels;
+    ex->data_h = ex->data_w = ex->model->sample_size;
+    const char *init = rx_param_is_null(top, "init") ? NULL : rx_param_str(top, "init");
+    if (init) RX_TRY(rx_ckpt_load_weights(ex->ctx, init, &ex->model->params, 1));
+
+    const rx_schedule_impl *sched = ex->schedule_sec.comp->impl;
+    RX_TRY(sched->build(ex->schedule_sec.params, &ex->schedule));
+    const rx_objective_impl *obj = ex->objective.comp->impl;
+    ex->classify = obj == NULL;   /* the classify objective */
+    if (ex->classify != (ex->model->impl->features != NULL))
+        return rx_fail(RX_ERR_CONFIG, ex->classify ? "objective: classify trains a classifier model (resnet_classifier), not %s"
+                                                   : "objective: %s trains denoisers; a classifier model needs objective: classify",
+                       ex->classify ? ex->model_sec.comp->name : ex->objective.comp->name);
+    if (obj) ex->prediction_type = obj->prediction_type(ex->objective.params);
+
+    if (ex->train && rx_param_float(ex->train, "ema_decay") > 0) RX_TRY(rx_ema_create(ex->ctx, &ex->model->params, &ex->ema));
+    return RX_OK;
+}
+
+void rx_experiment_free(rx_experiment *ex) {
+    rx_model_destroy(ex->model);
+    rx_paramset_free(&ex->ema);
+    rx_schedule_free(&ex->schedule);
+    if (ex->ctx) {
+        void *state = ex->ctx->be_state;
+        int cuda = ex->ctx->be->device == RX_DEV_CUDA;
+        rx_ctx_destroy(ex->ctx);
+        if (cuda) rx_cuda_close(state);
+    }
+    memset(ex, 0, sizeof *ex);
+}

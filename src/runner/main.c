@@ -1,0 +1,91 @@
+/* main.c — the runexp command line. The only place that prints errors and exits.
+ *
+ *   runexp FILE [--set k=v]... [--sweep k=v1,v2,...]... [--backend cpu|cuda|auto] [--force] [--smoke]
+ *   runexp check FILE [--set k=v]...
+ *   runexp list [KIND] [--markdown]
+ *   runexp --resume RUN_DIR
+ *   runexp export CHECKPOINT --to diffusers DIR [--config RUN_DIR/config.yaml]
+ *   runexp data fetch NAME|--all [--dest DIR]
+ *
+ * Exit status: 0 success; 2 bad config, arguments or input files (nothing run, nothing
+ * written); 1 a run that failed (run.json says why); 130 interrupted by SIGINT/SIGTERM.
+ * The last line a run prints on stdout is its run (or sweep) directory. */
+#include "runner/runner.h"
+#include "registry/registry.h"
+#include <signal.h>
+#include <string.h>
+
+#define RUNEXP_VERSION "0.1.0"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "runexp " RUNEXP_VERSION " — config-driven diffusion-model experiments\n\n"
+        "usage:\n"
+        "  runexp FILE [--set k=v]... [--sweep k=v1,v2,...]... [--backend cpu|cuda|auto] [--force] [--smoke]\n"
+        "                                  run an experiment (train -> sample -> eval)\n"
+        "  runexp check FILE [--set k=v]...   validate; print the resolved config and parameter counts\n"
+        "  runexp list [KIND] [--markdown]    registered components (kinds: datasets, models, samplers, ...)\n"
+        "  runexp --resume RUN_DIR            continue an interrupted run exactly\n"
+        "  runexp export CHECKPOINT --to diffusers DIR   write diffusers weights + config.json\n"
+        "  runexp data fetch NAME|--all       copy ($RUNEXP_DATA_SRC) or download a data set into data/\n"
+        "  runexp --help | --version\n\n"
+        "exit status: 0 ok, 1 run failed, 2 bad config/arguments/input, 130 interrupted\n");
+}
+
+static void on_signal(int sig) {
+    if (rx_interrupt_requested) _exit(130);   /* second Ctrl-C: stop now */
+    rx_interrupt_requested = sig;
+}
+
+static int exit_code(rx_status s) {
+    switch (s) {
+    case RX_OK: return 0;
+    case RX_ERR_INTERRUPTED: return 130;
+    default: return 1;
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(stdout); return 0; }
+    if (!strcmp(argv[1], "--version")) { printf("runexp %s\n", RUNEXP_VERSION); return 0; }
+
+    if (!strcmp(argv[1], "list")) {
+        int kind = -1, markdown = 0;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--markdown")) markdown = 1;
+            else if ((kind = rx_kind_from_name(argv[i])) < 0) {
+                fprintf(stderr, "runexp list: unknown kind '%s'\n", argv[i]);
+                return 2;
+            }
+        }
+        return rx_registry_list(stdout, kind, markdown) == RX_OK ? 0 : 1;
+    }
+
+    rx_cli cli = {0};
+    rx_status s = rx_cli_parse(argc, argv, &cli);
+    if (s) { fprintf(stderr, "runexp: %s\n(see runexp --help)\n", rx_last_error()); return 2; }
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    char out_dir[1200] = {0};
+    int config_error = 0;
+    switch (cli.command) {
+    case RX_CMD_CHECK: s = rx_cmd_check(&cli, &config_error); break;
+    case RX_CMD_RUN: s = rx_cmd_run(&cli, out_dir, sizeof out_dir, &config_error); break;
+    case RX_CMD_RESUME: s = rx_cmd_resume(&cli, out_dir, sizeof out_dir, &config_error); break;
+    case RX_CMD_EXPORT: s = rx_cmd_export(&cli, &config_error); break;
+    case RX_CMD_DATA_FETCH: s = rx_cmd_data_fetch(&cli, &config_error); break;
+    }
+    rx_cli_free(&cli);
+    if (s) {
+        if (*rx_last_error()) fprintf(stderr, "runexp: %s\n", rx_last_error());
+        if (out_dir[0]) printf("%s\n", out_dir);
+        return config_error ? 2 : exit_code(s);
+    }
+    if (out_dir[0]) printf("%s\n", out_dir);
+    return 0;
+}

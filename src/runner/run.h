@@ -1,0 +1,51 @@
+/* run.h — a run's result directory and its records.
+ *
+ *   results/<experiment>/<NNNN>-<hash8>/
+ *     config.yaml  run.json  metrics.jsonl  eval.json  log.txt  samples/  checkpoints/
+ *   results/<experiment>/index.csv   one row per run (under a file lock)
+ *   results/<experiment>/latest      symlink to the newest run
+ *
+ * run.json is rewritten atomically at every status change, so a crash leaves the last
+ * status on disk ("running" then means killed; --resume continues it). */
+#ifndef RX_RUN_H
+#define RX_RUN_H
+
+#include <stdio.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "core/status.h"
+
+typedef struct rx_run {
+    char dir[1024];          /* results/<exp>/<NNNN>-<hash8> */
+    char exp_dir[1024];      /* results/<exp>                */
+    char id[64];             /* NNNN-<hash8>                 */
+    char experiment[128];
+    char config_hash[17];
+    json_t *record;          /* run.json content             */
+    FILE *log;               /* log.txt                      */
+    FILE *metrics;           /* metrics.jsonl                */
+    int quiet;               /* no progress on stderr        */
+    double t_start;
+} rx_run;
+
+double    rx_now(void);      /* wall clock seconds */
+/* Allocate a new run directory under results_root/<experiment>/ and open its records. */
+rx_status rx_run_create(rx_run *r, const char *results_root, const char *experiment, const char *config_hash);
+/* Reopen an existing run directory (resume). */
+rx_status rx_run_open(rx_run *r, const char *dir);
+/* status: running | done | failed | interrupted; error may be NULL */
+rx_status rx_run_set_status(rx_run *r, const char *status, const char *error);
+rx_status rx_run_save_record(rx_run *r);
+void      rx_run_set(rx_run *r, const char *key, json_t *value);            /* steals value */
+void      rx_run_stage_time(rx_run *r, const char *stage, double seconds);
+/* log line to log.txt (always) and stderr (unless quiet) */
+void      rx_run_log(rx_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+rx_status rx_run_metrics(rx_run *r, json_t *row);                          /* one line of metrics.jsonl; steals row */
+/* index.csv row + latest symlink */
+rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv);
+void      rx_run_close(rx_run *r);
+
+/* git commit of the working directory and whether it is dirty ("unknown" outside git) */
+void      rx_git_state(char *commit, size_t n, int *dirty);
+
+#endif

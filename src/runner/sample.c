@@ -1,0 +1,180 @@
+/* sample.c — the sample stage: the trained (EMA) network through a guided sampler.
+ *
+ * The diffusion layer sees the network as a host-array callback (diffusion.h); here that
+ * callback uploads x and t, runs the model's forward with grad off and downloads the
+ * output. Image i's noise is keyed by (seed, i, step), so samples do not depend on the
+ * batch size. Output: samples/grid.png (class-conditional: one row per class) and
+ * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads. */
+#include "experiment.h"
+#include "checkpoint.h"
+#include "io/png.h"
+#include "io/safetensors.h"
+#include <math.h>
+#include <string.h>
+
+typedef struct model_fn_ctx {
+    rx_experiment *ex;
+    int C, H, W;
+    float *tmp;          /* [n, out_channels*H*W] when the model also predicts a variance (learn_sigma) */
+    int tmp_cap;
+} model_fn_ctx;
+
+static rx_status model_denoise(void *vctx, int n, const float *x, const float *t, const int32_t *labels, float *out) {
+    model_fn_ctx *mc = vctx;
+    rx_experiment *ex = mc->ex;
+    rx_ctx *c = ex->ctx;
+    rx_model *m = ex->model;
+    int64_t d = (int64_t)mc->C * mc->H * mc->W;
+    rx_tensor *X = rx_from_host(c, RX_SHAPE(n, mc->C, mc->H, mc->W), x);
+    rx_tensor *T = rx_from_host(c, RX_SHAPE(n), t);
+    rx_tensor *L = NULL;
+    if (m->num_classes > 0 && labels) {
+        L = rx_empty(c, RX_SHAPE(n));
+        if (L) {
+            float *lf = malloc(n * sizeof *lf);
+            if (!lf) return rx_fail(RX_ERR_OOM, "sample: out of memory");
+            for (int i = 0; i < n; i++) lf[i] = (float)labels[i];
+            rx_status s = rx_tensor_from_host(c, L, lf);
+            free(lf);
+            RX_TRY(s);
+        }
+    }
+    rx_tensor *Y = m->impl->forward(c, m, X, T, L);
+    if (Y && m->learn_sigma) Y = rx_slice(c, Y, 1, 0, mc->C);    /* the eps half */
+    rx_status s = Y ? rx_tensor_to_host(c, Y, out) : rx_ctx_status(c);
+    if (Y && Y->numel != n * d) s = rx_fail(RX_ERR_SHAPE, "sample: model output %s for %d images of %lld values", RX_SHAPE_STR(Y), n, (long long)d);
+    rx_step_end(c);
+    return s;
+}
+
+/* labels for image i: the config's list (cycled), or one row per class: i / cols mod K */
+static int32_t label_of(const rx_experiment *ex, int64_t i, int cols) {
+    int K = ex->model->num_classes;
+    if (K <= 0) return 0;
+    int n;
+    const int64_t *list = rx_param_is_null(ex->sample, "class_labels") ? NULL : rx_param_int_list(ex->sample, "class_labels", &n);
+    if (list && n > 0) return (int32_t)list[i % n];
+    return (int32_t)((i / cols) % K);
+}
+
+static void grid_shape(const rx_experiment *ex, int num_images, int *rows, int *cols) {
+    int K = ex->model->num_classes;
+    int r = (int)rx_param_int(ex->sample, "grid_rows");
+    if (r <= 0) r = K > 0 ? K : (int)ceil(sqrt((double)num_images));
+    if (r > num_images) r = num_images;
+    *rows = r;
+    *cols = (num_images + r - 1) / r;
+}
+
+/* ---- generator: the model behind guidance behind a sampler, reusable by eval ---- */
+
+rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
+    memset(g, 0, sizeof *g);
+    g->ex = ex;
+    rx_model *m = ex->model;
+    model_fn_ctx *mc = calloc(1, sizeof *mc);
+    if (!mc) return rx_fail(RX_ERR_OOM, "sample: out of memory");
+    *mc = (model_fn_ctx){ex, m->in_channels, m->sample_size, m->sample_size, NULL, 0};
+    g->model_ctx = mc;
+    g->d = (int64_t)m->in_channels * m->sample_size * m->sample_size;
+    rx_status s = rx_guided_init(&g->guided, ex->guidance.comp->impl, ex->guidance.params, model_denoise, mc, (int)g->d,
+                                 m->num_classes, &ex->schedule);
+    /* sample with the EMA weights when asked: swap them in, swap back on close */
+    g->use_ema = ex->sample ? rx_param_bool(ex->sample, "use_ema") && ex->ema.n > 0 : ex->ema.n > 0;
+    if (!s && g->use_ema) {
+        g->saved = malloc((size_t)rx_model_param_count(m) * sizeof *g->saved);
+        if (!g->saved) s = rx_fail(RX_ERR_OOM, "sample: out of memory");
+        int64_t off = 0;
+        for (int i = 0; i < m->params.n && !s; i++) {
+            s = rx_tensor_to_host(ex->ctx, m->params.t[i], g->saved + off);
+            if (!s) s = rx_tensor_copy(ex->ctx, m->params.t[i], ex->ema.t[i]);
+            off += m->params.t[i]->numel;
+        }
+    }
+    g->grad_was = ex->ctx->grad_enabled;
+    g->training_was = ex->ctx->training;
+    rx_set_grad_enabled(ex->ctx, 0);
+    ex->ctx->training = 0;
+    return s;
+}
+
+rx_status rx_generate(rx_generator *g, const int64_t *image_index, int n, const int32_t *labels, float *x) {
+    rx_experiment *ex = g->ex;
+    const rx_sampler_impl *sampler = ex->sampler.comp->impl;
+    return sampler->run(ex->sampler.params, &ex->schedule, ex->prediction_type, rx_guided_denoise, &g->guided, n,
+                        (int)g->d, ex->model->num_classes > 0 ? labels : NULL, image_index, ex->seed, x);
+}
+
+rx_status rx_generator_close(rx_generator *g) {
+    rx_experiment *ex = g->ex;
+    rx_status s = RX_OK;
+    if (!ex) return RX_OK;
+    if (g->saved) {   /* restore the raw weights */
+        rx_model *m = ex->model;
+        int64_t off = 0;
+        for (int i = 0; i < m->params.n; i++) {
+            rx_status s2 = rx_tensor_from_host(ex->ctx, m->params.t[i], g->saved + off);
+            if (!s) s = s2;
+            off += m->params.t[i]->numel;
+        }
+        free(g->saved);
+    }
+    rx_guided_free(&g->guided);
+    free(g->model_ctx);
+    rx_set_grad_enabled(ex->ctx, g->grad_was);
+    ex->ctx->training = g->training_was;
+    memset(g, 0, sizeof *g);
+    return s;
+}
+
+rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
+    double t0 = rx_now();
+    rx_model *m = ex->model;
+    int N = (int)rx_param_int(ex->sample, "num_images");
+    int B = (int)rx_param_int(ex->sample, "batch_size");
+    if (ex->smoke) { N = N < 4 ? N : 4; B = N; }
+    int C = m->in_channels, H = m->sample_size, W = m->sample_size;
+    int64_t d = (int64_t)C * H * W;
+    int rows, cols;
+    grid_shape(ex, N, &rows, &cols);
+
+    float *x = malloc((size_t)N * d * sizeof *x);
+    int32_t *labels = malloc((size_t)N * sizeof *labels);
+    int64_t *index = malloc((size_t)N * sizeof *index);
+    uint8_t *u8 = malloc((size_t)N * d);
+    rx_status s = (x && labels && index && u8) ? RX_OK : rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", N);
+    for (int i = 0; i < N && !s; i++) { labels[i] = label_of(ex, i, cols); index[i] = i; }
+    rx_generator g;
+    if (!s) s = rx_generator_open(ex, &g);
+    for (int b0 = 0; b0 < N && !s; b0 += B) {
+        int n = N - b0 < B ? N - b0 : B;
+        s = rx_generate(&g, index + b0, n, labels + b0, x + (int64_t)b0 * d);
+        if (!s) rx_run_log(run, "sample: %d/%d images (%.1f s)", b0 + n, N, rx_now() - t0);
+        if (!s && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "sample: interrupted");
+    }
+    rx_status s2 = rx_generator_close(&g);
+    if (!s) s = s2;
+    for (int64_t i = 0; !s && i < (int64_t)N * d; i++)
+        if (!isfinite(x[i])) s = rx_fail(RX_ERR_NUMERIC, "sample: non-finite value in image %lld", (long long)(i / d));
+    char path[1200];
+    if (!s) {
+        snprintf(path, sizeof path, "%s/samples/grid.png", run->dir);
+        rx_png_grid grid = {rows, cols, 2, 1.0f, RX_PNG_RANGE_SIGNED};
+        s = rx_png_write_grid_f32(path, x, N < rows * cols ? N : rows * cols, C, H, W, &grid);
+    }
+    if (!s) {
+        for (int64_t i = 0; i < (int64_t)N * d; i++) u8[i] = rx_png_to_byte(x[i], RX_PNG_RANGE_SIGNED);
+        rx_st_writer *w = NULL;
+        s = rx_st_writer_create(&w);
+        if (!s) s = rx_st_writer_add(w, "images", RX_ST_U8, 4, (const int64_t[]){N, C, H, W}, u8);
+        if (!s) s = rx_st_writer_add(w, "labels", RX_ST_I32, 1, (const int64_t[]){N}, labels);
+        if (!s) s = rx_st_writer_set_metadata(w, "sample_hash", ex->sample_hash);
+        snprintf(path, sizeof path, "%s/samples/samples.safetensors", run->dir);
+        if (!s) s = rx_st_writer_write(w, path);
+        rx_st_writer_free(w);
+    }
+    free(x); free(labels); free(index); free(u8);
+    rx_run_stage_time(run, "sample", rx_now() - t0);
+    if (!s) rx_run_log(run, "sample: wrote %s/samples/grid.png (%dx%d)", run->dir, rows, cols);
+    return s;
+}

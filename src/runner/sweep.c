@@ -1,0 +1,240 @@
+/* sweep.c — a grid of runs over sweep axes.
+ *
+ * Axes come from the config's `sweep:` block ({"guidance.scale": [1, 2, 3]} or
+ * {start, stop, step}) and from --sweep key=v1,v2,... (repeatable). Each grid point is an
+ * ordinary run with its own resolved config (the sweep block removed, the point's values
+ * set), so any point can be re-run alone from its config.yaml. Stages are cached by hash,
+ * so a sweep over sampling or guidance keys trains once: the first point trains, the
+ * others reuse its weights. The sweep directory results/<exp>/sweep-NNNN/ gets
+ * summary.csv, summary.md (sorted by the primary metric) and one plot per metric. */
+#include "runner/runner.h"
+#include "io/plot.h"
+#include "io/fsutil.h"
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_AXES 8
+#define MAX_POINTS 4096
+
+typedef struct axis {
+    char key[256];
+    rx_cfg_node *values;      /* SEQ of scalars */
+} axis;
+
+static rx_status add_cli_axis(axis *ax, const char *spec, rx_config_errors *errs) {
+    const char *eq = strchr(spec, '=');
+    if (!eq || eq == spec) return rx_fail(RX_ERR_ARG, "--sweep %s: expected key=v1,v2,...", spec);
+    snprintf(ax->key, sizeof ax->key, "%.*s", (int)(eq - spec), spec);
+    char flow[4096];
+    snprintf(flow, sizeof flow, "[%s]", eq + 1);
+    rx_cfg_node *tree = NULL;
+    RX_TRY(rx_yaml_parse_string(flow, strlen(flow), "<command line>:--sweep", &tree, errs));
+    if (!tree || tree->type != RX_CFG_SEQ || tree->n == 0) {
+        rx_cfg_free(tree);
+        return rx_fail(RX_ERR_ARG, "--sweep %s: no values", spec);
+    }
+    ax->values = tree;
+    return RX_OK;
+}
+
+static int lower_is_better(const char *metric) {
+    return !strncmp(metric, "fd", 2) || !strncmp(metric, "fid", 3) || !strncmp(metric, "kid", 3) || strstr(metric, "loss");
+}
+
+typedef struct point_result {
+    char run_dir[1200];
+    char values[MAX_AXES][64];
+    json_t *metrics;
+    int ok;
+} point_result;
+
+static const char *g_sort_metric;
+static int cmp_points(const void *a, const void *b) {
+    const point_result *pa = a, *pb = b;
+    json_t *va = pa->metrics ? json_object_get(pa->metrics, g_sort_metric) : NULL;
+    json_t *vb = pb->metrics ? json_object_get(pb->metrics, g_sort_metric) : NULL;
+    if (!va || !vb) return (va == NULL) - (vb == NULL);
+    double x = json_number_value(va), y = json_number_value(vb);
+    int sign = lower_is_better(g_sort_metric) ? 1 : -1;
+    return x < y ? -sign : x > y ? sign : 0;
+}
+
+static rx_status alloc_sweep_dir(const char *exp_dir, char *out, size_t n) {
+    RX_TRY(rx_fs_mkdir_p(exp_dir));
+    for (int k = 1; k < 100000; k++) {
+        if ((size_t)snprintf(out, n, "%.1000s/sweep-%04d", exp_dir, k) >= n) return rx_fail(RX_ERR_ARG, "%s: path too long", exp_dir);
+        if (mkdir(out, 0777) == 0) return RX_OK;
+        if (errno != EEXIST) return rx_fail(RX_ERR_IO, "mkdir %s: %s", out, strerror(errno));
+    }
+    return rx_fail(RX_ERR_IO, "%s: no free sweep number", exp_dir);
+}
+
+static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_result *pts, int n_pts) {
+    /* metric names: union over points, in first-seen order */
+    const char *names[64];
+    int n_names = 0;
+    for (int i = 0; i < n_pts; i++) {
+        const char *k;
+        json_t *v;
+        if (!pts[i].metrics) continue;
+        json_object_foreach(pts[i].metrics, k, v) {
+            int seen = 0;
+            for (int j = 0; j < n_names; j++) seen |= !strcmp(names[j], k);
+            if (!seen && n_names < 64 && json_is_number(v)) names[n_names++] = k;
+        }
+    }
+    char path[1400];
+    snprintf(path, sizeof path, "%s/summary.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return rx_fail(RX_ERR_IO, "%s: cannot write", path);
+    for (int a = 0; a < n_axes; a++) fprintf(f, "%s,", axes[a].key);
+    for (int j = 0; j < n_names; j++) fprintf(f, "%s,", names[j]);
+    fprintf(f, "status,run\n");
+    for (int i = 0; i < n_pts; i++) {
+        for (int a = 0; a < n_axes; a++) fprintf(f, "%s,", pts[i].values[a]);
+        for (int j = 0; j < n_names; j++) {
+            json_t *v = pts[i].metrics ? json_object_get(pts[i].metrics, names[j]) : NULL;
+            if (v) fprintf(f, "%.6g", json_number_value(v));
+            fputc(',', f);
+        }
+        fprintf(f, "%s,%s\n", pts[i].ok ? "done" : "failed", pts[i].run_dir);
+    }
+    if (fclose(f)) return rx_fail(RX_ERR_IO, "%s: write failed", path);
+
+    /* plots first (in grid order), then the table sorted by the primary metric */
+    for (int j = 0; j < n_names && n_axes >= 1; j++) {
+        double *x = calloc(n_pts, sizeof *x), *y = calloc(n_pts, sizeof *y);
+        int m = 0;
+        for (int i = 0; i < n_pts; i++) {
+            json_t *v = pts[i].metrics ? json_object_get(pts[i].metrics, names[j]) : NULL;
+            char *end;
+            double xv = strtod(pts[i].values[0], &end);
+            if (!v || *end) continue;
+            x[m] = xv;
+            y[m++] = json_number_value(v);
+        }
+        if (m > 0) {
+            rx_plot_series ser = {names[j], x, y, m};
+            snprintf(path, sizeof path, "%s/%s.png", dir, names[j]);
+            char title[512];
+            snprintf(title, sizeof title, "%s vs %s", names[j], axes[0].key);
+            rx_status s = rx_plot_lines(path, title, axes[0].key, names[j], &ser, 1);
+            if (s) { free(x); free(y); return s; }
+        }
+        free(x);
+        free(y);
+    }
+    if (n_names > 0) {
+        g_sort_metric = names[0];
+        qsort(pts, n_pts, sizeof *pts, cmp_points);
+    }
+    snprintf(path, sizeof path, "%s/summary.md", dir);
+    f = fopen(path, "w");
+    if (!f) return rx_fail(RX_ERR_IO, "%s: cannot write", path);
+    if (n_names) fprintf(f, "Sorted by %s (%s is better).\n\n", names[0], lower_is_better(names[0]) ? "lower" : "higher");
+    fprintf(f, "|");
+    for (int a = 0; a < n_axes; a++) fprintf(f, " %s |", axes[a].key);
+    for (int j = 0; j < n_names; j++) fprintf(f, " %s |", names[j]);
+    fprintf(f, " run |\n|");
+    for (int k = 0; k < n_axes + n_names + 1; k++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < n_pts; i++) {
+        fprintf(f, "|");
+        for (int a = 0; a < n_axes; a++) fprintf(f, " %s |", pts[i].values[a]);
+        for (int j = 0; j < n_names; j++) {
+            json_t *v = pts[i].metrics ? json_object_get(pts[i].metrics, names[j]) : NULL;
+            if (v) fprintf(f, " %.4g |", json_number_value(v));
+            else fprintf(f, " – |");
+        }
+        fprintf(f, " %s |\n", pts[i].ok ? pts[i].run_dir : "failed");
+    }
+    if (fclose(f)) return rx_fail(RX_ERR_IO, "%s: write failed", path);
+    return RX_OK;
+}
+
+rx_status rx_run_sweep(const rx_cli *cli, rx_config *cfg, const rx_run_options *opt, char *out_dir, size_t n,
+                       int *config_error) {
+    axis axes[MAX_AXES];
+    int n_axes = 0;
+    rx_config_errors errs = {0};
+    rx_status s = RX_OK;
+    rx_cfg_node *sweep = rx_cfg_map_get(cfg->root, "sweep");
+    if (sweep && sweep->type == RX_CFG_MAP) {
+        for (int i = 0; i < sweep->n && !s && n_axes < MAX_AXES; i++) {
+            snprintf(axes[n_axes].key, sizeof axes[n_axes].key, "%s", sweep->keys[i]->text);
+            s = rx_config_sweep_axis(sweep->items[i], &axes[n_axes].values);
+            if (!s) n_axes++;
+        }
+    }
+    for (int i = 0; i < cli->n_sweeps && !s; i++) {
+        if (n_axes == MAX_AXES) { s = rx_fail(RX_ERR_ARG, "at most %d sweep axes", MAX_AXES); break; }
+        s = add_cli_axis(&axes[n_axes], cli->sweeps[i], &errs);
+        if (!s) n_axes++;
+    }
+    int total = 1;
+    for (int a = 0; a < n_axes && !s; a++) total *= axes[a].values->n;
+    if (!s && total > MAX_POINTS) s = rx_fail(RX_ERR_ARG, "sweep of %d points (at most %d)", total, MAX_POINTS);
+    point_result *pts = s ? NULL : calloc(total, sizeof *pts);
+    if (!s && !pts) s = rx_fail(RX_ERR_OOM, "sweep: out of memory");
+    if (s) { *config_error = 1; goto done; }
+
+    /* check every point's config before running any (a bad value is exit 2, nothing run) */
+    rx_config **point_cfg = calloc(total, sizeof *point_cfg);
+    for (int p = 0; p < total && !s; p++) {
+        rx_cfg_node *tree = rx_cfg_clone(cfg->root);
+        int idx = rx_cfg_map_find(tree, "sweep");
+        if (idx >= 0) rx_cfg_map_remove(tree, idx);
+        int rem = p;
+        for (int a = n_axes - 1; a >= 0; a--) {
+            int k = rem % axes[a].values->n;
+            rem /= axes[a].values->n;
+            const rx_cfg_node *v = axes[a].values->items[k];
+            snprintf(pts[p].values[a], sizeof pts[p].values[a], "%s", v->text ? v->text : "?");
+            s = rx_config_set_path(tree, axes[a].key, v->text ? v->text : "null", v->file ? v->file : "<sweep>", v->line,
+                                   v->col, &errs);
+            if (s) break;
+        }
+        if (!s) s = rx_config_validate(tree, NULL, cfg->table, &point_cfg[p], &errs);
+        else rx_cfg_free(tree);
+    }
+    if (s) {
+        rx_config_errors_sort(&errs);
+        rx_config_errors_print(&errs, stderr);
+        if (errs.n) rx_clear_error();
+        *config_error = 1;
+    }
+    char sweep_dir[1200] = "";
+    if (!s) {
+        char exp_dir[1200];
+        const rx_params *top;
+        rx_config_section_params(cfg, "", NULL, &top);
+        snprintf(exp_dir, sizeof exp_dir, "%s%s/%s", opt->results_root, opt->smoke ? "/_smoke" : "", rx_param_str(top, "experiment"));
+        s = alloc_sweep_dir(exp_dir, sweep_dir, sizeof sweep_dir);
+    }
+    int failures = 0;
+    for (int p = 0; p < total && !s; p++) {
+        if (!opt->quiet) {
+            fprintf(stderr, "sweep point %d/%d:", p + 1, total);
+            for (int a = 0; a < n_axes; a++) fprintf(stderr, " %s=%s", axes[a].key, pts[p].values[a]);
+            fprintf(stderr, "\n");
+        }
+        int cerr = 0;
+        rx_status ps = rx_run_config(point_cfg[p], opt, pts[p].run_dir, sizeof pts[p].run_dir, &pts[p].metrics, &cerr);
+        pts[p].ok = ps == RX_OK;
+        if (ps == RX_ERR_INTERRUPTED) s = ps;
+        else if (ps) { failures++; if (!opt->quiet) fprintf(stderr, "sweep point %d failed: %s\n", p + 1, rx_last_error()); }
+    }
+    if (!s) s = write_summary(sweep_dir, axes, n_axes, pts, total);
+    if (!s && failures) s = rx_fail(RX_ERR_NUMERIC, "%d of %d sweep points failed; see %s/summary.csv", failures, total, sweep_dir);
+    snprintf(out_dir, n, "%s", sweep_dir);
+    for (int p = 0; p < total; p++) { rx_config_free(point_cfg[p]); json_decref(pts[p].metrics); }
+    free(point_cfg);
+done:
+    free(pts);
+    for (int a = 0; a < n_axes; a++) rx_cfg_free(axes[a].values);
+    rx_config_errors_clear(&errs);
+    free(errs.items);
+    return s;
+}
