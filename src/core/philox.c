@@ -42,18 +42,37 @@ float rx_rng_uniform1(uint64_t seed, uint64_t stream, uint64_t index) {
     return rx_u32_to_uniform(rx_rng_u32(seed, stream, index));
 }
 
-void rx_rng_uniform(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n) {
-    #pragma omp parallel for if (n > 65536)
-    for (int64_t b = 0; b < (n + 3) / 4; b++) {
-        uint32_t w[4];
-        block(seed, stream, offset + (uint64_t)b, w);
-        for (int k = 0; k < 4 && b * 4 + k < n; k++) out[b * 4 + k] = rx_u32_to_uniform(w[k]);
-    }
+static void uniform_blocks(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n, int64_t b) {
+    uint32_t w[4];
+    block(seed, stream, offset + (uint64_t)b, w);
+    for (int k = 0; k < 4 && b * 4 + k < n; k++) out[b * 4 + k] = rx_u32_to_uniform(w[k]);
 }
 
+/* small requests stay out of OpenMP: even a disabled parallel region costs a system call */
+void rx_rng_uniform(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n) {
+    int64_t nb = (n + 3) / 4;
+    if (n <= 65536) {
+        for (int64_t b = 0; b < nb; b++) uniform_blocks(seed, stream, offset, out, n, b);
+        return;
+    }
+    #pragma omp parallel for
+    for (int64_t b = 0; b < nb; b++) uniform_blocks(seed, stream, offset, out, n, b);
+}
+
+static void normal_blocks(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n, int64_t b);
+
 void rx_rng_normal(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n) {
-    #pragma omp parallel for if (n > 65536)
-    for (int64_t b = 0; b < (n + 3) / 4; b++) {
+    int64_t nb = (n + 3) / 4;
+    if (n <= 65536) {
+        for (int64_t b = 0; b < nb; b++) normal_blocks(seed, stream, offset, out, n, b);
+        return;
+    }
+    #pragma omp parallel for
+    for (int64_t b = 0; b < nb; b++) normal_blocks(seed, stream, offset, out, n, b);
+}
+
+static void normal_blocks(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n, int64_t b) {
+    {
         uint32_t w[4];
         block(seed, stream, offset + (uint64_t)b, w);
         float z[4];
