@@ -1,0 +1,205 @@
+/* attention.c — CPU softmax (last dim) and scaled dot-product attention, forward and backward.
+ *
+ * attention, per head (q [Nq,D], k [Nk,D], v [Nk,Dv]):
+ *   S = scale q kᵀ [Nq,Nk];  P = softmax_rows(S);  o = P v [Nq,Dv]
+ * backward:
+ *   dv += Pᵀ do;  dP = do vᵀ;  dS = P ⊙ (dP - rowsum(dP ⊙ P)) · scale;  dq += dS k;  dk += dSᵀ q
+ * The GEMMs are cblas_sgemm; with grad the forward keeps P for every head (saved[0],
+ * [heads,Nq,Nk]), without grad one [Nq,Nk] buffer per thread is reused.
+ *
+ * Threads: a large head (e.g. 1024 tokens) is one sgemm that OpenBLAS spreads over its own
+ * threads, so heads run one after another and OpenMP splits the softmax rows. Small heads
+ * are too small for OpenBLAS to thread (it runs them single-threaded), so OpenMP runs heads
+ * in parallel instead (nested OpenMP regions then run serially). */
+#include "cpu.h"
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+/* softmax rows (of a tensor, or of one big head) are split over OpenMP threads from this
+ * many scores on; below it waking a team costs more than it saves */
+#define ROWS_PAR_MIN (1 << 15)
+
+/* e^x for x <= 0 (softmax after subtracting the row max), written so that gcc vectorizes it:
+ * libm's expf does not vectorize without -ffast-math, and neither do float compares or
+ * fmaxf under the default -ftrapping-math, so the clamp is an integer compare on the bits.
+ * Cephes expf: x = k ln2 + r with k = round(x log2 e), |r| <= ln2/2, e^r by a degree-6
+ * polynomial (~1 ulp), 2^k from the exponent bits. x below -87 is taken as -87
+ * (e^-87 = 1.6e-38, negligible next to the row's largest term, 1). */
+#pragma omp declare simd
+static inline float exp_nonpos(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = u > 0xC2AE0000u ? 0xC2AE0000u : u;   // bits of -87.0f; a larger pattern = a more negative float
+    memcpy(&x, &u, sizeof x);
+    const int32_t ki = (int32_t)(x * 1.44269504088896341f - 0.5f);   // round to nearest (x <= 0)
+    const float k = (float)ki;
+    float r = x - k * 0.693359375f;          // ln2 split in two parts: the first product is exact
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = (ki + 127) << 23;   // 2^k, k >= -126
+    float two_k;
+    memcpy(&two_k, &bits, sizeof two_k);
+    return p * two_k;
+}
+
+/* in place: row <- softmax(row), n >= 1 */
+static void softmax_row(float *row, int64_t n) {
+    float mx = row[0];
+    #pragma omp simd reduction(max : mx)
+    for (int64_t j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+    float s = 0;
+    #pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < n; j++) {
+        row[j] = exp_nonpos(row[j] - mx);
+        s += row[j];
+    }
+    const float inv = 1.0f / s;
+    #pragma omp simd
+    for (int64_t j = 0; j < n; j++) row[j] *= inv;
+}
+
+/* dx += y ⊙ (dy - Σ dy ⊙ y) for one row */
+static void softmax_row_bwd(const float *y, const float *dy, float *dx, int64_t n) {
+    float dot = 0;
+    #pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < n; j++) dot += dy[j] * y[j];
+    #pragma omp simd
+    for (int64_t j = 0; j < n; j++) dx[j] += y[j] * (dy[j] - dot);
+}
+
+// ----------------------------------------------------------------------------
+// softmax: x [R,n] rows
+
+rx_status cpu_softmax_fwd(rx_ctx *c, rx_node *n) {
+    const rx_tensor *x = n->in[0];
+    const int64_t D = x->shape[x->ndim - 1], R = x->numel / D;
+    float *y = n->out->data;
+    #pragma omp parallel for schedule(static) if (x->numel >= ROWS_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) {
+        memcpy(y + r * D, x->data + r * D, D * sizeof(float));
+        softmax_row(y + r * D, D);
+    }
+    return RX_OK;
+}
+
+rx_status cpu_softmax_bwd(rx_ctx *c, rx_node *n) {
+    float *gx = cpu_in_grad(n, 0);
+    if (!gx) return RX_OK;
+    const int64_t D = n->out->shape[n->out->ndim - 1], R = n->out->numel / D;
+    const float *y = n->out->data, *dy = n->out->grad->data;
+    #pragma omp parallel for schedule(static) if (n->out->numel >= ROWS_PAR_MIN)
+    for (int64_t r = 0; r < R; r++) softmax_row_bwd(y + r * D, dy + r * D, gx + r * D, D);
+    return RX_OK;
+}
+
+// ----------------------------------------------------------------------------
+// attention: q [BH,Nq,D], k [BH,Nk,D], v [BH,Nk,Dv] -> o [BH,Nq,Dv]
+
+typedef struct { int64_t BH, Nq, Nk, D, Dv; } attn_dims;
+
+static attn_dims attn_dims_of(const rx_node *n) {
+    const rx_tensor *q = n->in[0], *v = n->in[2];
+    const int nd = q->ndim;
+    attn_dims d = {.Nq = q->shape[nd - 2], .D = q->shape[nd - 1], .Nk = v->shape[nd - 2], .Dv = v->shape[nd - 1]};
+    d.BH = 1;
+    for (int i = 0; i < nd - 2; i++) d.BH *= q->shape[i];
+    return d;
+}
+
+/* below this many multiply-adds per head OpenBLAS runs sgemm on one thread (its
+ * GEMM_MULTITHREAD_THRESHOLD), so parallelism has to come from running heads side by side;
+ * a problem that is tiny in total runs on one thread (waking a team costs more than it saves) */
+static int heads_in_parallel(const attn_dims *d) {
+    const double per_head = (double)d->Nq * d->Nk * (d->D > d->Dv ? d->D : d->Dv);
+    return d->BH > 1 && per_head < 65536.0 * 4 && per_head * d->BH >= 65536.0;
+}
+
+rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
+    const attn_dims d = attn_dims_of(n);
+    const float scale = n->f[0];
+    const float *q = n->in[0]->data, *k = n->in[1]->data, *v = n->in[2]->data;
+    float *o = n->out->data;
+    int keep = 0;   // P is needed for backward only when this node will be recorded on the tape
+    for (int i = 0; i < 3; i++) keep |= c->grad_enabled && n->in[i]->requires_grad;
+    const int par = heads_in_parallel(&d);
+    const int nt = par ? omp_get_max_threads() : 1;
+    rx_tensor *P_t = keep ? rx_empty(c, RX_SHAPE(d.BH, d.Nq, d.Nk)) : rx_empty(c, RX_SHAPE(nt, d.Nq, d.Nk));
+    if (!P_t) return c->err;
+    if (keep) n->saved[0] = P_t;
+    const int64_t NN = d.Nq * d.Nk;
+
+    #pragma omp parallel for schedule(dynamic) num_threads(nt) if (par)
+    for (int64_t h = 0; h < d.BH; h++) {
+        float *P = P_t->data + (keep ? h : omp_get_thread_num()) * NN;   // [Nq,Nk]
+        const float *qh = q + h * d.Nq * d.D, *kh = k + h * d.Nk * d.D, *vh = v + h * d.Nk * d.Dv;
+        // S = scale q kᵀ
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.Nq, (int)d.Nk, (int)d.D, scale, qh, (int)d.D,
+                    kh, (int)d.D, 0.0f, P, (int)d.Nk);
+        #pragma omp parallel for schedule(static) if (!par && NN >= ROWS_PAR_MIN)
+        for (int64_t i = 0; i < d.Nq; i++) softmax_row(P + i * d.Nk, d.Nk);
+        // o = P v
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d.Nq, (int)d.Dv, (int)d.Nk, 1.0f, P, (int)d.Nk,
+                    vh, (int)d.Dv, 0.0f, o + h * d.Nq * d.Dv, (int)d.Dv);
+    }
+    return RX_OK;
+}
+
+rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
+    const attn_dims d = attn_dims_of(n);
+    const float scale = n->f[0];
+    const float *q = n->in[0]->data, *k = n->in[1]->data, *v = n->in[2]->data;
+    if (!n->saved[0]) return rx_fail(RX_ERR_INTERNAL, "attention backward: forward kept no probabilities");
+    const float *dout = n->out->grad->data, *Pall = n->saved[0]->data;
+    float *gq = cpu_in_grad(n, 0), *gk = cpu_in_grad(n, 1), *gv = cpu_in_grad(n, 2);
+    const int par = heads_in_parallel(&d);
+    const int nt = par ? omp_get_max_threads() : 1;
+    const int64_t NN = d.Nq * d.Nk;
+    float *dP_all = NULL;
+    if (gq || gk) {
+        dP_all = rx_arena_data(c->step, (size_t)nt * NN * sizeof(float));
+        if (!dP_all) return RX_ERR_OOM;
+    }
+
+    #pragma omp parallel for schedule(dynamic) num_threads(nt) if (par)
+    for (int64_t h = 0; h < d.BH; h++) {
+        const float *P = Pall + h * NN;
+        const float *qh = q + h * d.Nq * d.D, *kh = k + h * d.Nk * d.D, *vh = v + h * d.Nk * d.Dv;
+        const float *doh = dout + h * d.Nq * d.Dv;
+        // dv += Pᵀ do   [Nk,Dv]
+        if (gv)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.Nk, (int)d.Dv, (int)d.Nq, 1.0f, P,
+                        (int)d.Nk, doh, (int)d.Dv, 1.0f, gv + h * d.Nk * d.Dv, (int)d.Dv);
+        if (!dP_all) continue;
+        float *dS = dP_all + omp_get_thread_num() * NN;
+        // dP = do vᵀ   [Nq,Nk]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.Nq, (int)d.Nk, (int)d.Dv, 1.0f, doh, (int)d.Dv,
+                    vh, (int)d.Dv, 0.0f, dS, (int)d.Nk);
+        // dS = scale P ⊙ (dP - rowsum(dP ⊙ P))
+        #pragma omp parallel for schedule(static) if (!par && NN >= ROWS_PAR_MIN)
+        for (int64_t i = 0; i < d.Nq; i++) {
+            const float *Pi = P + i * d.Nk;
+            float *dSi = dS + i * d.Nk, dot = 0;
+            #pragma omp simd reduction(+ : dot)
+            for (int64_t j = 0; j < d.Nk; j++) dot += dSi[j] * Pi[j];
+            #pragma omp simd
+            for (int64_t j = 0; j < d.Nk; j++) dSi[j] = scale * Pi[j] * (dSi[j] - dot);
+        }
+        // dq += dS k  [Nq,D];  dk += dSᵀ q  [Nk,D]
+        if (gq)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d.Nq, (int)d.D, (int)d.Nk, 1.0f, dS,
+                        (int)d.Nk, kh, (int)d.D, 1.0f, gq + h * d.Nq * d.D, (int)d.D);
+        if (gk)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.Nk, (int)d.D, (int)d.Nq, 1.0f, dS,
+                        (int)d.Nk, qh, (int)d.D, 1.0f, gk + h * d.Nk * d.D, (int)d.D);
+    }
+    return RX_OK;
+}
