@@ -1,6 +1,8 @@
 #!/bin/sh
 # Runs each Criterion test binary given as an argument and prints one closing line
 # "N passed, N failed, N skipped" summed over all of them. Exit 1 if any failed.
+# passive OpenMP waiting: spinning threads starve each other when test processes share the cores
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 passed=0; failed=0; skipped=0; bad=""
 for t in "$@"; do
   echo "== $t"

@@ -160,7 +160,7 @@ static const bad_config bad_configs[] = {
     {"nan_float.yaml", 3, 30, "optimizer: parameter 'lr': expected a finite number, got '.nan'"},
     {"transform_unknown_param.yaml", 5, 5, "transforms[1]: unknown parameter 'sise' (did you mean 'size'?)"},
     {"transforms_not_list.yaml", 3, 13, "transforms: expected a list of {name: <transform>, ...} entries, got a mapping"},
-    {"eval_missing_features.yaml", 3, 1, "eval.features: missing required section (features: {name: <features>, ...}; one of: pixels)"},
+    {"eval_missing_features.yaml", 4, 3, "eval.features: missing required section (features: {name: <features>, ...})"},
     {"sweep_unknown_key.yaml", 5, 3, "sweep: unknown key 'guidance.scael' (did you mean 'guidance.scale'?)"},
     {"sweep_bad_value.yaml", 4, 23, "sweep: sampler.steps: value 0 is out of range [1, 1000]"},
     {"sweep_bad_range.yaml", 4, 16, "sweep: sampler.eta: range: stop 0.1 cannot be reached from start 0.5 with step 0.1"},

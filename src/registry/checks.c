@@ -39,3 +39,17 @@ void rx_check_diffusion(const rx_config *cfg, rx_config_errors *errs) {
     }
     rx_config_error_at(errs, at, "%s", msg);
 }
+
+/* eval of generated images needs a feature extractor; classifier runs (objective classify)
+ * report test accuracy and need none */
+void rx_check_eval(const rx_config *cfg, rx_config_errors *errs) {
+    const rx_cfg_node *ev = rx_cfg_path(cfg->root, "eval");
+    if (!ev || rx_cfg_is_null(ev)) return;
+    const rx_cfg_node *fe = rx_cfg_path(cfg->root, "eval.features");
+    if (fe && !rx_cfg_is_null(fe)) return;
+    const rx_component *ob = NULL;
+    params_of(cfg, "objective", &ob);
+    if (ob && !strcmp(ob->name, "classify")) return;
+    rx_config_error_at(errs, ev, "eval.features: missing required section (features: {name: <features>, ...}): "
+                                 "generated images are compared through a feature extractor");
+}

@@ -295,7 +295,9 @@ rx_status rx_registry_check(const rx_component *const *table, rx_config_errors *
             continue;
         }
         const char *kn = kind_names[c->kind].name;
-        if (!valid_name(c->name)) rx_config_error_loc(errs, NULL, 0, 0, "registry: %s '%s': name must be [a-z0-9_]+", kn, name);
+        /* blocks keep diffusers' class names (DownBlock2D), which configs write as they are */
+        if (!valid_name(c->name) && c->kind != RX_KIND_BLOCK)
+            rx_config_error_loc(errs, NULL, 0, 0, "registry: %s '%s': name must be [a-z0-9_]+", kn, name);
         if (!c->help || !*c->help) rx_config_error_loc(errs, NULL, 0, 0, "registry: %s '%s' has no help line", kn, name);
         if (!c->params) rx_config_error_loc(errs, NULL, 0, 0, "registry: %s '%s' has no parameter table", kn, name);
         for (int j = 0; j < i && c->name; j++) {

@@ -67,8 +67,8 @@ static const rx_param_spec eval_params[] = {
 };
 
 static const rx_section_spec eval_children[] = {
-    {"features", RX_SECTION_COMPONENT, RX_KIND_FEATURES, NULL, NULL, NULL, 0,
-     "feature extractor whose statistics the metrics compare"},
+    {"features", RX_SECTION_COMPONENT, RX_KIND_FEATURES, NULL, NULL, NULL, 1,
+     "feature extractor whose statistics the metrics compare; null for classifier runs (they report test accuracy)"},
     {"metrics", RX_SECTION_COMPONENT_LIST, RX_KIND_METRIC, NULL, NULL, NULL, 0, "metrics computed on the features"},
     {0},
 };
@@ -98,8 +98,10 @@ const rx_section_spec rx_experiment_schema = {
 // Cross-checks over the whole resolved config; the lead adds entries here.
 /* cross-section checks, one function each (src/registry/checks.c) */
 void rx_check_diffusion(const rx_config *cfg, rx_config_errors *errs);
+void rx_check_eval(const rx_config *cfg, rx_config_errors *errs);
 const rx_validate_hook rx_validate_hooks[] = {
     rx_check_diffusion,
+    rx_check_eval,
     NULL,
 };
 
@@ -308,6 +310,7 @@ static rx_cfg_node *resolve_component(vctx *c, const rx_section_spec *sec, const
     char known[1024];
     const rx_cfg_node *src_map = NULL, *name_node = NULL;
     const char *name = NULL;
+    if (sec->nullable && (!src || rx_cfg_is_null(src))) return null_at(src ? src : where);   /* optional component */
     if (!src) {
         if (!sec->def) {
             known_names(c, sec->kind, known, sizeof known);

@@ -92,7 +92,9 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
     double t0 = rx_now();
     const rx_component *fc;
     const rx_params *fp;
-    RX_TRY(rx_config_section_params(ex->cfg, "eval.features", &fc, &fp));
+    if (rx_config_section_params(ex->cfg, "eval.features", &fc, &fp) != RX_OK)
+        return rx_fail(RX_ERR_CONFIG, "eval.features: a feature extractor is needed to evaluate generated images "
+                                      "(e.g. {name: classifier, weights: models/mnist_classifier.safetensors})");
     const rx_features_impl *fi = fc->impl;
     rx_feature_extractor *fx = NULL;
     RX_TRY(fi->create(ex->ctx, fp, &fx));
@@ -166,7 +168,10 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
         snprintf(want.dataset, sizeof want.dataset, "%s", ex->dataset.comp->name);
         snprintf(want.dataset_hash, sizeof want.dataset_hash, "%s", data_hash);
         snprintf(want.split, sizeof want.split, "%s", split);
-        snprintf(cache_dir, sizeof cache_dir, "%.1000s/_cache", ex->smoke ? "results/_smoke" : "results");
+        /* next to the experiment directories: <results root>[/_smoke]/_cache (honours --results) */
+        const char *slash = strrchr(run->exp_dir, '/');
+        if (slash) snprintf(cache_dir, sizeof cache_dir, "%.*s/_cache", (int)(slash - run->exp_dir), run->exp_dir);
+        else snprintf(cache_dir, sizeof cache_dir, "_cache");
         s = rx_featstats_cache_name(&want, N, cache_file, sizeof cache_file);
         snprintf(cache, sizeof cache, "%.1000s/%s", cache_dir, cache_file);
     }
