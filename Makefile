@@ -97,9 +97,10 @@ test-cuda-run: all $(CUDA_TESTS)
 bench: all $(BENCHES)
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all data
 	$(BIN) experiments/quickstart.yaml
 
+# data/ from $$RUNEXP_DATA_SRC (../shared/data here) or the official downloads; present files are kept
 data: all
 	$(BIN) data fetch --all
 

@@ -41,7 +41,7 @@ static rx_status choose_backend(rx_experiment *ex, const char *want, int device_
             be = rx_backend_cpu();
             state = NULL;
             ex->device_name = "CPU";
-            if (!opt->quiet) fprintf(stderr, "backend auto: no CUDA device (%s); using the CPU\n", rx_last_error());
+            if (!opt->quiet) fprintf(stderr, "backend auto: %s; using the CPU\n", rx_last_error());
         } else {
             ex->backend_name = "cuda";
         }
@@ -99,11 +99,13 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
                        ex->classify ? ex->model_sec.comp->name : ex->objective.comp->name);
     if (obj) ex->prediction_type = obj->prediction_type(ex->objective.params);
 
+    if (ex->train) RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, "train", &ex->train_data));
     if (ex->train && rx_param_float(ex->train, "ema_decay") > 0) RX_TRY(rx_ema_create(ex->ctx, &ex->model->params, &ex->ema));
     return RX_OK;
 }
 
 void rx_experiment_free(rx_experiment *ex) {
+    rx_dataset_free(ex->train_data);
     rx_model_destroy(ex->model);
     rx_paramset_free(&ex->ema);
     rx_schedule_free(&ex->schedule);

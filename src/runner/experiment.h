@@ -45,6 +45,8 @@ typedef struct rx_experiment {
     int data_c, data_h, data_w;                 /* image shape after the transforms */
     int smoke;
     int classify;                               /* objective classify: a classifier run */
+    rx_dataset *train_data;                     /* loaded at build time when training: a missing data set
+                                                   is an input error before any run directory exists */
 } rx_experiment;
 
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt);

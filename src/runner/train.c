@@ -108,6 +108,12 @@ static rx_status train_step(rx_experiment *ex, rx_adamw *opt, train_buffers *b, 
     RX_TRY(rx_backward(c, loss));
     RX_TRY(rx_tensor_to_host(c, loss, loss_out));
 update:;
+    /* a non-finite loss stops the run (the caller names the step and the last good
+     * checkpoint); the optimizer must not see its gradients first */
+    if (!isfinite(*loss_out)) {
+        rx_step_end(c);
+        return RX_OK;
+    }
     const rx_lr_schedule_impl *sched = ex->lr_schedule.comp->impl;
     float lr = sched->lr_at(ex->lr_schedule.params, opt->cfg.lr, step - 1, total_steps);
     rx_optim_stats st;
@@ -146,12 +152,10 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     if (ex->smoke) { B = 2; steps = 2; log_every = 1; }
     int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
 
-    rx_dataset *data = NULL;
-    RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, "train", &data));
+    rx_dataset *data = ex->train_data;
     if (ex->model->num_classes > 0 && data->num_classes > ex->model->num_classes) {
         rx_status s = rx_fail(RX_ERR_CONFIG, "model.num_classes = %d but dataset %s has %d classes",
                               ex->model->num_classes, data->name, data->num_classes);
-        rx_dataset_free(data);
         return s;
     }
     rx_transform_chain chain = {ex->transforms, ex->n_transforms};
@@ -170,7 +174,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     }
     if (!s) s = ((const rx_optimizer_impl *)ex->optimizer.comp->impl)->create(c, ex->optimizer.params, &ex->model->params, opt);
     if (!s) s = buffers_alloc(&buf, B, d);
-    if (s) { rx_loader_free(loader); rx_adamw_free(opt); rx_dataset_free(data); return s; }
+    if (s) { rx_loader_free(loader); rx_adamw_free(opt); return s; }
 
     int64_t start = 0;
     char ckpt[1200];
@@ -242,7 +246,6 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     buffers_free(&buf);
     rx_loader_free(loader);
     rx_adamw_free(opt);
-    rx_dataset_free(data);
     rx_run_stage_time(run, "train", rx_now() - t0);
     return s;
 }
