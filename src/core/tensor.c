@@ -3,8 +3,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <omp.h>
 
 rx_status rx_ctx_create(const rx_backend *be, void *be_state, size_t step_chunk, rx_ctx **out) {
+    /* One level of threads: kernels parallelise over batch/channels and call BLAS inside;
+     * a nested team (OpenBLAS's OpenMP build inside our regions) would create fresh
+     * threads on every call — measured ~400 thread creations per training step. */
+    omp_set_max_active_levels(1);
     rx_ctx *c = calloc(1, sizeof *c);
     if (!c) return rx_fail(RX_ERR_OOM, "out of host memory creating a context");
     c->be = be;

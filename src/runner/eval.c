@@ -82,7 +82,7 @@ static rx_status reference_set(rx_experiment *ex, const rx_features_impl *fi, rx
         if (!s) s = rx_featstats_add(&ref->stats, feats, m);
     }
     if (!s) s = rx_featstats_finish(&ref->stats);
-    if (!s) rx_run_log(run, "eval: reference %s/%s, %lld images", data->name, split, (long long)n);
+    if (!s) rx_run_log(run, "eval: reference %s, %lld images", data->name, (long long)n);
     free(x); free(work);
     rx_dataset_free(data);
     return s;

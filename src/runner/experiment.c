@@ -77,6 +77,9 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     for (int i = 0; i < ex->n_transforms; i++)
         RX_TRY(rx_config_section_item_params(cfg, "transforms", i, &ex->transforms[i].comp, &ex->transforms[i].params));
 
+    if (ex->smoke) {   /* fast_dev_run: the real components, 2 sampler steps (train/sample/eval shrink in their stages) */
+        RX_TRY(rx_params_set((rx_params *)ex->sampler.params, "steps", "2"));
+    }
     int threads = (int)rx_param_int(top, "threads");
     if (threads > 0) omp_set_num_threads(threads);
     RX_TRY(choose_backend(ex, opt->backend ? opt->backend : rx_param_str(top, "backend"), (int)rx_param_int(top, "device_id"),

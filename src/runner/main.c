@@ -73,7 +73,11 @@ int main(int argc, char **argv) {
 
     rx_cli cli = {0};
     rx_status s = rx_cli_parse(argc, argv, &cli);
-    if (s) { fprintf(stderr, "runexp: %s\n(see runexp --help)\n", rx_last_error()); return 2; }
+    if (s) {
+        fprintf(stderr, "runexp: %s\n(see runexp --help)\n", rx_last_error());
+        rx_cli_free(&cli);
+        return 2;
+    }
 
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;

@@ -123,6 +123,23 @@ static int heads_in_parallel(const attn_dims *d) {
     return d->BH > 1 && per_head < 65536.0 * 4 && per_head * d->BH >= 65536.0;
 }
 
+/* one (batch, head): S = scale q kᵀ, P = softmax(S), o = P v. `inner_par`: the rows of the
+ * softmax may use the team (only when heads are not already spread over it) */
+static void attn_fwd_head(const attn_dims *d, float scale, const float *qh, const float *kh, const float *vh,
+                          float *P, float *oh, int inner_par) {
+    const int64_t NN = d->Nq * d->Nk;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d->Nq, (int)d->Nk, (int)d->D, scale, qh, (int)d->D,
+                kh, (int)d->D, 0.0f, P, (int)d->Nk);
+    #pragma omp parallel for schedule(static) if (inner_par && NN >= ROWS_PAR_MIN)
+    for (int64_t i = 0; i < d->Nq; i++) softmax_row(P + i * d->Nk, d->Nk);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d->Nq, (int)d->Dv, (int)d->Nk, 1.0f, P, (int)d->Nk,
+                vh, (int)d->Dv, 0.0f, oh, (int)d->Dv);
+}
+
+/* Threading: many small heads -> OpenMP over heads with BLAS on one thread; otherwise no
+ * region of ours around the GEMMs, so OpenBLAS (its OpenMP build) uses the team itself.
+ * A BLAS call inside a region of ours, even an inactive one, would start a nested team:
+ * fresh threads on every call. */
 rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
     const attn_dims d = attn_dims_of(n);
     const float scale = n->f[0];
@@ -136,21 +153,51 @@ rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
     if (!P_t) return c->err;
     if (keep) n->saved[0] = P_t;
     const int64_t NN = d.Nq * d.Nk;
-
-    #pragma omp parallel for schedule(dynamic) num_threads(nt) if (par)
-    for (int64_t h = 0; h < d.BH; h++) {
-        float *P = P_t->data + (keep ? h : omp_get_thread_num()) * NN;   // [Nq,Nk]
-        const float *qh = q + h * d.Nq * d.D, *kh = k + h * d.Nk * d.D, *vh = v + h * d.Nk * d.Dv;
-        // S = scale q kᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.Nq, (int)d.Nk, (int)d.D, scale, qh, (int)d.D,
-                    kh, (int)d.D, 0.0f, P, (int)d.Nk);
-        #pragma omp parallel for schedule(static) if (!par && NN >= ROWS_PAR_MIN)
-        for (int64_t i = 0; i < d.Nq; i++) softmax_row(P + i * d.Nk, d.Nk);
-        // o = P v
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d.Nq, (int)d.Dv, (int)d.Nk, 1.0f, P, (int)d.Nk,
-                    vh, (int)d.Dv, 0.0f, o + h * d.Nq * d.Dv, (int)d.Dv);
+#define FWD_HEAD(h, slot, inner)                                                                               \
+    attn_fwd_head(&d, scale, q + (h) * d.Nq * d.D, k + (h) * d.Nk * d.D, v + (h) * d.Nk * d.Dv,              \
+                  P_t->data + (keep ? (h) : (slot)) * NN, o + (h) * d.Nq * d.Dv, inner)
+    if (par) {
+        const int blas_threads = cpu_blas_single_begin();
+        #pragma omp parallel for schedule(dynamic) num_threads(nt)
+        for (int64_t h = 0; h < d.BH; h++) FWD_HEAD(h, omp_get_thread_num(), 0);
+        cpu_blas_single_end(blas_threads);
+    } else {
+        for (int64_t h = 0; h < d.BH; h++) FWD_HEAD(h, 0, 1);
     }
+#undef FWD_HEAD
     return RX_OK;
+}
+
+/* one (batch, head) of the backward; dS: [Nq,Nk] scratch */
+static void attn_bwd_head(const attn_dims *d, float scale, const float *qh, const float *kh, const float *vh,
+                          const float *P, const float *doh, float *dS, float *gqh, float *gkh, float *gvh,
+                          int inner_par) {
+    const int64_t NN = d->Nq * d->Nk;
+    // dv += Pᵀ do   [Nk,Dv]
+    if (gvh)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d->Nk, (int)d->Dv, (int)d->Nq, 1.0f, P,
+                    (int)d->Nk, doh, (int)d->Dv, 1.0f, gvh, (int)d->Dv);
+    if (!dS) return;
+    // dP = do vᵀ   [Nq,Nk]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d->Nq, (int)d->Nk, (int)d->Dv, 1.0f, doh, (int)d->Dv,
+                vh, (int)d->Dv, 0.0f, dS, (int)d->Nk);
+    // dS = scale P ⊙ (dP - rowsum(dP ⊙ P))
+    #pragma omp parallel for schedule(static) if (inner_par && NN >= ROWS_PAR_MIN)
+    for (int64_t i = 0; i < d->Nq; i++) {
+        const float *Pi = P + i * d->Nk;
+        float *dSi = dS + i * d->Nk, dot = 0;
+        #pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < d->Nk; j++) dot += dSi[j] * Pi[j];
+        #pragma omp simd
+        for (int64_t j = 0; j < d->Nk; j++) dSi[j] = scale * Pi[j] * (dSi[j] - dot);
+    }
+    // dq += dS k  [Nq,D];  dk += dSᵀ q  [Nk,D]
+    if (gqh)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d->Nq, (int)d->D, (int)d->Nk, 1.0f, dS,
+                    (int)d->Nk, kh, (int)d->D, 1.0f, gqh, (int)d->D);
+    if (gkh)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d->Nk, (int)d->D, (int)d->Nq, 1.0f, dS,
+                    (int)d->Nk, qh, (int)d->D, 1.0f, gkh, (int)d->D);
 }
 
 rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
@@ -168,38 +215,18 @@ rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
         dP_all = rx_arena_data(c->step, (size_t)nt * NN * sizeof(float));
         if (!dP_all) return RX_ERR_OOM;
     }
-
-    #pragma omp parallel for schedule(dynamic) num_threads(nt) if (par)
-    for (int64_t h = 0; h < d.BH; h++) {
-        const float *P = Pall + h * NN;
-        const float *qh = q + h * d.Nq * d.D, *kh = k + h * d.Nk * d.D, *vh = v + h * d.Nk * d.Dv;
-        const float *doh = dout + h * d.Nq * d.Dv;
-        // dv += Pᵀ do   [Nk,Dv]
-        if (gv)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.Nk, (int)d.Dv, (int)d.Nq, 1.0f, P,
-                        (int)d.Nk, doh, (int)d.Dv, 1.0f, gv + h * d.Nk * d.Dv, (int)d.Dv);
-        if (!dP_all) continue;
-        float *dS = dP_all + omp_get_thread_num() * NN;
-        // dP = do vᵀ   [Nq,Nk]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.Nq, (int)d.Nk, (int)d.Dv, 1.0f, doh, (int)d.Dv,
-                    vh, (int)d.Dv, 0.0f, dS, (int)d.Nk);
-        // dS = scale P ⊙ (dP - rowsum(dP ⊙ P))
-        #pragma omp parallel for schedule(static) if (!par && NN >= ROWS_PAR_MIN)
-        for (int64_t i = 0; i < d.Nq; i++) {
-            const float *Pi = P + i * d.Nk;
-            float *dSi = dS + i * d.Nk, dot = 0;
-            #pragma omp simd reduction(+ : dot)
-            for (int64_t j = 0; j < d.Nk; j++) dot += dSi[j] * Pi[j];
-            #pragma omp simd
-            for (int64_t j = 0; j < d.Nk; j++) dSi[j] = scale * Pi[j] * (dSi[j] - dot);
-        }
-        // dq += dS k  [Nq,D];  dk += dSᵀ q  [Nk,D]
-        if (gq)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d.Nq, (int)d.D, (int)d.Nk, 1.0f, dS,
-                        (int)d.Nk, kh, (int)d.D, 1.0f, gq + h * d.Nq * d.D, (int)d.D);
-        if (gk)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d.Nk, (int)d.D, (int)d.Nq, 1.0f, dS,
-                        (int)d.Nk, qh, (int)d.D, 1.0f, gk + h * d.Nk * d.D, (int)d.D);
+#define BWD_HEAD(h, slot, inner)                                                                               \
+    attn_bwd_head(&d, scale, q + (h) * d.Nq * d.D, k + (h) * d.Nk * d.D, v + (h) * d.Nk * d.Dv, Pall + (h) * NN, \
+                  dout + (h) * d.Nq * d.Dv, dP_all ? dP_all + (slot) * NN : NULL, gq ? gq + (h) * d.Nq * d.D : NULL, \
+                  gk ? gk + (h) * d.Nk * d.D : NULL, gv ? gv + (h) * d.Nk * d.Dv : NULL, inner)
+    if (par) {
+        const int blas_threads = cpu_blas_single_begin();
+        #pragma omp parallel for schedule(dynamic) num_threads(nt)
+        for (int64_t h = 0; h < d.BH; h++) BWD_HEAD(h, omp_get_thread_num(), 0);
+        cpu_blas_single_end(blas_threads);
+    } else {
+        for (int64_t h = 0; h < d.BH; h++) BWD_HEAD(h, 0, 1);
     }
+#undef BWD_HEAD
     return RX_OK;
 }

@@ -1,0 +1,943 @@
+/* test_runner.c — the runexp binary end to end (issue 3, "Tests").
+ *
+ * Each test runs the real runexp (posix_spawn; the binary next to this test's build
+ * directory, build/runexp) on the tiny experiments of tests/configs/runner/, with
+ * --results pointing at a fresh temporary directory. References:
+ *   - the command-line contract of issue 3: exit status 0 / 1 / 2 / 130, the last stdout
+ *     line is the run (or sweep) directory, a bad config writes nothing;
+ *   - the result-directory layout of src/runner/run.h and DESIGN.md ("Results");
+ *   - a second, uninterrupted run of the same config on the CPU, compared bit for bit
+ *     (reproduce, resume after SIGKILL, resume after SIGINT, init from a checkpoint);
+ *   - diffusers' UNet2DModel parameter count, torchvision make_grid's output size;
+ *   - counting: trainings in a sweep, run numbers under 8 concurrent processes.
+ * tiny.yaml runs in about 0.5 s, long.yaml (100 steps) in about 2.5 s. */
+#include "testutil.h"
+#include "io/fsutil.h"
+#include "io/png.h"
+#include "io/safetensors.h"
+#include "kernels/backend.h"
+#include "runner/checkpoint.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define CFG_DIR "tests/configs/runner/"
+#define TINY CFG_DIR "tiny.yaml"
+#define LONG CFG_DIR "long.yaml"
+#define SWEEP CFG_DIR "sweep.yaml"
+#define CLASSIFIER CFG_DIR "classifier.yaml"
+
+/* diffusers: sum(p.numel() for p in UNet2DModel(sample_size=8, in_channels=3, out_channels=3,
+ *   layers_per_block=1, block_out_channels=(8, 16), down_block_types=("DownBlock2D",)*2,
+ *   up_block_types=("UpBlock2D",)*2, attention_head_dim=8, norm_num_groups=4,
+ *   num_class_embeds=3).parameters())   (num_classes 2 + the CFG null label) */
+#define TINY_UNET_PARAMETERS 41995
+
+/* ---------------------------------------------------------------------------------------
+ * per-test state: a temporary directory and everything allocated, freed in teardown */
+
+static char tmpdir[256];
+static char runexp_bin[1024];
+static void *owned[512];
+static int n_owned;
+
+static void *own(void *p) {
+    cr_assert_lt(n_owned, (int)(sizeof owned / sizeof owned[0]), "test keeps too many buffers");
+    owned[n_owned++] = p;
+    return p;
+}
+
+static void setup(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/rx_test_runner_XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+    /* the binary sits next to the tests' directory: <build>/tests/test_runner -> <build>/runexp */
+    ssize_t n = readlink("/proc/self/exe", runexp_bin, sizeof runexp_bin - 16);
+    cr_assert_gt(n, 0);
+    runexp_bin[n] = 0;
+    for (int k = 0; k < 2; k++) {
+        char *slash = strrchr(runexp_bin, '/');
+        cr_assert_not_null(slash);
+        *slash = 0;
+    }
+    strcat(runexp_bin, "/runexp");
+    cr_assert_eq(access(runexp_bin, X_OK), 0, "%s is missing: build it first (make)", runexp_bin);
+    /* one thread per child process: the suite runs tests two at a time on small machines */
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+}
+
+static void teardown(void) {
+    for (int i = 0; i < n_owned; i++) free(owned[i]);
+    n_owned = 0;
+    if (!getenv("RX_KEEP_TMP")) rx_fs_remove_tree(tmpdir);
+}
+
+TestSuite(runner, .init = setup, .fini = teardown, .timeout = 120);
+
+#define ASSERT_OK(expr) do { rx_status s_ = (expr); cr_assert_eq(s_, RX_OK, "%s -> %s", #expr, rx_last_error()); } while (0)
+
+/* printf into one of 32 rotating buffers (enough for any one statement) */
+static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *P(const char *fmt, ...) {
+    static char buf[32][1400];
+    static int k;
+    k = (k + 1) % 32;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf[k], sizeof buf[k], fmt, ap);
+    va_end(ap);
+    return buf[k];
+}
+#define T(...) P("%s/%s", tmpdir, P(__VA_ARGS__))   /* a path in the test's directory */
+
+/* ---------------------------------------------------------------------------------------
+ * running runexp */
+
+typedef struct result {
+    int code;              /* exit status, or 128 + signal */
+    const char *out, *err; /* everything it printed */
+    const char *last;      /* last line of stdout ("" if none) */
+} result;
+
+/* argv after the program name, NULL-terminated; stdout/stderr go to <tmp>/<tag>.out/.err */
+static pid_t spawn_runexp(const char *tag, const char *const *args) {
+    const char *argv[64] = {runexp_bin};
+    int n = 1;
+    for (; args[n - 1]; n++) {
+        cr_assert_lt(n, 63);
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, T("%s.out", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, T("%s.err", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, runexp_bin, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "posix_spawn %s: %s", runexp_bin, strerror(rc));
+    return pid;
+}
+
+static int wait_exit(pid_t pid) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0) cr_assert_eq(errno, EINTR, "waitpid: %s", strerror(errno));
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static const char *read_text(const char *path) {
+    char *s = rx_test_read_file(path, NULL);
+    return s ? own(s) : NULL;
+}
+
+static result collect(const char *tag, int code) {
+    result r = {code, read_text(T("%s.out", tag)), read_text(T("%s.err", tag)), ""};
+    cr_assert(r.out && r.err);
+    /* last non-empty line of stdout */
+    char *copy = own(strdup(r.out));
+    size_t n = strlen(copy);
+    while (n > 0 && copy[n - 1] == '\n') copy[--n] = 0;
+    char *nl = strrchr(copy, '\n');
+    r.last = nl ? nl + 1 : copy;
+    return r;
+}
+
+static result run_runexp(const char *tag, const char *const *args) {
+    return collect(tag, wait_exit(spawn_runexp(tag, args)));
+}
+#define RUNEXP(tag, ...) run_runexp((tag), (const char *const[]){__VA_ARGS__, NULL})
+
+/* a run that must succeed: exit 0, the last stdout line an existing directory */
+#define RUN_OK(r)                                                                                      \
+    do {                                                                                               \
+        cr_assert_eq((r).code, 0, "runexp exited %d:\n%s", (r).code, (r).err);                         \
+        cr_assert(rx_fs_is_dir((r).last), "last stdout line '%s' is not a directory", (r).last);      \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------------
+ * reading results */
+
+static json_t *load_json(const char *path) {
+    json_error_t e;
+    json_t *j = json_load_file(path, 0, &e);
+    cr_assert_not_null(j, "%s: %s", path, e.text);
+    return j;
+}
+
+static const char *json_str(json_t *obj, const char *key) {
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
+}
+
+/* run.json's string field (a copy that lives until teardown) */
+static const char *run_field(const char *run_dir, const char *key) {
+    json_t *j = load_json(P("%s/run.json", run_dir));
+    json_t *v = json_object_get(j, key);
+    const char *s = v && json_is_string(v) ? own(strdup(json_string_value(v))) : NULL;
+    json_decref(j);
+    return s;
+}
+
+static int count_lines(const char *path) {
+    char *s = rx_test_read_file(path, NULL);
+    int n = 0;
+    for (char *p = s; p && *p; p++) n += *p == '\n';
+    free(s);
+    return n;
+}
+
+static int count_substr(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+/* numbered run directories NNNN-hash of an experiment directory, sorted */
+static int cmp_names(const void *a, const void *b) { return strcmp(a, b); }
+static int list_runs(const char *exp_dir, char names[][64], int max) {
+    DIR *d = opendir(exp_dir);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *s = e->d_name;
+        if (isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) && isdigit((unsigned char)s[2]) &&
+            isdigit((unsigned char)s[3]) && s[4] == '-' && n < max)
+            snprintf(names[n++], 64, "%.63s", s);
+    }
+    closedir(d);
+    qsort(names, n, 64, cmp_names);
+    return n;
+}
+
+typedef struct metrics_row { int64_t step; double loss, lr, grad_norm, img_per_s; } metrics_row;
+
+/* metrics.jsonl: every line must carry the five numbers */
+static int read_metrics(const char *path, metrics_row *rows, int max) {
+    char *text = rx_test_read_file(path, NULL);
+    cr_assert_not_null(text, "%s missing", path);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t e;
+        json_t *j = json_loads(line, 0, &e);
+        cr_assert_not_null(j, "%s line %d: %s", path, n + 1, e.text);
+        cr_assert_lt(n, max);
+        const char *keys[] = {"step", "loss", "lr", "grad_norm", "img_per_s"};
+        for (int k = 0; k < 5; k++)
+            cr_assert(json_is_number(json_object_get(j, keys[k])), "%s line %d: no number '%s'", path, n + 1, keys[k]);
+        rows[n] = (metrics_row){json_integer_value(json_object_get(j, "step")), json_number_value(json_object_get(j, "loss")),
+                                json_number_value(json_object_get(j, "lr")), json_number_value(json_object_get(j, "grad_norm")),
+                                json_number_value(json_object_get(j, "img_per_s"))};
+        n++;
+        json_decref(j);
+    }
+    free(text);
+    return n;
+}
+
+/* every tensor of a equals the same-named tensor of b byte for byte (metadata may differ) */
+static void assert_same_tensors(const char *a, const char *b) {
+    rx_st_file *fa = NULL, *fb = NULL;
+    ASSERT_OK(rx_st_open(a, &fa));
+    ASSERT_OK(rx_st_open(b, &fb));
+    cr_assert_eq(rx_st_count(fa), rx_st_count(fb), "%s has %d tensors, %s %d", a, rx_st_count(fa), b, rx_st_count(fb));
+    for (int i = 0; i < rx_st_count(fa); i++) {
+        const rx_st_tensor *ta = rx_st_tensor_at(fa, i), *tb = rx_st_find(fb, ta->name);
+        cr_assert_not_null(tb, "%s: no tensor '%s'", b, ta->name);
+        cr_assert_eq(ta->dtype, tb->dtype, "'%s': dtype differs", ta->name);
+        cr_assert_eq(ta->ndim, tb->ndim, "'%s': rank differs", ta->name);
+        for (int k = 0; k < ta->ndim; k++) cr_assert_eq(ta->shape[k], tb->shape[k], "'%s': shape differs", ta->name);
+        cr_assert_eq(ta->end - ta->begin, tb->end - tb->begin);
+        cr_assert_eq(memcmp(rx_st_data(fa, ta), rx_st_data(fb, tb), ta->end - ta->begin), 0,
+                     "tensor '%s' differs between %s and %s", ta->name, a, b);
+    }
+    rx_st_close(fa);
+    rx_st_close(fb);
+}
+
+static int64_t checkpoint_step(const char *path) {
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(path, &f));
+    const char *v = rx_st_metadata(f, "step");
+    cr_assert_not_null(v, "%s: no step in the metadata", path);
+    int64_t step = strtoll(v, NULL, 10);
+    rx_st_close(f);
+    return step;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Wait (polling) until the single run of exp_dir has a checkpoint and at least min_lines
+ * metrics lines; fails if the process ends first. Returns the run directory. */
+static const char *wait_for_training(pid_t pid, const char *exp_dir_arg, int need_checkpoint, int min_lines) {
+    const char *exp_dir = own(strdup(exp_dir_arg));   /* P's buffers rotate in the loop */
+    double t0 = now_s();
+    char names[4][64];
+    for (;;) {
+        int st;
+        cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "runexp ended before it could be stopped (machine too fast? raise long.yaml's steps)");
+        if (list_runs(exp_dir, names, 4) == 1) {
+            const char *dir = P("%s/%s", exp_dir, names[0]);
+            if ((!need_checkpoint || rx_fs_exists(P("%s/checkpoints/last.safetensors", dir))) &&
+                count_lines(P("%s/metrics.jsonl", dir)) >= min_lines)
+                return own(strdup(dir));
+        }
+        cr_assert_lt(now_s() - t0, 60.0, "no training progress in %s after 60 s", exp_dir);
+        usleep(2000);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * command-line contract */
+
+Test(runner, help_version_list) {
+    result r = RUNEXP("help", "--help");
+    cr_assert_eq(r.code, 0);
+    cr_assert(strstr(r.out, "usage:") && strstr(r.out, "--resume RUN_DIR"), "%s", r.out);
+    r = RUNEXP("version", "--version");
+    cr_assert_eq(r.code, 0);
+    cr_assert(!strncmp(r.out, "runexp ", 7), "%s", r.out);
+    r = run_runexp("noargs", (const char *const[]){NULL});
+    cr_assert_eq(r.code, 2, "no arguments: exit %d", r.code);
+
+    r = RUNEXP("list", "list");
+    cr_assert_eq(r.code, 0);
+    const char *kinds[] = {"datasets:", "models:", "schedules:", "samplers:", "guidances:", "optimizers:", "metrics:"};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) cr_assert(strstr(r.out, kinds[k]), "no '%s' in:\n%s", kinds[k], r.out);
+
+    /* ddim with its parameters, types and defaults (src/diffusion/sampler_ddim.c's table) */
+    r = RUNEXP("samplers", "list", "samplers");
+    cr_assert_eq(r.code, 0);
+    const char *ddim = strstr(r.out, "ddim — ");
+    cr_assert(ddim == r.out || (ddim && ddim[-1] == '\n'), "no ddim entry in:\n%s", r.out);
+    const char *end = strstr(ddim, "\n\n");
+    char block[2048];
+    snprintf(block, sizeof block, "%.*s", end ? (int)(end - ddim) : (int)strlen(ddim), ddim);
+    const char *want[] = {"steps", "int", "default 50", "eta", "float", "default 0.0", "timestep_spacing", "leading|trailing|linspace"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) cr_assert(strstr(block, want[k]), "no '%s' in:\n%s", want[k], block);
+
+    r = RUNEXP("listbad", "list", "nonsense");
+    cr_assert_eq(r.code, 2);
+    cr_assert(strstr(r.err, "nonsense"), "%s", r.err);
+}
+
+Test(runner, check_prints_resolved_config_and_parameter_count) {
+    const char *root = own(strdup(T("results")));
+    result r = RUNEXP("check", "check", TINY, "--set", "sampler.steps=7", "--results", root);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    /* every default filled in (sampler_ddim.c, guidance.c, schema.c), the --set applied */
+    const char *want[] = {"experiment: tiny\n", "seed: 3\n",
+                          "sampler:\n  name: ddim\n  steps: 7\n  eta: 0.0\n  timestep_spacing: leading\n",
+                          "guidance:\n  name: cfg\n  scale: 2.0\n", "  norm_eps: 1.0e-5\n", "eval: null\n"};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) cr_assert(strstr(r.out, want[k]), "no '%s' in:\n%s", want[k], r.out);
+    cr_assert(!strstr(r.out, "base:"), "the resolved config still names its base");
+    cr_assert_str_eq(r.last, P("parameters: unet %d", TINY_UNET_PARAMETERS));
+    cr_assert(!rx_fs_exists(root), "check must not run anything");
+
+    r = RUNEXP("checkbad", "check", "tests/configs/bad/unknown_param.yaml");
+    cr_assert_eq(r.code, 2);
+}
+
+/* bad config, arguments or input file: exit 2, a message naming the problem, nothing written */
+static const struct bad_case {
+    const char *what;
+    const char *args[8];
+    const char *message;
+} bad_cases[] = {
+    {"unknown parameter", {"tests/configs/bad/unknown_param.yaml"},
+     "unknown_param.yaml:5:3: sampler: unknown parameter 'stpes' (did you mean 'steps'?)"},
+    {"unknown --set key", {TINY, "--set", "sampler.stpes=3"}, "sampler: unknown parameter 'stpes' (did you mean 'steps'?)"},
+    {"--set out of range", {TINY, "--set", "optimizer.lr=100"}, "out of range"},
+    {"missing experiment file", {CFG_DIR "no_such.yaml"}, "no_such.yaml"},
+    {"bad sweep point", {TINY, "--sweep", "sampler.steps=2,0"}, "out of range"},
+    {"missing data set", {TINY, "--set", "dataset={name: imagefolder, path: " CFG_DIR "no_such_dir}"}, "no_such_dir"},
+    {"missing init checkpoint", {TINY, "--set", "init=" CFG_DIR "no_such.safetensors"}, "no_such.safetensors"},
+    {"resume of a non-run directory", {"--resume", CFG_DIR}, "not a run directory"},
+    {"unknown option", {TINY, "--bogus"}, "unknown option '--bogus'"},
+    {"bad backend", {TINY, "--backend", "tpu"}, "--backend must be cpu, cuda or auto"},
+    {"extra argument", {TINY, "extra.yaml"}, "unexpected argument 'extra.yaml'"},
+};
+
+Test(runner, bad_input_exits_2_and_writes_nothing) {
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const struct bad_case *bc = &bad_cases[i];
+        const char *root = own(strdup(T("results_%zu", i)));
+        const char *args[16];
+        int n = 0;
+        for (; bc->args[n]; n++) args[n] = bc->args[n];
+        args[n++] = "--results";
+        args[n++] = root;
+        args[n] = NULL;
+        result r = run_runexp(P("bad%zu", i), args);
+        cr_assert_eq(r.code, 2, "%s: exit %d, expected 2\n%s", bc->what, r.code, r.err);
+        cr_assert(strstr(r.err, bc->message), "%s: message lacks '%s':\n%s", bc->what, bc->message, r.err);
+        cr_assert(!rx_fs_exists(root), "%s: %s was created", bc->what, root);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * result directory */
+
+Test(runner, run_directory_is_complete) {
+    const char *root = own(strdup(T("results")));
+    result r = RUNEXP("run", TINY, "--results", root);
+    RUN_OK(r);
+    char names[4][64];
+    cr_assert_eq(list_runs(P("%s/tiny", root), names, 4), 1);
+    cr_assert(!strncmp(names[0], "0001-", 5), "%s", names[0]);
+    const char *dir = own(strdup(P("%s/tiny/%s", root, names[0])));
+    cr_assert_str_eq(r.last, dir, "the last stdout line must be the run directory");
+
+    const char *files[] = {"config.yaml", "run.json", "metrics.jsonl", "log.txt", "checkpoints/last.safetensors",
+                           "samples/grid.png"};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++)
+        cr_assert(rx_fs_exists(P("%s/%s", dir, files[k])), "%s/%s missing", dir, files[k]);
+
+    /* run.json (run.h) */
+    json_t *rec = load_json(P("%s/run.json", dir));
+    cr_assert_str_eq(json_str(rec, "status"), "done");
+    cr_assert_str_eq(json_str(rec, "experiment"), "tiny");
+    cr_assert_str_eq(json_str(rec, "run"), names[0]);
+    cr_assert_str_eq(json_str(rec, "backend"), "cpu");
+    cr_assert_str_eq(json_str(rec, "device"), "CPU");
+    const char *commit = json_str(rec, "git_commit");
+    cr_assert(!strcmp(commit, "unknown") || (strlen(commit) == 40 && strspn(commit, "0123456789abcdef") == 40),
+              "git_commit '%s'", commit);
+    json_t *dirty = json_object_get(rec, "git_dirty");
+    cr_assert(dirty && (json_is_boolean(dirty) || json_is_null(dirty)), "git_dirty must be true/false/null");
+    cr_assert_eq(strlen(json_str(rec, "config_hash")), 16);
+    cr_assert(!strncmp(names[0] + 5, json_str(rec, "config_hash"), 8), "directory tag is the config hash's first 8");
+    cr_assert(*json_str(rec, "start") && *json_str(rec, "end"));
+    cr_assert(json_is_object(json_object_get(rec, "versions")));
+    cr_assert_eq(json_integer_value(json_object_get(rec, "parameters")), TINY_UNET_PARAMETERS);
+    json_t *stages = json_object_get(rec, "stage_seconds");
+    const char *stage_names[] = {"train", "sample"};
+    for (int k = 0; k < 2; k++) {
+        json_t *v = json_object_get(stages, stage_names[k]);
+        cr_assert(json_is_number(v) && json_number_value(v) >= 0, "stage_seconds.%s", stage_names[k]);
+    }
+    cr_assert_null(json_object_get(rec, "train_reused_from"));
+    const char *train_hash = own(strdup(json_str(rec, "train_hash")));
+    json_decref(rec);
+
+    /* metrics.jsonl: train.steps 6, log_every 1; lr = optimizer.lr (constant schedule) in float32 */
+    metrics_row rows[16];
+    int n = read_metrics(P("%s/metrics.jsonl", dir), rows, 16);
+    cr_assert_eq(n, 6);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(rows[i].step, i + 1);
+        cr_assert(isfinite(rows[i].loss) && rows[i].loss > 0, "loss %g", rows[i].loss);
+        cr_assert_eq(rows[i].lr, (double)1.0e-3f);
+        cr_assert(isfinite(rows[i].grad_norm) && rows[i].grad_norm > 0);
+        cr_assert_gt(rows[i].img_per_s, 0);
+    }
+
+    /* the checkpoint (checkpoint.h): format, step, training hash; model.* = the U-Net's parameters */
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(P("%s/checkpoints/last.safetensors", dir), &f));
+    cr_assert_str_eq(rx_st_metadata(f, "format"), RX_CKPT_FORMAT);
+    cr_assert_str_eq(rx_st_metadata(f, "step"), "6");
+    cr_assert_str_eq(rx_st_metadata(f, "config_hash"), train_hash);
+    int64_t groups[4] = {0};
+    const char *prefixes[4] = {"model.", "ema.", "adam_m.", "adam_v."};
+    for (int i = 0; i < rx_st_count(f); i++)
+        for (int g = 0; g < 4; g++)
+            if (!strncmp(rx_st_tensor_at(f, i)->name, prefixes[g], strlen(prefixes[g]))) groups[g] += rx_st_tensor_at(f, i)->numel;
+    for (int g = 0; g < 4; g++) cr_assert_eq(groups[g], TINY_UNET_PARAMETERS, "%s* holds %lld values", prefixes[g], (long long)groups[g]);
+    rx_st_close(f);
+
+    /* grid: one row per class (2), 2 columns, 8x8 cells, pad 2 (make_grid: rows*(H+pad)+pad) */
+    uint8_t *px = NULL;
+    int C, H, W;
+    ASSERT_OK(rx_png_read(P("%s/samples/grid.png", dir), 0, &px, &C, &H, &W));
+    free(px);
+    cr_assert(C == 3 && H == 2 * (8 + 2) + 2 && W == 2 * (8 + 2) + 2, "grid %dx%dx%d", C, H, W);
+
+    const char *log = read_text(P("%s/log.txt", dir));
+    cr_assert(strstr(log, "train: 6 steps") && strstr(log, "runexp: done"), "%s", log);
+    const char *config = read_text(P("%s/config.yaml", dir));
+    cr_assert(strstr(config, "experiment: tiny\n") && strstr(config, "  eta: 0.0\n") && !strstr(config, "base:"),
+              "config.yaml is not the resolved config:\n%s", config);
+
+    /* index.csv gains a row per run; latest follows the newest */
+    cr_assert_eq(count_lines(P("%s/tiny/index.csv", root)), 2);
+    const char *index = read_text(P("%s/tiny/index.csv", root));
+    cr_assert(!strncmp(index, "id,status,config_hash,metrics\n", 30), "%s", index);
+    cr_assert(strstr(index, P("\n%s,done,", names[0])), "%s", index);
+    char link[256] = {0};
+    cr_assert_gt(readlink(P("%s/tiny/latest", root), link, sizeof link - 1), 0);
+    cr_assert_str_eq(link, names[0]);
+
+    r = RUNEXP("run2", TINY, "--results", root, "--set", "sampler.steps=3");
+    RUN_OK(r);
+    cr_assert_eq(list_runs(P("%s/tiny", root), names, 4), 2);
+    cr_assert(!strncmp(names[1], "0002-", 5));
+    cr_assert_str_eq(r.last, P("%s/tiny/%s", root, names[1]));
+    cr_assert_eq(count_lines(P("%s/tiny/index.csv", root)), 3);
+    memset(link, 0, sizeof link);
+    cr_assert_gt(readlink(P("%s/tiny/latest", root), link, sizeof link - 1), 0);
+    cr_assert_str_eq(link, names[1]);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * reproduce, resume, interrupt: bit identity on the CPU */
+
+Test(runner, reproduce_from_saved_config_is_bit_identical) {
+    const char *root = own(strdup(T("results")));
+    result a = RUNEXP("orig", TINY, "--results", root);
+    RUN_OK(a);
+    const char *dir_a = own(strdup(a.last));
+    /* --force: the same results root holds the original, whose training would be reused */
+    result b = RUNEXP("repro", P("%s/config.yaml", dir_a), "--results", root, "--force");
+    RUN_OK(b);
+    const char *dir_b = b.last;
+    cr_assert_str_neq(dir_a, dir_b, "reproducing must make a new run");
+    cr_assert_str_eq(run_field(dir_a, "config_hash"), run_field(dir_b, "config_hash"));
+    cr_assert_null(run_field(dir_b, "train_reused_from"));
+    /* ... and the plain `runexp <run>/config.yaml` into results with no stage cache */
+    result c = RUNEXP("elsewhere", P("%s/config.yaml", dir_a), "--results", T("elsewhere"));
+    RUN_OK(c);
+    cr_assert_null(run_field(c.last, "train_reused_from"));
+    assert_same_tensors(P("%s/checkpoints/last.safetensors", dir_a), P("%s/checkpoints/last.safetensors", c.last));
+    /* the resolved config is a fixed point: saving it again gives the same text */
+    cr_assert_str_eq(read_text(P("%s/config.yaml", dir_a)), read_text(P("%s/config.yaml", dir_b)));
+
+    metrics_row ra[16], rb[16];
+    int na = read_metrics(P("%s/metrics.jsonl", dir_a), ra, 16), nb = read_metrics(P("%s/metrics.jsonl", dir_b), rb, 16);
+    cr_assert_eq(na, nb);
+    for (int i = 0; i < na; i++) {
+        cr_assert_eq(ra[i].step, rb[i].step);
+        cr_assert_eq(ra[i].loss, rb[i].loss, "step %lld: loss %.17g vs %.17g", (long long)ra[i].step, ra[i].loss, rb[i].loss);
+        cr_assert_eq(ra[i].grad_norm, rb[i].grad_norm);
+    }
+    assert_same_tensors(P("%s/checkpoints/last.safetensors", dir_a), P("%s/checkpoints/last.safetensors", dir_b));
+    assert_same_tensors(P("%s/samples/samples.safetensors", dir_a), P("%s/samples/samples.safetensors", dir_b));
+}
+
+/* losses of a resumed run (its metrics.jsonl holds the steps between the checkpoint and the
+ * kill twice) equal the uninterrupted run's at the same step; every step 1..steps is there */
+static void assert_losses_match(const char *resumed, const char *reference, int steps) {
+    static metrics_row rr[256], rf[256];
+    int nr = read_metrics(P("%s/metrics.jsonl", resumed), rr, 256);
+    int nf = read_metrics(P("%s/metrics.jsonl", reference), rf, 256);
+    cr_assert_eq(nf, steps);
+    int seen[257] = {0};
+    for (int i = 0; i < nr; i++) {
+        cr_assert(rr[i].step >= 1 && rr[i].step <= steps);
+        const metrics_row *ref = &rf[rr[i].step - 1];
+        cr_assert_eq(ref->step, rr[i].step);
+        cr_assert_eq(rr[i].loss, ref->loss, "step %lld: loss %.17g after resume, %.17g uninterrupted", (long long)rr[i].step,
+                     rr[i].loss, ref->loss);
+        seen[rr[i].step] = 1;
+    }
+    for (int s = 1; s <= steps; s++) cr_assert(seen[s], "step %d missing from the resumed run's metrics", s);
+    cr_assert_eq(rr[nr - 1].step, steps);
+}
+
+Test(runner, resume_after_sigkill_is_bit_identical) {
+    const char *root = own(strdup(T("killed")));
+    pid_t pid = spawn_runexp("long", (const char *const[]){LONG, "--results", root, NULL});
+    /* past the first checkpoint (checkpoint_every 10): at least 13 metrics lines (log_every 1) */
+    const char *dir = wait_for_training(pid, P("%s/long", root), 1, 13);
+    kill(pid, SIGKILL);
+    cr_assert_eq(wait_exit(pid), 128 + SIGKILL);
+    cr_assert_str_eq(run_field(dir, "status"), "running", "a killed run's record still says running");
+    int64_t k = checkpoint_step(P("%s/checkpoints/last.safetensors", dir));
+    cr_assert(k >= 10 && k < 100 && k % 10 == 0, "checkpoint at step %lld", (long long)k);
+
+    result r = RUNEXP("resume", "--resume", dir);
+    RUN_OK(r);
+    cr_assert_str_eq(r.last, dir);
+    cr_assert_str_eq(run_field(dir, "status"), "done");
+    cr_assert(strstr(read_text(P("%s/log.txt", dir)), P("at step %lld", (long long)k)), "log does not say where it resumed");
+
+    const char *ref_root = own(strdup(T("reference")));
+    result ref = RUNEXP("reference", LONG, "--results", ref_root);
+    RUN_OK(ref);
+    assert_same_tensors(P("%s/checkpoints/last.safetensors", dir), P("%s/checkpoints/last.safetensors", ref.last));
+    assert_losses_match(dir, ref.last, 100);
+    assert_same_tensors(P("%s/samples/samples.safetensors", dir), P("%s/samples/samples.safetensors", ref.last));
+
+    r = RUNEXP("again", "--resume", dir);
+    cr_assert_eq(r.code, 2, "resuming a finished run: exit %d", r.code);
+    cr_assert(strstr(r.err, "already done"), "%s", r.err);
+}
+
+Test(runner, sigint_checkpoints_marks_interrupted_and_resumes) {
+    const char *root = own(strdup(T("interrupted")));
+    pid_t pid = spawn_runexp("long", (const char *const[]){LONG, "--results", root, NULL});
+    const char *dir = wait_for_training(pid, P("%s/long", root), 0, 3);
+    kill(pid, SIGINT);
+    result r = collect("long", wait_exit(pid));
+    cr_assert_eq(r.code, 130, "SIGINT: exit %d\n%s", r.code, r.err);
+    cr_assert_str_eq(r.last, dir);
+    cr_assert_str_eq(run_field(dir, "status"), "interrupted");
+    cr_assert(strstr(run_field(dir, "error"), "interrupted at step"), "%s", run_field(dir, "error"));
+    cr_assert(strstr(read_text(P("%s/long/index.csv", root)), ",interrupted,"));
+    /* the checkpoint is of the step it stopped at: the last metrics line (train.c) */
+    metrics_row rows[128];
+    int n = read_metrics(P("%s/metrics.jsonl", dir), rows, 128);
+    int64_t k = checkpoint_step(P("%s/checkpoints/last.safetensors", dir));
+    cr_assert_eq(k, rows[n - 1].step);
+    cr_assert_lt(k, 100);
+
+    /* a run whose config.yaml was edited is not resumed (its checkpoint is of another config) */
+    const char *config_path = own(strdup(P("%s/config.yaml", dir)));
+    char *config = own(rx_test_read_file(config_path, NULL));
+    char *seed = strstr(config, "\nseed: 3\n");
+    cr_assert_not_null(seed);
+    seed[7] = '4';
+    ASSERT_OK(rx_fs_write_atomic(config_path, config, strlen(config)));
+    r = RUNEXP("edited", "--resume", dir);
+    cr_assert_eq(r.code, 2, "resume with an edited config: exit %d\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, "config.yaml was edited"), "%s", r.err);
+    seed[7] = '3';
+    ASSERT_OK(rx_fs_write_atomic(config_path, config, strlen(config)));
+
+    r = RUNEXP("resume", "--resume", dir);
+    RUN_OK(r);
+    cr_assert_str_eq(run_field(dir, "status"), "done");
+    result ref = RUNEXP("reference", LONG, "--results", T("reference"));
+    RUN_OK(ref);
+    assert_same_tensors(P("%s/checkpoints/last.safetensors", dir), P("%s/checkpoints/last.safetensors", ref.last));
+    assert_losses_match(dir, ref.last, 100);
+
+    /* SIGTERM is handled like SIGINT */
+    const char *term_root = own(strdup(T("terminated")));
+    pid = spawn_runexp("term", (const char *const[]){LONG, "--results", term_root, NULL});
+    dir = wait_for_training(pid, P("%s/long", term_root), 0, 3);
+    kill(pid, SIGTERM);
+    cr_assert_eq(wait_exit(pid), 130);
+    cr_assert_str_eq(run_field(dir, "status"), "interrupted");
+    cr_assert(rx_fs_exists(P("%s/checkpoints/last.safetensors", dir)));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * sweeps and the stage cache */
+
+static int count_trained(const char *exp_dir, char names[][64], int n, const char **trained_dir) {
+    int trained = 0;
+    for (int i = 0; i < n; i++) {
+        const char *dir = P("%s/%s", exp_dir, names[i]);
+        if (!run_field(dir, "train_reused_from")) {
+            trained++;
+            *trained_dir = own(strdup(dir));
+        }
+    }
+    return trained;
+}
+
+Test(runner, guidance_sweep_trains_once_and_summarises) {
+    result c = RUNEXP("classifier", CLASSIFIER, "--results", T("classifier"));
+    RUN_OK(c);
+    const char *weights = own(strdup(P("%s/checkpoints/last.safetensors", c.last)));
+    const char *root = own(strdup(T("results")));
+    result s = RUNEXP("sweep", SWEEP, "--results", root, "--set", P("eval.features.weights=%s", weights));
+    RUN_OK(s);
+    cr_assert_str_eq(s.last, P("%s/tiny/sweep-0001", root));
+
+    /* three points, one training: the others reuse its weights (same train_hash) */
+    const char *exp_dir = own(strdup(P("%s/tiny", root)));
+    char names[8][64];
+    cr_assert_eq(list_runs(exp_dir, names, 8), 3);
+    const char *trained = NULL;
+    cr_assert_eq(count_trained(exp_dir, names, 3, &trained), 1);
+    int train_lines = 0;
+    for (int i = 0; i < 3; i++) {
+        const char *dir = P("%s/%s", exp_dir, names[i]);
+        train_lines += count_substr(read_text(P("%s/log.txt", dir)), "train: 6 steps");
+        cr_assert_str_eq(run_field(dir, "train_hash"), run_field(trained, "train_hash"));
+        const char *from = run_field(dir, "train_reused_from");
+        if (from) cr_assert_str_eq(from, trained);
+        for (int j = 0; j < i; j++)
+            cr_assert_str_neq(run_field(dir, "sample_hash"), run_field(P("%s/%s", exp_dir, names[j]), "sample_hash"));
+        json_t *ev = load_json(P("%s/eval.json", dir));
+        json_t *fd = json_object_get(json_object_get(ev, "metrics"), "fd_last");
+        cr_assert(json_is_number(fd) && isfinite(json_number_value(fd)) && json_number_value(fd) >= 0, "eval.json fd_last");
+        json_decref(ev);
+    }
+    cr_assert_eq(train_lines, 1, "%d trainings in a guidance sweep", train_lines);
+    cr_assert(rx_fs_is_dir(P("%s/_cache", root)), "eval reference statistics belong under --results");
+
+    /* summary.csv: one row per point in grid order, each naming its run */
+    const char *csv = read_text(P("%s/summary.csv", s.last));
+    cr_assert(!strncmp(csv, "guidance.scale,fd_last,status,run\n", 34), "%s", csv);
+    cr_assert_eq(count_lines(P("%s/summary.csv", s.last)), 4);
+    const char *line = strchr(csv, '\n') + 1;
+    for (int i = 0; i < 3; i++, line = strchr(line, '\n') + 1) {
+        cr_assert_eq(line[0], '1' + i, "row %d: %s", i, line);
+        cr_assert(strstr(line, ",done,") && strstr(line, exp_dir), "row %d: %s", i, line);
+    }
+    const char *md = read_text(P("%s/summary.md", s.last));
+    cr_assert(strstr(md, "Sorted by fd_last (lower is better)") && strstr(md, "| guidance.scale | fd_last | run |"), "%s", md);
+    uint8_t *px = NULL;
+    int C, H, W;
+    ASSERT_OK(rx_png_read(P("%s/fd_last.png", s.last), 0, &px, &C, &H, &W));
+    free(px);
+    cr_assert(H >= 100 && W >= 100, "plot %dx%d", W, H);
+
+    /* an identical training config reuses the finished training ... */
+    result again = RUNEXP("again", TINY, "--results", root);
+    RUN_OK(again);
+    cr_assert_str_eq(run_field(again.last, "train_reused_from"), trained);
+    cr_assert_eq(count_substr(read_text(P("%s/log.txt", again.last)), "train: 6 steps"), 0);
+    cr_assert(!rx_fs_exists(P("%s/metrics.jsonl", again.last)) || count_lines(P("%s/metrics.jsonl", again.last)) == 0);
+    /* ... unless --force */
+    result forced = RUNEXP("forced", TINY, "--results", root, "--force");
+    RUN_OK(forced);
+    cr_assert_null(run_field(forced.last, "train_reused_from"));
+    cr_assert_eq(count_substr(read_text(P("%s/log.txt", forced.last)), "train: 6 steps"), 1);
+}
+
+Test(runner, sampler_sweep_trains_once) {
+    const char *root = own(strdup(T("results")));
+    result s = RUNEXP("sweep", TINY, "--results", root, "--sweep", "sampler.steps=1,2,4");
+    RUN_OK(s);
+    cr_assert_str_eq(s.last, P("%s/tiny/sweep-0001", root));
+    const char *exp_dir = own(strdup(P("%s/tiny", root)));
+    char names[8][64];
+    cr_assert_eq(list_runs(exp_dir, names, 8), 3);
+    const char *trained = NULL;
+    cr_assert_eq(count_trained(exp_dir, names, 3, &trained), 1);
+    cr_assert_eq(count_lines(P("%s/summary.csv", s.last)), 4);
+    cr_assert(rx_fs_exists(P("%s/summary.md", s.last)));
+    /* each point's saved config carries its value, so it can be re-run alone */
+    for (int i = 0; i < 3; i++) {
+        const char *config = read_text(P("%s/%s/config.yaml", exp_dir, names[i]));
+        cr_assert(strstr(config, P("  steps: %d\n", 1 << i)) && !strstr(config, "sweep: {") && strstr(config, "sweep: null"),
+                  "%s", config);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * atomic run-directory allocation */
+
+Test(runner, eight_concurrent_runs_get_distinct_directories) {
+    const char *root = own(strdup(T("results")));
+    enum { N = 8 };
+    pid_t pids[N];
+    /* different seeds: different config hashes, so only the allocation lock keeps numbers apart */
+    for (int i = 0; i < N; i++)
+        pids[i] = spawn_runexp(P("run%d", i), (const char *const[]){TINY, "--results", root, "--set", P("seed=%d", 100 + i),
+                                                                   "--set", "train.steps=2", "--quiet", NULL});
+    const char *lasts[N];
+    for (int i = 0; i < N; i++) {
+        result r = collect(P("run%d", i), wait_exit(pids[i]));
+        RUN_OK(r);
+        lasts[i] = r.last;
+    }
+    char names[16][64];
+    cr_assert_eq(list_runs(P("%s/tiny", root), names, 16), N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(atoi(names[i]), i + 1, "run numbers must be 0001..0008, got %s", names[i]);
+        int owners = 0;
+        for (int j = 0; j < N; j++) owners += !strcmp(lasts[j], P("%s/tiny/%s", root, names[i]));
+        cr_assert_eq(owners, 1, "%s reported by %d processes", names[i], owners);
+    }
+    /* index.csv (appended under a lock): a header and one intact row per run */
+    cr_assert_eq(count_lines(P("%s/tiny/index.csv", root)), N + 1);
+    const char *index = read_text(P("%s/tiny/index.csv", root));
+    for (int i = 0; i < N; i++) cr_assert(strstr(index, P("\n%s,done,", names[i])), "%s", index);
+    char link[256] = {0};
+    cr_assert_gt(readlink(P("%s/tiny/latest", root), link, sizeof link - 1), 0);
+    int known = 0;
+    for (int i = 0; i < N; i++) known |= !strcmp(link, names[i]);
+    cr_assert(known, "latest -> %s", link);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * checkpoints */
+
+/* rx_ckpt_save -> rx_ckpt_load restores every group bit for bit; a file that does not
+ * hold everything expected is refused before anything is copied (checkpoint.h) */
+Test(runner, checkpoint_round_trip_and_all_or_nothing_load) {
+    rx_ctx *c = NULL;
+    ASSERT_OK(rx_ctx_create(rx_backend_cpu(), NULL, 1 << 20, &c));
+    const char *names[] = {"conv.weight", "conv.bias"};
+    const int64_t shapes[2][4] = {{4, 3, 3, 3}, {4}};
+    const int ndims[2] = {4, 1};
+    enum { G = 4 };
+    rx_paramset src[G] = {0}, dst[G] = {0};
+    float vals[108];
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < 2; i++) {
+            rx_tensor *a = rx_param(c, names[i], ndims[i], shapes[i], 0), *b = rx_param(c, names[i], ndims[i], shapes[i], 0);
+            cr_assert(a && b);
+            for (int64_t k = 0; k < a->numel; k++) vals[k] = sinf(1.0f + g * 100 + i * 10 + k) * 1e-3f * (float)(k + 1);
+            ASSERT_OK(rx_tensor_from_host(c, a, vals));
+            ASSERT_OK(rx_tensor_fill(c, b, -7.0f));
+            ASSERT_OK(rx_paramset_add(&src[g], a));
+            ASSERT_OK(rx_paramset_add(&dst[g], b));
+        }
+    const char *prefixes[G] = {"model", "ema", "adam_m", "adam_v"};
+    rx_ckpt_group gs[G], gd[G];
+    for (int g = 0; g < G; g++) {
+        gs[g] = (rx_ckpt_group){prefixes[g], &src[g], 0};
+        gd[g] = (rx_ckpt_group){prefixes[g], &dst[g], 0};
+    }
+    rx_ckpt_meta meta = {.step = 42, .seed = 9007199254740991ull, .config_yaml = "seed: 1\n"};
+    snprintf(meta.config_hash, sizeof meta.config_hash, "0123456789abcdef");
+    const char *path = own(strdup(T("ckpt.safetensors")));
+    ASSERT_OK(rx_ckpt_save(c, path, gs, G, &meta));
+
+    /* untouched: every value of dst still the fill value */
+#define ASSERT_DST_UNTOUCHED()                                                                   \
+    for (int g = 0; g < G; g++)                                                                  \
+        for (int i = 0; i < 2; i++) {                                                            \
+            ASSERT_OK(rx_tensor_to_host(c, dst[g].t[i], vals));                                  \
+            for (int64_t k = 0; k < dst[g].t[i]->numel; k++) cr_assert_eq(vals[k], -7.0f, "half-loaded"); \
+        }
+
+    /* another config's checkpoint */
+    cr_assert_eq(rx_ckpt_load(c, path, gd, G, "fedcba9876543210", NULL), RX_ERR_CONFIG);
+    cr_assert(strstr(rx_last_error(), path), "%s", rx_last_error());
+    ASSERT_DST_UNTOUCHED();
+
+    /* a file missing the last group's last tensor: the earlier groups must not be copied */
+    rx_paramset partial = {0};
+    ASSERT_OK(rx_paramset_add(&partial, src[G - 1].t[0]));
+    rx_ckpt_group gp[G] = {gs[0], gs[1], gs[2], {"adam_v", &partial, 0}};
+    const char *partial_path = own(strdup(T("partial.safetensors")));
+    ASSERT_OK(rx_ckpt_save(c, partial_path, gp, G, &meta));
+    cr_assert_neq(rx_ckpt_load(c, partial_path, gd, G, NULL, NULL), RX_OK);
+    cr_assert(strstr(rx_last_error(), "adam_v.conv.bias"), "%s", rx_last_error());
+    ASSERT_DST_UNTOUCHED();
+
+    /* truncated by one byte */
+    long len = 0;
+    char *bytes = rx_test_read_file(path, &len);
+    cr_assert_not_null(bytes);
+    const char *trunc_path = own(strdup(T("truncated.safetensors")));
+    ASSERT_OK(rx_fs_write_atomic(trunc_path, bytes, (size_t)len - 1));
+    free(bytes);
+    cr_assert_eq(rx_ckpt_load(c, trunc_path, gd, G, NULL, NULL), RX_ERR_FORMAT);
+    cr_assert(strstr(rx_last_error(), trunc_path), "%s", rx_last_error());
+    ASSERT_DST_UNTOUCHED();
+
+    /* the intact file: everything back, bit for bit, with its metadata */
+    rx_ckpt_meta got;
+    ASSERT_OK(rx_ckpt_load(c, path, gd, G, "0123456789abcdef", &got));
+    cr_assert_eq(got.step, 42);
+    cr_assert_eq(got.seed, 9007199254740991ull);
+    cr_assert_str_eq(got.config_hash, "0123456789abcdef");
+    float a[108], b[108];
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < 2; i++) {
+            ASSERT_OK(rx_tensor_to_host(c, src[g].t[i], a));
+            ASSERT_OK(rx_tensor_to_host(c, dst[g].t[i], b));
+            cr_assert_eq(memcmp(a, b, src[g].t[i]->numel * sizeof(float)), 0, "%s.%s differs", prefixes[g], names[i]);
+        }
+#undef ASSERT_DST_UNTOUCHED
+    rx_paramset_free(&partial);
+    for (int g = 0; g < G; g++) { rx_paramset_free(&src[g]); rx_paramset_free(&dst[g]); }
+    rx_ctx_destroy(c);
+}
+
+/* a copy of a checkpoint with every tensor named *conv_out.weight set to NaN */
+static void write_nan_copy(const char *from, const char *to) {
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(from, &f));
+    rx_st_writer *w = NULL;
+    ASSERT_OK(rx_st_writer_create(&w));
+    for (int i = 0; i < rx_st_count(f); i++) {
+        const rx_st_tensor *t = rx_st_tensor_at(f, i);
+        const void *data = rx_st_data(f, t);
+        size_t len = strlen(t->name);
+        if (len >= 15 && !strcmp(t->name + len - 15, "conv_out.weight")) {
+            cr_assert_eq(t->dtype, RX_ST_F32);
+            float *nan_data = own(malloc(t->numel * sizeof(float)));
+            for (int64_t k = 0; k < t->numel; k++) nan_data[k] = NAN;
+            data = nan_data;
+        }
+        ASSERT_OK(rx_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, data));
+    }
+    for (int i = 0; i < rx_st_metadata_count(f); i++)
+        ASSERT_OK(rx_st_writer_set_metadata(w, rx_st_metadata_key(f, i), rx_st_metadata_value(f, i)));
+    ASSERT_OK(rx_st_writer_write(w, to));
+    rx_st_writer_free(w);
+    rx_st_close(f);
+}
+
+Test(runner, init_checkpoint_round_trip_and_bad_checkpoints) {
+    const char *root = own(strdup(T("results")));
+    result a = RUNEXP("train", TINY, "--results", root);
+    RUN_OK(a);
+    const char *dir_a = own(strdup(a.last));
+    const char *ckpt = own(strdup(P("%s/checkpoints/last.safetensors", dir_a)));
+
+    /* train: null + init: the run's checkpoint samples exactly what the run sampled (its EMA weights) */
+    result b = RUNEXP("init", TINY, "--results", root, "--set", "train=null", "--set", P("init=%s", ckpt));
+    RUN_OK(b);
+    cr_assert_null(run_field(b.last, "train_hash"), "train: null must not train");
+    assert_same_tensors(P("%s/samples/samples.safetensors", dir_a), P("%s/samples/samples.safetensors", b.last));
+
+    /* damaged or foreign checkpoints as init: exit 2, the file named, nothing written */
+    long len = 0;
+    char *bytes = own(rx_test_read_file(ckpt, &len));
+    cr_assert_not_null(bytes);
+    struct { const char *name; long keep; } cuts[] = {
+        {"five_bytes", 5}, {"header_cut", 100}, {"data_cut", len - 1000}, {"last_byte_cut", len - 1}};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        const char *bad = own(strdup(T("%s.safetensors", cuts[i].name)));
+        ASSERT_OK(rx_fs_write_atomic(bad, bytes, (size_t)cuts[i].keep));
+        const char *bad_root = own(strdup(T("bad_%s", cuts[i].name)));
+        result r = RUNEXP(P("bad%zu", i), TINY, "--results", bad_root, "--set", "train=null", "--set", P("init=%s", bad));
+        cr_assert_eq(r.code, 2, "%s: exit %d\n%s", cuts[i].name, r.code, r.err);
+        cr_assert(strstr(r.err, bad), "%s: the message does not name the file:\n%s", cuts[i].name, r.err);
+        cr_assert(!rx_fs_exists(bad_root), "%s: something was written", cuts[i].name);
+    }
+    const char *garbage = own(strdup(T("garbage.safetensors")));
+    const char text[] = "\x10\0\0\0\0\0\0\0{not json at al}";
+    ASSERT_OK(rx_fs_write_atomic(garbage, text, sizeof text - 1));
+    result r = RUNEXP("garbage", TINY, "--results", T("bad_garbage"), "--set", P("init=%s", garbage));
+    cr_assert_eq(r.code, 2, "%s", r.err);
+    cr_assert(strstr(r.err, garbage) && strstr(r.err, "JSON"), "%s", r.err);
+    cr_assert(!rx_fs_exists(T("bad_garbage")));
+
+    result cl = RUNEXP("classifier", CLASSIFIER, "--results", T("classifier"));
+    RUN_OK(cl);
+    const char *foreign = own(strdup(P("%s/checkpoints/last.safetensors", cl.last)));
+    r = RUNEXP("foreign", TINY, "--results", T("bad_foreign"), "--set", P("init=%s", foreign));
+    cr_assert_eq(r.code, 2, "%s", r.err);
+    cr_assert(strstr(r.err, foreign) && strstr(r.err, "no tensor 'model."), "%s", r.err);
+    cr_assert(!rx_fs_exists(T("bad_foreign")));
+
+    /* NaN weights: the loss is NaN at step 1 -> the run fails (exit 1) and says why */
+    const char *nan_ckpt = own(strdup(T("nan.safetensors")));
+    write_nan_copy(ckpt, nan_ckpt);
+    const char *nan_root = own(strdup(T("nan")));
+    r = RUNEXP("nan", TINY, "--results", nan_root, "--set", P("init=%s", nan_ckpt));
+    cr_assert_eq(r.code, 1, "NaN loss: exit %d\n%s", r.code, r.err);
+    cr_assert(rx_fs_is_dir(r.last), "a failed run still prints its directory");
+    cr_assert_str_eq(run_field(r.last, "status"), "failed");
+    const char *err = run_field(r.last, "error");
+    cr_assert(err && strstr(err, "nan at step 1;") && strstr(err, "last good checkpoint: (none)"), "%s", err ? err : "(no error)");
+    cr_assert(strstr(read_text(P("%s/tiny/index.csv", nan_root)), ",failed,"));
+
+    /* --resume of a run whose checkpoint was damaged: refused (never restarted from scratch) */
+    json_t *rec = load_json(P("%s/run.json", dir_a));
+    json_object_set_new(rec, "status", json_string("running"));   /* as if killed */
+    cr_assert_eq(json_dump_file(rec, P("%s/run.json", dir_a), 0), 0);
+    json_decref(rec);
+    ASSERT_OK(rx_fs_write_atomic(ckpt, bytes, (size_t)len / 2));
+    r = RUNEXP("resume_bad", "--resume", dir_a);
+    cr_assert_neq(r.code, 0, "resume from a truncated checkpoint succeeded");
+    cr_assert(strstr(r.err, ckpt), "%s", r.err);
+    cr_assert_str_neq(run_field(dir_a, "status"), "done");
+}
