@@ -10,6 +10,10 @@ PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+# the CUDA runtime and ASan's shadow memory do not mix; under SANITIZE=1 the CPU suite is checked
+ifeq ($(SANITIZE),1)
+CUDA     ?= 0
+endif
 CUDA     ?= $(if $(NVCC),1,0)
 CUDA_HOME?= $(patsubst %/bin/nvcc,%,$(NVCC))
 ARCH     ?= -march=native
@@ -34,6 +38,7 @@ ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 BUILD    := build-san
+export LSAN_OPTIONS = suppressions=$(abspath tests/lsan.supp)
 endif
 
 SRC      := $(filter-out src/runner/main.c,$(shell find src -name '*.c' | sort))

@@ -202,6 +202,16 @@ rx_status rx_cmd_run(const rx_cli *cli, char *out_dir, size_t n, int *config_err
     RX_TRY(load_config(cli->file, cli->sets, cli->n_sets, &cfg, config_error));
     rx_run_options opt;
     options_from_cli(cli, &opt);
+    /* the config.yaml of a run directory: a reproduction, so every stage runs again (the
+     * stage cache would otherwise hand back the original's results) */
+    char rec[1200];
+    const char *slash = strrchr(cli->file, '/');
+    snprintf(rec, sizeof rec, "%.*s/run.json", slash ? (int)(slash - cli->file) : 1, slash ? cli->file : ".");
+    if (!strcmp(slash ? slash + 1 : cli->file, "config.yaml") && rx_fs_exists(rec)) {
+        opt.force = 1;
+        if (!opt.quiet) fprintf(stderr, "runexp: reproducing the run in %.*s as a new run\n", slash ? (int)(slash - cli->file) : 1,
+                                slash ? cli->file : ".");
+    }
     rx_cfg_node *sweep = rx_cfg_map_get(cfg->root, "sweep");
     rx_status s;
     if (cli->n_sweeps > 0 || (sweep && !rx_cfg_is_null(sweep) && sweep->n > 0))

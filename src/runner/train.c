@@ -215,7 +215,10 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
         }
         loss_acc += loss;
         n_acc++;
-        if (step % log_every == 0 || step == steps) {
+        /* a checkpoint step also closes the logging window, so a run resumed from it logs the
+         * same lines as the uninterrupted run */
+        const int ckpt_now = (ckpt_every > 0 && step % ckpt_every == 0) || step == steps;
+        if (step % log_every == 0 || ckpt_now) {
             double now = rx_now(), ips = n_acc * B / (now - t_log + 1e-9);
             json_t *row = json_object();
             json_object_set_new(row, "step", json_integer(step));
@@ -232,7 +235,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
             loss_acc = 0;
             n_acc = 0;
         }
-        if (!s && ((ckpt_every > 0 && step % ckpt_every == 0) || step == steps)) {
+        if (!s && ckpt_now) {
             s = save_checkpoint(ex, run, opt, step);
             last_ckpt = step;
         }
