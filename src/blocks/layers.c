@@ -16,11 +16,13 @@ void rx_builder_push(rx_builder *b, const char *fmt, ...) {
     RX_CHECK(b->depth < 16);
     size_t len = strlen(b->prefix);
     b->prefix_len[b->depth++] = (int)len;
-    if (len && len < sizeof b->prefix - 1) b->prefix[len++] = '.';
+    char part[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(b->prefix + len, sizeof b->prefix - len, fmt, ap);
+    vsnprintf(part, sizeof part, fmt, ap);
     va_end(ap);
+    if (!part[0]) return;   /* an empty level (a block built under its caller's prefix) adds no "." */
+    snprintf(b->prefix + len, sizeof b->prefix - len, "%s%s", len ? "." : "", part);
 }
 
 void rx_builder_pop(rx_builder *b) {

@@ -31,8 +31,8 @@ rx_tensor *rx_resnet_forward(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, 
 rx_status rx_attn_block_build(rx_builder *b, const char *name, int channels, int dim_head, int groups, float eps,
                               rx_attn_block *a) {
     if (dim_head <= 0 || channels % dim_head)
-        return rx_fail(RX_ERR_CONFIG, "%s.%s: %d channels are not a whole number of heads of attention_head_dim %d",
-                       b->prefix, name, channels, dim_head);
+        return rx_fail(RX_ERR_CONFIG, "%s%s%s: %d channels are not a whole number of heads of attention_head_dim %d",
+                       b->prefix, b->prefix[0] && name[0] ? "." : "", name, channels, dim_head);
     rx_builder_push(b, "%s", name);
     a->heads = channels / dim_head;
     a->dim_head = dim_head;

@@ -1,5 +1,6 @@
 #include "checkpoint.h"
 #include "io/safetensors.h"
+#include "blocks/model.h"
 #include "kernels/backend.h"
 #include <inttypes.h>
 #include <stdio.h>
@@ -159,4 +160,13 @@ rx_status rx_ckpt_load_weights(rx_ctx *c, const char *path, const rx_paramset *p
     if (!s) s = copy_groups(c, f, &g, 1, present);
     rx_st_close(f);
     return s;
+}
+
+rx_status rx_model_load_weights(rx_ctx *c, rx_model *m, const char *path, int use_ema) {
+    rx_st_file *f = NULL;
+    RX_TRY(rx_st_open(path, &f));
+    const char *fmt = rx_st_metadata(f, "format");
+    int ours = fmt && strcmp(fmt, RX_CKPT_FORMAT) == 0;
+    rx_st_close(f);
+    return ours ? rx_ckpt_load_weights(c, path, &m->params, use_ema) : rx_model_import_diffusers(c, m, path);
 }

@@ -33,4 +33,10 @@ rx_status rx_ckpt_load(rx_ctx *c, const char *path, const rx_ckpt_group *groups,
  * or a plain diffusers-style file (bare keys): what `init:` and `runexp export` read. */
 rx_status rx_ckpt_load_weights(rx_ctx *c, const char *path, const rx_paramset *ps, int use_ema);
 
+/* A model's weights from either a runexp checkpoint (EMA preferred when use_ema) or a
+ * diffusers weights file (rx_model_import_diffusers: key mapping such as DiT's per-block
+ * embedder copies). What `init:`, feature extractors and `runexp export` use. */
+struct rx_model;
+rx_status rx_model_load_weights(rx_ctx *c, struct rx_model *m, const char *path, int use_ema);
+
 #endif

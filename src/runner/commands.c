@@ -290,7 +290,7 @@ rx_status rx_cmd_export(const rx_cli *cli, int *config_error) {
     s = rx_config_section_params(cfg, "model", &mc, &mp);
     if (!s) s = rx_ctx_create(rx_backend_cpu(), NULL, 1 << 20, &c);
     if (!s) s = rx_model_create(c, mc, mp, 0, &m);
-    if (!s) s = rx_ckpt_load_weights(c, cli->file, &m->params, 1);
+    if (!s) s = rx_model_load_weights(c, m, cli->file, 1);
     if (!s) s = rx_model_export_diffusers(c, m, cli->export_dir);
     if (!s) printf("%s\n", cli->export_dir);
     rx_model_destroy(m);

@@ -90,7 +90,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->data_c = ex->model->in_channels;
     ex->data_h = ex->data_w = ex->model->sample_size;
     const char *init = rx_param_is_null(top, "init") ? NULL : rx_param_str(top, "init");
-    if (init) RX_TRY(rx_ckpt_load_weights(ex->ctx, init, &ex->model->params, 1));
+    if (init) RX_TRY(rx_model_load_weights(ex->ctx, ex->model, init, 1));
 
     const rx_schedule_impl *sched = ex->schedule_sec.comp->impl;
     RX_TRY(sched->build(ex->schedule_sec.params, &ex->schedule));

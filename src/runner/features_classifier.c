@@ -60,7 +60,7 @@ static rx_status fx_create(rx_ctx *c, const rx_params *params, rx_feature_extrac
     if (!s) s = rx_config_section_params(p->cfg, "model", &mc, &mp);
     if (!s) s = rx_model_create(c, mc, mp, 0, &p->model);
     if (!s && !p->model->impl->features) s = rx_fail(RX_ERR_CONFIG, "features/classifier: %s holds a %s, not a classifier", path, mc->name);
-    if (!s) s = rx_ckpt_load_weights(c, path, &p->model->params, 1);
+    if (!s) s = rx_model_load_weights(c, p->model, path, 1);
     if (!s) s = rx_file_hash(path, fx->weights_hash);
     if (s) { fx_destroy(fx); return s; }
     fx->num_classes = p->model->out_channels;
