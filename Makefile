@@ -22,13 +22,13 @@ export RUNEXP_DATA_SRC ?= $(abspath ../shared/data)
 PKGS     := yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash cairo
 DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libjansson-dev \
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
-            libopenblas-openmp-dev liblapacke-dev libcairo2-dev dataset-fashion-mnist
+            libopenblas-openmp-dev libcairo2-dev dataset-fashion-mnist
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # OpenBLAS's OpenMP build, named explicitly: one thread pool for our kernels and BLAS (the
 # pthreads build's own threads yield-spin against OpenMP's: 600k sched_yield calls in a smoke run)
 BLAS_DIR   := /usr/lib/x86_64-linux-gnu/openblas-openmp
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llapacke -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wno-missing-field-initializers
 CFLAGS   ?= -O3 $(ARCH) -g

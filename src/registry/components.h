@@ -24,6 +24,7 @@ extern const rx_component rx_comp_transform_pad;
 extern const rx_component rx_comp_model_unet;
 extern const rx_component rx_comp_model_resnet_classifier;
 extern const rx_component rx_comp_model_dit;
+extern const rx_component rx_comp_features_inception_fid;
 extern const rx_component rx_comp_block_DiTBlock;
 extern const rx_component rx_comp_block_DownBlock2D;
 extern const rx_component rx_comp_block_AttnDownBlock2D;

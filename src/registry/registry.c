@@ -53,6 +53,7 @@ const rx_component *const rx_registry_components[] = {
     &rx_comp_lr_schedule_cosine,
     &rx_comp_lr_schedule_linear_warmup,
     &rx_comp_features_classifier,
+    &rx_comp_features_inception_fid,
     &rx_comp_metric_class_accuracy,
     &rx_comp_metric_classifier_score,
     &rx_comp_metric_fd,
