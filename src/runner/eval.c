@@ -277,16 +277,7 @@ rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metr
     int64_t correct = 0;
     int grad = c->grad_enabled;
     rx_set_grad_enabled(c, 0);
-    float *saved = NULL;
-    if (!s && ex->ema.n) {   /* the EMA weights, when trained with EMA */
-        saved = malloc((size_t)rx_model_param_count(m) * sizeof *saved);
-        int64_t off = 0;
-        for (int i = 0; i < m->params.n && saved && !s; i++) {
-            s = rx_tensor_to_host(c, m->params.t[i], saved + off);
-            if (!s) s = rx_tensor_copy(c, m->params.t[i], ex->ema.t[i]);
-            off += m->params.t[i]->numel;
-        }
-    }
+    if (ex->ema.n) rx_experiment_swap_ema(ex);   /* the EMA weights, when trained with EMA */
     for (int64_t b0 = 0; b0 < N && !s; b0 += B) {
         int n = (int)(N - b0 < B ? N - b0 : B);
         for (int i = 0; i < n && !s; i++)
@@ -302,14 +293,7 @@ rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metr
             correct += best == data->labels[b0 + i];
         }
     }
-    if (saved) {
-        int64_t off = 0;
-        for (int i = 0; i < m->params.n; i++) {
-            rx_tensor_from_host(c, m->params.t[i], saved + off);
-            off += m->params.t[i]->numel;
-        }
-        free(saved);
-    }
+    if (ex->ema.n) rx_experiment_swap_ema(ex);
     rx_set_grad_enabled(c, grad);
     json_t *metrics = json_object();
     if (!s) {

@@ -51,6 +51,9 @@ typedef struct rx_experiment {
 
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt);
 void      rx_experiment_free(rx_experiment *ex);
+/* exchange the model's weights with the EMA weights (data pointers: no copy, any device);
+ * calling it twice restores them */
+void      rx_experiment_swap_ema(rx_experiment *ex);
 
 /* stage result locations inside a run directory */
 rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume);
@@ -67,7 +70,6 @@ typedef struct rx_generator {
     rx_guided guided;
     int64_t d;
     int use_ema, grad_was, training_was;
-    float *saved;
 } rx_generator;
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g);
 rx_status rx_generate(rx_generator *g, const int64_t *image_index, int n, const int32_t *labels, float *x);

@@ -79,18 +79,9 @@ rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
     g->d = (int64_t)m->in_channels * m->sample_size * m->sample_size;
     rx_status s = rx_guided_init(&g->guided, ex->guidance.comp->impl, ex->guidance.params, model_denoise, mc, (int)g->d,
                                  m->num_classes, &ex->schedule);
-    /* sample with the EMA weights when asked: swap them in, swap back on close */
+    /* sample with the EMA weights when asked: swapped in here, back on close */
     g->use_ema = ex->sample ? rx_param_bool(ex->sample, "use_ema") && ex->ema.n > 0 : ex->ema.n > 0;
-    if (!s && g->use_ema) {
-        g->saved = malloc((size_t)rx_model_param_count(m) * sizeof *g->saved);
-        if (!g->saved) s = rx_fail(RX_ERR_OOM, "sample: out of memory");
-        int64_t off = 0;
-        for (int i = 0; i < m->params.n && !s; i++) {
-            s = rx_tensor_to_host(ex->ctx, m->params.t[i], g->saved + off);
-            if (!s) s = rx_tensor_copy(ex->ctx, m->params.t[i], ex->ema.t[i]);
-            off += m->params.t[i]->numel;
-        }
-    }
+    if (g->use_ema) rx_experiment_swap_ema(ex);
     g->grad_was = ex->ctx->grad_enabled;
     g->training_was = ex->ctx->training;
     rx_set_grad_enabled(ex->ctx, 0);
@@ -109,16 +100,7 @@ rx_status rx_generator_close(rx_generator *g) {
     rx_experiment *ex = g->ex;
     rx_status s = RX_OK;
     if (!ex) return RX_OK;
-    if (g->saved) {   /* restore the raw weights */
-        rx_model *m = ex->model;
-        int64_t off = 0;
-        for (int i = 0; i < m->params.n; i++) {
-            rx_status s2 = rx_tensor_from_host(ex->ctx, m->params.t[i], g->saved + off);
-            if (!s) s = s2;
-            off += m->params.t[i]->numel;
-        }
-        free(g->saved);
-    }
+    if (g->use_ema) rx_experiment_swap_ema(ex);   /* the raw weights back */
     rx_guided_free(&g->guided);
     free(g->model_ctx);
     rx_set_grad_enabled(ex->ctx, g->grad_was);
