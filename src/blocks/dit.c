@@ -155,6 +155,7 @@ const rx_param_spec rx_dit_params[] = {
     {"norm_eps", RX_P_FLOAT, "1e-06", 0, 1, NULL,
      "LayerNorm epsilon before the MLP (diffusers norm_eps; the paper uses 1e-6 everywhere)"},
     {"block_type", RX_P_CHOICE, "DiTBlock", RX_NO_RANGE, "DiTBlock", "transformer block (registry kind block)"},
+    {"weights", RX_P_PATH, "null", RX_NO_RANGE, NULL, "start from these weights: diffusers DiTTransformer2DModel safetensors, or a runexp checkpoint"},
     {0}
 };
 

@@ -91,6 +91,11 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->data_h = ex->data_w = ex->model->sample_size;
     const char *init = rx_param_is_null(top, "init") ? NULL : rx_param_str(top, "init");
     if (init) RX_TRY(rx_model_load_weights(ex->ctx, ex->model, init, 1));
+    /* model.weights: the model's own starting weights (diffusers files load with their key names) */
+    const rx_params *mp = ex->model_sec.params;
+    for (int i = 0; i < mp->n; i++)
+        if (!strcmp(mp->spec[i].name, "weights") && !mp->values[i].is_null && mp->values[i].s)
+            RX_TRY(rx_model_load_weights(ex->ctx, ex->model, mp->values[i].s, 1));
 
     const rx_schedule_impl *sched = ex->schedule_sec.comp->impl;
     RX_TRY(sched->build(ex->schedule_sec.params, &ex->schedule));

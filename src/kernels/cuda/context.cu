@@ -1,46 +1,79 @@
 // context.cu — the CUDA execution context: device, stream, cuBLAS and cuDNN handles,
-// device memory for the arenas. No global device state: everything lives in rx_cuda_state.
+// device memory for the arenas, the scratch slots. No global device state: everything
+// lives in rx_cuda_state (the backend table in backend_cuda.cu holds only functions).
 #include <cstdio>
-#include <cuda_runtime.h>
-#include <cublas_v2.h>
-#include <cudnn.h>
+#include <cstring>
 #include "kernels/cuda/cuda_common.h"
 
 extern "C" {
 #include "kernels/cuda_backend.h"
+#include "kernels/cuda/cuda_api.h"
 }
 
-static void *dev_alloc(void *ud, size_t bytes) {
+void *rx_cuda_dev_alloc(void *ud, size_t bytes) {
     void *p = nullptr;
-    if (cudaMalloc(&p, bytes) != cudaSuccess) return nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+        cudaGetLastError();   // an allocation failure is not sticky; clear it for the next call
+        return nullptr;
+    }
     return p;
 }
-static void dev_free(void *ud, void *p) { cudaFree(p); }
+void rx_cuda_dev_free(void *ud, void *p) { cudaFree(p); }
 
-static rx_status cu_to_device(rx_ctx *c, void *dst, const void *src, size_t bytes) {
-    rx_cuda_state *st = (rx_cuda_state *)c->be_state;
+rx_status rx_cuda_to_device(rx_ctx *c, void *dst, const void *src, size_t bytes) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (bytes == 0) return RX_OK;
     RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st->stream));
+    // the host buffer may be reused as soon as this returns
     RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
     return RX_OK;
 }
-static rx_status cu_to_host(rx_ctx *c, void *dst, const void *src, size_t bytes) {
-    rx_cuda_state *st = (rx_cuda_state *)c->be_state;
+rx_status rx_cuda_to_host(rx_ctx *c, void *dst, const void *src, size_t bytes) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (bytes == 0) return RX_OK;
     RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st->stream));
     RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
     return RX_OK;
 }
-static rx_status cu_copy(rx_ctx *c, void *dst, const void *src, size_t bytes) {
-    rx_cuda_state *st = (rx_cuda_state *)c->be_state;
-    if (dst != src) RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st->stream));
+rx_status rx_cuda_copy(rx_ctx *c, void *dst, const void *src, size_t bytes) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (dst != src && bytes) RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st->stream));
     return RX_OK;
 }
-static rx_status cu_sync(rx_ctx *c) {
-    rx_cuda_state *st = (rx_cuda_state *)c->be_state;
-    RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
+rx_status rx_cuda_sync(rx_ctx *c) {
+    RX_CUDA_TRY(cudaStreamSynchronize(rx_cuda(c)->stream));
     return RX_OK;
 }
 
-extern "C" rx_backend rx_cuda_backend_table;   // kernels + utilities, filled in cuda/*.cu
+// Grows a slot to at least `bytes` (rounded up to 1 MiB steps to avoid many small regrowths).
+// Growing waits for the stream: queued kernels may still read the old buffer.
+rx_status rx_cuda_scratch(rx_ctx *c, int slot, size_t bytes, void **out) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (slot < 0 || slot >= RX_CUDA_SCRATCH_COUNT) return rx_fail(RX_ERR_INTERNAL, "cuda: scratch slot %d", slot);
+    if (bytes == 0) bytes = 1;
+    if (bytes > st->scratch_bytes[slot]) {
+        const size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+        RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
+        if (st->scratch[slot]) RX_CUDA_TRY(cudaFree(st->scratch[slot]));
+        st->scratch[slot] = nullptr;
+        st->scratch_bytes[slot] = 0;
+        cudaError_t e = cudaMalloc(&st->scratch[slot], want);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            st->scratch[slot] = nullptr;
+            return rx_fail(RX_ERR_OOM, "cuda: cannot allocate %zu MiB of scratch on the device (%s)", want >> 20,
+                           cudaGetErrorString(e));
+        }
+        st->scratch_bytes[slot] = want;
+        size_t total = 0;
+        for (int k = 0; k < RX_CUDA_SCRATCH_COUNT; k++) total += st->scratch_bytes[k];
+        if (total > st->scratch_peak) st->scratch_peak = total;
+    }
+    *out = st->scratch[slot];
+    return RX_OK;
+}
+
+extern "C" rx_backend rx_cuda_backend_table;   // backend_cuda.cu
 
 extern "C" int rx_cuda_device_count(void) {
     int n = 0;
@@ -66,23 +99,20 @@ extern "C" rx_status rx_cuda_open(int device_id, int tf32, int deterministic, co
     rx_status s = RX_OK;
     cudaDeviceProp prop;
     if ((e = cudaSetDevice(device_id)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device_id)) != cudaSuccess ||
-        (e = cudaStreamCreate(&st->stream)) != cudaSuccess)
+        (e = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaMalloc((void **)&st->dev_flag, sizeof *st->dev_flag)) != cudaSuccess ||
+        (e = cudaMallocHost(&st->host_pinned, 64)) != cudaSuccess)
         s = rx_fail(RX_ERR_DEVICE, "cuda: %s", cudaGetErrorString(e));
     if (!s) snprintf(st->name, sizeof st->name, "%s", prop.name);
     if (!s && cublasCreate(&st->cublas) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLAS: cublasCreate failed");
     if (!s && cublasSetStream(st->cublas, st->stream) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set stream failed");
+    // without TF32 the GEMMs are plain fp32 FMA (CUBLAS_DEFAULT_MATH never uses TF32 for fp32 data)
     if (!s && cublasSetMathMode(st->cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS)
         s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set math mode failed");
     cudnnStatus_t ds;
     if (!s && (ds = cudnnCreate(&st->cudnn)) != CUDNN_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuDNN: %s", cudnnGetErrorString(ds));
     if (!s && (ds = cudnnSetStream(st->cudnn, st->stream)) != CUDNN_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuDNN: %s", cudnnGetErrorString(ds));
     if (s) { rx_cuda_close(st); return s; }
-    rx_cuda_backend_table.data_alloc.alloc = dev_alloc;
-    rx_cuda_backend_table.data_alloc.free = dev_free;
-    rx_cuda_backend_table.to_device = cu_to_device;
-    rx_cuda_backend_table.to_host = cu_to_host;
-    rx_cuda_backend_table.copy = cu_copy;
-    rx_cuda_backend_table.sync = cu_sync;
     *be = &rx_cuda_backend_table;
     *state = st;
     *device_name = st->name;
@@ -92,8 +122,26 @@ extern "C" rx_status rx_cuda_open(int device_id, int tf32, int deterministic, co
 extern "C" void rx_cuda_close(void *state) {
     rx_cuda_state *st = (rx_cuda_state *)state;
     if (!st) return;
+    if (st->stream) cudaStreamSynchronize(st->stream);
+    rx_cuda_conv_cache_free(st);
+    for (int k = 0; k < RX_CUDA_SCRATCH_COUNT; k++) if (st->scratch[k]) cudaFree(st->scratch[k]);
+    if (st->dev_flag) cudaFree(st->dev_flag);
+    if (st->host_pinned) cudaFreeHost(st->host_pinned);
     if (st->cudnn) cudnnDestroy(st->cudnn);
     if (st->cublas) cublasDestroy(st->cublas);
     if (st->stream) cudaStreamDestroy(st->stream);
     free(st);
+}
+
+// ---- extras for tests and benchmarks (cuda_api.h) ----------------------------------------
+
+extern "C" rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t *device_used, size_t *device_total) {
+    if (!c || c->be != &rx_cuda_backend_table) return rx_fail(RX_ERR_ARG, "cuda memory info: not a CUDA context");
+    rx_cuda_state *st = rx_cuda(c);
+    size_t free_b = 0, total_b = 0;
+    RX_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
+    if (scratch_peak) *scratch_peak = st->scratch_peak;
+    if (device_used) *device_used = total_b - free_b;
+    if (device_total) *device_total = total_b;
+    return RX_OK;
 }

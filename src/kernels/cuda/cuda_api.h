@@ -1,0 +1,38 @@
+/* cuda_api.h — C entry points of the CUDA backend beyond cuda_backend.h: Philox draws made
+ * on the device, and device memory figures for tests and benchmarks.
+ *
+ * Declared weak: a build without CUDA (no nvcc, CUDA=0) still links code that names them,
+ * and there they are NULL. Call them only on a context opened with rx_cuda_open (which
+ * cannot succeed without CUDA), or test `if (rx_cuda_rng_normal)` first. */
+#ifndef RX_CUDA_API_H
+#define RX_CUDA_API_H
+
+#include "core/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The words / uniforms / normals of core/philox.c's stream (seed, stream) starting at block
+ * `offset` (element j uses block offset + j/4, word j%4), written to DEVICE memory `out`
+ * [n] on the context's stream. Words are identical to rx_rng_u32's; uniforms identical to
+ * rx_rng_uniform's; normals use the same Box–Muller in double (equal to the CPU's within
+ * one float rounding: the device's double log/sin/cos may differ from glibc's in the last bit). */
+rx_status rx_cuda_rng_u32(rx_ctx *c, uint64_t seed, uint64_t stream, uint64_t offset, uint32_t *out, int64_t n)
+    __attribute__((weak));
+rx_status rx_cuda_rng_uniform(rx_ctx *c, uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n)
+    __attribute__((weak));
+rx_status rx_cuda_rng_normal(rx_ctx *c, uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n)
+    __attribute__((weak));
+
+/* scratch_peak: largest size of the context's scratch buffers so far (cuDNN workspace,
+ * attention buffers, reduction parts); device_used / device_total: cudaMemGetInfo's view of
+ * the whole device (every process). Any pointer may be NULL. */
+rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t *device_used, size_t *device_total)
+    __attribute__((weak));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,464 @@
+// dense.cu — CUDA conv2d (cuDNN), linear and matmul (cuBLAS), forward and backward.
+// The node layout is cpu/dense.c's (see op_dense.c):
+//   conv2d  in = {x, w, b|NULL}   i[0] = stride, i[1] = pad
+//   linear  in = {x, w, b|NULL}
+//   matmul  in = {a, b}           i[0] = trans_a, i[1] = trans_b
+//
+// cuDNN algorithms are chosen once per convolution shape and direction, and cached in the
+// context (rx_cuda_state.conv_cache):
+//   - deterministic: cuDNN's heuristic ranking (cudnnGet*_v7: the same choice every run),
+//     keeping only algorithms whose determinism is CUDNN_DETERMINISTIC;
+//   - otherwise: measured (cudnnFind*), fastest first.
+// Without TF32 the descriptors ask for FMA math, and the transforms that trade fp32 accuracy
+// for speed (FFT, Winograd) are left out, so results stay within fp32 rounding of the CPU.
+// Workspaces come from the context's scratch slot (one buffer reused by every convolution,
+// grown when a shape needs more; see cuda_common.h), capped at CONV_WORKSPACE_MAX.
+#include "kernels/cuda/cuda_common.h"
+#include <limits.h>
+
+// ---- GEMM (row-major, through column-major cuBLAS) ----------------------------------------
+// A row-major matrix [R,C] is the column-major matrix [C,R]: so C = op(A) op(B) (row-major)
+// is Cᵀ = op(B)ᵀ op(A)ᵀ, i.e. column-major C' [N,M] = op(B') op(A'), with B' = the stored B.
+
+namespace {
+
+struct scale_op {   // C = beta C (K = 0: an empty sum; beta = 0 writes zeros, as a GEMM would)
+    float *C;
+    float beta;
+    int64_t MN, sC;
+    __device__ void operator()(int64_t e) const {
+        float *p = C + (e / MN) * sC + e % MN;
+        *p = beta == 0.0f ? 0.0f : beta * *p;
+    }
+};
+
+}  // namespace
+
+rx_status rx_cuda_sgemm(rx_ctx *c, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        int64_t sA, const float *B, int64_t sB, float beta, float *C, int64_t sC, int64_t count) {
+    if (count == 0 || M == 0 || N == 0) return RX_OK;
+    if (K == 0) return rx_cuda_foreach(c, count * M * N, scale_op{C, beta, M * N, sC});
+    const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || count > INT_MAX)
+        return rx_fail(RX_ERR_ARG, "GEMM %lldx%lldx%lld (x%lld) exceeds cuBLAS' 32-bit sizes", (long long)M, (long long)N,
+                       (long long)K, (long long)count);
+    cublasHandle_t h = rx_cuda(c)->cublas;
+    const cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (count == 1)
+        RX_CUBLAS_TRY(cublasSgemm(h, opB, opA, (int)N, (int)M, (int)K, &alpha, B, (int)ldb, A, (int)lda, &beta, C, (int)N));
+    else
+        RX_CUBLAS_TRY(cublasSgemmStridedBatched(h, opB, opA, (int)N, (int)M, (int)K, &alpha, B, (int)ldb, sB, A, (int)lda,
+                                                sA, &beta, C, (int)N, sC, (int)count));
+    return RX_OK;
+}
+
+// ---- conv2d: algorithm cache ---------------------------------------------------------------
+
+enum { CONV_CACHE_CAP = 128 };
+static const size_t CONV_WORKSPACE_MAX = (size_t)1 << 30;   // 1 GiB: larger workspaces are skipped
+
+enum { DIR_FWD, DIR_BWD_DATA, DIR_BWD_FILTER, DIR_COUNT };
+
+typedef struct conv_plan {
+    int64_t key[9];                          // B, Ci, H, W, Co, kh, kw, stride, pad
+    cudnnTensorDescriptor_t x, y, bias;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv[DIR_COUNT];   // one per direction: each keeps its algorithm's math type
+    int chosen[DIR_COUNT];
+    int algo[DIR_COUNT];                     // cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t
+    size_t workspace[DIR_COUNT];
+} conv_plan;
+
+struct rx_cuda_conv_cache {
+    conv_plan plans[CONV_CACHE_CAP];
+    int n, next_evict;
+};
+
+static void plan_destroy(conv_plan *p) {
+    if (p->x) cudnnDestroyTensorDescriptor(p->x);
+    if (p->y) cudnnDestroyTensorDescriptor(p->y);
+    if (p->bias) cudnnDestroyTensorDescriptor(p->bias);
+    if (p->w) cudnnDestroyFilterDescriptor(p->w);
+    for (int d = 0; d < DIR_COUNT; d++)
+        if (p->conv[d]) cudnnDestroyConvolutionDescriptor(p->conv[d]);
+    memset(p, 0, sizeof *p);
+}
+
+void rx_cuda_conv_cache_free(rx_cuda_state *st) {
+    if (!st->conv_cache) return;
+    for (int i = 0; i < st->conv_cache->n; i++) plan_destroy(&st->conv_cache->plans[i]);
+    free(st->conv_cache);
+    st->conv_cache = nullptr;
+}
+
+typedef struct {
+    int64_t B, Ci, H, W, Co, kh, kw, Ho, Wo, stride, pad;
+} conv_geom;
+
+static conv_geom conv_geom_of(const rx_node *n) {
+    const rx_tensor *x = n->in[0], *w = n->in[1], *y = n->out;
+    conv_geom g;
+    g.B = x->shape[0];
+    g.Ci = x->shape[1];
+    g.H = x->shape[2];
+    g.W = x->shape[3];
+    g.Co = w->shape[0];
+    g.kh = w->shape[2];
+    g.kw = w->shape[3];
+    g.Ho = y->shape[2];
+    g.Wo = y->shape[3];
+    g.stride = n->i[0];
+    g.pad = n->i[1];
+    return g;
+}
+
+static rx_status plan_init(rx_cuda_state *st, const conv_geom *g, conv_plan *p) {
+    const int64_t dims[] = {g->B, g->Ci, g->H, g->W, g->Co, g->kh, g->kw, g->Ho, g->Wo, g->stride, g->pad};
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++)
+        if (dims[k] > INT_MAX) return rx_fail(RX_ERR_ARG, "conv2d: a size exceeds cuDNN's 32-bit dimensions");
+    if (g->B * g->Ci * g->H * g->W > INT_MAX || g->B * g->Co * g->Ho * g->Wo > INT_MAX)
+        return rx_fail(RX_ERR_ARG, "conv2d: tensors of 2^31 elements or more (batch %lld): split the batch",
+                       (long long)g->B);
+    RX_CUDNN_TRY(cudnnCreateTensorDescriptor(&p->x));
+    RX_CUDNN_TRY(cudnnCreateTensorDescriptor(&p->y));
+    RX_CUDNN_TRY(cudnnCreateTensorDescriptor(&p->bias));
+    RX_CUDNN_TRY(cudnnCreateFilterDescriptor(&p->w));
+    RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->B, (int)g->Ci, (int)g->H,
+                                            (int)g->W));
+    RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->B, (int)g->Co, (int)g->Ho,
+                                            (int)g->Wo));
+    RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)g->Co, 1, 1));
+    RX_CUDNN_TRY(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g->Co, (int)g->Ci, (int)g->kh,
+                                            (int)g->kw));
+    for (int d = 0; d < DIR_COUNT; d++) {
+        RX_CUDNN_TRY(cudnnCreateConvolutionDescriptor(&p->conv[d]));
+        RX_CUDNN_TRY(cudnnSetConvolution2dDescriptor(p->conv[d], (int)g->pad, (int)g->pad, (int)g->stride, (int)g->stride,
+                                                     1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+        // without TF32 only FMA kernels; with it, let cuDNN pick (the chosen algorithm's math type is set later)
+        RX_CUDNN_TRY(cudnnSetConvolutionMathType(p->conv[d], st->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    }
+    int n, c, h, w;
+    RX_CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(p->conv[DIR_FWD], p->x, p->w, &n, &c, &h, &w));
+    if (n != g->B || c != g->Co || h != g->Ho || w != g->Wo)
+        return rx_fail(RX_ERR_INTERNAL, "conv2d: cuDNN's output [%d,%d,%d,%d] differs from the front-end's [%lld,%lld,%lld,%lld]",
+                       n, c, h, w, (long long)g->B, (long long)g->Co, (long long)g->Ho, (long long)g->Wo);
+    return RX_OK;
+}
+
+static rx_status plan_of(rx_ctx *c, const conv_geom *g, conv_plan **out) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (!st->conv_cache) {
+        st->conv_cache = (rx_cuda_conv_cache *)calloc(1, sizeof *st->conv_cache);
+        if (!st->conv_cache) return rx_fail(RX_ERR_OOM, "conv2d: out of host memory for the algorithm cache");
+    }
+    rx_cuda_conv_cache *cc = st->conv_cache;
+    const int64_t key[9] = {g->B, g->Ci, g->H, g->W, g->Co, g->kh, g->kw, g->stride, g->pad};
+    for (int i = 0; i < cc->n; i++)
+        if (!memcmp(cc->plans[i].key, key, sizeof key)) { *out = &cc->plans[i]; return RX_OK; }
+    conv_plan *p;
+    if (cc->n < CONV_CACHE_CAP) p = &cc->plans[cc->n++];
+    else {   // full: replace round-robin (a run uses a few dozen shapes; this is for long sweeps)
+        p = &cc->plans[cc->next_evict];
+        cc->next_evict = (cc->next_evict + 1) % CONV_CACHE_CAP;
+        plan_destroy(p);
+    }
+    memset(p, 0, sizeof *p);
+    rx_status s = plan_init(st, g, p);
+    if (s) {   // leave no half-made plan behind: it would match the key next time
+        plan_destroy(p);
+        return s;
+    }
+    memcpy(p->key, key, sizeof key);
+    *out = p;
+    return RX_OK;
+}
+
+// Algorithms whose fp32 results are plain sums of products (no FFT / Winograd transforms).
+static int fp32_accurate(int dir, int algo) {
+    switch (dir) {
+    case DIR_FWD:
+        return algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM || algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ||
+               algo == CUDNN_CONVOLUTION_FWD_ALGO_GEMM || algo == CUDNN_CONVOLUTION_FWD_ALGO_DIRECT;
+    case DIR_BWD_DATA:
+        return algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 || algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+    default:
+        return algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 || algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ||
+               algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3;
+    }
+}
+
+// the fallback when no ranked algorithm qualifies: deterministic, fp32-exact, little workspace
+static const int fallback_algo[DIR_COUNT] = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1};
+static const char *const dir_name[DIR_COUNT] = {"forward", "backward-data", "backward-filter"};
+
+// workspace of `algo` for direction dir under the plan's descriptors
+static cudnnStatus_t workspace_of(cudnnHandle_t h, const conv_plan *p, int dir, int algo, size_t *bytes) {
+    switch (dir) {
+    case DIR_FWD:
+        return cudnnGetConvolutionForwardWorkspaceSize(h, p->x, p->w, p->conv[dir], p->y, (cudnnConvolutionFwdAlgo_t)algo,
+                                                       bytes);
+    case DIR_BWD_DATA:
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w, p->y, p->conv[dir], p->x,
+                                                            (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
+    default:
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x, p->y, p->conv[dir], p->w,
+                                                              (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
+    }
+}
+
+// one ranked candidate, whatever the direction
+typedef struct { int algo; cudnnStatus_t status; size_t memory; cudnnDeterminism_t determinism; cudnnMathType_t math; } candidate;
+
+enum { MAX_CANDIDATES = 32 };
+
+template <class Perf>
+static int to_candidates(const Perf *perf, int n, candidate *out) {
+    for (int i = 0; i < n; i++)
+        out[i] = candidate{(int)perf[i].algo, perf[i].status, perf[i].memory, perf[i].determinism, perf[i].mathType};
+    return n;
+}
+
+// cuDNN's ranking of the algorithms for direction dir: measured (Find) or heuristic (Get_v7)
+static rx_status rank_algorithms(rx_cuda_state *st, const conv_plan *p, int dir, candidate *cand, int *n_cand) {
+    cudnnHandle_t h = st->cudnn;
+    const int measure = !st->deterministic;
+    int n = 0;
+    if (dir == DIR_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t perf[MAX_CANDIDATES];
+        if (measure) RX_CUDNN_TRY(cudnnFindConvolutionForwardAlgorithm(h, p->x, p->w, p->conv[dir], p->y, MAX_CANDIDATES, &n, perf));
+        else RX_CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, p->x, p->w, p->conv[dir], p->y, MAX_CANDIDATES, &n, perf));
+        *n_cand = to_candidates(perf, n, cand);
+    } else if (dir == DIR_BWD_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[MAX_CANDIDATES];
+        if (measure) RX_CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithm(h, p->w, p->y, p->conv[dir], p->x, MAX_CANDIDATES, &n, perf));
+        else RX_CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->w, p->y, p->conv[dir], p->x, MAX_CANDIDATES, &n, perf));
+        *n_cand = to_candidates(perf, n, cand);
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[MAX_CANDIDATES];
+        if (measure) RX_CUDNN_TRY(cudnnFindConvolutionBackwardFilterAlgorithm(h, p->x, p->y, p->conv[dir], p->w, MAX_CANDIDATES, &n, perf));
+        else RX_CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->x, p->y, p->conv[dir], p->w, MAX_CANDIDATES, &n, perf));
+        *n_cand = to_candidates(perf, n, cand);
+    }
+    return RX_OK;
+}
+
+static rx_status choose_algorithm(rx_ctx *c, conv_plan *p, int dir) {
+    if (p->chosen[dir]) return RX_OK;
+    rx_cuda_state *st = rx_cuda(c);
+    // Find runs the candidates on the stream: earlier work must not be timed with them
+    RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
+    candidate cand[MAX_CANDIDATES];
+    int n = 0;
+    RX_TRY(rank_algorithms(st, p, dir, cand, &n));
+    for (int i = 0; i < n; i++) {
+        const candidate *k = &cand[i];
+        if (k->status != CUDNN_STATUS_SUCCESS) continue;
+        if (st->deterministic && k->determinism != CUDNN_DETERMINISTIC) continue;
+        if (k->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;   // may round fp32 to fp16/bf16
+        if (!st->tf32 && (k->math == CUDNN_TENSOR_OP_MATH || !fp32_accurate(dir, k->algo))) continue;
+        size_t ws = 0;
+        if (workspace_of(st->cudnn, p, dir, k->algo, &ws) != CUDNN_STATUS_SUCCESS || ws > CONV_WORKSPACE_MAX) continue;
+        if (st->tf32) RX_CUDNN_TRY(cudnnSetConvolutionMathType(p->conv[dir], k->math));   // as cuDNN measured it
+        p->algo[dir] = k->algo;
+        p->workspace[dir] = ws;
+        p->chosen[dir] = 1;
+        return RX_OK;
+    }
+    size_t ws = 0;
+    cudnnStatus_t e = workspace_of(st->cudnn, p, dir, fallback_algo[dir], &ws);
+    if (e != CUDNN_STATUS_SUCCESS)
+        return rx_fail(RX_ERR_DEVICE, "conv2d %s [%lld,%lld,%lld,%lld] * [%lld,%lld,%lld,%lld]: no usable cuDNN algorithm (%s)",
+                       dir_name[dir], (long long)p->key[0], (long long)p->key[1], (long long)p->key[2], (long long)p->key[3],
+                       (long long)p->key[4], (long long)p->key[1], (long long)p->key[5], (long long)p->key[6],
+                       cudnnGetErrorString(e));
+    p->algo[dir] = fallback_algo[dir];
+    p->workspace[dir] = ws;
+    p->chosen[dir] = 1;
+    return RX_OK;
+}
+
+// ---- conv2d kernels --------------------------------------------------------------------------
+
+namespace {
+
+struct add_channel_bias {   // y [B,Co,P] += b[co]
+    float *y;
+    const float *b;
+    int64_t Co, P;
+    __device__ void operator()(int64_t i) const { y[i] += b[(i / P) % Co]; }
+};
+
+}  // namespace
+
+// gb[co] += Σ_{b,p} gy[b, co, p]: block (co, group) sums images [b0, b1) of its group over all
+// P pixels (threads stride over p: coalesced), in double; the groups are added in order.
+__global__ void conv_bias_grad_parts(const float *gy, int64_t B, int64_t Co, int64_t P, int64_t per, double *part) {
+    const int64_t co = blockIdx.x, g = blockIdx.y;
+    const int64_t b0 = g * per, b1 = b0 + per < B ? b0 + per : B;
+    double s = 0;
+    for (int64_t b = b0; b < b1; b++) {
+        const float *row = gy + (b * Co + co) * P;
+        for (int64_t p = threadIdx.x; p < P; p += blockDim.x) s += row[p];
+    }
+    s = rx_block_sum(s);
+    if (threadIdx.x == 0) part[g * Co + co] = s;
+}
+
+namespace {
+struct add_double_parts_to {   // gb[j] += Σ parts, used by rx_cuda_colsum's final pass
+    float *gb;
+    __device__ void operator()(int64_t j, double s) const { gb[j] += (float)s; }
+};
+struct part_reader {           // the colsum over a [G, Co] array of parts
+    const double *part;
+    int64_t Co;
+    __device__ double operator()(int64_t g, int64_t j) const { return part[g * Co + j]; }
+};
+}  // namespace
+
+static rx_status conv_bias_grad(rx_ctx *c, const float *gy, float *gb, int64_t B, int64_t Co, int64_t P) {
+    rx_cuda_state *st = rx_cuda(c);
+    // groups of images so that there are ~512 blocks in all (at most one group per image)
+    int64_t G = (512 + Co - 1) / Co;
+    if (G > B) G = B;
+    if (G < 1) G = 1;
+    if (Co > INT_MAX || G > 65535) return rx_fail(RX_ERR_ARG, "conv2d: %lld output channels", (long long)Co);
+    const int64_t per = (B + G - 1) / G;
+    // the parts live in the work slot: the colsum below takes the partial slot for its own parts
+    void *buf;
+    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, (size_t)(G * Co) * sizeof(double), &buf));
+    double *part = (double *)buf;
+    conv_bias_grad_parts<<<dim3((unsigned)Co, (unsigned)G), RX_CUDA_THREADS, 0, st->stream>>>(gy, B, Co, P, per, part);
+    RX_CUDA_LAUNCH_CHECK();
+    return rx_cuda_colsum(c, G, Co, part_reader{part, Co}, add_double_parts_to{gb});
+}
+
+extern "C" rx_status cuda_conv2d_fwd(rx_ctx *c, rx_node *n) {
+    if (n->out->numel == 0) return RX_OK;
+    rx_cuda_state *st = rx_cuda(c);
+    const conv_geom g = conv_geom_of(n);
+    conv_plan *p;
+    RX_TRY(plan_of(c, &g, &p));
+    RX_TRY(choose_algorithm(c, p, DIR_FWD));
+    void *ws = nullptr;
+    if (p->workspace[DIR_FWD]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_FWD], &ws));
+    const float one = 1.0f, zero = 0.0f;
+    RX_CUDNN_TRY(cudnnConvolutionForward(st->cudnn, &one, p->x, n->in[0]->data, p->w, n->in[1]->data, p->conv[DIR_FWD],
+                                         (cudnnConvolutionFwdAlgo_t)p->algo[DIR_FWD], ws, p->workspace[DIR_FWD], &zero, p->y,
+                                         n->out->data));
+    if (n->in[2])
+        RX_TRY(rx_cuda_foreach(c, n->out->numel, add_channel_bias{n->out->data, n->in[2]->data, g.Co, g.Ho * g.Wo}));
+    return RX_OK;
+}
+
+// gx += conv_transpose(gy, w);  gw += corr(x, gy);  gb += Σ gy  (cuDNN with beta = 1: accumulate)
+extern "C" rx_status cuda_conv2d_bwd(rx_ctx *c, rx_node *n) {
+    float *gx = cuda_in_grad(n, 0), *gw = cuda_in_grad(n, 1), *gb = cuda_in_grad(n, 2);
+    if (n->out->numel == 0 || (!gx && !gw && !gb)) return RX_OK;
+    rx_cuda_state *st = rx_cuda(c);
+    const conv_geom g = conv_geom_of(n);
+    const float *gy = n->out->grad->data;
+    const float one = 1.0f;
+    conv_plan *p;
+    RX_TRY(plan_of(c, &g, &p));
+    if (gx) {
+        RX_TRY(choose_algorithm(c, p, DIR_BWD_DATA));
+        void *ws = nullptr;
+        if (p->workspace[DIR_BWD_DATA]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_BWD_DATA], &ws));
+        RX_CUDNN_TRY(cudnnConvolutionBackwardData(st->cudnn, &one, p->w, n->in[1]->data, p->y, gy, p->conv[DIR_BWD_DATA],
+                                                  (cudnnConvolutionBwdDataAlgo_t)p->algo[DIR_BWD_DATA], ws,
+                                                  p->workspace[DIR_BWD_DATA], &one, p->x, gx));
+    }
+    if (gw) {
+        RX_TRY(choose_algorithm(c, p, DIR_BWD_FILTER));
+        void *ws = nullptr;   // (the data pass above is queued before this regrows the slot, if it does)
+        if (p->workspace[DIR_BWD_FILTER]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_BWD_FILTER], &ws));
+        RX_CUDNN_TRY(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->x, n->in[0]->data, p->y, gy, p->conv[DIR_BWD_FILTER],
+                                                    (cudnnConvolutionBwdFilterAlgo_t)p->algo[DIR_BWD_FILTER], ws,
+                                                    p->workspace[DIR_BWD_FILTER], &one, p->w, gw));
+    }
+    if (gb) RX_TRY(conv_bias_grad(c, gy, gb, g.B, g.Co, g.Ho * g.Wo));
+    return RX_OK;
+}
+
+// ---- linear: x [R,in], w [out,in] -> y [R,out] = x wᵀ + b --------------------------------------
+
+namespace {
+
+struct bias_rows {   // y [R,out] = b (each row)
+    float *y;
+    const float *b;
+    int64_t out;
+    __device__ void operator()(int64_t i) const { y[i] = b[i % out]; }
+};
+
+struct column_of {   // f(r, j) = g[r, j] of a row-major [R, D]
+    const float *g;
+    int64_t D;
+    __device__ double operator()(int64_t r, int64_t j) const { return g[r * D + j]; }
+};
+
+}  // namespace
+
+extern "C" rx_status cuda_linear_fwd(rx_ctx *c, rx_node *n) {
+    const rx_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+    const int64_t in = w->shape[1], out = w->shape[0], R = out ? n->out->numel / out : 0;
+    float *y = n->out->data;
+    if (b) RX_TRY(rx_cuda_foreach(c, R * out, bias_rows{y, b->data, out}));   // the GEMM adds x wᵀ to it
+    return rx_cuda_sgemm(c, 0, 1, R, out, in, 1.0f, x->data, 0, w->data, 0, b ? 1.0f : 0.0f, y, 0, 1);
+}
+
+// gx [R,in] += gy [R,out] w [out,in];  gw [out,in] += gyᵀ x;  gb [out] += Σ_r gy[r]
+extern "C" rx_status cuda_linear_bwd(rx_ctx *c, rx_node *n) {
+    const rx_tensor *x = n->in[0], *w = n->in[1];
+    const int64_t in = w->shape[1], out = w->shape[0], R = out ? n->out->numel / out : 0;
+    const float *gy = n->out->grad->data;
+    float *gx = cuda_in_grad(n, 0), *gw = cuda_in_grad(n, 1), *gb = cuda_in_grad(n, 2);
+    if (gx) RX_TRY(rx_cuda_sgemm(c, 0, 0, R, in, out, 1.0f, gy, 0, w->data, 0, 1.0f, gx, 0, 1));
+    if (gw) RX_TRY(rx_cuda_sgemm(c, 1, 0, out, in, R, 1.0f, gy, 0, x->data, 0, 1.0f, gw, 0, 1));
+    if (gb) RX_TRY(rx_cuda_colsum(c, R, out, column_of{gy, out}, add_double_parts_to{gb}));
+    return RX_OK;
+}
+
+// ---- matmul: y [.., M, N] = op(a) [.., M, K] op(b) [.., K, N] --------------------------------------
+
+typedef struct { int64_t batch, M, N, K; int ta, tb; } matmul_geom;
+
+static matmul_geom matmul_geom_of(const rx_node *n) {
+    const rx_tensor *a = n->in[0], *y = n->out;
+    const int nd = a->ndim;
+    matmul_geom g;
+    g.batch = 1;
+    g.M = y->shape[nd - 2];
+    g.N = y->shape[nd - 1];
+    g.ta = (int)n->i[0];
+    g.tb = (int)n->i[1];
+    g.K = g.ta ? a->shape[nd - 2] : a->shape[nd - 1];
+    for (int d = 0; d < nd - 2; d++) g.batch *= y->shape[d];
+    return g;
+}
+
+extern "C" rx_status cuda_matmul_fwd(rx_ctx *c, rx_node *n) {
+    const matmul_geom g = matmul_geom_of(n);
+    return rx_cuda_sgemm(c, g.ta, g.tb, g.M, g.N, g.K, 1.0f, n->in[0]->data, g.M * g.K, n->in[1]->data, g.K * g.N, 0.0f,
+                         n->out->data, g.M * g.N, g.batch);
+}
+
+// With A = op(a), B = op(b): gA = gy Bᵀ, gB = Aᵀ gy; a stored transposed gets gAᵀ = B gyᵀ,
+// b stored transposed gets gBᵀ = gyᵀ A (cpu/dense.c, one GEMM per case on the stored matrices).
+extern "C" rx_status cuda_matmul_bwd(rx_ctx *c, rx_node *n) {
+    const matmul_geom g = matmul_geom_of(n);
+    const float *a = n->in[0]->data, *b = n->in[1]->data, *gy = n->out->grad->data;
+    float *ga = cuda_in_grad(n, 0), *gb = cuda_in_grad(n, 1);
+    const int64_t sa = g.M * g.K, sb = g.K * g.N, sy = g.M * g.N;
+    if (ga) {
+        if (!g.ta) RX_TRY(rx_cuda_sgemm(c, 0, !g.tb, g.M, g.K, g.N, 1.0f, gy, sy, b, sb, 1.0f, ga, sa, g.batch));   // [M,K]
+        else       RX_TRY(rx_cuda_sgemm(c, g.tb, 1, g.K, g.M, g.N, 1.0f, b, sb, gy, sy, 1.0f, ga, sa, g.batch));    // [K,M]
+    }
+    if (gb) {
+        if (!g.tb) RX_TRY(rx_cuda_sgemm(c, !g.ta, 0, g.K, g.N, g.M, 1.0f, a, sa, gy, sy, 1.0f, gb, sb, g.batch));   // [K,N]
+        else       RX_TRY(rx_cuda_sgemm(c, 1, g.ta, g.N, g.K, g.M, 1.0f, gy, sy, a, sa, 1.0f, gb, sb, g.batch));    // [N,K]
+    }
+    return RX_OK;
+}

@@ -1,0 +1,270 @@
+// norm.cu — CUDA group_norm and layer_norm, forward and backward, as cpu/norm.c.
+// Node layout (op_norm.c): in = {x, gamma|NULL, beta|NULL}, f[0] = eps; group_norm i[0] = groups.
+// The forward saves mean and rstd per normalised run: saved[0], saved[1] ([B,G] or [R]).
+//
+//   xhat = (x - mu) rstd,  rstd = 1/sqrt(var + eps) (biased variance, two-pass: Σ (x - mu)²)
+//   y = xhat gamma + beta
+//   dx = rstd (dyg - mean(dyg) - xhat mean(dyg xhat)),  dyg = dy gamma
+//   dgamma += Σ dy xhat,  dbeta += Σ dy
+//
+// Statistics are block reductions in double (cuda_common.h), one block per run.
+#include "kernels/cuda/cuda_common.h"
+
+enum { NORM_THREADS = 256 };
+
+// ---- group_norm: x [B,C,S]; group (b,g) is the contiguous run x[b, g·Cg:(g+1)·Cg, :] ------------
+
+// one block per group (grid-stride over the B·G groups)
+__global__ void group_norm_fwd_kernel(const float *__restrict__ x, const float *__restrict__ gamma,
+                                      const float *__restrict__ beta, float *__restrict__ y, float *mean, float *rstd,
+                                      int64_t BG, int64_t G, int64_t Cg, int64_t S, float eps) {
+    const int64_t n = Cg * S;
+    for (int64_t bg = blockIdx.x; bg < BG; bg += gridDim.x) {
+        const float *xg = x + bg * n;
+        float *yg = y + bg * n;
+        double s = 0;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += xg[i];
+        const float mu = (float)(rx_block_sum(s) / (double)n);
+        double v = 0;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            const double d = (double)(xg[i] - mu);
+            v += d * d;
+        }
+        const float rs = (float)(1.0 / sqrt(rx_block_sum(v) / (double)n + eps));
+        if (threadIdx.x == 0) {
+            mean[bg] = mu;
+            rstd[bg] = rs;
+        }
+        const int64_t g = bg % G;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            const int64_t ch = g * Cg + i / S;
+            // y = (x - mu) rstd gamma + beta = x a + b
+            const float a = rs * (gamma ? gamma[ch] : 1.0f);
+            const float b = (beta ? beta[ch] : 0.0f) - mu * a;
+            yg[i] = xg[i] * a + b;
+        }
+    }
+}
+
+// One block per group: per channel dsx = Σ_s dy x and ds = Σ_s dy (kept for dgamma/dbeta), then
+// (with gx) dx = rstd gamma dy + q x + r from the group means
+//   m1 = Σ_c gamma_c ds_c / n,  m2 = rstd Σ_c gamma_c (dsx_c - mu ds_c) / n
+//   q = -rstd² m2,  r = -rstd m1 + rstd² m2 mu
+__global__ void group_norm_bwd_kernel(const float *__restrict__ x, const float *__restrict__ dy,
+                                      const float *__restrict__ gamma, const float *mean, const float *rstd,
+                                      float *__restrict__ gx, double *dsx, double *ds, int64_t BG, int64_t G, int64_t Cg,
+                                      int64_t S) {
+    const int64_t n = Cg * S, C = G * Cg;
+    for (int64_t bg = blockIdx.x; bg < BG; bg += gridDim.x) {
+        const int64_t b = bg / G, g = bg % G;
+        for (int64_t k = 0; k < Cg; k++) {
+            const int64_t bc = b * C + g * Cg + k;
+            const float *xs = x + bc * S, *dys = dy + bc * S;
+            double sx = 0, sd = 0;
+            for (int64_t i = threadIdx.x; i < S; i += blockDim.x) {
+                sx += (double)dys[i] * xs[i];
+                sd += dys[i];
+            }
+            sx = rx_block_sum(sx);
+            sd = rx_block_sum(sd);
+            if (threadIdx.x == 0) {
+                dsx[bc] = sx;
+                ds[bc] = sd;
+            }
+        }
+        if (!gx) continue;
+        __syncthreads();   // thread 0's dsx/ds stores are visible to the block after this
+        const double mu = mean[bg], rs = rstd[bg];
+        double s1 = 0, s2 = 0;   // every thread sums the Cg channels in the same order
+        for (int64_t k = 0; k < Cg; k++) {
+            const int64_t ch = g * Cg + k, bc = b * C + ch;
+            const double gm = gamma ? gamma[ch] : 1.0;
+            s1 += gm * ds[bc];
+            s2 += gm * (dsx[bc] - mu * ds[bc]);
+        }
+        const double inv_n = 1.0 / (double)n, m1 = s1 * inv_n, m2 = rs * s2 * inv_n;
+        const float q = (float)(-rs * rs * m2), r = (float)(-rs * m1 + rs * rs * m2 * mu);
+        const int64_t off = bg * n;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            const int64_t ch = g * Cg + i / S;
+            const float a = (float)rs * (gamma ? gamma[ch] : 1.0f);
+            gx[off + i] += a * dy[off + i] + q * x[off + i] + r;
+        }
+    }
+}
+
+namespace {
+
+// dgamma[c] += Σ_b rstd (dsx - mu ds),  dbeta[c] += Σ_b ds  (one thread per channel)
+struct group_norm_affine_grads {
+    float *ggamma, *gbeta;
+    const double *dsx, *ds;
+    const float *mean, *rstd;
+    int64_t B, C, G, Cg;
+    __device__ void operator()(int64_t ch) const {
+        double sg = 0, sb = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t bg = b * G + ch / Cg, bc = b * C + ch;
+            sg += (double)rstd[bg] * (dsx[bc] - (double)mean[bg] * ds[bc]);
+            sb += ds[bc];
+        }
+        if (ggamma) ggamma[ch] += (float)sg;
+        if (gbeta) gbeta[ch] += (float)sb;
+    }
+};
+
+}  // namespace
+
+typedef struct { int64_t B, C, S, G, Cg; } gn_dims;
+
+static gn_dims gn_dims_of(const rx_node *n) {
+    const rx_tensor *x = n->in[0];
+    gn_dims d;
+    d.B = x->shape[0];
+    d.C = x->shape[1];
+    d.G = n->i[0];
+    d.S = (d.B * d.C != 0) ? x->numel / (d.B * d.C) : 0;
+    d.Cg = d.C / d.G;
+    return d;
+}
+
+static unsigned rows_grid(int64_t rows) { return (unsigned)(rows < 1 ? 1 : rows > (1 << 20) ? (1 << 20) : rows); }
+
+extern "C" rx_status cuda_group_norm_fwd(rx_ctx *c, rx_node *n) {
+    const gn_dims d = gn_dims_of(n);
+    rx_tensor *mean_t = cuda_empty2(c, d.B, d.G), *rstd_t = cuda_empty2(c, d.B, d.G);
+    if (!mean_t || !rstd_t) return c->err;
+    n->saved[0] = mean_t;
+    n->saved[1] = rstd_t;
+    const int64_t BG = d.B * d.G;
+    if (BG == 0) return RX_OK;
+    group_norm_fwd_kernel<<<rows_grid(BG), NORM_THREADS, 0, rx_cuda(c)->stream>>>(
+        n->in[0]->data, n->in[1] ? n->in[1]->data : nullptr, n->in[2] ? n->in[2]->data : nullptr, n->out->data,
+        mean_t->data, rstd_t->data, BG, d.G, d.Cg, d.S, n->f[0]);
+    RX_CUDA_LAUNCH_CHECK();
+    return RX_OK;
+}
+
+extern "C" rx_status cuda_group_norm_bwd(rx_ctx *c, rx_node *n) {
+    const gn_dims d = gn_dims_of(n);
+    float *gx = cuda_in_grad(n, 0), *ggamma = cuda_in_grad(n, 1), *gbeta = cuda_in_grad(n, 2);
+    const int64_t BG = d.B * d.G, BC = d.B * d.C;
+    if (BG == 0 || (!gx && !ggamma && !gbeta)) return RX_OK;
+    const float *gamma = n->in[1] ? n->in[1]->data : nullptr;
+    const float *mean = n->saved[0]->data, *rstd = n->saved[1]->data;
+    void *buf;
+    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_PARTIAL, (size_t)(2 * BC) * sizeof(double), &buf));
+    double *dsx = (double *)buf, *ds = dsx + BC;
+    group_norm_bwd_kernel<<<rows_grid(BG), NORM_THREADS, 0, rx_cuda(c)->stream>>>(
+        n->in[0]->data, n->out->grad->data, gamma, mean, rstd, gx, dsx, ds, BG, d.G, d.Cg, d.S);
+    RX_CUDA_LAUNCH_CHECK();
+    if (ggamma || gbeta)
+        RX_TRY(rx_cuda_foreach(c, d.C, group_norm_affine_grads{ggamma, gbeta, dsx, ds, mean, rstd, d.B, d.C, d.G, d.Cg}));
+    return RX_OK;
+}
+
+// ---- layer_norm: x [R,D]; each row is a run of D elements -------------------------------------------
+
+__global__ void layer_norm_fwd_kernel(const float *__restrict__ x, const float *__restrict__ gamma,
+                                      const float *__restrict__ beta, float *__restrict__ y, float *mean, float *rstd,
+                                      int64_t R, int64_t D, float eps) {
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+        const float *xr = x + r * D;
+        float *yr = y + r * D;
+        double s = 0;
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) s += xr[j];
+        const float mu = (float)(rx_block_sum(s) / (double)D);
+        double v = 0;
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+            const double dd = (double)(xr[j] - mu);
+            v += dd * dd;
+        }
+        const float rs = (float)(1.0 / sqrt(rx_block_sum(v) / (double)D + eps));
+        if (threadIdx.x == 0) {
+            mean[r] = mu;
+            rstd[r] = rs;
+        }
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+            if (gamma || beta) yr[j] = (xr[j] - mu) * rs * (gamma ? gamma[j] : 1.0f) + (beta ? beta[j] : 0.0f);
+            else yr[j] = (xr[j] - mu) * rs;
+        }
+    }
+}
+
+// dx = rstd (g - m1 - xhat m2), g = dy gamma, m1 = mean(g), m2 = mean(g xhat)
+__global__ void layer_norm_bwd_kernel(const float *__restrict__ x, const float *__restrict__ dy,
+                                      const float *__restrict__ gamma, const float *mean, const float *rstd,
+                                      float *__restrict__ gx, int64_t R, int64_t D) {
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+        const float *xr = x + r * D, *dyr = dy + r * D;
+        const float mu = mean[r], rs = rstd[r];
+        double s1 = 0, s2 = 0;
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+            const float g = gamma ? dyr[j] * gamma[j] : dyr[j];
+            s1 += g;
+            s2 += (double)g * (xr[j] - mu);
+        }
+        const float m1 = (float)(rx_block_sum(s1) / (double)D);
+        const float m2 = (float)(rx_block_sum(s2) * rs / (double)D);
+        float *gxr = gx + r * D;
+        for (int64_t j = threadIdx.x; j < D; j += blockDim.x) {
+            const float g = gamma ? dyr[j] * gamma[j] : dyr[j];
+            gxr[j] += rs * (g - m1 - (xr[j] - mu) * rs * m2);
+        }
+    }
+}
+
+namespace {
+
+struct ln_dy_xhat {   // dy xhat at (r, j): the dgamma terms
+    const float *x, *dy, *mean, *rstd;
+    int64_t D;
+    __device__ double operator()(int64_t r, int64_t j) const {
+        return (double)dy[r * D + j] * ((x[r * D + j] - mean[r]) * rstd[r]);
+    }
+};
+
+struct ln_dy {   // dy at (r, j): the dbeta terms
+    const float *dy;
+    int64_t D;
+    __device__ double operator()(int64_t r, int64_t j) const { return dy[r * D + j]; }
+};
+
+struct add_to_float {   // out[j] += sum
+    float *out;
+    __device__ void operator()(int64_t j, double s) const { out[j] += (float)s; }
+};
+
+}  // namespace
+
+extern "C" rx_status cuda_layer_norm_fwd(rx_ctx *c, rx_node *n) {
+    const rx_tensor *xt = n->in[0];
+    const int64_t D = xt->shape[xt->ndim - 1], R = xt->numel / D;
+    const int64_t sh[1] = {R};
+    rx_tensor *mean_t = rx_empty(c, 1, sh), *rstd_t = rx_empty(c, 1, sh);
+    if (!mean_t || !rstd_t) return c->err;
+    n->saved[0] = mean_t;
+    n->saved[1] = rstd_t;
+    if (R == 0) return RX_OK;
+    layer_norm_fwd_kernel<<<rows_grid(R), D >= 512 ? 256 : 128, 0, rx_cuda(c)->stream>>>(
+        xt->data, n->in[1] ? n->in[1]->data : nullptr, n->in[2] ? n->in[2]->data : nullptr, n->out->data, mean_t->data,
+        rstd_t->data, R, D, n->f[0]);
+    RX_CUDA_LAUNCH_CHECK();
+    return RX_OK;
+}
+
+extern "C" rx_status cuda_layer_norm_bwd(rx_ctx *c, rx_node *n) {
+    const rx_tensor *xt = n->in[0];
+    const int64_t D = xt->shape[xt->ndim - 1], R = xt->numel / D;
+    float *gx = cuda_in_grad(n, 0), *ggamma = cuda_in_grad(n, 1), *gbeta = cuda_in_grad(n, 2);
+    if (R == 0) return RX_OK;
+    const float *dy = n->out->grad->data, *mean = n->saved[0]->data, *rstd = n->saved[1]->data;
+    if (gx) {
+        layer_norm_bwd_kernel<<<rows_grid(R), D >= 512 ? 256 : 128, 0, rx_cuda(c)->stream>>>(
+            xt->data, dy, n->in[1] ? n->in[1]->data : nullptr, mean, rstd, gx, R, D);
+        RX_CUDA_LAUNCH_CHECK();
+    }
+    if (ggamma) RX_TRY(rx_cuda_colsum(c, R, D, ln_dy_xhat{xt->data, dy, mean, rstd, D}, add_to_float{ggamma}));
+    if (gbeta) RX_TRY(rx_cuda_colsum(c, R, D, ln_dy{dy, D}, add_to_float{gbeta}));
+    return RX_OK;
+}
