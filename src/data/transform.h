@@ -22,6 +22,7 @@ typedef struct rx_transform_impl {
     /* in [c,h,w] -> out [oc,oh,ow] (shape from out_shape); in and out never alias. */
     rx_status (*apply)(const rx_params *p, const float *in, int c, int h, int w, float *out, uint64_t seed,
                        uint64_t sample_key);
+    int augmentation;   /* random data augmentation (flip, random crop): left out when evaluating */
 } rx_transform_impl;
 
 extern const rx_component rx_comp_transform_resize, rx_comp_transform_center_crop, rx_comp_transform_random_crop,

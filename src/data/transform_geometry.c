@@ -178,8 +178,8 @@ static rx_status random_flip_apply(const rx_params *p, const float *in, int c, i
 // ---- descriptors -----------------------------------------------------------------------
 
 static const rx_transform_impl pad_impl = {pad_shape, pad_apply}, center_crop_impl = {center_crop_shape, center_crop_apply},
-                               random_crop_impl = {random_crop_shape, random_crop_apply},
-                               random_flip_impl = {same_shape, random_flip_apply};
+                               random_crop_impl = {random_crop_shape, random_crop_apply, 1},
+                               random_flip_impl = {same_shape, random_flip_apply, 1};
 
 const rx_component rx_comp_transform_pad = {
     RX_KIND_TRANSFORM, "pad", "pad the border (e.g. MNIST 28 -> 32 with padding [2])", pad_params, &pad_impl, NULL};

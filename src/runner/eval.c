@@ -54,13 +54,22 @@ static rx_status set_alloc(image_set *s, int64_t n, const rx_feature_extractor *
     return rx_featstats_init(&s->stats, fx->feat_dim);
 }
 
+/* the experiment's transforms without their random augmentations: what evaluation sees */
+static rx_transform_chain eval_chain(const rx_experiment *ex, rx_transform_step steps[16]) {
+    int ns = 0;
+    for (int i = 0; i < ex->n_transforms; i++)
+        if (!((const rx_transform_impl *)ex->transforms[i].comp->impl)->augmentation) steps[ns++] = ex->transforms[i];
+    return (rx_transform_chain){steps, ns};
+}
+
 /* the reference split through the experiment's transforms and the extractor */
 static rx_status reference_set(rx_experiment *ex, const rx_features_impl *fi, rx_feature_extractor *fx, const char *split,
                                int64_t want, int batch, int keep, image_set *ref, rx_run *run) {
     rx_dataset *data = NULL;
     RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, split, &data));
     int64_t n = want < data->n ? want : data->n;
-    rx_transform_chain chain = {ex->transforms, ex->n_transforms};
+    rx_transform_step steps[16];
+    rx_transform_chain chain = eval_chain(ex, steps);
     int oc, oh, ow;
     int64_t maxe;
     rx_status s = rx_transform_chain_shape(&chain, data->channels, data->height, data->width, &oc, &oh, &ow, &maxe);
@@ -266,10 +275,14 @@ rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metr
     if (N > data->n) N = data->n;
     if (ex->smoke) N = N < 8 ? N : 8;
     int B = (int)rx_param_int(ex->eval, "batch_size");
-    rx_transform_chain chain = {ex->transforms, ex->n_transforms};
+    rx_transform_step steps[16];
+    rx_transform_chain chain = eval_chain(ex, steps);
     int oc, oh, ow;
     int64_t maxe;
     rx_status s = rx_transform_chain_shape(&chain, data->channels, data->height, data->width, &oc, &oh, &ow, &maxe);
+    if (!s && (oc != m->in_channels || oh != m->sample_size || ow != m->sample_size))
+        s = rx_fail(RX_ERR_CONFIG, "eval: without its random augmentations the transform chain gives %dx%dx%d images, "
+                    "the classifier takes %dx%dx%d", oc, oh, ow, m->in_channels, m->sample_size, m->sample_size);
     int64_t d = (int64_t)oc * oh * ow, img = (int64_t)data->channels * data->height * data->width;
     int K = m->out_channels;
     float *x = malloc(B * d * sizeof *x), *work = malloc(2 * maxe * sizeof *work), *logits = malloc((size_t)B * K * sizeof *logits);
