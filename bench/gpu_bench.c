@@ -1,0 +1,138 @@
+/* gpu_bench.c — U-Net training-step speed and memory on the CUDA backend.
+ *
+ *   build/bench/gpu_bench [smoke|default|all] [--batch B] [--steps N] [--tf32 0|1]
+ *
+ * One training step = zero grads, forward, weighted MSE, backward, AdamW (clipping 1.0), arena
+ * reset: what runner/train.c does per step, minus data loading. Models: `smoke` is
+ * experiments/smoke/unet_ddpm.yaml's U-Net (16x16, channels [16, 32], batch 8); `default` is the
+ * unet component's defaults at 32x32 (channels [224, 448, 672, 896], attention at 16x16 and
+ * below), batch 32 unless --batch. Two warm-up steps (cuDNN
+ * algorithm search, arena sizing), then N timed steps (the stream is synchronized before the
+ * clock is read). Prints one row per model: ms/step, img/s, parameters, the step arena's peak,
+ * the persistent arena, the scratch peak, and cudaMemGetInfo's device memory in use.
+ * Exit 0 with a note when this build or machine has no CUDA device. */
+#include "autograd/optim.h"
+#include "blocks/model.h"
+#include "core/params.h"
+#include "core/philox.h"
+#include "kernels/cuda_backend.h"
+#include "kernels/cuda/cuda_api.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern const rx_component rx_comp_model_unet;
+
+typedef struct {
+    const char *name;
+    const char *const *kv;   /* unet parameters (NULL-terminated key, value pairs) */
+    int size, batch;
+} bench_model;
+
+static const char *const smoke_kv[] = {
+    "sample_size", "16", "in_channels", "3", "out_channels", "3", "layers_per_block", "1",
+    "block_out_channels", "[16, 32]", "down_block_types", "[DownBlock2D, AttnDownBlock2D]",
+    "up_block_types", "[AttnUpBlock2D, UpBlock2D]", "attention_head_dim", "8", "norm_num_groups", "8", NULL};
+static const char *const default_kv[] = {"sample_size", "32", NULL};
+
+static const bench_model models[] = {
+    {"smoke", smoke_kv, 16, 8},
+    {"default", default_kv, 32, 32},
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#define CHECK(expr)                                                                        \
+    do {                                                                                   \
+        rx_status s_ = (expr);                                                             \
+        if (s_ != RX_OK) {                                                                 \
+            fprintf(stderr, "gpu_bench: %s: %s\n", #expr, rx_last_error());              \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+static rx_status one_step(rx_ctx *c, rx_model *m, rx_adamw *opt, int B, int S, const float *x, const float *t,
+                          const float *y, const float *w) {
+    const int64_t xs[4] = {B, 3, S, S}, bs[1] = {B};
+    RX_TRY(rx_paramset_zero_grad(c, &m->params));
+    rx_tensor *X = rx_from_host(c, 4, xs, x), *T = rx_from_host(c, 1, bs, t), *Y = rx_from_host(c, 4, xs, y);
+    rx_tensor *W = rx_from_host(c, 1, bs, w);
+    rx_tensor *loss = rx_mse_loss(c, m->impl->forward(c, m, X, T, NULL), Y, W);
+    if (!loss) return rx_ctx_status(c);
+    RX_TRY(rx_backward(c, loss));
+    RX_TRY(rx_adamw_step(c, opt, 1e-4f, NULL));
+    rx_step_end(c);
+    return RX_OK;
+}
+
+static void bench(const bench_model *bm, int batch, int steps, int tf32) {
+    const rx_backend *be = NULL;
+    void *state = NULL;
+    const char *device = NULL;
+    CHECK(rx_cuda_open(0, tf32, 0, &be, &state, &device));
+    rx_ctx *c = NULL;
+    CHECK(rx_ctx_create(be, state, 0, &c));
+    rx_params *p = NULL;
+    CHECK(rx_params_from_defaults(rx_comp_model_unet.name, rx_comp_model_unet.params, &p));
+    for (int i = 0; bm->kv[i]; i += 2) CHECK(rx_params_set(p, bm->kv[i], bm->kv[i + 1]));
+    rx_model *m = NULL;
+    CHECK(rx_model_create(c, &rx_comp_model_unet, p, 1, &m));
+    rx_params_free(p);
+    rx_adamw opt;
+    const rx_adamw_config cfg = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f,
+                                 .grad_clip = 1.0f};
+    CHECK(rx_adamw_init(c, &opt, &m->params, &cfg));
+    const int B = batch > 0 ? batch : bm->batch, S = bm->size;
+    const int64_t n = (int64_t)B * 3 * S * S;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *t = malloc(B * sizeof *t), *w = malloc(B * sizeof *w);
+    if (!x || !y || !t || !w) { fprintf(stderr, "gpu_bench: out of memory\n"); exit(1); }
+    rx_rng_normal(1, RX_STREAM(RX_RNG_TEST, 1), 0, x, n);
+    rx_rng_normal(1, RX_STREAM(RX_RNG_TEST, 2), 0, y, n);
+    for (int i = 0; i < B; i++) { t[i] = (float)((i * 131) % 1000); w[i] = 1.0f; }
+    c->training = 1;
+    rx_set_grad_enabled(c, 1);
+    for (int i = 0; i < 2; i++) CHECK(one_step(c, m, &opt, B, S, x, t, y, w));   /* algorithm search, arena sizing */
+    CHECK(c->be->sync(c));
+    const double t0 = now_s();
+    for (int i = 0; i < steps; i++) CHECK(one_step(c, m, &opt, B, S, x, t, y, w));
+    CHECK(c->be->sync(c));
+    const double dt = (now_s() - t0) / steps;
+    size_t scratch = 0, used = 0, total = 0;
+    if (rx_cuda_memory_info) CHECK(rx_cuda_memory_info(c, &scratch, &used, &total));
+    printf("%-7s %5d %9.2f %9.1f %8.1fM %10.1f %10.1f %9.1f %9.1f/%.0f  %s%s\n", bm->name, B, dt * 1e3, B / dt,
+           rx_model_param_count(m) / 1e6, rx_arena_data_peak(c->step) / 1048576.0, rx_arena_data_used(c->persist) / 1048576.0,
+           scratch / 1048576.0, used / 1048576.0, total / 1048576.0, device, tf32 ? " (tf32)" : "");
+    fflush(stdout);
+    free(x); free(y); free(t); free(w);
+    rx_adamw_free(&opt);
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+    rx_cuda_close(state);
+}
+
+int main(int argc, char **argv) {
+    const char *which = "all";
+    int batch = 0, steps = 20, tf32 = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tf32") && i + 1 < argc) tf32 = atoi(argv[++i]);
+        else if (argv[i][0] != '-') which = argv[i];
+        else { fprintf(stderr, "usage: gpu_bench [smoke|default|all] [--batch B] [--steps N] [--tf32 0|1]\n"); return 2; }
+    }
+    if (rx_cuda_device_count() == 0) {
+        printf("gpu_bench: no CUDA device (or a build without CUDA): nothing to measure\n");
+        return 0;
+    }
+    if (steps < 1) steps = 1;
+    printf("%-7s %5s %9s %9s %9s %10s %10s %9s %9s\n", "model", "batch", "ms/step", "img/s", "params", "step MiB",
+           "persist MiB", "scratch", "device MiB");
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++)
+        if (!strcmp(which, "all") || !strcmp(which, models[k].name)) bench(&models[k], batch, steps, tf32);
+    return 0;
+}

@@ -1,0 +1,514 @@
+// emu.cpp — a CPU stand-in for the CUDA runtime, cuBLAS and cuDNN, so that runexp's CUDA backend
+// and its test suite can run on a machine without a GPU (tests/cuda/emu/README.md).
+//
+// What it checks: kernel index arithmetic, launch configurations (block <= 1024 threads, grid
+// limits), barriers and warp shuffles (cooperative fibers: a thread waits at __syncthreads until
+// every live thread of its block is there), reads of never-written device memory (fresh
+// allocations are filled with NaN bytes), cuDNN workspace sizes, cuBLAS/cuDNN argument mapping.
+// What it cannot check: real-GPU timing, races between blocks, the real libraries' numerics
+// (TF32 is imitated by rounding GEMM/convolution inputs to 10-bit mantissas).
+#include "cuda_runtime.h"
+#include "cublas_v2.h"
+#include "cudnn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <ucontext.h>
+#include <map>
+#include <vector>
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+static cudaError_t last_error = cudaSuccess;
+
+static void die(const char *msg) {
+    fprintf(stderr, "cuda emulator: %s\n", msg);
+    abort();
+}
+
+// ---- memory ------------------------------------------------------------------------------------
+
+static std::map<void *, size_t> allocations;
+static size_t allocated_bytes;
+static const size_t EMU_TOTAL = (size_t)16 << 30;
+
+cudaError_t cudaMalloc(void **p, size_t bytes) {
+    if (bytes == 0) bytes = 1;
+    if (allocated_bytes + bytes > EMU_TOTAL) { *p = nullptr; return last_error = cudaErrorMemoryAllocation; }
+    void *m = aligned_alloc(256, (bytes + 255) & ~(size_t)255);
+    if (!m) { *p = nullptr; return last_error = cudaErrorMemoryAllocation; }
+    memset(m, 0xff, bytes);   // uninitialised device memory reads as NaN floats
+    allocations[m] = bytes;
+    allocated_bytes += bytes;
+    *p = m;
+    return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    auto it = allocations.find(p);
+    if (it == allocations.end()) return last_error = cudaErrorInvalidValue;
+    allocated_bytes -= it->second;
+    allocations.erase(it);
+    free(p);
+    return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    *p = malloc(bytes ? bytes : 1);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+    if (bytes) memmove(dst, src, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind k) { return cudaMemcpyAsync(dst, src, bytes, k, 0); }
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t) { memset(dst, v, bytes); return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+static int stream_token;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)&stream_token; return cudaSuccess; }
+cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) { cudaError_t e = last_error; last_error = cudaSuccess; return e; }
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return "unspecified launch failure";
+    }
+}
+static int device_count(void) {
+    const char *e = getenv("RX_EMU_DEVICES");
+    return e ? atoi(e) : 1;
+}
+cudaError_t cudaGetDeviceCount(int *n) {
+    *n = device_count();
+    return *n ? cudaSuccess : (last_error = cudaErrorNoDevice);
+}
+cudaError_t cudaSetDevice(int d) { return d >= 0 && d < device_count() ? cudaSuccess : (last_error = cudaErrorInvalidDevice); }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    if (d < 0 || d >= device_count()) return last_error = cudaErrorInvalidDevice;
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "CPU emulator (tests/cuda/emu)");
+    p->multiProcessorCount = 1;
+    p->totalGlobalMem = EMU_TOTAL;
+    return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    *total_b = EMU_TOTAL;
+    *free_b = EMU_TOTAL - allocated_bytes;
+    return cudaSuccess;
+}
+
+// ---- kernels: blocks in order, the threads of a block as fibers -----------------------------------
+
+enum { RUNNABLE, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
+static const size_t FIBER_STACK = 64 << 10;
+
+struct fiber {
+    ucontext_t ctx;
+    int state;
+};
+
+static std::vector<fiber> fibers;
+static struct fiber_stacks {
+    std::vector<char *> v;
+    ~fiber_stacks() { for (char *p : v) free(p); }
+} stacks;
+static ucontext_t scheduler;
+static int current = -1, direct = 0;
+static const std::function<void()> *kernel_body;
+static unsigned char warp_slots[1024 / 32][32][16];   // shuffle exchange, per warp and lane
+
+static void set_thread_index(int t) {
+    threadIdx.x = (unsigned)t % blockDim.x;
+    threadIdx.y = (unsigned)t / blockDim.x % blockDim.y;
+    threadIdx.z = (unsigned)t / (blockDim.x * blockDim.y);
+}
+
+static void fiber_main(void) {
+    (*kernel_body)();
+    fibers[current].state = DONE;   // returns to `scheduler` through uc_link
+}
+
+static void wait_at(int state) {
+    if (current < 0) die("__syncthreads or a shuffle outside a kernel");
+    if (direct) die("a barrier in a kernel that rewrite_launches.py took for barrier-free");
+    fibers[current].state = state;
+    swapcontext(&fibers[current].ctx, &scheduler);
+}
+
+void __syncthreads(void) { wait_at(AT_BLOCK_BARRIER); }
+
+void rx_emu_warp_exchange(const void *v, void *out, size_t bytes, int src_lane) {
+    if (bytes > 16) die("shuffle of more than 16 bytes");
+    const int t = current, warp = t / 32, lane = t % 32;
+    memcpy(warp_slots[warp][lane], v, bytes);
+    wait_at(AT_WARP_BARRIER);   // every lane has written
+    memcpy(out, warp_slots[warp][src_lane], bytes);
+    wait_at(AT_WARP_BARRIER);   // every lane has read
+}
+
+static void run_block(int T) {
+    if ((int)fibers.size() < T) fibers.resize(T);
+    while ((int)stacks.v.size() < T) stacks.v.push_back((char *)malloc(FIBER_STACK));
+    for (int t = 0; t < T; t++) {
+        getcontext(&fibers[t].ctx);
+        fibers[t].ctx.uc_stack.ss_sp = stacks.v[t];
+        fibers[t].ctx.uc_stack.ss_size = FIBER_STACK;
+        fibers[t].ctx.uc_link = &scheduler;
+        makecontext(&fibers[t].ctx, fiber_main, 0);
+        fibers[t].state = RUNNABLE;
+    }
+    for (;;) {
+        int ran = 0;
+        for (int t = 0; t < T; t++) {
+            if (fibers[t].state != RUNNABLE) continue;
+            current = t;
+            set_thread_index(t);
+            swapcontext(&scheduler, &fibers[t].ctx);
+            ran = 1;
+        }
+        current = -1;
+        int done = 0, at_block = 0;
+        for (int t = 0; t < T; t++) {
+            done += fibers[t].state == DONE;
+            at_block += fibers[t].state == AT_BLOCK_BARRIER;
+        }
+        if (done == T) return;
+        int released = 0;
+        if (at_block && at_block + done == T) {   // every live thread is at the barrier (exited ones count as arrived)
+            for (int t = 0; t < T; t++)
+                if (fibers[t].state == AT_BLOCK_BARRIER) fibers[t].state = RUNNABLE;
+            released = 1;
+        }
+        for (int w = 0; w * 32 < T; w++) {
+            int waiting = 0, live = 0;
+            for (int t = w * 32; t < w * 32 + 32 && t < T; t++) {
+                live += fibers[t].state != DONE;
+                waiting += fibers[t].state == AT_WARP_BARRIER;
+            }
+            if (waiting && waiting == live) {
+                if (live != (T - w * 32 < 32 ? T - w * 32 : 32)) die("warp shuffle with exited lanes");
+                for (int t = w * 32; t < w * 32 + 32 && t < T; t++) fibers[t].state = RUNNABLE;
+                released = 1;
+            }
+        }
+        if (!ran && !released) die("deadlock: threads wait at different barriers (divergent __syncthreads?)");
+    }
+}
+
+void rx_emu_launch(dim3 grid, dim3 block, size_t shmem, cudaStream_t, int use_fibers, const std::function<void()> &body) {
+    const unsigned long long T = (unsigned long long)block.x * block.y * block.z;
+    if (T == 0 || T > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu ||
+        grid.y > 65535 || grid.z > 65535 || shmem > 48 * 1024) {
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    if (T % 32) die("block size not a multiple of 32 (runexp's reductions assume whole warps)");
+    gridDim = grid;
+    blockDim = block;
+    kernel_body = &body;
+    for (unsigned z = 0; z < grid.z; z++)
+        for (unsigned y = 0; y < grid.y; y++)
+            for (unsigned x = 0; x < grid.x; x++) {
+                blockIdx.x = x;
+                blockIdx.y = y;
+                blockIdx.z = z;
+                if (use_fibers) {
+                    run_block((int)T);
+                    continue;
+                }
+                direct = 1;
+                for (int t = 0; t < (int)T; t++) {
+                    current = t;
+                    set_thread_index(t);
+                    body();
+                }
+                direct = 0;
+                current = -1;
+            }
+    kernel_body = nullptr;
+}
+
+// ---- TF32: inputs rounded to 10 mantissa bits (round to nearest even), as the tensor cores do ----
+
+static float tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return x;   // inf, nan
+    u += 0xfffu + ((u >> 13) & 1u);
+    u &= ~0x1fffu;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+// ---- cuBLAS ------------------------------------------------------------------------------------------
+
+struct cublasContext { cublasMath_t math; };
+
+cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = new cublasContext{CUBLAS_DEFAULT_MATH}; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { h->math = m; return CUBLAS_STATUS_SUCCESS; }
+
+static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) || lda < 1 || ldb < (tb == CUBLAS_OP_N ? k : n) ||
+        ldb < 1 || ldc < m || ldc < 1)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    const int t = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            double s = 0;
+            for (int p = 0; p < k; p++) {
+                float a = ta == CUBLAS_OP_N ? A[i + (size_t)p * lda] : A[p + (size_t)i * lda];
+                float b = tb == CUBLAS_OP_N ? B[p + (size_t)j * ldb] : B[j + (size_t)p * ldb];
+                if (t) { a = tf32(a); b = tf32(b); }
+                s += (double)a * b;
+            }
+            float *c = &C[i + (size_t)j * ldc];
+            *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * *c));   // beta = 0: C is not read
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
+                           float *C, int ldc) {
+    return gemm(h, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+}
+
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                         const float *alpha, const float *A, int lda, long long sA, const float *B, int ldb,
+                                         long long sB, const float *beta, float *C, int ldc, long long sC, int count) {
+    for (int i = 0; i < count; i++) {
+        cublasStatus_t s = gemm(h, ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
+        if (s) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// ---- cuDNN -------------------------------------------------------------------------------------------
+
+struct cudnnContext { int unused; };
+struct rx_emu_tensor_desc { int n, c, h, w, set; };
+struct rx_emu_filter_desc { int k, c, h, w, set; };
+struct rx_emu_conv_desc { int pad_h, pad_w, u, v, set; cudnnMathType_t math; };
+
+const char *cudnnGetErrorString(cudnnStatus_t s) {
+    switch (s) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CUDNN_STATUS_ALLOC_FAILED: return "CUDNN_STATUS_ALLOC_FAILED";
+    default: return "CUDNN_STATUS_NOT_INITIALIZED";
+    }
+}
+cudnnStatus_t cudnnCreate(cudnnHandle_t *h) { *h = new cudnnContext{0}; return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnDestroy(cudnnHandle_t h) { delete h; return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnSetStream(cudnnHandle_t, cudaStream_t) { return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) { *d = new rx_emu_tensor_desc{}; return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { delete d; return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t, cudnnDataType_t, int n, int c, int h, int w) {
+    if (n < 1 || c < 1 || h < 1 || w < 1) return CUDNN_STATUS_BAD_PARAM;
+    *d = rx_emu_tensor_desc{n, c, h, w, 1};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) { *d = new rx_emu_filter_desc{}; return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { delete d; return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t, cudnnTensorFormat_t, int k, int c, int h, int w) {
+    if (k < 1 || c < 1 || h < 1 || w < 1) return CUDNN_STATUS_BAD_PARAM;
+    *d = rx_emu_filter_desc{k, c, h, w, 1};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) {
+    *d = new rx_emu_conv_desc{0, 0, 1, 1, 0, CUDNN_DEFAULT_MATH};
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) { delete d; return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw, int u, int v, int dh, int dw,
+                                              cudnnConvolutionMode_t mode, cudnnDataType_t) {
+    if (ph < 0 || pw < 0 || u < 1 || v < 1 || dh != 1 || dw != 1 || mode != CUDNN_CROSS_CORRELATION) return CUDNN_STATUS_BAD_PARAM;
+    d->pad_h = ph; d->pad_w = pw; d->u = u; d->v = v; d->set = 1;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t m) { d->math = m; return CUDNN_STATUS_SUCCESS; }
+
+static int out_dim(int in, int pad, int k, int s) { return (in + 2 * pad - k) / s + 1; }
+
+cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t x,
+                                                    cudnnFilterDescriptor_t w, int *n, int *ch, int *h, int *wd) {
+    if (!c->set || !x->set || !w->set || x->c != w->c) return CUDNN_STATUS_BAD_PARAM;
+    *n = x->n;
+    *ch = w->k;
+    *h = out_dim(x->h, c->pad_h, w->h, c->u);
+    *wd = out_dim(x->w, c->pad_w, w->w, c->v);
+    return CUDNN_STATUS_SUCCESS;
+}
+
+// Fixed rankings that exercise the selection: fast-but-excluded candidates first (FFT/Winograd,
+// non-deterministic, failed), then the plain ones. Workspace bytes per algorithm below.
+static size_t ws_fwd(int a) { return a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM ? 0 : a == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ? 4096 : 65536; }
+static size_t ws_bwd_data(int a) { return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 ? 2048 : a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 ? 0 : 65536; }
+static size_t ws_bwd_filter(int a) { return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ? 1000 : a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 ? 0 : 65536; }
+
+template <class Perf, class Algo>
+static void fill_perf(Perf *out, int max, int *n, const int (*list)[4], int count, cudnnMathType_t desc_math, size_t (*ws)(int)) {
+    // list rows: algo, status, determinism, math (-1: the descriptor's)
+    *n = 0;
+    for (int i = 0; i < count && *n < max; i++) {
+        Perf p;
+        memset(&p, 0, sizeof p);
+        p.algo = (Algo)list[i][0];
+        p.status = (cudnnStatus_t)list[i][1];
+        p.time = 1.0f + i;
+        p.memory = ws(list[i][0]);
+        p.determinism = (cudnnDeterminism_t)list[i][2];
+        p.mathType = list[i][3] < 0 ? desc_math : (cudnnMathType_t)list[i][3];
+        out[(*n)++] = p;
+    }
+}
+
+static const int FWD_RANK[][4] = {
+    {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, CUDNN_DEFAULT_MATH},
+    {CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, CUDNN_STATUS_ALLOC_FAILED, CUDNN_DETERMINISTIC, -1},
+    {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION},
+    {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, -1},
+    {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, -1},
+};
+static const int BWD_DATA_RANK[][4] = {
+    {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, CUDNN_DEFAULT_MATH},
+    {CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, CUDNN_STATUS_SUCCESS, CUDNN_NON_DETERMINISTIC, -1},
+    {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, -1},
+};
+static const int BWD_FILTER_RANK[][4] = {
+    {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, CUDNN_STATUS_SUCCESS, CUDNN_NON_DETERMINISTIC, -1},
+    {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, CUDNN_DEFAULT_MATH},
+    {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, CUDNN_STATUS_NOT_SUPPORTED, CUDNN_DETERMINISTIC, -1},
+    {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, CUDNN_STATUS_SUCCESS, CUDNN_DETERMINISTIC, -1},
+};
+#define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
+
+cudnnStatus_t cudnnFindConvolutionForwardAlgorithm(cudnnHandle_t, cudnnTensorDescriptor_t, cudnnFilterDescriptor_t,
+    cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t, int max, int *n, cudnnConvolutionFwdAlgoPerf_t *p) {
+    fill_perf<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(p, max, n, FWD_RANK, COUNT(FWD_RANK), c->math, ws_fwd);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
+    cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, int max, int *n, cudnnConvolutionFwdAlgoPerf_t *p) {
+    return cudnnFindConvolutionForwardAlgorithm(h, x, w, c, y, max, n, p);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithm(cudnnHandle_t, cudnnFilterDescriptor_t, cudnnTensorDescriptor_t,
+    cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t, int max, int *n, cudnnConvolutionBwdDataAlgoPerf_t *p) {
+    fill_perf<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(p, max, n, BWD_DATA_RANK, COUNT(BWD_DATA_RANK),
+                                                                                 c->math, ws_bwd_data);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t h, cudnnFilterDescriptor_t w, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t dx, int max, int *n, cudnnConvolutionBwdDataAlgoPerf_t *p) {
+    return cudnnFindConvolutionBackwardDataAlgorithm(h, w, dy, c, dx, max, n, p);
+}
+cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithm(cudnnHandle_t, cudnnTensorDescriptor_t, cudnnTensorDescriptor_t,
+    cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t, int max, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *p) {
+    fill_perf<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(p, max, n, BWD_FILTER_RANK,
+                                                                                     COUNT(BWD_FILTER_RANK), c->math, ws_bwd_filter);
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy,
+    cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, int max, int *n, cudnnConvolutionBwdFilterAlgoPerf_t *p) {
+    return cudnnFindConvolutionBackwardFilterAlgorithm(h, x, dy, c, dw, max, n, p);
+}
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t, cudnnFilterDescriptor_t,
+    cudnnConvolutionDescriptor_t, cudnnTensorDescriptor_t, cudnnConvolutionFwdAlgo_t a, size_t *b) { *b = ws_fwd(a); return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(cudnnHandle_t, cudnnFilterDescriptor_t, cudnnTensorDescriptor_t,
+    cudnnConvolutionDescriptor_t, cudnnTensorDescriptor_t, cudnnConvolutionBwdDataAlgo_t a, size_t *b) { *b = ws_bwd_data(a); return CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t, cudnnTensorDescriptor_t,
+    cudnnConvolutionDescriptor_t, cudnnFilterDescriptor_t, cudnnConvolutionBwdFilterAlgo_t a, size_t *b) { *b = ws_bwd_filter(a); return CUDNN_STATUS_SUCCESS; }
+
+// the geometry of one convolution, checked against the descriptors
+struct conv_geo { int N, C, H, W, K, R, S, P, Q, ph, pw, u, v, t; };
+
+static cudnnStatus_t geo_of(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t c,
+                            cudnnTensorDescriptor_t y, size_t need, void *ws, size_t ws_size, conv_geo *g) {
+    if (!x->set || !w->set || !c->set || !y->set || x->c != w->c || y->c != w->k || y->n != x->n) return CUDNN_STATUS_BAD_PARAM;
+    if (y->h != out_dim(x->h, c->pad_h, w->h, c->u) || y->w != out_dim(x->w, c->pad_w, w->w, c->v)) return CUDNN_STATUS_BAD_PARAM;
+    if (ws_size < need || (need && !ws)) {
+        fprintf(stderr, "cuda emulator: cuDNN workspace %zu bytes at %p, the algorithm needs %zu\n", ws_size, ws, need);
+        return CUDNN_STATUS_BAD_PARAM;
+    }
+    *g = conv_geo{x->n, x->c, x->h, x->w, w->k, w->h, w->w, y->h, y->w, c->pad_h, c->pad_w, c->u, c->v,
+                  c->math != CUDNN_FMA_MATH};   // DEFAULT and TENSOR_OP may use TF32 on Ampere and newer
+    return CUDNN_STATUS_SUCCESS;
+}
+
+static float in_t(float v, int t) { return t ? tf32(v) : v; }
+
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, cudnnTensorDescriptor_t xd, const void *xv,
+    cudnnFilterDescriptor_t wd, const void *wv, cudnnConvolutionDescriptor_t cd, cudnnConvolutionFwdAlgo_t a, void *ws,
+    size_t ws_size, const void *beta, cudnnTensorDescriptor_t yd, void *yv) {
+    conv_geo g;
+    cudnnStatus_t s = geo_of(xd, wd, cd, yd, ws_fwd(a), ws, ws_size, &g);
+    if (s) return s;
+    const float *x = (const float *)xv, *w = (const float *)wv, al = *(const float *)alpha, be = *(const float *)beta;
+    float *y = (float *)yv;
+    for (int n = 0; n < g.N; n++) for (int k = 0; k < g.K; k++) for (int p = 0; p < g.P; p++) for (int q = 0; q < g.Q; q++) {
+        double acc = 0;
+        for (int c = 0; c < g.C; c++) for (int r = 0; r < g.R; r++) for (int t = 0; t < g.S; t++) {
+            const int ih = p * g.u - g.ph + r, iw = q * g.v - g.pw + t;
+            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+            acc += (double)in_t(x[((size_t)(n * g.C + c) * g.H + ih) * g.W + iw], g.t) *
+                   in_t(w[((size_t)(k * g.C + c) * g.R + r) * g.S + t], g.t);
+        }
+        float *o = &y[((size_t)(n * g.K + k) * g.P + p) * g.Q + q];
+        *o = (float)(al * acc + (be == 0.0f ? 0.0 : (double)be * *o));
+    }
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t, const void *alpha, cudnnFilterDescriptor_t wd, const void *wv,
+    cudnnTensorDescriptor_t dyd, const void *dyv, cudnnConvolutionDescriptor_t cd, cudnnConvolutionBwdDataAlgo_t a, void *ws,
+    size_t ws_size, const void *beta, cudnnTensorDescriptor_t dxd, void *dxv) {
+    conv_geo g;
+    cudnnStatus_t s = geo_of(dxd, wd, cd, dyd, ws_bwd_data(a), ws, ws_size, &g);
+    if (s) return s;
+    const float *w = (const float *)wv, *dy = (const float *)dyv, al = *(const float *)alpha, be = *(const float *)beta;
+    float *dx = (float *)dxv;
+    std::vector<double> acc((size_t)g.N * g.C * g.H * g.W, 0.0);
+    for (int n = 0; n < g.N; n++) for (int k = 0; k < g.K; k++) for (int p = 0; p < g.P; p++) for (int q = 0; q < g.Q; q++) {
+        const float d = in_t(dy[((size_t)(n * g.K + k) * g.P + p) * g.Q + q], g.t);
+        for (int c = 0; c < g.C; c++) for (int r = 0; r < g.R; r++) for (int t = 0; t < g.S; t++) {
+            const int ih = p * g.u - g.ph + r, iw = q * g.v - g.pw + t;
+            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+            acc[((size_t)(n * g.C + c) * g.H + ih) * g.W + iw] += (double)d * in_t(w[((size_t)(k * g.C + c) * g.R + r) * g.S + t], g.t);
+        }
+    }
+    for (size_t i = 0; i < acc.size(); i++) dx[i] = (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * dx[i]));
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t, const void *alpha, cudnnTensorDescriptor_t xd, const void *xv,
+    cudnnTensorDescriptor_t dyd, const void *dyv, cudnnConvolutionDescriptor_t cd, cudnnConvolutionBwdFilterAlgo_t a, void *ws,
+    size_t ws_size, const void *beta, cudnnFilterDescriptor_t dwd, void *dwv) {
+    conv_geo g;
+    cudnnStatus_t s = geo_of(xd, dwd, cd, dyd, ws_bwd_filter(a), ws, ws_size, &g);
+    if (s) return s;
+    const float *x = (const float *)xv, *dy = (const float *)dyv, al = *(const float *)alpha, be = *(const float *)beta;
+    float *dw = (float *)dwv;
+    std::vector<double> acc((size_t)g.K * g.C * g.R * g.S, 0.0);
+    for (int n = 0; n < g.N; n++) for (int k = 0; k < g.K; k++) for (int p = 0; p < g.P; p++) for (int q = 0; q < g.Q; q++) {
+        const float d = in_t(dy[((size_t)(n * g.K + k) * g.P + p) * g.Q + q], g.t);
+        for (int c = 0; c < g.C; c++) for (int r = 0; r < g.R; r++) for (int t = 0; t < g.S; t++) {
+            const int ih = p * g.u - g.ph + r, iw = q * g.v - g.pw + t;
+            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+            acc[((size_t)(k * g.C + c) * g.R + r) * g.S + t] += (double)d * in_t(x[((size_t)(n * g.C + c) * g.H + ih) * g.W + iw], g.t);
+        }
+    }
+    for (size_t i = 0; i < acc.size(); i++) dw[i] = (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * dw[i]));
+    return CUDNN_STATUS_SUCCESS;
+}

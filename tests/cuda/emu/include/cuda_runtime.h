@@ -1,0 +1,89 @@
+// cuda_runtime.h (emulator) — just enough of the CUDA runtime and device language for runexp's
+// src/kernels/cuda/*.cu to compile as host C++ and run on the CPU (tests/cuda/emu/README.md).
+// Kernels run block by block; the threads of a block are cooperative fibers, so __syncthreads
+// and warp shuffles behave as on a GPU (every thread reaches the barrier before any passes).
+#ifndef RX_EMU_CUDA_RUNTIME_H
+#define RX_EMU_CUDA_RUNTIME_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <functional>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __restrict__ __restrict
+#define __shared__ static
+
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorNoDevice = 100,
+    cudaErrorLaunchFailure = 719,
+} cudaError_t;
+
+typedef enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4
+} cudaMemcpyKind;
+
+typedef struct CUstream_st *cudaStream_t;
+#define cudaStreamNonBlocking 0x01
+
+struct cudaDeviceProp { char name[256]; int multiProcessorCount; size_t totalGlobalMem; };
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}
+};
+
+extern uint3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
+
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t s = 0);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaGetLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaSetDevice(int d);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
+cudaError_t cudaDeviceSynchronize(void);
+
+// device side
+void __syncthreads(void);
+void rx_emu_warp_exchange(const void *v, void *out, size_t bytes, int src_lane);
+template <typename T> inline T __shfl_down_sync(unsigned mask, T v, int offset) {
+    const int lane = (int)(threadIdx.x & 31);
+    T out;
+    rx_emu_warp_exchange(&v, &out, sizeof v, lane + offset < 32 ? lane + offset : lane);
+    return out;
+}
+inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v) {
+    unsigned long long old = *p;   // fibers switch only at barriers: this is atomic
+    if (v < old) *p = v;
+    return old;
+}
+
+// kernel<<<grid, block, shmem, stream>>>(args) is rewritten (rewrite_launches.py) into this;
+// fibers: the kernel waits at barriers or shuffles (else each thread runs to completion in turn)
+void rx_emu_launch(dim3 grid, dim3 block, size_t shmem, cudaStream_t s, int fibers, const std::function<void()> &body);
+
+#endif

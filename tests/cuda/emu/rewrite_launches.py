@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Copies src/kernels/cuda/* into OUT_DIR/kernels/cuda/, rewriting every kernel launch
+    name<<<grid, block, shmem, stream>>>(args);
+into the emulator's
+    rx_emu_launch(dim3(grid), dim3(block), shmem, stream, fibers, [&]() { name(args); });
+fibers = 1 when the kernel's body waits at barriers or shuffles (its threads must run as
+cooperative fibers), 0 when each thread can run to completion in turn (much faster).
+(tests/cuda/emu/README.md). Usage: rewrite_launches.py SRC_DIR OUT_DIR"""
+import os
+import re
+import sys
+
+BARRIER_CALLS = ("__syncthreads", "__shfl", "rx_block_sum", "rx_block_max", "rx_warp_sum", "rx_warp_max")
+
+
+def barrier_kernels(texts):
+    """names of __global__ functions whose body calls a barrier or a shuffle (directly or
+    through the block/warp reduction helpers)"""
+    names = set()
+    for text in texts:
+        for m in re.finditer(r"__global__\s+void\s+(\w+)\s*\(", text):
+            b = text.find("{", m.end())
+            depth, q = 0, b
+            while True:
+                if text[q] == "{":
+                    depth += 1
+                elif text[q] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                q += 1
+            if any(call in text[b:q] for call in BARRIER_CALLS):
+                names.add(m.group(1))
+    return names
+
+
+def split_top(s):
+    """split at commas outside (), [] and {} (launch configurations hold no template commas)"""
+    parts, depth, cur = [], 0, ""
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return parts
+
+
+def rewrite(text, fiber_kernels):
+    out, i = "", 0
+    while True:
+        j = text.find("<<<", i)
+        if j < 0:
+            return out + text[i:]
+        # the callee: an identifier, optionally with template arguments <...>, before <<<
+        k = j
+        if text[k - 1] == ">":
+            depth = 0
+            while True:
+                k -= 1
+                if text[k] == ">":
+                    depth += 1
+                elif text[k] == "<":
+                    depth -= 1
+                    if depth == 0:
+                        break
+        while k > 0 and (text[k - 1].isalnum() or text[k - 1] == "_"):
+            k -= 1
+        callee = text[k:j]
+        e = text.find(">>>", j)
+        cfg = split_top(text[j + 3:e])
+        while len(cfg) < 4:
+            cfg.append("0")
+        p = e + 3
+        while text[p].isspace():
+            p += 1
+        assert text[p] == "(", "launch without arguments near: " + text[j - 40:j + 40]
+        depth, q = 0, p
+        while True:
+            if text[q] == "(":
+                depth += 1
+            elif text[q] == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            q += 1
+        args = text[p + 1:q]
+        base = callee.split("<")[0].strip()
+        out += text[i:k] + "rx_emu_launch(dim3(%s), dim3(%s), %s, %s, %d, [&]() { %s(%s); })" % (
+            cfg[0], cfg[1], cfg[2], cfg[3], base in fiber_kernels, callee, args)
+        i = q + 1
+
+
+def main():
+    src, dst = sys.argv[1], sys.argv[2]
+    os.makedirs(os.path.join(dst, "kernels", "cuda"), exist_ok=True)
+    texts = {}
+    for name in sorted(os.listdir(src)):
+        if name.endswith(".cu") or name.endswith(".h"):
+            with open(os.path.join(src, name)) as f:
+                texts[name] = f.read()
+    fiber_kernels = barrier_kernels(texts.values())
+    for name, text in texts.items():
+        out_name = name[:-3] + ".cpp" if name.endswith(".cu") else name
+        with open(os.path.join(dst, "kernels", "cuda", out_name), "w") as f:
+            f.write(rewrite(text, fiber_kernels))
+
+
+main()
