@@ -3,6 +3,8 @@
 # "N passed, N failed, N skipped" summed over all of them. Exit 1 if any failed.
 # passive OpenMP waiting: spinning threads starve each other when test processes share the cores
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+# experiments in the suite find their data sets where the real copies are (../shared/data here)
+if [ -z "${RUNEXP_DATA:-}" ] && [ -n "${RUNEXP_DATA_SRC:-}" ]; then export RUNEXP_DATA="$RUNEXP_DATA_SRC"; fi
 passed=0; failed=0; skipped=0; bad=""
 for t in "$@"; do
   echo "== $t"
