@@ -1,10 +1,9 @@
 /* dense.c — CPU kernels of the GEMM-backed ops: conv2d (im2col + sgemm), linear, matmul.
  *
- * Threading: one pool, OpenMP's. Debian's OpenBLAS is the pthreads build with its own worker
- * threads, which busy-wait for a while after every multi-threaded call; on a 2-core machine they
- * then fight the OpenMP team of the next op (a parallel region waits a scheduler time slice for
- * its worker). So every kernel here runs OpenBLAS on one thread (openblas_set_num_threads(1)
- * for the duration of the kernel, restored after; a flag flip, ~0.1 µs) and splits the work
+ * Threading: one pool, OpenMP's (the build links OpenBLAS's OpenMP variant). Inside our own
+ * parallel regions BLAS must stay on one thread — a BLAS team nested in ours would be created
+ * afresh on every call — so these kernels hold OpenBLAS to one thread for their duration
+ * (cpu_blas_single_begin/end in cpu.h, a flag flip) and split the work
  * itself:
  *   - many independent GEMMs (the images of a batch, the entries of a batched matmul):
  *     OpenMP over them, one whole GEMM per thread, per-thread workspaces;
@@ -20,22 +19,12 @@
 
 /* ---- BLAS on one thread, OpenMP around it -------------------------------------------------- */
 
-static int blas_single_begin(void) {
-    const int n = openblas_get_num_threads();
-    if (n != 1) openblas_set_num_threads(1);
-    return n;
-}
-
-static void blas_single_end(int n) {
-    if (n != 1) openblas_set_num_threads(n);
-}
-
 /* run a kernel body with OpenBLAS held to one thread */
 #define WITH_BLAS_SINGLE(call)                         \
     do {                                               \
-        const int blas_threads_ = blas_single_begin(); \
+        const int blas_threads_ = cpu_blas_single_begin(); \
         const rx_status status_ = (call);              \
-        blas_single_end(blas_threads_);                \
+        cpu_blas_single_end(blas_threads_);                \
         return status_;                                \
     } while (0)
 
