@@ -163,7 +163,7 @@ Test(diffusion_samplers, batch_composition_does_not_change_samples) {
                  comps[c] == &rx_comp_sampler_ddim ? " s.eta=1.0" : "");
         fx_case_open(&k, cfg);
         const rx_sampler_impl *impl = k.sampler->impl;
-        net_log nl;
+        net_log nl = {0};
         float both[N_IMG * D], alone[D];
         cr_assert(impl->run(k.sampler_p, &k.sched, k.pred, standin_net, &nl, N_IMG, D, NULL, image_index, seed, both) == 0);
         cr_assert(impl->run(k.sampler_p, &k.sched, k.pred, standin_net, &nl, 1, D, NULL, image_index + 1, seed, alone) == 0);
@@ -180,7 +180,7 @@ Test(diffusion_samplers, refuses_wrong_schedule_and_prediction) {
     fx_case flow, ddim;
     fx_case_open(&flow, "sampler=flow_euler schedule=flow pred=flow s.steps=4");
     fx_case_open(&ddim, "sampler=ddim schedule=linear pred=epsilon s.steps=4");
-    net_log nl;
+    net_log nl = {0};
     float x[N_IMG * D];
     const rx_sampler_impl *fi = flow.sampler->impl, *di = ddim.sampler->impl;
     cr_expect_eq(fi->run(flow.sampler_p, &ddim.sched, RX_PRED_FLOW, standin_net, &nl, N_IMG, D, NULL, image_index, seed, x),
