@@ -4,26 +4,11 @@
  * (tests/fixtures/eval_classify.json from gen_fd.py); closed forms: equal logits give
  * a score of exactly 1, confident one-hot predictions spread evenly over K classes give K. */
 #include "testutil.h"
+#include "eval_fixture.h"
 
 #include <jansson.h>
 
 #include "eval/classify.h"
-
-static json_t *load_fixture(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/%s", name);
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    cr_assert(j, "%s: %s (run tests/fixtures/gen_fd.py)", path, err.text);
-    return j;
-}
-
-static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
-
-static void expect_close(double got, double want, double tol, const char *what) {
-    double rel = fabs(got - want) / fabs(want);
-    cr_expect_lt(rel, tol, "%s: %.12g vs reference %.12g (rel err %.3g)", what, got, want, rel);
-}
 
 Test(eval_classify, matches_numpy) {
     json_t *j = load_fixture("eval_classify.json");

@@ -7,36 +7,12 @@
  * nuclear-norm form of the same distance (see gen_fd.py). Also closed forms: commuting (diagonal) covariances give
  * ‖Δμ‖² + Σ(√a_i − √b_i)², FD(P, P) = 0, Σ1 = 0 gives ‖Δμ‖² + Tr Σ2. */
 #include "testutil.h"
+#include "eval_fixture.h"
 
 #include <jansson.h>
 
 #include "eval/featstats.h"
 #include "eval/frechet.h"
-
-static json_t *load_fixture(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/%s", name);
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    cr_assert(j, "%s: %s (run tests/fixtures/gen_fd.py)", path, err.text);
-    return j;
-}
-
-static double *json_doubles(json_t *arr, size_t *n) {
-    cr_assert(json_is_array(arr));
-    *n = json_array_size(arr);
-    double *v = malloc(*n * sizeof(double));
-    for (size_t i = 0; i < *n; i++) v[i] = json_number_value(json_array_get(arr, i));
-    return v;
-}
-
-static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
-
-static void expect_close(double got, double want, double tol, const char *what) {
-    double rel = fabs(got - want) / fabs(want);
-    cr_log_info("%s: rel err %.3g", what, rel);
-    cr_expect_lt(rel, tol, "%s: %.12g vs reference %.12g (rel err %.3g)", what, got, want, rel);
-}
 
 /* finished statistics of float32 rows */
 static void stats_of(rx_featstats *st, const float *x, int n, int d) {

@@ -4,35 +4,11 @@
  * numpy float64 by tests/fixtures/gen_fd.py, on subsets from its Python reimplementation
  * of the Philox subset draw (tests/fixtures/eval_kid.json). */
 #include "testutil.h"
+#include "eval_fixture.h"
 
 #include <jansson.h>
 
 #include "eval/kid.h"
-
-static json_t *load_fixture(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/%s", name);
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    cr_assert(j, "%s: %s (run tests/fixtures/gen_fd.py)", path, err.text);
-    return j;
-}
-
-static float *json_floats(json_t *arr, size_t *n) {
-    cr_assert(json_is_array(arr));
-    *n = json_array_size(arr);
-    float *v = malloc(*n * sizeof(float));
-    for (size_t i = 0; i < *n; i++) v[i] = (float)json_number_value(json_array_get(arr, i));
-    return v;
-}
-
-static double num(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
-
-static void expect_close(double got, double want, double tol, const char *what) {
-    double rel = fabs(got - want) / fabs(want);
-    cr_log_info("%s: %.12g vs %.12g, rel err %.3g", what, got, want, rel);
-    cr_expect_lt(rel, tol, "%s: %.12g vs reference %.12g (rel err %.3g)", what, got, want, rel);
-}
 
 Test(eval_kid, subset_draw_matches_reference) {
     json_t *j = load_fixture("eval_kid.json");

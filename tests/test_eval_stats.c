@@ -3,37 +3,13 @@
  * (tests/fixtures/eval_fd_small.json, eval_fd_2048.json from gen_fd.py); the file
  * format's own contract (a round trip is bit-exact, any damage is refused). */
 #include "testutil.h"
+#include "eval_fixture.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include "eval/featstats.h"
-
-static json_t *load_fixture(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, "tests/fixtures/%s", name);
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    cr_assert(j, "%s: %s (run tests/fixtures/gen_fd.py)", path, err.text);
-    return j;
-}
-
-static double *json_doubles(json_t *arr, size_t *n) {
-    cr_assert(json_is_array(arr));
-    *n = json_array_size(arr);
-    double *v = malloc(*n * sizeof(double));
-    for (size_t i = 0; i < *n; i++) v[i] = json_number_value(json_array_get(arr, i));
-    return v;
-}
-
-static float *json_floats(json_t *arr, size_t *n) {
-    double *d = json_doubles(arr, n);
-    float *v = malloc(*n * sizeof(float));
-    for (size_t i = 0; i < *n; i++) v[i] = (float)d[i];   // exact: the fixture stores float32 values
-    free(d);
-    return v;
-}
 
 /* max |a - b| / max |b|, float64 */
 static double rel_err64(const double *a, const double *b, size_t n) {
