@@ -21,8 +21,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$(mktemp -d /tmp/gpu_check.XXXXXX)}
 mkdir -p "$OUT"
 START=$(date +%s)
-say() { echo "gpu_check [$(( $(date +%s) - START ))s]: $*"; }
-
+say() { echo "$(basename "$0") [$(( $(date +%s) - START ))s]: $*"; }
 # ---- 0. the machine --------------------------------------------------------------------------------
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1
@@ -32,50 +31,8 @@ say() { echo "gpu_check [$(( $(date +%s) - START ))s]: $*"; }
 GPU=$(head -1 "$OUT/env.txt")
 say "device: $GPU"
 
-# cuDNN: the toolkit's, or the one in Python's nvidia-cudnn wheel (headers + libcudnn.so.9)
-CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")")}
-SHIM="$OUT/libshim"
-mkdir -p "$SHIM"
-if [ ! -f "$CUDA_HOME/include/cudnn.h" ]; then
-  CUDNN_DIR=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null)
-  if [ -n "$CUDNN_DIR" ] && [ -f "$CUDNN_DIR/include/cudnn.h" ]; then
-    say "cuDNN from $CUDNN_DIR"
-    export CPATH="$CUDNN_DIR/include${CPATH:+:$CPATH}"
-    for l in "$CUDNN_DIR"/lib/libcudnn*.so.*; do   # the linker wants libcudnn.so
-      base=$(basename "$l"); ln -sf "$l" "$SHIM/${base%%.so.*}.so"
-    done
-    export LD_LIBRARY_PATH="$CUDNN_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  else
-    say "no cudnn.h found (toolkit or nvidia-cudnn wheel): the build will fail"
-  fi
-fi
-export LIBRARY_PATH="$SHIM:$CUDA_HOME/lib64${LIBRARY_PATH:+:$LIBRARY_PATH}"
-export LD_LIBRARY_PATH="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-
-# ---- 1. build ----------------------------------------------------------------------------------------
-CUDA_TESTS=$(ls tests/cuda/test_*.c | sed 's|^tests/cuda/\(.*\)\.c$|build/tests/cuda/\1|')
-BIN=build
-BUNDLE_LD=""
-rx() { LD_LIBRARY_PATH="${LD_LIBRARY_PATH}${BUNDLE_LD:+:$BUNDLE_LD}" "$@"; }   # runs one of our binaries
-say "building (make -j16; log: build.log)"
-if timeout 420 make -j16 CUDA=1 all $CUDA_TESTS build/bench/gpu_bench > "$OUT/build.log" 2>&1; then
-  BUILT="make"
-elif [ -d .gpubundle ]; then
-  say "make failed (tail of build.log below); using the prebuilt .gpubundle"
-  tail -5 "$OUT/build.log"
-  BIN="$OUT/bundle"
-  mkdir -p "$BIN/lib"
-  cp -r .gpubundle/bin/. "$BIN/"
-  tar -xJf .gpubundle/libs.tar.xz -C "$BIN/lib" 2>>"$OUT/build.log"
-  LIBDIRS=$(find "$BIN/lib" -name '*.so*' -exec dirname {} \; | sort -u | tr '\n' ':')
-  BUNDLE_LD="${LIBDIRS%:}"   # for runexp's binaries only: python3 and nvidia-smi keep the machine's libraries
-  BUILT="bundle ($(cat .gpubundle/built.txt 2>/dev/null))"
-else
-  say "BUILD FAILED and no .gpubundle: see $OUT/build.log"
-  tail -20 "$OUT/build.log"
-  exit 1
-fi
-say "built: $BUILT"
+# ---- 1. cuDNN, build (or the prebuilt bundle) -------------------------------------------------------
+. bench/gpu_env.sh
 
 # ---- 2. the CUDA suite ------------------------------------------------------------------------------
 PASS=0; FAIL=0; CRASH=0; BAD=""
@@ -83,7 +40,7 @@ PASS=0; FAIL=0; CRASH=0; BAD=""
 for t in $CUDA_TESTS; do
   b="$BIN/${t#build/}"
   say "running $(basename "$t")"
-  rx timeout 300 "$b" --verbose=1 --jobs=4 > "$OUT/one.log" 2>&1; rc=$?
+  rx timeout 150 "$b" --verbose=1 --jobs=4 > "$OUT/one.log" 2>&1; rc=$?
   { echo "== $t (exit $rc)"; cat "$OUT/one.log"; } >> "$OUT/tests.log"
   line=$(grep 'Synthesis:' "$OUT/one.log" | tail -1)
   p=$(echo "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p'); f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
@@ -98,13 +55,13 @@ grep -E '^\[(FAIL|SKIP)\]|Assertion Failed|^\[----\]   [a-z]' "$OUT/tests.log" |
 
 # ---- 3. step time and memory -----------------------------------------------------------------------
 say "gpu_bench (log: bench.log)"
-rx timeout 240 "$BIN/bench/gpu_bench" all --steps 20 > "$OUT/bench.log" 2>&1 || say "gpu_bench failed"
+rx timeout 150 "$BIN/bench/gpu_bench" all --steps 20 > "$OUT/bench.log" 2>&1 || say "gpu_bench failed"
 cat "$OUT/bench.log"
 
 # ---- 4. the smoke experiment, CUDA then CPU ----------------------------------------------------------
-RES="$OUT/results"
+RES="$WORK/results"
 train() {   # backend log
-  rx timeout 300 "$BIN/runexp" experiments/smoke/unet_ddpm.yaml --backend "$1" --set train.steps=300 --set train.log_every=25 \
+  rx timeout 150 "$BIN/runexp" experiments/smoke/unet_ddpm.yaml --backend "$1" --set train.steps=300 --set train.log_every=25 \
     --set train.checkpoint_every=300 --results "$RES/$1" --force > "$OUT/$2.out" 2> "$OUT/$2.log"
 }
 say "training the smoke U-Net 300 steps on cuda"
@@ -167,5 +124,5 @@ WALL=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.1f", b - a }')
 } | tee "$OUT/summary.txt"
 # what stays in $OUT (the device tool brings back at most 8 files): summary.txt, build.log,
 # tests.log, train_cuda.log, train_cpu.log, metrics_cuda.jsonl, metrics_cpu.jsonl
-rm -rf "$RES" "$OUT/libshim" "$OUT/bundle" "$OUT/mem.csv" "$OUT"/train_*.out "$OUT/env.txt" "$OUT/curves.txt" "$OUT/bench.log"
+rm -rf "$RES" "$OUT/mem.csv" "$OUT"/train_*.out "$OUT/env.txt" "$OUT/curves.txt" "$OUT/bench.log"
 [ "$FAIL" -eq 0 ] && [ "$CRASH" -eq 0 ] && [ "$RC_CUDA" -eq 0 ]

@@ -44,6 +44,9 @@ static const rx_param_spec train_params[] = {
     {"log_every", RX_P_INT, "100", 1, 1e12, NULL, "steps between metrics.jsonl lines"},
     {"checkpoint_every", RX_P_INT, "5000", 0, 1e12, NULL, "steps between checkpoints; 0 = only at the end"},
     {"sample_every", RX_P_INT, "0", 0, 1e12, NULL, "steps between preview sample grids; 0 = none during training"},
+    {"max_minutes", RX_P_FLOAT, "0", 0, 1e9, NULL,
+     "stop after this many minutes of training (as Lightning's max_time): checkpoint, then sample and evaluate; "
+     "0 = run all steps"},
     {"num_workers", RX_P_INT, "2", 0, 256, NULL, "data-loading threads; 0 = load in the training thread"},
     {0},
 };

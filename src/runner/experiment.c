@@ -36,8 +36,10 @@ static rx_status choose_backend(rx_experiment *ex, const char *want, int device_
     if (strcmp(want, "cpu") != 0) {
         rx_status s = rx_cuda_open(device_id, tf32, deterministic, &be, &state, &ex->device_name);
         if (s != RX_OK) {
+            char why[512];   // rx_fail formats into the buffer rx_last_error() points at: copy it first
+            snprintf(why, sizeof why, "%s", rx_last_error());
             if (strcmp(want, "cuda") == 0)
-                return rx_fail(RX_ERR_CONFIG, "backend: cuda requested but no CUDA device is usable: %s", rx_last_error());
+                return rx_fail(RX_ERR_CONFIG, "backend: cuda requested but no CUDA device is usable: %s", why);
             be = rx_backend_cpu();
             state = NULL;
             ex->device_name = "CPU";

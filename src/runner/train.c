@@ -149,6 +149,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     int64_t steps = rx_param_int(ex->train, "steps");
     int64_t log_every = rx_param_int(ex->train, "log_every");
     int64_t ckpt_every = rx_param_int(ex->train, "checkpoint_every");
+    const double max_s = 60.0 * rx_param_float(ex->train, "max_minutes");   // 0 = no time limit
     if (ex->smoke) { B = 2; steps = 2; log_every = 1; }
     int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
 
@@ -217,7 +218,8 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
         n_acc++;
         /* a checkpoint step also closes the logging window, so a run resumed from it logs the
          * same lines as the uninterrupted run */
-        const int ckpt_now = (ckpt_every > 0 && step % ckpt_every == 0) || step == steps;
+        const int out_of_time = max_s > 0 && step < steps && rx_now() - t0 >= max_s;
+        const int ckpt_now = (ckpt_every > 0 && step % ckpt_every == 0) || step == steps || out_of_time;
         if (step % log_every == 0 || ckpt_now) {
             double now = rx_now(), ips = n_acc * B / (now - t_log + 1e-9);
             json_t *row = json_object();
@@ -238,6 +240,12 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
         if (!s && ckpt_now) {
             s = save_checkpoint(ex, run, opt, step);
             last_ckpt = step;
+        }
+        if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
+            rx_run_log(run, "train: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
+                       max_s / 60, (long long)step, (long long)steps);
+            rx_run_set(run, "train_stopped_at_step", json_integer(step));
+            break;
         }
         if (!s && rx_interrupt_requested) {
             s = save_checkpoint(ex, run, opt, step);
