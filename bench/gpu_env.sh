@@ -18,18 +18,25 @@ mkdir -p "$SHIM"
 if [ ! -f "$CUDA_HOME/include/cudnn.h" ]; then
   CUDNN_DIR=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null)
   if [ -n "$CUDNN_DIR" ] && [ -f "$CUDNN_DIR/include/cudnn.h" ]; then
-    say "cuDNN from $CUDNN_DIR"
+    say "cuDNN headers from $CUDNN_DIR"
     export CPATH="$CUDNN_DIR/include${CPATH:+:$CPATH}"
-    for l in "$CUDNN_DIR"/lib/libcudnn*.so.*; do   # the linker wants libcudnn.so
-      base=$(basename "$l"); ln -sf "$l" "$SHIM/${base%%.so.*}.so"
-    done
-    export LD_LIBRARY_PATH="$CUDNN_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   else
     say "no cudnn.h found (toolkit or nvidia-cudnn wheel): a build will fail"
   fi
 fi
+# the runtime libraries (the bundle's binaries need libcudnn.so.9, libcublas.so.13, libcudart.so.13):
+# the toolkit's lib64 first, then any folder of Python's nvidia-* wheels that holds one of them
+SITE=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
+for d in $(for s in $SITE; do [ -d "$s/nvidia" ] && find "$s/nvidia" \( -name 'libcudnn.so.9' -o -name 'libcublas.so.1*' \
+             -o -name 'libcudart.so.1*' \) 2>/dev/null; done | xargs -r -n1 dirname | sort -u); do
+  for l in "$d"/libcudnn*.so.* "$d"/libcublas*.so.* "$d"/libcudart.so.*; do   # the linker wants libX.so
+    [ -f "$l" ] && { base=$(basename "$l"); [ -e "$SHIM/${base%%.so.*}.so" ] || ln -sf "$l" "$SHIM/${base%%.so.*}.so"; }
+  done
+  WHEEL_LD="${WHEEL_LD:+$WHEEL_LD:}$d"
+done
 export LIBRARY_PATH="$SHIM:$CUDA_HOME/lib64${LIBRARY_PATH:+:$LIBRARY_PATH}"
-export LD_LIBRARY_PATH="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}${WHEEL_LD:+:$WHEEL_LD}"
+say "runtime library path: $LD_LIBRARY_PATH"
 
 CUDA_TESTS=$(ls tests/cuda/test_*.c | sed 's|^tests/cuda/\(.*\)\.c$|build/tests/cuda/\1|')
 BIN=build
@@ -66,3 +73,5 @@ else
   fi
 fi
 say "built: $BUILT"
+MISSING=$(rx ldd "$BIN/runexp" 2>&1 | grep 'not found' | awk '{print $1}' | tr '\n' ' ')
+[ -n "$MISSING" ] && say "runexp cannot find: $MISSING"
