@@ -1,12 +1,12 @@
 /* gpu_bench.c — U-Net training-step speed and memory on the CUDA backend.
  *
- *   build/bench/gpu_bench [smoke|default|all] [--batch B] [--steps N] [--tf32 0|1]
+ *   build/bench/gpu_bench [smoke|default|cifar32|all] [--batch B] [--steps N] [--tf32 0|1]
  *
  * One training step = zero grads, forward, weighted MSE, backward, AdamW (clipping 1.0), arena
  * reset: what runner/train.c does per step, minus data loading. Models: `smoke` is
  * experiments/smoke/unet_ddpm.yaml's U-Net (16x16, channels [16, 32], batch 8); `default` is the
  * unet component's defaults at 32x32 (channels [224, 448, 672, 896], attention at 16x16 and
- * below), batch 32 unless --batch. Two warm-up steps (cuDNN
+ * below), batch 32 unless --batch; `cifar32` is cfg_cifar32's 35.7M U-Net at batch 128. Two warm-up steps (cuDNN
  * algorithm search, arena sizing), then N timed steps (the stream is synchronized before the
  * clock is read). Prints one row per model: ms/step, img/s, parameters, the step arena's peak,
  * the persistent arena, the scratch peak, and cudaMemGetInfo's device memory in use.
@@ -35,10 +35,18 @@ static const char *const smoke_kv[] = {
     "block_out_channels", "[16, 32]", "down_block_types", "[DownBlock2D, AttnDownBlock2D]",
     "up_block_types", "[AttnUpBlock2D, UpBlock2D]", "attention_head_dim", "8", "norm_num_groups", "8", NULL};
 static const char *const default_kv[] = {"sample_size", "32", NULL};
+/* experiments/cfg_cifar32.yaml's U-Net (the DDPM paper's CIFAR-10 model) without the class embedding;
+ * bench/torch_unet_bench.py builds the same network in diffusers for the side-by-side ratio */
+static const char *const cifar32_kv[] = {
+    "sample_size", "32", "layers_per_block", "2", "block_out_channels", "[128, 256, 256, 256]",
+    "down_block_types", "[DownBlock2D, AttnDownBlock2D, DownBlock2D, DownBlock2D]",
+    "up_block_types", "[UpBlock2D, UpBlock2D, AttnUpBlock2D, UpBlock2D]", "attention_head_dim", "256",
+    "norm_num_groups", "32", "dropout", "0.1", NULL};
 
 static const bench_model models[] = {
     {"smoke", smoke_kv, 16, 8},
     {"default", default_kv, 32, 32},
+    {"cifar32", cifar32_kv, 32, 128},
 };
 
 static double now_s(void) {
@@ -123,7 +131,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--tf32") && i + 1 < argc) tf32 = atoi(argv[++i]);
         else if (argv[i][0] != '-') which = argv[i];
-        else { fprintf(stderr, "usage: gpu_bench [smoke|default|all] [--batch B] [--steps N] [--tf32 0|1]\n"); return 2; }
+        else { fprintf(stderr, "usage: gpu_bench [smoke|default|cifar32|all] [--batch B] [--steps N] [--tf32 0|1]\n"); return 2; }
     }
     if (rx_cuda_device_count() == 0) {
         printf("gpu_bench: no CUDA device (or a build without CUDA): nothing to measure\n");
