@@ -2,7 +2,10 @@
  *
  * Per step t -> prev = t - T//N (diffusers uses this for every spacing), abar_prev = 1 or
  * abar_0 past the end (set_alpha_to_one):
- *   x0^, eps^ from the output (epsilon / v / sample), x0^ clipped (clip_sample)
+ *   x0^, eps^ from the output (epsilon / v / sample), x0^ clipped (clip_sample); with
+ *   use_clipped_model_output eps^ is re-derived from the clipped x0^: (x - sqrt(abar_t) x0^) / sqrt(1-abar_t)
+ *   (diffusers' DDIMScheduler.step argument of that name; GLIDE does this), which keeps the step
+ *   consistent when strong guidance pushes x0^ out of range
  *   sigma = eta * sqrt((1-abar_prev)/(1-abar_t) * (1 - abar_t/abar_prev))
  *   x'    = sqrt(abar_prev) x0^ + sqrt(1 - abar_prev - sigma^2) eps^ + sigma z   (z only if eta > 0) */
 #include "diffusion/sampling.h"
@@ -19,6 +22,8 @@ const rx_param_spec rx_sampler_ddim_params[] = {
      "the last step goes to alpha_bar = 1 (else alpha_bar_0)"},
     {"clip_sample", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "clip the predicted x0 to [-clip_sample_range, range]"},
     {"clip_sample_range", RX_P_FLOAT, "1.0", 0, 1e6, NULL, "clip bound for x0"},
+    {"use_clipped_model_output", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
+     "re-derive eps from the clipped x0 (diffusers' step argument; steadier under strong guidance)"},
     {0}};
 
 static int ddim_evals(const rx_params *p) { return (int)rx_param_int(p, "steps"); }
@@ -35,6 +40,7 @@ static rx_status ddim_run_observed(const rx_params *p, const rx_schedule *s, int
     if (!(eta >= 0 && eta <= 1)) return rx_fail(RX_ERR_CONFIG, "sampler/ddim: eta %g outside [0, 1]", eta);
     const int clip = rx_param_bool(p, "clip_sample");
     const double clip_range = rx_param_float(p, "clip_sample_range");
+    const int clipped_eps = clip && rx_param_bool(p, "use_clipped_model_output");
     const double *abar = s->alphas_cumprod;
     const double final_abar = rx_param_bool(p, "set_alpha_to_one") ? 1.0 : abar[0];
 
@@ -72,6 +78,7 @@ static rx_status ddim_run_observed(const rx_params *p, const rx_schedule *s, int
             default: x0 = o; eps = (x - sa * o) / sb; break;   // RX_PRED_SAMPLE
             }
             if (clip) x0 = x0 < -clip_range ? -clip_range : (x0 > clip_range ? clip_range : x0);
+            if (clipped_eps) eps = (x - sa * x0) / sb;
             double xn = c_x0 * x0 + c_dir * eps;
             if (eta > 0) xn += sigma * L.noise[j];
             L.x[j] = (float)xn;
