@@ -71,7 +71,7 @@ $(BUILD)/obj/%.o: %.c
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(OBJ) $(CU_OBJ)
 	@mkdir -p $(dir $@)
@@ -132,4 +132,4 @@ deps:
 clean:
 	rm -rf build build-san
 
--include $(OBJ:.o=.d) $(BUILD)/obj/src/runner/main.d
+-include $(OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/obj/src/runner/main.d

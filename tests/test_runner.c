@@ -941,3 +941,26 @@ Test(runner, init_checkpoint_round_trip_and_bad_checkpoints) {
     cr_assert(strstr(r.err, ckpt), "%s", r.err);
     cr_assert_str_neq(run_field(dir_a, "status"), "done");
 }
+
+/* train.max_minutes (Lightning's max_time): a run far longer than its time budget stops at a step
+ * boundary, writes its checkpoint at that step, logs that step's metrics line, and goes on to
+ * sample; run.json says where it stopped */
+Test(runner, max_minutes_stops_training_checkpoints_and_samples) {
+    const char *root = own(strdup(T("timed")));
+    result r = RUNEXP("timed", LONG, "--results", root, "--set", "train.steps=1000000", "--set", "train.max_minutes=0.01",
+                      "--set", "train.checkpoint_every=0");
+    RUN_OK(r);
+    const char *dir = r.last;
+    json_t *rec = load_json(P("%s/run.json", dir));
+    cr_assert_str_eq(json_str(rec, "status"), "done");
+    json_t *stop = json_object_get(rec, "train_stopped_at_step");
+    cr_assert(json_is_integer(stop), "run.json lacks train_stopped_at_step");
+    const int64_t k = json_integer_value(stop);
+    json_decref(rec);
+    cr_assert(k >= 1 && k < 1000000, "stopped at step %lld", (long long)k);
+    cr_assert_eq(checkpoint_step(P("%s/checkpoints/last.safetensors", dir)), k, "the checkpoint is of the last step");
+    const char *metrics = read_text(P("%s/metrics.jsonl", dir));
+    cr_assert(strstr(metrics, P("{\"step\":%lld,", (long long)k)), "no metrics line for step %lld", (long long)k);
+    cr_assert(rx_fs_exists(P("%s/samples/grid.png", dir)), "sampling did not follow the stopped training");
+    cr_assert(strstr(read_text(P("%s/log.txt", dir)), "max_minutes"), "the log does not say why training stopped");
+}

@@ -20,12 +20,33 @@ void *rx_cuda_dev_alloc(void *ud, size_t bytes) {
 }
 void rx_cuda_dev_free(void *ud, void *p) { cudaFree(p); }
 
+// The caller may reuse src as soon as this returns (the loader refills its batch buffer), so
+// src is first copied into a pinned staging slot; the device copy then runs in stream order
+// while the host goes on (the next batch is prepared while this step computes).
 rx_status rx_cuda_to_device(rx_ctx *c, void *dst, const void *src, size_t bytes) {
     rx_cuda_state *st = rx_cuda(c);
     if (bytes == 0) return RX_OK;
-    RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st->stream));
-    // the host buffer may be reused as soon as this returns
-    RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
+    if (bytes > RX_CUDA_STAGING_MAX) {   // rare and large: no pinned buffer that size
+        RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st->stream));
+        RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
+        return RX_OK;
+    }
+    rx_cuda_staging *g = &st->staging[st->staging_next];
+    st->staging_next = (st->staging_next + 1) % RX_CUDA_STAGING_SLOTS;
+    if (g->used) RX_CUDA_TRY(cudaEventSynchronize(g->done));   // its previous copy has read it
+    if (!g->done) RX_CUDA_TRY(cudaEventCreateWithFlags(&g->done, cudaEventDisableTiming));
+    if (bytes > g->bytes) {
+        const size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
+        if (g->buf) RX_CUDA_TRY(cudaFreeHost(g->buf));
+        g->buf = nullptr;
+        g->bytes = 0;
+        RX_CUDA_TRY(cudaMallocHost(&g->buf, want));
+        g->bytes = want;
+    }
+    memcpy(g->buf, src, bytes);
+    RX_CUDA_TRY(cudaMemcpyAsync(dst, g->buf, bytes, cudaMemcpyHostToDevice, st->stream));
+    RX_CUDA_TRY(cudaEventRecord(g->done, st->stream));
+    g->used = 1;
     return RX_OK;
 }
 rx_status rx_cuda_to_host(rx_ctx *c, void *dst, const void *src, size_t bytes) {
@@ -124,6 +145,10 @@ extern "C" void rx_cuda_close(void *state) {
     if (!st) return;
     if (st->stream) cudaStreamSynchronize(st->stream);
     rx_cuda_conv_cache_free(st);
+    for (int k = 0; k < RX_CUDA_STAGING_SLOTS; k++) {
+        if (st->staging[k].buf) cudaFreeHost(st->staging[k].buf);
+        if (st->staging[k].done) cudaEventDestroy(st->staging[k].done);
+    }
     for (int k = 0; k < RX_CUDA_SCRATCH_COUNT; k++) if (st->scratch[k]) cudaFree(st->scratch[k]);
     if (st->dev_flag) cudaFree(st->dev_flag);
     if (st->host_pinned) cudaFreeHost(st->host_pinned);

@@ -41,6 +41,19 @@ enum {
 
 struct rx_cuda_conv_cache;      // dense.cu: cuDNN descriptors and algorithms per conv shape
 
+// Host->device uploads go through a ring of pinned staging buffers (context.cu): the host
+// copies into a slot, queues an asynchronous copy on the stream and returns without waiting
+// for the device; a slot is reused once its event says the earlier copy is done. Uploads
+// larger than RX_CUDA_STAGING_MAX (checkpoints) are copied synchronously instead.
+enum { RX_CUDA_STAGING_SLOTS = 4 };
+#define RX_CUDA_STAGING_MAX ((size_t)64 << 20)
+typedef struct rx_cuda_staging {
+    void *buf;          // pinned (cudaMallocHost)
+    size_t bytes;
+    cudaEvent_t done;   // recorded after the copy that last read buf
+    int used;           // done has been recorded at least once
+} rx_cuda_staging;
+
 typedef struct rx_cuda_state {
     int device, tf32, deterministic;
     char name[256];
@@ -53,6 +66,8 @@ typedef struct rx_cuda_state {
     unsigned long long *dev_flag;         // one device word for kernels that report a bad input
     void *host_pinned;                    // 64 pinned bytes: reduction results, flags
     struct rx_cuda_conv_cache *conv_cache;
+    rx_cuda_staging staging[RX_CUDA_STAGING_SLOTS];
+    int staging_next;
 } rx_cuda_state;
 
 static inline rx_cuda_state *rx_cuda(rx_ctx *c) { return (rx_cuda_state *)c->be_state; }

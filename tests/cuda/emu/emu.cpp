@@ -66,6 +66,14 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t) { memset(dst, v, bytes); return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+struct rx_emu_event { int recorded; };
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
+    *e = (cudaEvent_t)calloc(1, sizeof(rx_emu_event));
+    return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) { if (!e) return last_error = cudaErrorInvalidValue; e->recorded = 1; return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : (last_error = cudaErrorInvalidValue); }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { free(e); return cudaSuccess; }
 static int stream_token;
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (cudaStream_t)&stream_token; return cudaSuccess; }
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
