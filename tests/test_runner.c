@@ -45,6 +45,13 @@ extern char **environ;
  *   num_class_embeds=3).parameters())   (num_classes 2 + the CFG null label) */
 #define TINY_UNET_PARAMETERS 41995
 
+/* tensors of the checkpoint's model group = parameters of the model */
+static int TINY_UNET_TENSORS(const rx_st_file *ckpt) {
+    int n = 0;
+    for (int i = 0; i < rx_st_count(ckpt); i++) n += !strncmp(rx_st_tensor_at(ckpt, i)->name, "model.", 6);
+    return n;
+}
+
 /* ---------------------------------------------------------------------------------------
  * per-test state: a temporary directory and everything allocated, freed in teardown */
 
@@ -963,4 +970,42 @@ Test(runner, max_minutes_stops_training_checkpoints_and_samples) {
     cr_assert(strstr(metrics, P("{\"step\":%lld,", (long long)k)), "no metrics line for step %lld", (long long)k);
     cr_assert(rx_fs_exists(P("%s/samples/grid.png", dir)), "sampling did not follow the stopped training");
     cr_assert(strstr(read_text(P("%s/log.txt", dir)), "max_minutes"), "the log does not say why training stopped");
+}
+
+/* export --to weights: the checkpoint's EMA weights as a bare file (one tensor per parameter,
+ * byte-identical to the checkpoint's ema.* tensors, no optimizer state), which init loads to
+ * sample exactly what the run sampled */
+Test(runner, export_weights_is_the_ema_group_and_loads_as_init) {
+    const char *root = own(strdup(T("results")));
+    result a = RUNEXP("train", TINY, "--results", root);
+    RUN_OK(a);
+    const char *ckpt = own(strdup(P("%s/checkpoints/last.safetensors", a.last)));
+    const char *out = own(strdup(T("weights.safetensors")));
+    result e = RUNEXP("export", "export", ckpt, "--to", "weights", out);
+    cr_assert_eq(e.code, 0, "export: exit %d\n%s", e.code, e.err);
+    cr_assert_str_eq(e.last, out);
+
+    rx_st_file *w = NULL, *c = NULL;
+    ASSERT_OK(rx_st_open(out, &w));
+    ASSERT_OK(rx_st_open(ckpt, &c));
+    cr_assert_eq(rx_st_count(w), TINY_UNET_TENSORS(c), "the file must hold exactly the model's parameters");
+    for (int i = 0; i < rx_st_count(w); i++) {
+        const rx_st_tensor *t = rx_st_tensor_at(w, i), *ref = rx_st_find(c, P("ema.%s", t->name));
+        cr_assert_not_null(ref, "'%s' is not a parameter in the checkpoint's ema group", t->name);
+        cr_assert_eq(t->end - t->begin, ref->end - ref->begin, "'%s': size differs", t->name);
+        cr_assert_eq(memcmp(rx_st_data(w, t), rx_st_data(c, ref), t->end - t->begin), 0, "'%s' differs from ema.%s",
+                     t->name, t->name);
+    }
+    cr_assert_null(rx_st_metadata(w, "format"), "a bare weights file carries no checkpoint format tag");
+    cr_assert_not_null(rx_st_metadata(w, "config"), "the training config is kept for provenance");
+    rx_st_close(w);
+    rx_st_close(c);
+
+    result b = RUNEXP("init", TINY, "--results", root, "--set", "train=null", "--set", P("init=%s", out));
+    RUN_OK(b);
+    assert_same_tensors(P("%s/samples/samples.safetensors", a.last), P("%s/samples/samples.safetensors", b.last));
+
+    result bad = RUNEXP("bad_format", "export", ckpt, "--to", "onnx", T("x.onnx"));
+    cr_assert_eq(bad.code, 2, "%s", bad.err);
+    cr_assert(strstr(bad.err, "diffusers") && strstr(bad.err, "weights"), "the message must name the formats: %s", bad.err);
 }

@@ -69,8 +69,11 @@ rx_status rx_cli_parse(int argc, char **argv, rx_cli *cli) {
         cli->command = RX_CMD_CHECK;
         cli->file = positional[1];
     } else if (!strcmp(positional[0], "export")) {
-        if (npos != 3 || !cli->export_to) return rx_fail(RX_ERR_ARG, "usage: runexp export CHECKPOINT --to diffusers DIR");
-        if (strcmp(cli->export_to, "diffusers")) return rx_fail(RX_ERR_ARG, "export: --to diffusers is the only format");
+        if (npos != 3 || !cli->export_to)
+            return rx_fail(RX_ERR_ARG, "usage: runexp export CHECKPOINT --to diffusers DIR | --to weights FILE.safetensors");
+        if (strcmp(cli->export_to, "diffusers") && strcmp(cli->export_to, "weights"))
+            return rx_fail(RX_ERR_ARG, "export: --to %s: the formats are diffusers (a folder) and weights (one file)",
+                           cli->export_to);
         cli->command = RX_CMD_EXPORT;
         cli->file = positional[1];
         cli->export_dir = positional[2];

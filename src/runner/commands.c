@@ -257,18 +257,40 @@ rx_status rx_cmd_resume(const rx_cli *cli, char *out_dir, size_t n, int *config_
     return s;
 }
 
+/* The model's parameters as one bare safetensors file (parameter names as keys, no optimizer
+ * state): what `model.weights`, `init` and the classifier feature extractor load. The training
+ * config rides along in the metadata, for provenance. */
+static rx_status export_weights(rx_ctx *c, const rx_model *m, const char *yaml, const char *source, const char *path) {
+    rx_st_writer *w = NULL;
+    RX_TRY(rx_st_writer_create(&w));
+    rx_status s = RX_OK;
+    for (int i = 0; i < m->params.n && !s; i++) {   // CPU context: the data are host memory
+        const rx_tensor *t = m->params.t[i];
+        s = rx_st_writer_add_f32(w, t->name, t->ndim, t->shape, t->data);
+    }
+    if (!s) s = rx_st_writer_set_metadata(w, "config", yaml);
+    if (!s) s = rx_st_writer_set_metadata(w, "exported_from", source);
+    if (!s) s = rx_st_writer_write(w, path);
+    rx_st_writer_free(w);
+    (void)c;
+    return s;
+}
+
 /* export: rebuild the model from the config stored in the checkpoint, load its (EMA)
- * weights, write diffusers' diffusion_pytorch_model.safetensors + config.json */
+ * weights, write diffusers' diffusion_pytorch_model.safetensors + config.json (--to diffusers)
+ * or the bare weights file (--to weights) */
 rx_status rx_cmd_export(const rx_cli *cli, int *config_error) {
     rx_st_file *f = NULL;
     rx_status s = rx_st_open(cli->file, &f);
     if (s) { *config_error = 1; return s; }
-    const char *yaml = rx_st_metadata(f, "config");
-    if (!yaml) {
+    const char *meta_yaml = rx_st_metadata(f, "config");
+    if (!meta_yaml) {
         rx_st_close(f);
         *config_error = 1;
         return rx_fail(RX_ERR_FORMAT, "%s: no config in the checkpoint's metadata (not written by runexp train?)", cli->file);
     }
+    char *yaml = strdup(meta_yaml);   // outlives the file
+    if (!yaml) { rx_st_close(f); return rx_fail(RX_ERR_OOM, "export: out of memory"); }
     rx_config_errors errs = {0};
     rx_cfg_node *tree = NULL;
     rx_config *cfg = NULL;
@@ -279,6 +301,7 @@ rx_status rx_cmd_export(const rx_cli *cli, int *config_error) {
         rx_config_errors_print(&errs, stderr);
         rx_config_errors_clear(&errs);
         free(errs.items);
+        free(yaml);
         *config_error = 1;
         return s;
     }
@@ -291,11 +314,13 @@ rx_status rx_cmd_export(const rx_cli *cli, int *config_error) {
     if (!s) s = rx_ctx_create(rx_backend_cpu(), NULL, 1 << 20, &c);
     if (!s) s = rx_model_create(c, mc, mp, 0, &m);
     if (!s) s = rx_model_load_weights(c, m, cli->file, 1);
-    if (!s) s = rx_model_export_diffusers(c, m, cli->export_dir);
+    if (!s) s = !strcmp(cli->export_to, "weights") ? export_weights(c, m, yaml, cli->file, cli->export_dir)
+                                                    : rx_model_export_diffusers(c, m, cli->export_dir);
     if (!s) printf("%s\n", cli->export_dir);
     rx_model_destroy(m);
     rx_ctx_destroy(c);
     rx_config_free(cfg);
+    free(yaml);
     return s;
 }
 
