@@ -46,7 +46,7 @@ extern char **environ;
 #define TINY_UNET_PARAMETERS 41995
 
 /* tensors of the checkpoint's model group = parameters of the model */
-static int TINY_UNET_TENSORS(const rx_st_file *ckpt) {
+static int model_group_tensors(const rx_st_file *ckpt) {
     int n = 0;
     for (int i = 0; i < rx_st_count(ckpt); i++) n += !strncmp(rx_st_tensor_at(ckpt, i)->name, "model.", 6);
     return n;
@@ -988,7 +988,7 @@ Test(runner, export_weights_is_the_ema_group_and_loads_as_init) {
     rx_st_file *w = NULL, *c = NULL;
     ASSERT_OK(rx_st_open(out, &w));
     ASSERT_OK(rx_st_open(ckpt, &c));
-    cr_assert_eq(rx_st_count(w), TINY_UNET_TENSORS(c), "the file must hold exactly the model's parameters");
+    cr_assert_eq(rx_st_count(w), model_group_tensors(c), "the file must hold exactly the model's parameters");
     for (int i = 0; i < rx_st_count(w); i++) {
         const rx_st_tensor *t = rx_st_tensor_at(w, i), *ref = rx_st_find(c, P("ema.%s", t->name));
         cr_assert_not_null(ref, "'%s' is not a parameter in the checkpoint's ema group", t->name);

@@ -260,7 +260,7 @@ rx_status rx_cmd_resume(const rx_cli *cli, char *out_dir, size_t n, int *config_
 /* The model's parameters as one bare safetensors file (parameter names as keys, no optimizer
  * state): what `model.weights`, `init` and the classifier feature extractor load. The training
  * config rides along in the metadata, for provenance. */
-static rx_status export_weights(rx_ctx *c, const rx_model *m, const char *yaml, const char *source, const char *path) {
+static rx_status export_weights(const rx_model *m, const char *yaml, const char *source, const char *path) {
     rx_st_writer *w = NULL;
     RX_TRY(rx_st_writer_create(&w));
     rx_status s = RX_OK;
@@ -272,7 +272,6 @@ static rx_status export_weights(rx_ctx *c, const rx_model *m, const char *yaml, 
     if (!s) s = rx_st_writer_set_metadata(w, "exported_from", source);
     if (!s) s = rx_st_writer_write(w, path);
     rx_st_writer_free(w);
-    (void)c;
     return s;
 }
 
@@ -314,7 +313,7 @@ rx_status rx_cmd_export(const rx_cli *cli, int *config_error) {
     if (!s) s = rx_ctx_create(rx_backend_cpu(), NULL, 1 << 20, &c);
     if (!s) s = rx_model_create(c, mc, mp, 0, &m);
     if (!s) s = rx_model_load_weights(c, m, cli->file, 1);
-    if (!s) s = !strcmp(cli->export_to, "weights") ? export_weights(c, m, yaml, cli->file, cli->export_dir)
+    if (!s) s = !strcmp(cli->export_to, "weights") ? export_weights(m, yaml, cli->file, cli->export_dir)
                                                     : rx_model_export_diffusers(c, m, cli->export_dir);
     if (!s) printf("%s\n", cli->export_dir);
     rx_model_destroy(m);
