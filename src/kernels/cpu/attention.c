@@ -157,10 +157,8 @@ rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
     attn_fwd_head(&d, scale, q + (h) * d.Nq * d.D, k + (h) * d.Nk * d.D, v + (h) * d.Nk * d.Dv,              \
                   P_t->data + (keep ? (h) : (slot)) * NN, o + (h) * d.Nq * d.Dv, inner)
     if (par) {
-        const int blas_threads = cpu_blas_single_begin();
         #pragma omp parallel for schedule(dynamic) num_threads(nt)
         for (int64_t h = 0; h < d.BH; h++) FWD_HEAD(h, omp_get_thread_num(), 0);
-        cpu_blas_single_end(blas_threads);
     } else {
         for (int64_t h = 0; h < d.BH; h++) FWD_HEAD(h, 0, 1);
     }
@@ -220,10 +218,8 @@ rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
                   dout + (h) * d.Nq * d.Dv, dP_all ? dP_all + (slot) * NN : NULL, gq ? gq + (h) * d.Nq * d.D : NULL, \
                   gk ? gk + (h) * d.Nk * d.D : NULL, gv ? gv + (h) * d.Nk * d.Dv : NULL, inner)
     if (par) {
-        const int blas_threads = cpu_blas_single_begin();
         #pragma omp parallel for schedule(dynamic) num_threads(nt)
         for (int64_t h = 0; h < d.BH; h++) BWD_HEAD(h, omp_get_thread_num(), 0);
-        cpu_blas_single_end(blas_threads);
     } else {
         for (int64_t h = 0; h < d.BH; h++) BWD_HEAD(h, 0, 1);
     }

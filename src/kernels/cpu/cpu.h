@@ -15,19 +15,12 @@
 #include "kernels/ops.def"
 #undef OP
 
-/* OpenBLAS held to one thread while our own OpenMP team runs around its calls: BLAS's own
- * team inside ours would be a nested team, created afresh on every call (hundreds of thread
- * creations per training step, measured). Returns what to restore. */
-int  openblas_get_num_threads(void);
-void openblas_set_num_threads(int);
-static inline int cpu_blas_single_begin(void) {
-    const int n = openblas_get_num_threads();
-    if (n != 1) openblas_set_num_threads(1);
-    return n;
-}
-static inline void cpu_blas_single_end(int n) {
-    if (n != 1) openblas_set_num_threads(n);
-}
+/* BLAS inside our parallel regions: the build links OpenBLAS's OpenMP variant, which runs a
+ * call on one thread when omp_in_parallel() (its num_cpu_avail), so a GEMM issued by one
+ * thread of our team stays on that thread, and one issued outside a region may use the whole
+ * pool. Do not call openblas_set_num_threads() around kernels: in the OpenMP variant it is
+ * omp_set_num_threads(), which would shrink our own next team to that size (it did: every
+ * conv2d ran on one core until this was found; tests/test_threads.c guards it). */
 
 /* grad of input k, or NULL when that input needs none */
 static inline float *cpu_in_grad(rx_node *n, int k) {

@@ -1,10 +1,8 @@
 /* dense.c — CPU kernels of the GEMM-backed ops: conv2d (im2col + sgemm), linear, matmul.
  *
- * Threading: one pool, OpenMP's (the build links OpenBLAS's OpenMP variant). Inside our own
- * parallel regions BLAS must stay on one thread — a BLAS team nested in ours would be created
- * afresh on every call — so these kernels hold OpenBLAS to one thread for their duration
- * (cpu_blas_single_begin/end in cpu.h, a flag flip) and split the work
- * itself:
+ * Threading: one pool, OpenMP's (the build links OpenBLAS's OpenMP variant, which keeps a
+ * GEMM called from inside one of our parallel regions on the calling thread; see cpu.h).
+ * The kernels split the work themselves:
  *   - many independent GEMMs (the images of a batch, the entries of a batched matmul):
  *     OpenMP over them, one whole GEMM per thread, per-thread workspaces;
  *   - one GEMM (linear, or a batch smaller than the team): its rows (or columns) split into
@@ -16,17 +14,6 @@
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
-
-/* ---- BLAS on one thread, OpenMP around it -------------------------------------------------- */
-
-/* run a kernel body with OpenBLAS held to one thread */
-#define WITH_BLAS_SINGLE(call)                         \
-    do {                                               \
-        const int blas_threads_ = cpu_blas_single_begin(); \
-        const rx_status status_ = (call);              \
-        cpu_blas_single_end(blas_threads_);                \
-        return status_;                                \
-    } while (0)
 
 /* below ~1 MFLOP waking the team costs more than it saves */
 static const double PARALLEL_MIN_FLOPS = 1e6;
@@ -320,8 +307,8 @@ static rx_status conv2d_bwd(rx_ctx *c, rx_node *n) {
     return RX_OK;
 }
 
-rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) { WITH_BLAS_SINGLE(conv2d_fwd(c, n)); }
-rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) { WITH_BLAS_SINGLE(conv2d_bwd(c, n)); }
+rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) { return conv2d_fwd(c, n); }
+rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) { return conv2d_bwd(c, n); }
 
 /* ---- linear ------------------------------------------------------------------------------ */
 
@@ -350,8 +337,8 @@ static rx_status linear_bwd(rx_ctx *c, rx_node *n) {
     return RX_OK;
 }
 
-rx_status cpu_linear_fwd(rx_ctx *c, rx_node *n) { WITH_BLAS_SINGLE(linear_fwd(c, n)); }
-rx_status cpu_linear_bwd(rx_ctx *c, rx_node *n) { WITH_BLAS_SINGLE(linear_bwd(c, n)); }
+rx_status cpu_linear_fwd(rx_ctx *c, rx_node *n) { return linear_fwd(c, n); }
+rx_status cpu_linear_bwd(rx_ctx *c, rx_node *n) { return linear_bwd(c, n); }
 
 /* ---- matmul ------------------------------------------------------------------------------ */
 
@@ -392,5 +379,5 @@ static rx_status matmul_bwd(rx_ctx *c, rx_node *n) {
     return RX_OK;
 }
 
-rx_status cpu_matmul_fwd(rx_ctx *c, rx_node *n) { WITH_BLAS_SINGLE(matmul_fwd(c, n)); }
-rx_status cpu_matmul_bwd(rx_ctx *c, rx_node *n) { WITH_BLAS_SINGLE(matmul_bwd(c, n)); }
+rx_status cpu_matmul_fwd(rx_ctx *c, rx_node *n) { return matmul_fwd(c, n); }
+rx_status cpu_matmul_bwd(rx_ctx *c, rx_node *n) { return matmul_bwd(c, n); }
