@@ -14,9 +14,10 @@
 #include "kernels/backend.h"
 
 typedef struct shipped { const char *dataset, *weights; double min_accuracy; } shipped;
-/* the accuracies measured when the weights were made (experiments/RESULTS.md) */
+/* floors of the accuracies measured when the weights were made (experiments/RESULTS.md), and
+ * at least the issue's targets (MNIST 0.99, CIFAR-10 0.85) */
 static const shipped mnist = {"mnist", "models/mnist_classifier.safetensors", 0.99};
-static const shipped cifar = {"cifar10", "models/cifar10_classifier.safetensors", 0.83};
+static const shipped cifar = {"cifar10", "models/cifar10_classifier.safetensors", 0.86};
 
 static rx_feature_extractor *open_fx(rx_ctx *c, const char *weights, const rx_features_impl **impl) {
     const rx_component *comp = rx_registry_find(RX_KIND_FEATURES, "classifier");
