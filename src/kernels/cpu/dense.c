@@ -209,7 +209,7 @@ static void conv_fwd_image(const conv_geom *g, const float *x, const float *w, c
     sgemm_split(0, 0, g->Co, g->P, g->K, 1.0f, w, g->K, cols, g->P, bias ? 1.0f : 0.0f, y, g->P);
 }
 
-static rx_status conv2d_fwd(rx_ctx *c, rx_node *n) {
+rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) {
     const conv_geom g = conv_geom_of(n);
     const float *x = n->in[0]->data, *w = n->in[1]->data, *bias = n->in[2] ? n->in[2]->data : NULL;
     float *y = n->out->data;
@@ -255,7 +255,7 @@ static void conv_bwd_image(const conv_geom *g, const float *x, const float *w, c
     }
 }
 
-static rx_status conv2d_bwd(rx_ctx *c, rx_node *n) {
+rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) {
     const conv_geom g = conv_geom_of(n);
     const float *x = n->in[0]->data, *w = n->in[1]->data, *gy = n->out->grad->data;
     float *gx = cpu_in_grad(n, 0), *gw = cpu_in_grad(n, 1), *gb = cpu_in_grad(n, 2);
@@ -307,13 +307,10 @@ static rx_status conv2d_bwd(rx_ctx *c, rx_node *n) {
     return RX_OK;
 }
 
-rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) { return conv2d_fwd(c, n); }
-rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) { return conv2d_bwd(c, n); }
-
 /* ---- linear ------------------------------------------------------------------------------ */
 
 /* x [R, in] (R = all leading dims), w [out, in]: y [R, out] = x wᵀ + b */
-static rx_status linear_fwd(rx_ctx *c, rx_node *n) {
+rx_status cpu_linear_fwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     const int64_t in = w->shape[1], out = w->shape[0], R = x->numel / in;
     float *y = n->out->data;
@@ -326,7 +323,7 @@ static rx_status linear_fwd(rx_ctx *c, rx_node *n) {
 }
 
 /* gx [R,in] += gy [R,out] · w [out,in];  gw [out,in] += gyᵀ [out,R] · x [R,in];  gb += Σ_r gy[r] */
-static rx_status linear_bwd(rx_ctx *c, rx_node *n) {
+rx_status cpu_linear_bwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *x = n->in[0], *w = n->in[1];
     const int64_t in = w->shape[1], out = w->shape[0], R = x->numel / in;
     const float *gy = n->out->grad->data;
@@ -336,9 +333,6 @@ static rx_status linear_bwd(rx_ctx *c, rx_node *n) {
     if (gb) RX_TRY(add_column_sums(c, gy, R, out, gb));
     return RX_OK;
 }
-
-rx_status cpu_linear_fwd(rx_ctx *c, rx_node *n) { return linear_fwd(c, n); }
-rx_status cpu_linear_bwd(rx_ctx *c, rx_node *n) { return linear_bwd(c, n); }
 
 /* ---- matmul ------------------------------------------------------------------------------ */
 
@@ -354,7 +348,7 @@ static matmul_geom matmul_geom_of(const rx_node *n) {
 }
 
 /* y [.., M, N] = op(a) [.., M, K] · op(b) [.., K, N] */
-static rx_status matmul_fwd(rx_ctx *c, rx_node *n) {
+rx_status cpu_matmul_fwd(rx_ctx *c, rx_node *n) {
     const matmul_geom g = matmul_geom_of(n);
     sgemm_batched(g.batch, g.ta, g.tb, g.M, g.N, g.K, 1.0f, n->in[0]->data, g.M * g.K, n->in[1]->data, g.K * g.N,
                   0.0f, n->out->data, g.M * g.N);
@@ -363,7 +357,7 @@ static rx_status matmul_fwd(rx_ctx *c, rx_node *n) {
 
 /* With A = op(a), B = op(b): gA = gy Bᵀ, gB = Aᵀ gy; a stored transposed gets gAᵀ = B gyᵀ,
  * b stored transposed gets gBᵀ = gyᵀ A. Each case is one sgemm on the stored matrices. */
-static rx_status matmul_bwd(rx_ctx *c, rx_node *n) {
+rx_status cpu_matmul_bwd(rx_ctx *c, rx_node *n) {
     const matmul_geom g = matmul_geom_of(n);
     const float *a = n->in[0]->data, *b = n->in[1]->data, *gy = n->out->grad->data;
     float *ga = cpu_in_grad(n, 0), *gb = cpu_in_grad(n, 1);
@@ -379,5 +373,3 @@ static rx_status matmul_bwd(rx_ctx *c, rx_node *n) {
     return RX_OK;
 }
 
-rx_status cpu_matmul_fwd(rx_ctx *c, rx_node *n) { return matmul_fwd(c, n); }
-rx_status cpu_matmul_bwd(rx_ctx *c, rx_node *n) { return matmul_bwd(c, n); }
