@@ -11,6 +11,7 @@
  * clock is read). Prints one row per model: ms/step, img/s, parameters, the step arena's peak,
  * the persistent arena, the scratch peak, and cudaMemGetInfo's device memory in use.
  * Exit 0 with a note when this build or machine has no CUDA device. */
+#include "registry/components.h"
 #include "autograd/optim.h"
 #include "blocks/model.h"
 #include "core/params.h"
@@ -21,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-extern const rx_component rx_comp_model_unet;
 
 typedef struct {
     const char *name;

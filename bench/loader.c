@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "registry/components.h"
 #include "core/params.h"
 #include "data/loader.h"
 

@@ -19,11 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "registry/components.h"
 #include "blocks/model.h"
 #include "core/philox.h"
 #include "kernels/backend.h"
-
-extern const rx_component rx_comp_model_unet, rx_comp_model_dit, rx_comp_model_resnet_classifier;
 
 static double now_s(void) {
     struct timespec ts;

@@ -11,6 +11,7 @@
 #include "testutil.h"
 #include "io/config.h"
 #include "registry/registry.h"
+#include "diffusion/diffusion.h"
 
 #define CONFIGS "tests/configs"
 
@@ -79,7 +80,10 @@ static const rx_component c_flip = {RX_KIND_TRANSFORM, "flip", "random horizonta
 static const rx_component c_crop = {RX_KIND_TRANSFORM, "crop", "random crop", crop_params, NULL, NULL};
 static const rx_component c_tiny = {RX_KIND_MODEL, "tiny", "a tiny model", tiny_params, NULL, NULL};
 static const rx_component c_linear = {RX_KIND_SCHEDULE, "linear", "linear betas", linear_params, NULL, "ddpm_linear"};
-static const rx_component c_ddpm = {RX_KIND_OBJECTIVE, "ddpm", "noise prediction", ddpm_obj_params, NULL, NULL};
+/* the cross-section checks read an objective's family from its impl (a diffusion objective
+ * generates images, so its eval needs features) */
+static const rx_objective_impl ddpm_obj_impl = {.schedule_kind = RX_SCHED_DISCRETE};
+static const rx_component c_ddpm = {RX_KIND_OBJECTIVE, "ddpm", "noise prediction", ddpm_obj_params, &ddpm_obj_impl, NULL};
 static const rx_component c_adamw = {RX_KIND_OPTIMIZER, "adamw", "AdamW", adamw_params, NULL, NULL};
 static const rx_component c_constant = {RX_KIND_LR_SCHEDULE, "constant", "constant lr", constant_params, NULL, NULL};
 static const rx_component c_ddim = {RX_KIND_SAMPLER, "ddim", "DDIM | deterministic", ddim_params, NULL, NULL};

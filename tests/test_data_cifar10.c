@@ -2,6 +2,7 @@
  * ../shared/data/README.md, which are CIFAR-10's well-known train mean/std), read from the
  * tar.gz and from an extracted copy. Never depends on record order (the shared copy is
  * shuffled). */
+#include "registry/components.h"
 #include "testutil.h"
 
 #include <stdio.h>

@@ -2,6 +2,7 @@
  * ../shared/data/README.md; byte equality with the source for copies. The download path is
  * exercised offline through file:// URLs ($RUNEXP_DATA_MIRROR): the shared MNIST files are
  * re-compressed, so their md5 differs from the official one — a real checksum mismatch. */
+#include "registry/components.h"
 #include "testutil.h"
 
 #include <sys/stat.h>

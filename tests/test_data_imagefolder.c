@@ -1,6 +1,7 @@
 /* imagefolder: round trip of PNGs written here with libpng (reference: the bytes written),
  * channel conversion (torchvision Grayscale luma formula), resize+crop shape, and clear
  * errors for files that are not PNGs, truncated PNGs and bad layouts. */
+#include "registry/components.h"
 #include "testutil.h"
 
 #include <png.h>

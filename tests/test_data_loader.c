@@ -2,6 +2,7 @@
  * src/data/loader.h (batch b is a pure function of (seed, b)), checked with a dataset whose
  * pixels and labels spell out each image's index; binomial/uniform statistics for shuffles;
  * the synthetic set's class colours (HSV formula in dataset_synthetic.c). */
+#include "registry/components.h"
 #include "testutil.h"
 
 #include "core/params.h"

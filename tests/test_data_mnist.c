@@ -2,6 +2,7 @@
  * MNIST (../shared/data/README.md; torchvision's Normalize((0.1307,), ...)), Fashion-MNIST's
  * first train labels from its README (9 ankle boot, 0 T-shirt, 0, 3 dress), and small idx
  * files written here byte by byte. */
+#include "registry/components.h"
 #include "testutil.h"
 
 #include <sys/stat.h>

@@ -1,6 +1,7 @@
 /* Transforms. References: torchvision resize (tests/fixtures/resize.bin from gen_resize.py),
  * torchvision's documented semantics for crop/pad/flip/normalize/grayscale (formulas and
  * hand-written expected pixels in each test), and statistics for the random choices. */
+#include "registry/components.h"
 #include "testutil.h"
 
 #include "core/params.h"

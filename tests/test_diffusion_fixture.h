@@ -5,7 +5,7 @@
 #define RX_TEST_DIFFUSION_FIXTURE_H
 
 #include "testutil.h"
-#include "diffusion/components.h"
+#include "registry/components.h"
 #include "diffusion/diffusion.h"
 
 #include <stdint.h>
@@ -101,20 +101,9 @@ static inline float *fx_floats(const fx_file *f, const char *name, uint32_t *cou
 // ---------------------------------------------------------------------------
 // components by kind and name (aliases too)
 
-static const rx_component *const fx_components[] = {
-#define X(c) &c,
-    RX_DIFFUSION_COMPONENTS(X)
-#undef X
-};
-
+// the registry's own lookup: what a config naming the component gets
 static inline const rx_component *fx_component(rx_kind kind, const char *name) {
-    for (size_t i = 0; i < sizeof fx_components / sizeof fx_components[0]; i++) {
-        const rx_component *c = fx_components[i];
-        if (c->kind != kind) continue;
-        if (strcmp(c->name, name) == 0) return c;
-        if (c->aliases && strcmp(c->aliases, name) == 0) return c;
-    }
-    return NULL;
+    return rx_registry_find(kind, name);
 }
 
 // Parameters of a component from its defaults.

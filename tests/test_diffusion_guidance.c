@@ -158,11 +158,12 @@ Test(diffusion_guidance, cfg_interval_guides_only_inside) {
 // rx_diffusion_check: each rule of the "Bad input" list
 
 typedef struct {
+    const char *sched_name, *obj_name, *samp_name;
     rx_params *sched, *obj, *samp;
 } cfgset;
 
 static cfgset cfg_of(const char *schedule, const char *objective, const char *sampler) {
-    cfgset c;
+    cfgset c = {schedule, objective, sampler, NULL, NULL, NULL};
     c.sched = fx_params(fx_component(RX_KIND_SCHEDULE, schedule));
     c.obj = fx_params(fx_component(RX_KIND_OBJECTIVE, objective));
     c.samp = fx_params(fx_component(RX_KIND_SAMPLER, sampler));
@@ -170,22 +171,29 @@ static cfgset cfg_of(const char *schedule, const char *objective, const char *sa
 }
 static void cfg_free(cfgset *c) { rx_params_free(c->sched); rx_params_free(c->obj); rx_params_free(c->samp); }
 
-static rx_status check(cfgset *c, const char *sampler, const char *objective, const char *guidance, int classes,
-                       char *msg) {
-    return rx_diffusion_check(c->sched, c->obj, c->samp, sampler, objective, guidance, classes, msg, 256);
+// the components come from the registry by name, as the config checker finds them
+static rx_status check(cfgset *c, const char *guidance, int classes, char *msg) {
+    rx_diffusion_setup u = {
+        .schedule = fx_component(RX_KIND_SCHEDULE, c->sched_name),
+        .objective = fx_component(RX_KIND_OBJECTIVE, c->obj_name),
+        .sampler = fx_component(RX_KIND_SAMPLER, c->samp_name),
+        .guidance = fx_component(RX_KIND_GUIDANCE, guidance),
+        .schedule_params = c->sched, .objective_params = c->obj, .sampler_params = c->samp,
+        .model_num_classes = classes};
+    return rx_diffusion_check(rx_registry_components, &u, msg, 256);
 }
 
 Test(diffusion_check, valid_configs_pass) {
     char msg[256];
     cfgset a = cfg_of("cosine", "ddpm", "ddim");
-    cr_expect_eq(check(&a, "ddim", "ddpm", "cfg", 10, msg), RX_OK, "%s", msg);
+    cr_expect_eq(check(&a, "cfg", 10, msg), RX_OK, "%s", msg);
     cr_expect_str_eq(msg, "");
     fx_set(a.samp, "steps", "1000");   // = T is fine
-    cr_expect_eq(check(&a, "ddim", "ddpm", "none", 0, msg), RX_OK, "%s", msg);
+    cr_expect_eq(check(&a, "none", 0, msg), RX_OK, "%s", msg);
     cfg_free(&a);
     cfgset b = cfg_of("flow", "flow_matching", "flow_heun");
     fx_set(b.samp, "steps", "5000");   // flow time is continuous: no T limit
-    cr_expect_eq(check(&b, "flow_heun", "flow_matching", "cfg", 10, msg), RX_OK, "%s", msg);
+    cr_expect_eq(check(&b, "cfg", 10, msg), RX_OK, "%s", msg);
     cfg_free(&b);
 }
 
@@ -196,7 +204,7 @@ Test(diffusion_check, steps_more_than_train_timesteps) {
         cfgset a = cfg_of("linear", "ddpm", samplers[k]);
         fx_set(a.sched, "num_train_timesteps", "500");
         fx_set(a.samp, "steps", "501");
-        cr_expect_eq(check(&a, samplers[k], "ddpm", "none", 0, msg), RX_ERR_CONFIG, "%s", samplers[k]);
+        cr_expect_eq(check(&a, "none", 0, msg), RX_ERR_CONFIG, "%s", samplers[k]);
         cr_expect(strstr(msg, "sampler.steps: 501 is more than schedule.num_train_timesteps = 500") == msg, "%s", msg);
         cfg_free(&a);
     }
@@ -209,7 +217,7 @@ Test(diffusion_check, eta_outside_unit_interval) {
     // and the check refuses it too, should a value arrive some other way
     for (int k = 0; k < a.samp->n; k++)
         if (strcmp(a.samp->spec[k].name, "eta") == 0) a.samp->values[k].f = -0.1;
-    cr_expect_eq(check(&a, "ddim", "ddpm", "none", 0, msg), RX_ERR_CONFIG);
+    cr_expect_eq(check(&a, "none", 0, msg), RX_ERR_CONFIG);
     cr_expect(strstr(msg, "sampler.eta:") == msg, "%s", msg);
     cfg_free(&a);
 }
@@ -217,16 +225,16 @@ Test(diffusion_check, eta_outside_unit_interval) {
 Test(diffusion_check, flow_sampler_on_ddpm_model_and_the_reverse) {
     char msg[256];
     cfgset a = cfg_of("linear", "ddpm", "flow_euler");
-    cr_expect_eq(check(&a, "flow_euler", "ddpm", "none", 0, msg), RX_ERR_CONFIG);
+    cr_expect_eq(check(&a, "none", 0, msg), RX_ERR_CONFIG);
     cr_expect(strstr(msg, "sampler.name: flow_euler is a flow-matching sampler") == msg, "%s", msg);
     cr_expect(strstr(rx_last_error(), "flow_euler") != NULL);
     cfg_free(&a);
     cfgset b = cfg_of("flow", "flow_matching", "dpmpp_2m");
-    cr_expect_eq(check(&b, "dpmpp_2m", "flow_matching", "none", 0, msg), RX_ERR_CONFIG);
+    cr_expect_eq(check(&b, "none", 0, msg), RX_ERR_CONFIG);
     cr_expect(strstr(msg, "sampler.name: dpmpp_2m") == msg && strstr(msg, "flow_euler or flow_heun"), "%s", msg);
     cfg_free(&b);
     cfgset c = cfg_of("cosine", "flow_matching", "flow_euler");   // schedule of the wrong family
-    cr_expect_eq(check(&c, "flow_euler", "flow_matching", "none", 0, msg), RX_ERR_CONFIG);
+    cr_expect_eq(check(&c, "none", 0, msg), RX_ERR_CONFIG);
     cr_expect(strstr(msg, "schedule.name:") == msg, "%s", msg);
     cfg_free(&c);
 }
@@ -234,7 +242,7 @@ Test(diffusion_check, flow_sampler_on_ddpm_model_and_the_reverse) {
 Test(diffusion_check, guidance_on_unconditional_model) {
     char msg[256];
     cfgset a = cfg_of("linear", "ddpm", "ddim");
-    cr_expect_eq(check(&a, "ddim", "ddpm", "cfg", 0, msg), RX_ERR_CONFIG);
+    cr_expect_eq(check(&a, "cfg", 0, msg), RX_ERR_CONFIG);
     cr_expect(strstr(msg, "guidance.name: cfg needs a class-conditional model") == msg, "%s", msg);
     cfg_free(&a);
 }
@@ -243,9 +251,9 @@ Test(diffusion_check, zero_terminal_snr_needs_v_prediction) {
     char msg[256];
     cfgset a = cfg_of("linear", "ddpm", "ddim");
     fx_set(a.sched, "rescale_betas_zero_snr", "true");
-    cr_expect_eq(check(&a, "ddim", "ddpm", "none", 0, msg), RX_ERR_CONFIG);
+    cr_expect_eq(check(&a, "none", 0, msg), RX_ERR_CONFIG);
     cr_expect(strstr(msg, "objective.prediction_type: epsilon") == msg, "%s", msg);
     fx_set(a.obj, "prediction_type", "v_prediction");
-    cr_expect_eq(check(&a, "ddim", "ddpm", "none", 0, msg), RX_OK, "%s", msg);
+    cr_expect_eq(check(&a, "none", 0, msg), RX_OK, "%s", msg);
     cfg_free(&a);
 }

@@ -7,6 +7,7 @@
  * weights under pytorch-fid's state-dict names into a temporary safetensors file, so the real
  * loading path (key checks, BatchNorm folding) is what runs. Resize: F.interpolate(bilinear,
  * align_corners=False) on small maps from the same fixture. Metric naming: eval/metric.h's rule. */
+#include "registry/components.h"
 #include "testutil.h"
 
 #include <time.h>

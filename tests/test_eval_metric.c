@@ -7,7 +7,7 @@
 
 #include "core/params.h"
 #include "eval/classify.h"
-#include "eval/components.h"
+#include "registry/components.h"
 #include "eval/frechet.h"
 #include "eval/kid.h"
 #include "eval/metric.h"

@@ -5,7 +5,7 @@
  * a wrong gradient, optimizer or schedule anywhere leaves the loss above the threshold. */
 #include "gradcheck.h"
 #include "autograd/optim.h"
-#include "autograd/components.h"
+#include "registry/components.h"
 #include <omp.h>
 
 /* These tests run their ops on one OpenMP thread. The threaded kernel paths are checked by

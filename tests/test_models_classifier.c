@@ -3,11 +3,10 @@
  * vertical stripes of random phase under Gaussian noise) that a working network + backward +
  * AdamW must learn in a few dozen steps: the loss falls well below ln 2 and held-out accuracy
  * is high. Chance level is ln 2 = 0.693 and 50 %. */
+#include "registry/components.h"
 #include "gradcheck.h"
 #include "autograd/optim.h"
 #include "blocks/model.h"
-
-extern const rx_component rx_comp_model_resnet_classifier;
 
 #define ASSERT_OK(expr) do { rx_status s_ = (expr); cr_assert_eq(s_, RX_OK, "%s -> %s", #expr, rx_last_error()); } while (0)
 

@@ -10,9 +10,8 @@
  *     minus the per-block embedder copies that runexp shares.
  *   - adaLN-Zero at initialisation (Peebles & Xie sec. 3.2): the network's output is exactly 0.
  * The export test writes build/tests/export_dit for `gen_models.py --check`. */
+#include "registry/components.h"
 #include "test_models_fixture.h"
-
-extern const rx_component rx_comp_model_dit;
 
 #define FIX "tests/fixtures/"
 

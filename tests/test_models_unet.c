@@ -9,10 +9,9 @@
  *   - models_params.json: diffusers' parameter count of the seed configuration.
  * The export test writes build/tests/export_unet, which `gen_models.py --check` loads with
  * UNet2DModel.from_pretrained and compares with the C output saved next to it. */
+#include "registry/components.h"
 #include "test_models_fixture.h"
 #include "runner/checkpoint.h"
-
-extern const rx_component rx_comp_model_unet;
 
 #define FIX "tests/fixtures/"
 

@@ -5,7 +5,7 @@
  * formulas (transformers get_*_schedule_with_warmup; e = d e + (1-d) p) computed in this file. */
 #include "gradcheck.h"
 #include "autograd/optim.h"
-#include "autograd/components.h"
+#include "registry/components.h"
 #include <jansson.h>
 
 static void load_list(json_t *arr, float *dst, int64_t n) {

@@ -9,8 +9,8 @@
  *                   lr = min_lr + (base_lr - min_lr) * 0.5 (1 + cos(pi * progress)),
  *                   progress = (step - warmup) / max(1, total - warmup), held at 1 after the end
  * Warmup therefore starts at lr 0 on the first update, as in diffusers. */
+#include "core/component.h"
 #include "autograd/optim.h"
-#include "autograd/components.h"
 #include <math.h>
 
 /* step / warmup during warmup, 1 after (warmup 0: always 1) */

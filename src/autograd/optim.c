@@ -4,8 +4,8 @@
  * The update of one tensor is the backend's fused kernel (c->be->adamw, see backend.h);
  * clipping does not touch the gradients: its factor enters that kernel as grad_scale,
  * which multiplies g first, exactly as torch's in-place grad.mul_(clip_coef) would. */
+#include "core/component.h"
 #include "autograd/optim.h"
-#include "autograd/components.h"
 #include <math.h>
 #include <stdio.h>
 

@@ -89,10 +89,7 @@ static const rx_dit_block_impl dit_block_impl = {dit_block_build, dit_block_forw
 static const rx_param_spec no_params[] = {{0}};
 const rx_component rx_comp_block_DiTBlock = {
     RX_KIND_BLOCK, "DiTBlock", "DiT block: adaLN-Zero, multi-head self-attention, GELU-tanh MLP (Peebles & Xie 2023)",
-    no_params, &dit_block_impl, NULL};
-
-/* the block types a DiT config may name */
-static const rx_component *const dit_block_table[] = {&rx_comp_block_DiTBlock};
+    no_params, &dit_block_impl, NULL, "dit"};
 
 /* --- position embedding --------------------------------------------------------- */
 
@@ -154,7 +151,7 @@ const rx_param_spec rx_dit_params[] = {
      "class labels K (0 = unconditional); the label table has K+1 rows, label K = no label (CFG)"},
     {"norm_eps", RX_P_FLOAT, "1e-06", 0, 1, NULL,
      "LayerNorm epsilon before the MLP (diffusers norm_eps; the paper uses 1e-6 everywhere)"},
-    {"block_type", RX_P_CHOICE, "DiTBlock", RX_NO_RANGE, "DiTBlock", "transformer block (registry kind block)"},
+    {"block_type", RX_P_CHOICE, "DiTBlock", RX_NO_RANGE, "@block/dit", "transformer block (a registered block of role dit)"},
     {"weights", RX_P_PATH, "null", RX_NO_RANGE, NULL, "start from these weights: diffusers DiTTransformer2DModel safetensors, or a runexp checkpoint"},
     {0}
 };
@@ -177,10 +174,9 @@ static rx_status dit_create(rx_ctx *c, const rx_params *p, uint64_t seed, rx_mod
         return rx_fail(RX_ERR_CONFIG, "model/dit: hidden_size %d is not divisible by 4", hidden);
     if (hidden % heads)
         return rx_fail(RX_ERR_CONFIG, "model/dit: hidden_size %d is not divisible by num_heads %d", hidden, heads);
-    const rx_dit_block_impl *block = NULL;
     const char *block_type = rx_param_str(p, "block_type");
-    for (size_t i = 0; i < sizeof dit_block_table / sizeof dit_block_table[0]; i++)
-        if (!strcmp(dit_block_table[i]->name, block_type)) block = dit_block_table[i]->impl;
+    const rx_component *block_comp = rx_registry_find(RX_KIND_BLOCK, block_type);
+    const rx_dit_block_impl *block = block_comp && block_comp->role && !strcmp(block_comp->role, "dit") ? block_comp->impl : NULL;
     if (!block) return rx_fail(RX_ERR_CONFIG, "model/dit: '%s' is not a DiT block type", block_type);
 
     rx_model *m = calloc(1, sizeof *m);

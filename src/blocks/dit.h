@@ -7,8 +7,8 @@
  *   h = h + gate2[:,None] * ff(LN(h) (1 + scale2) + shift2)                   ff: D -> 4D -> D
  *
  * LN has no affine; eps 1e-6 before attention (diffusers hard-codes it), `eps` before the MLP.
- * The registry entry `DiTBlock` (kind block) carries an rx_dit_block_impl; the model `dit`
- * looks it up by name (block_type). */
+ * The registry entry `DiTBlock` (kind block, role dit) carries an rx_dit_block_impl; the
+ * model `dit` looks it up in the registry by name (block_type). */
 #ifndef RX_DIT_H
 #define RX_DIT_H
 

@@ -14,21 +14,10 @@
 
 #define MAX_LEVELS 8
 
-extern const rx_component rx_comp_block_DownBlock2D, rx_comp_block_AttnDownBlock2D, rx_comp_block_UNetMidBlock2D,
-    rx_comp_block_UpBlock2D, rx_comp_block_AttnUpBlock2D;
-
-/* the block types a U-Net config may name */
-static const rx_component *const unet_block_table[] = {
-    &rx_comp_block_DownBlock2D, &rx_comp_block_AttnDownBlock2D, &rx_comp_block_UNetMidBlock2D,
-    &rx_comp_block_UpBlock2D, &rx_comp_block_AttnUpBlock2D,
-};
-
-static const rx_unet_block_impl *find_block(const char *name, rx_unet_block_kind kind) {
-    for (size_t i = 0; i < sizeof unet_block_table / sizeof unet_block_table[0]; i++) {
-        const rx_unet_block_impl *impl = unet_block_table[i]->impl;
-        if (strcmp(unet_block_table[i]->name, name) == 0 && impl->kind == kind) return impl;
-    }
-    return NULL;
+/* a registered block of the given role ("unet_down", "unet_mid", "unet_up"), or NULL */
+static const rx_unet_block_impl *find_block(const char *name, const char *role) {
+    const rx_component *comp = rx_registry_find(RX_KIND_BLOCK, name);
+    return comp && comp->role && !strcmp(comp->role, role) ? comp->impl : NULL;
 }
 
 typedef struct unet {
@@ -54,10 +43,10 @@ const rx_param_spec rx_unet_params[] = {
     {"layers_per_block", RX_P_INT, "2", 1, RX_UNET_MAX_LAYERS - 1, NULL, "resnets per down block (up blocks get one more)"},
     {"block_out_channels", RX_P_INT_LIST, "[224, 448, 672, 896]", 1, 65536, NULL, "channels of each level"},
     {"down_block_types", RX_P_STRING_LIST, "[DownBlock2D, AttnDownBlock2D, AttnDownBlock2D, AttnDownBlock2D]", RX_NO_RANGE,
-     "DownBlock2D|AttnDownBlock2D", "one per level"},
+     "@block/unet_down", "one per level"},
     {"up_block_types", RX_P_STRING_LIST, "[AttnUpBlock2D, AttnUpBlock2D, AttnUpBlock2D, UpBlock2D]", RX_NO_RANGE,
-     "UpBlock2D|AttnUpBlock2D", "one per level, deepest first"},
-    {"mid_block_type", RX_P_CHOICE, "UNetMidBlock2D", RX_NO_RANGE, "UNetMidBlock2D", "middle block"},
+     "@block/unet_up", "one per level, deepest first"},
+    {"mid_block_type", RX_P_CHOICE, "UNetMidBlock2D", RX_NO_RANGE, "@block/unet_mid", "middle block"},
     {"add_attention", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "attention in the middle block"},
     {"attention_head_dim", RX_P_INT, "8", 1, 65536, NULL, "channels per attention head (heads = channels / this)"},
     {"norm_num_groups", RX_P_INT, "32", 1, 1024, NULL, "GroupNorm groups"},
@@ -122,7 +111,7 @@ static rx_status unet_create(rx_ctx *c, const rx_params *p, uint64_t seed, rx_mo
                             .eps = u->eps, .dropout = u->dropout, .downsample_padding = u->downsample_padding};
     int out_ch = u->c0;
     for (int i = 0; i < nb && !s; i++) {
-        const rx_unet_block_impl *impl = find_block(down_types[i], RX_UNET_DOWN);
+        const rx_unet_block_impl *impl = find_block(down_types[i], "unet_down");
         if (!impl) { s = rx_fail(RX_ERR_CONFIG, "model/unet: '%s' is not a down block type", down_types[i]); break; }
         a.in_ch = out_ch;
         a.out_ch = out_ch = (int)boc[i];
@@ -133,7 +122,7 @@ static rx_status unet_create(rx_ctx *c, const rx_params *p, uint64_t seed, rx_mo
         rx_builder_pop(b);
     }
     if (!s) {
-        const rx_unet_block_impl *impl = find_block(rx_param_str(p, "mid_block_type"), RX_UNET_MID);
+        const rx_unet_block_impl *impl = find_block(rx_param_str(p, "mid_block_type"), "unet_mid");
         static rx_unet_block_impl mid_no_attn;
         if (!u->add_attention) { mid_no_attn = *impl; mid_no_attn.with_attention = 0; impl = &mid_no_attn; }
         a.in_ch = (int)boc[nb - 1];
@@ -143,7 +132,7 @@ static rx_status unet_create(rx_ctx *c, const rx_params *p, uint64_t seed, rx_mo
     }
     out_ch = (int)boc[nb - 1];
     for (int i = 0; i < nb && !s; i++) {
-        const rx_unet_block_impl *impl = find_block(up_types[i], RX_UNET_UP);
+        const rx_unet_block_impl *impl = find_block(up_types[i], "unet_up");
         if (!impl) { s = rx_fail(RX_ERR_CONFIG, "model/unet: '%s' is not an up block type", up_types[i]); break; }
         a.prev_out_ch = out_ch;
         a.out_ch = out_ch = (int)boc[nb - 1 - i];

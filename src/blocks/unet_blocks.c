@@ -98,12 +98,13 @@ static rx_tensor *up_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h, 
 
 static const rx_param_spec no_params[] = {{0}};
 
-#define UNET_BLOCK(cname, kind_, attn, fam, help)                                                         \
-    static const rx_unet_block_impl impl_##cname = {kind_, attn, fam##_build, fam##_forward};             \
-    const rx_component rx_comp_block_##cname = {RX_KIND_BLOCK, #cname, help, no_params, &impl_##cname, NULL};
+#define UNET_BLOCK(cname, attn, fam, help)                                                               \
+    static const rx_unet_block_impl impl_##cname = {attn, fam##_build, fam##_forward};                    \
+    const rx_component rx_comp_block_##cname = {RX_KIND_BLOCK, #cname, help, no_params, &impl_##cname, NULL, \
+                                                "unet_" #fam};
 
-UNET_BLOCK(DownBlock2D, RX_UNET_DOWN, 0, down, "U-Net down block: resnets, then a stride-2 conv (diffusers DownBlock2D)")
-UNET_BLOCK(AttnDownBlock2D, RX_UNET_DOWN, 1, down, "U-Net down block with self-attention after each resnet (diffusers AttnDownBlock2D)")
-UNET_BLOCK(UNetMidBlock2D, RX_UNET_MID, 1, mid, "U-Net middle: resnet, attention, resnet (diffusers UNetMidBlock2D)")
-UNET_BLOCK(UpBlock2D, RX_UNET_UP, 0, up, "U-Net up block: skip-concat resnets, then nearest 2x + conv (diffusers UpBlock2D)")
-UNET_BLOCK(AttnUpBlock2D, RX_UNET_UP, 1, up, "U-Net up block with self-attention after each resnet (diffusers AttnUpBlock2D)")
+UNET_BLOCK(DownBlock2D, 0, down, "U-Net down block: resnets, then a stride-2 conv (diffusers DownBlock2D)")
+UNET_BLOCK(AttnDownBlock2D, 1, down, "U-Net down block with self-attention after each resnet (diffusers AttnDownBlock2D)")
+UNET_BLOCK(UNetMidBlock2D, 1, mid, "U-Net middle: resnet, attention, resnet (diffusers UNetMidBlock2D)")
+UNET_BLOCK(UpBlock2D, 0, up, "U-Net up block: skip-concat resnets, then nearest 2x + conv (diffusers UpBlock2D)")
+UNET_BLOCK(AttnUpBlock2D, 1, up, "U-Net up block with self-attention after each resnet (diffusers AttnUpBlock2D)")

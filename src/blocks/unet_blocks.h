@@ -1,15 +1,14 @@
 /* unet_blocks.h — the U-Net's down, mid and up blocks (diffusers unet_2d_blocks), looked up
- * by the names a config uses (DownBlock2D, AttnDownBlock2D, UNetMidBlock2D, UpBlock2D,
- * AttnUpBlock2D). Each is a registry entry of kind `block` whose impl is an rx_unet_block_impl;
- * a new block type is a new impl plus one registry line. */
+ * in the registry by the names a config uses (DownBlock2D, AttnDownBlock2D, UNetMidBlock2D,
+ * UpBlock2D, AttnUpBlock2D). Each is a component of kind `block` whose role says where it
+ * goes (unet_down, unet_mid, unet_up) and whose impl is an rx_unet_block_impl; a new block
+ * type is its descriptor plus one line in registry/components.def. */
 #ifndef RX_UNET_BLOCKS_H
 #define RX_UNET_BLOCKS_H
 
 #include "resnet.h"
 
 #define RX_UNET_MAX_LAYERS 8
-
-typedef enum { RX_UNET_DOWN, RX_UNET_MID, RX_UNET_UP } rx_unet_block_kind;
 
 typedef struct rx_unet_block_args {
     int in_ch, out_ch, prev_out_ch;   /* prev_out_ch: up blocks only                 */
@@ -29,7 +28,6 @@ typedef struct rx_unet_block {
 } rx_unet_block;
 
 typedef struct rx_unet_block_impl {
-    rx_unet_block_kind kind;
     int with_attention;
     rx_status (*build)(rx_builder *b, const struct rx_unet_block_impl *impl, const rx_unet_block_args *a, rx_unet_block *blk);
     /* down: pushes its outputs onto skips; up: pops len(resnets) skips; mid: neither */

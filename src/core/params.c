@@ -9,6 +9,7 @@
  * Ownership: an rx_params owns its component name, its values array and every
  * string and list inside the values; rx_params_free releases all of it. */
 #include "core/params.h"
+#include "core/component.h"
 
 #include <errno.h>
 #include <math.h>
@@ -221,34 +222,49 @@ static int levenshtein(const char *a, const char *b) {
         int diag = row[0];
         row[0] = i;
         for (int j = 1; j <= lb; j++) {
-            int up = row[j];
-            int sub = diag + (a[i - 1] != b[j - 1]);
-            int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
-            row[j] = sub < best ? sub : best;
+            int up = row[j], sub = diag + (a[i - 1] != b[j - 1]);
+            int ins = row[j - 1] + 1, del = up + 1;
+            row[j] = sub < ins ? (sub < del ? sub : del) : (ins < del ? ins : del);
             diag = up;
         }
     }
     return row[lb];
 }
 
-// Is s one of "a|b|c"? If not, writes the closest choice (distance <= 2 or a prefix) into hint.
+const char *rx_did_you_mean(const char *s, const char *const *names, int n) {
+    const char *best = NULL;
+    int best_d = 3;
+    size_t ls = strlen(s);
+    for (int i = 0; i < n; i++) {
+        if (!names[i] || !strcmp(names[i], s)) continue;
+        int d = levenshtein(s, names[i]);
+        size_t ln = strlen(names[i]);
+        // a prefix either way ("step" for "steps", "timestep" for "timestep_spacing") counts as close
+        if (ls >= 2 && ln >= 2 && (!strncmp(s, names[i], ln) || !strncmp(names[i], s, ls)) && d > 2) d = 2;
+        if (d < best_d) { best_d = d; best = names[i]; }
+    }
+    return best;
+}
+
+// Is s one of "a|b|c" (or of the registry's expansion of "@kind/role")? If not, writes the
+// closest choice into hint ("" when none is close).
 static int in_choices(const char *s, const char *choices, char *hint, size_t hintlen) {
-    int best = 99;
+    enum { MAX_CHOICES = 128 };
+    char items[MAX_CHOICES][128];
+    const char *names[MAX_CHOICES];
+    int n = 0;
     hint[0] = 0;
-    for (const char *c = choices; *c;) {
-        const char *end = strchr(c, '|');
-        size_t len = end ? (size_t)(end - c) : strlen(c);
-        char item[128];
-        if (len >= sizeof item) len = sizeof item - 1;
-        memcpy(item, c, len);
-        item[len] = 0;
-        if (!strcmp(item, s)) return 1;
-        int d = levenshtein(s, item);
-        if (*s && !strncmp(item, s, strlen(s))) d = d < 2 ? d : 2;
-        if (d <= 2 && d < best) { best = d; snprintf(hint, hintlen, "%s", item); }
+    for (const char *c = choices; *c && n < MAX_CHOICES;) {
+        size_t len = strcspn(c, "|");
+        snprintf(items[n], sizeof items[n], "%.*s", (int)len, c);
+        if (!strcmp(items[n], s)) return 1;
+        names[n] = items[n];
+        n++;
         c += len;
         if (*c == '|') c++;
     }
+    const char *close = rx_did_you_mean(s, names, n);
+    if (close) snprintf(hint, hintlen, "%s", close);
     return 0;
 }
 
@@ -305,9 +321,10 @@ static int scalar_typed(const rx_param_spec *sp, rx_param_type et, const char *t
     case RX_P_PATH:
         if (sp->choices && (et == RX_P_CHOICE || sp->type == RX_P_STRING_LIST)) {
             char hint[128];
-            if (!in_choices(text, sp->choices, hint, sizeof hint)) {
-                if (hint[0]) snprintf(err, errlen, "'%s' is not one of %s (did you mean '%s'?)", text, sp->choices, hint);
-                else snprintf(err, errlen, "'%s' is not one of %s", text, sp->choices);
+            const char *choices = rx_registry_choices(sp->choices);
+            if (!in_choices(text, choices, hint, sizeof hint)) {
+                if (hint[0]) snprintf(err, errlen, "'%s' is not one of %s (did you mean '%s'?)", text, choices, hint);
+                else snprintf(err, errlen, "'%s' is not one of %s", text, choices);
                 return 0;
             }
         }

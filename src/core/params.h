@@ -35,7 +35,8 @@ typedef struct rx_param_spec {
     rx_param_type type;
     const char   *def;      /* default written as YAML text ("20", "[1, 2]", "null"); NULL = required */
     double        min, max; /* allowed range (ints, floats, list elements); ignored when min > max */
-    const char   *choices;  /* "a|b|c" for CHOICE / STRING_LIST; NULL otherwise */
+    const char   *choices;  /* "a|b|c" for CHOICE / STRING_LIST, or "@kind/role": the registered
+                               components of that kind and role (core/component.h); NULL otherwise */
     const char   *help;
 } rx_param_spec;
 
@@ -82,5 +83,10 @@ rx_status rx_params_from_defaults(const char *component, const rx_param_spec *sp
  * parsed and checked against the spec. */
 rx_status rx_params_set(rx_params *p, const char *name, const char *text);
 void      rx_params_free(rx_params *p);
+
+/* The closest of names to s: Levenshtein distance <= 2, or s a prefix of it, or it a
+ * prefix of s; NULL when none. The one "did you mean" rule, for keys, component names and
+ * choices alike. */
+const char *rx_did_you_mean(const char *s, const char *const *names, int n);
 
 #endif

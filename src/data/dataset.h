@@ -31,9 +31,6 @@ typedef struct rx_dataset_impl {
     rx_status (*load)(const rx_params *p, const char *split, rx_dataset **out);
 } rx_dataset_impl;
 
-extern const rx_component rx_comp_dataset_cifar10, rx_comp_dataset_mnist, rx_comp_dataset_fashion_mnist,
-    rx_comp_dataset_imagefolder, rx_comp_dataset_synthetic;
-
 /* Load `split` of a dataset component (checks kind and split, then calls its impl). */
 rx_status rx_dataset_load(const rx_component *comp, const rx_params *p, const char *split, rx_dataset **out);
 

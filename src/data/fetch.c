@@ -45,7 +45,12 @@ static const fetch_file fetch_files[] = {
 };
 enum { NUM_FETCH_FILES = sizeof fetch_files / sizeof fetch_files[0] };
 
-const char *const rx_data_fetch_names[] = {"cifar10", "mnist", "fashion_mnist", NULL};
+// The data sets fetch_files lists, each once, in table order.
+static int is_first_of_its_dataset(int k) {
+    for (int j = 0; j < k; j++)
+        if (!strcmp(fetch_files[j].dataset, fetch_files[k].dataset)) return 0;
+    return 1;
+}
 
 // Local copies that need no network, tried after $RUNEXP_DATA_SRC (Debian's package).
 static const char *local_source_dir(const char *dataset) {
@@ -142,8 +147,10 @@ static rx_status fetch_one(const char *name, const char *dest_root) {
     for (int k = 0; k < NUM_FETCH_FILES; k++) known |= !strcmp(fetch_files[k].dataset, name);
     if (!known) {
         char list[256] = "";
-        for (int k = 0; rx_data_fetch_names[k]; k++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", rx_data_fetch_names[k]);
+        for (int k = 0; k < NUM_FETCH_FILES; k++)
+            if (is_first_of_its_dataset(k))
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "",
+                         fetch_files[k].dataset);
         return rx_fail(RX_ERR_ARG, "data fetch: unknown data set '%s' (known: %s, all)", name, list);
     }
     const char *src_root = getenv("RUNEXP_DATA_SRC"), *mirror = getenv("RUNEXP_DATA_MIRROR");
@@ -186,6 +193,7 @@ static rx_status fetch_one(const char *name, const char *dest_root) {
 rx_status rx_data_fetch(const char *name, const char *dest_root) {
     if (!name || !dest_root || !*dest_root) return rx_fail(RX_ERR_ARG, "rx_data_fetch: name and dest_root are required");
     if (strcmp(name, "all")) return fetch_one(name, dest_root);
-    for (int k = 0; rx_data_fetch_names[k]; k++) RX_TRY(fetch_one(rx_data_fetch_names[k], dest_root));
+    for (int k = 0; k < NUM_FETCH_FILES; k++)
+        if (is_first_of_its_dataset(k)) RX_TRY(fetch_one(fetch_files[k].dataset, dest_root));
     return RX_OK;
 }

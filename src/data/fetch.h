@@ -21,9 +21,6 @@
 
 rx_status rx_data_fetch(const char *name, const char *dest_root);
 
-/* Names rx_data_fetch knows, NULL-terminated. */
-extern const char *const rx_data_fetch_names[];
-
 /* MD5 (RFC 1321) of a buffer, and of a file as 32 lowercase hex digits + NUL. */
 void      rx_md5(const void *data, size_t n, uint8_t digest[16]);
 rx_status rx_md5_file(const char *path, char hex[33]);

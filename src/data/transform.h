@@ -25,10 +25,6 @@ typedef struct rx_transform_impl {
     int augmentation;   /* random data augmentation (flip, random crop): left out when evaluating */
 } rx_transform_impl;
 
-extern const rx_component rx_comp_transform_resize, rx_comp_transform_center_crop, rx_comp_transform_random_crop,
-    rx_comp_transform_random_flip, rx_comp_transform_normalize, rx_comp_transform_to_rgb, rx_comp_transform_to_gray,
-    rx_comp_transform_pad;
-
 /* Word `draw` (0..15) of the random stream of one image for one random transform.
  * Stream: RX_RNG_DATA with bit 47 set (bit 47 clear = the loader's shuffle) and the epoch;
  * counter: dataset index * 16 + draw. */

@@ -1,36 +1,10 @@
 /* check.c — config-time consistency rules across schedule, objective, sampler and guidance
- * (the issue's "Bad input" list): each broken rule is one clear RX_ERR_CONFIG naming the key. */
+ * (the issue's "Bad input" list): each broken rule is one clear RX_ERR_CONFIG naming the key.
+ * A component's family (discrete diffusion or flow matching) is a property of its impl. */
 #include "diffusion/diffusion.h"
-#include "diffusion/components.h"
 
 #include <stdarg.h>
 #include <string.h>
-
-static const rx_component *const all_components[] = {
-#define X(c) &c,
-    RX_DIFFUSION_COMPONENTS(X)
-#undef X
-};
-
-// name or one of the '|'-separated aliases
-static int name_matches(const rx_component *c, const char *name) {
-    if (strcmp(c->name, name) == 0) return 1;
-    size_t len = strlen(name);
-    for (const char *a = c->aliases; a && *a;) {
-        const char *end = strchr(a, '|');
-        size_t al = end ? (size_t)(end - a) : strlen(a);
-        if (al == len && strncmp(a, name, len) == 0) return 1;
-        a = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
-static const rx_component *find(rx_kind kind, const char *name) {
-    if (!name) return NULL;
-    for (size_t i = 0; i < sizeof all_components / sizeof all_components[0]; i++)
-        if (all_components[i]->kind == kind && name_matches(all_components[i], name)) return all_components[i];
-    return NULL;
-}
 
 static int has_param(const rx_params *p, const char *name) {
     for (int k = 0; p && k < p->n; k++)
@@ -38,12 +12,11 @@ static int has_param(const rx_params *p, const char *name) {
     return 0;
 }
 
-// RX_SCHED_* of a component, 0 if unknown
-static int schedule_kind_of(const rx_component *c) {
-    if (!c) return 0;
+int rx_schedule_kind_of(const rx_component *c) {
+    if (!c || !c->impl) return 0;
     switch (c->kind) {
-    case RX_KIND_SCHEDULE: return strcmp(c->name, "flow") == 0 ? RX_SCHED_FLOW : RX_SCHED_DISCRETE;
-    case RX_KIND_OBJECTIVE: return strcmp(c->name, "flow_matching") == 0 ? RX_SCHED_FLOW : RX_SCHED_DISCRETE;
+    case RX_KIND_SCHEDULE: return ((const rx_schedule_impl *)c->impl)->schedule_kind;
+    case RX_KIND_OBJECTIVE: return ((const rx_objective_impl *)c->impl)->schedule_kind;
     case RX_KIND_SAMPLER: return ((const rx_sampler_impl *)c->impl)->schedule_kind;
     default: return 0;
     }
@@ -51,6 +24,19 @@ static int schedule_kind_of(const rx_component *c) {
 
 static const char *kind_words(int k) {
     return k == RX_SCHED_FLOW ? "flow-matching" : "diffusion (noise/v/x0-prediction)";
+}
+
+// "flow_euler or flow_heun": the registered components of `kind` in family `family`.
+static const char *fitting_names(const rx_component *const *table, rx_kind kind, int family, char *buf, size_t n) {
+    const char *names[64];
+    int count = 0;
+    for (int i = 0; table && table[i] && count < 64; i++)
+        if (table[i]->kind == kind && rx_schedule_kind_of(table[i]) == family) names[count++] = table[i]->name;
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < count && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i == 0 ? "" : i == count - 1 ? " or " : ", ", names[i]);
+    return buf;
 }
 
 static rx_status config_error(char *msg, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -64,33 +50,33 @@ static rx_status config_error(char *msg, size_t n, const char *fmt, ...) {
     return rx_fail(RX_ERR_CONFIG, "%s", buf);
 }
 
-rx_status rx_diffusion_check(const rx_params *schedule, const rx_params *objective, const rx_params *sampler,
-                             const char *sampler_name, const char *objective_name, const char *guidance_name,
-                             int model_num_classes, char *msg, size_t n) {
-    if (msg && n) msg[0] = 0;
-    const char *schedule_name = NULL;
-    if (schedule && schedule->component) {
-        const char *slash = strchr(schedule->component, '/');
-        schedule_name = slash ? slash + 1 : schedule->component;
-    }
-    const rx_component *sc = find(RX_KIND_SCHEDULE, schedule_name), *ob = find(RX_KIND_OBJECTIVE, objective_name),
-                       *sa = find(RX_KIND_SAMPLER, sampler_name);
-    const int k_sc = schedule_kind_of(sc), k_ob = schedule_kind_of(ob), k_sa = schedule_kind_of(sa);
-
+// schedule, objective and sampler all of one family
+static rx_status check_families(const rx_component *const *table, const rx_diffusion_setup *u, char *msg, size_t n) {
+    const rx_component *sc = u->schedule, *ob = u->objective, *sa = u->sampler;
+    const int k_sc = rx_schedule_kind_of(sc), k_ob = rx_schedule_kind_of(ob), k_sa = rx_schedule_kind_of(sa);
+    char fits[256];
     if (k_sa && k_ob && k_sa != k_ob)
         return config_error(msg, n, "sampler.name: %s is a %s sampler, but objective %s trains a %s model; use %s",
                             sa->name, kind_words(k_sa), ob->name, kind_words(k_ob),
-                            k_ob == RX_SCHED_FLOW ? "flow_euler or flow_heun"
-                                                  : "ddpm, ddim, euler, euler_ancestral, heun or dpmpp_2m");
+                            fitting_names(table, RX_KIND_SAMPLER, k_ob, fits, sizeof fits));
     if (k_sc && k_ob && k_sc != k_ob)
-        return config_error(msg, n, "schedule.name: schedule %s does not fit objective %s; use %s", sc->name, ob->name,
-                            k_ob == RX_SCHED_FLOW ? "schedule flow" : "a beta schedule (linear, scaled_linear, cosine, sigmoid)");
+        return config_error(msg, n, "schedule.name: schedule %s does not fit objective %s; use %s %s", sc->name,
+                            ob->name, k_ob == RX_SCHED_FLOW ? "schedule" : "a beta schedule:",
+                            fitting_names(table, RX_KIND_SCHEDULE, k_ob, fits, sizeof fits));
     if (k_sc && k_sa && k_sc != k_sa)
         return config_error(msg, n, "sampler.name: %s is a %s sampler, but schedule %s is %s", sa->name,
                             kind_words(k_sa), sc->name, kind_words(k_sc));
+    return RX_OK;
+}
 
+rx_status rx_diffusion_check(const rx_component *const *table, const rx_diffusion_setup *u, char *msg, size_t n) {
+    if (msg && n) msg[0] = 0;
+    if (rx_schedule_kind_of(u->objective) == 0 && u->objective) return RX_OK;   // not a diffusion objective
+    RX_TRY(check_families(table, u, msg, n));
+
+    const rx_params *schedule = u->schedule_params, *objective = u->objective_params, *sampler = u->sampler_params;
     if (sampler && has_param(sampler, "steps") && schedule && has_param(schedule, "num_train_timesteps") &&
-        k_sa == RX_SCHED_DISCRETE) {
+        rx_schedule_kind_of(u->sampler) == RX_SCHED_DISCRETE) {
         int64_t steps = rx_param_int(sampler, "steps"), T = rx_param_int(schedule, "num_train_timesteps");
         if (steps > T)
             return config_error(msg, n, "sampler.steps: %lld is more than schedule.num_train_timesteps = %lld",
@@ -107,10 +93,11 @@ rx_status rx_diffusion_check(const rx_params *schedule, const rx_params *objecti
         return config_error(msg, n,
                             "objective.prediction_type: epsilon is undefined at zero terminal SNR (x0 = (x - eps)/0 at "
                             "the last timestep); use v_prediction with schedule.rescale_betas_zero_snr (Lin et al. 2023)");
-    if (guidance_name && strcmp(guidance_name, "none") != 0 && model_num_classes <= 0)
+    const rx_guidance_impl *guidance = u->guidance ? u->guidance->impl : NULL;
+    if (guidance && guidance->needs_class_labels && u->model_num_classes <= 0)
         return config_error(msg, n,
                             "guidance.name: %s needs a class-conditional model, but the model is unconditional "
                             "(num_classes = %d); use guidance none or give the model num_classes",
-                            guidance_name, model_num_classes);
+                            u->guidance->name, u->model_num_classes);
     return RX_OK;
 }

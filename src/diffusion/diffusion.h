@@ -45,10 +45,12 @@ typedef struct rx_schedule {
     // (rounded at the same points), held in double for the arithmetic that follows.
     double     *betas, *alphas, *alphas_cumprod;
     double      shift;                // flow: sigma' = shift*sigma / (1 + (shift-1)*sigma); 1 = none
+    int         truncate_karras_timesteps;  // timesteps from Karras sigmas truncated, not rounded (diffusers, cosine)
 } rx_schedule;
 
 typedef struct rx_schedule_impl {
     rx_status (*build)(const rx_params *p, rx_schedule *out);   // free with rx_schedule_free
+    int schedule_kind;                                          // RX_SCHED_DISCRETE or RX_SCHED_FLOW
 } rx_schedule_impl;
 
 void rx_schedule_free(rx_schedule *s);
@@ -86,6 +88,7 @@ typedef struct rx_objective_impl {
                             int n, int d, const float *x0, const int32_t *labels, int num_classes,
                             float *xt, float *t, float *target, float *weight, int32_t *labels_out);
     int (*prediction_type)(const rx_params *p);   // rx_prediction_type
+    int schedule_kind;                            // the schedule it trains on: RX_SCHED_DISCRETE or RX_SCHED_FLOW
 } rx_objective_impl;
 
 // ---------------------------------------------------------------------------
@@ -121,6 +124,7 @@ typedef struct rx_guidance_impl {
     // out [n,d] = guided prediction; calls g->inner (at most once, batched).
     rx_status (*denoise)(rx_guided *g, int n, const float *x, const float *t, const int32_t *labels,
                          float *out);
+    int needs_class_labels;   // 1: only meaningful for a class-conditional model (checked with the config)
 } rx_guidance_impl;
 
 // A guided denoiser: wraps the network callback; pass rx_guided_denoise with &g to a sampler.
@@ -150,11 +154,22 @@ void      rx_guided_free(rx_guided *g);
 // unconditional model. Returns RX_OK, or RX_ERR_CONFIG with a message in msg (and
 // rx_last_error) that starts with the offending key, e.g.
 // "sampler.steps: 2000 is more than schedule.num_train_timesteps = 1000".
-// Component names are the config names (aliases accepted); schedule's name is read from
-// schedule->component ("schedule/<name>"). Any params pointer may be NULL (that rule is skipped).
-// model_num_classes: 0 for an unconditional model.
-rx_status rx_diffusion_check(const rx_params *schedule, const rx_params *objective, const rx_params *sampler,
-                             const char *sampler_name, const char *objective_name, const char *guidance_name,
-                             int model_num_classes, char *msg, size_t n);
+// Which family a component belongs to is read from its impl (schedule_kind), never from its
+// name; the alternatives a message suggests are the fitting components of `table`.
+
+// The parts of one experiment that must fit together. Any pointer may be NULL (the rules
+// that need it are skipped); a component whose impl has no schedule_kind (an objective that
+// is not diffusion, such as classify) is not checked against the others.
+typedef struct rx_diffusion_setup {
+    const rx_component *schedule, *objective, *sampler, *guidance;
+    const rx_params    *schedule_params, *objective_params, *sampler_params;
+    int                 model_num_classes;   // 0: an unconditional model
+} rx_diffusion_setup;
+
+rx_status rx_diffusion_check(const rx_component *const *table, const rx_diffusion_setup *setup, char *msg, size_t n);
+
+// RX_SCHED_DISCRETE or RX_SCHED_FLOW for a schedule, objective or sampler component; 0 for
+// anything else (and for an objective that trains no diffusion model).
+int rx_schedule_kind_of(const rx_component *c);
 
 #endif

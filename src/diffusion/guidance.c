@@ -10,7 +10,6 @@
  *     t/T (1 = pure noise; flow: sigma) lies in [lo, hi]; elsewhere the conditional output, and
  *     those images are not evaluated twice. */
 #include "diffusion/diffusion.h"
-#include "diffusion/components.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -130,8 +129,8 @@ const rx_param_spec rx_guidance_cfg_params[] = {
      "[lo, hi] of normalized time t/T (1 = pure noise) where guidance applies (Kynkaanniemi et al. 2024)"},
     {0}};
 
-static const rx_guidance_impl none_impl = {none_denoise};
-static const rx_guidance_impl cfg_impl = {cfg_denoise};
+static const rx_guidance_impl none_impl = {none_denoise, 0};
+static const rx_guidance_impl cfg_impl = {cfg_denoise, 1};
 
 const rx_component rx_comp_guidance_none = {
     RX_KIND_GUIDANCE, "none", "no guidance: the network output as is", rx_guidance_none_params, &none_impl, NULL};

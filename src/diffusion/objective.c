@@ -16,7 +16,6 @@
  * (u0: time, u1: label drop, u2,u3: logit-normal) and its noise from
  * RX_STREAM(RX_RNG_TRAIN_NOISE, step) at block i*ceil(d/4): the same (seed, step) gives the same batch. */
 #include "diffusion/diffusion.h"
-#include "diffusion/components.h"
 #include "core/philox.h"
 
 #include <math.h>
@@ -172,8 +171,8 @@ const rx_param_spec rx_objective_flow_matching_params[] = {
     P_UNCOND_PARAM,
     {0}};
 
-static const rx_objective_impl ddpm_impl = {ddpm_make_batch, ddpm_prediction_type};
-static const rx_objective_impl flow_impl = {flow_make_batch, flow_prediction_type};
+static const rx_objective_impl ddpm_impl = {ddpm_make_batch, ddpm_prediction_type, RX_SCHED_DISCRETE};
+static const rx_objective_impl flow_impl = {flow_make_batch, flow_prediction_type, RX_SCHED_FLOW};
 
 const rx_component rx_comp_objective_ddpm = {
     RX_KIND_OBJECTIVE, "ddpm", "denoising diffusion (eps / v / x0 prediction), MSE, optional min-SNR weighting",

@@ -46,9 +46,8 @@ static rx_status dpm_sigmas(const rx_schedule *s, rx_spacing sp, int N, int offs
     if (sp == RX_SPACING_TRAILING) rx_timesteps_ddpm(RX_SPACING_TRAILING, T, N, offset, ts);
     if (karras) {
         rx_karras_sigmas(train[0], train[T - 1], N, sig);
-        // diffusers rounds these timesteps, except for squaredcos_cap_v2 where the int64
-        // conversion truncates them; we do the same so the network sees the same t.
-        int truncate = s->name && strcmp(s->name, "squaredcos_cap_v2") == 0;
+        // rounded or truncated as diffusers does (see rx_schedule), so the network sees the same t
+        int truncate = s->truncate_karras_timesteps;
         for (int i = 0; i < N; i++) {
             double t = rx_sigma_to_t(sig[i], log_sigmas, T);
             ts[i] = truncate ? trunc(t) : rint(t);

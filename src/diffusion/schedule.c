@@ -6,7 +6,6 @@
  * the same points (and accumulate the cumulative product in double, as torch.cumprod does on
  * the CPU), so the numbers a model was trained with in diffusers are the numbers seen here. */
 #include "diffusion/diffusion.h"
-#include "diffusion/components.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -118,6 +117,9 @@ static rx_status build_discrete(const rx_params *p, beta_family fam, const char 
     out->alphas = d + T;
     out->alphas_cumprod = d + 2 * T;
     out->shift = 1.0;
+    // diffusers' DPMSolverMultistepScheduler with Karras sigmas rounds the timesteps it derives,
+    // except for squaredcos_cap_v2, where an int64 conversion truncates them
+    out->truncate_karras_timesteps = fam == BETA_COSINE;
     return RX_OK;
 }
 
@@ -174,11 +176,11 @@ const rx_param_spec rx_schedule_flow_params[] = {
      "time shift sigma' = shift*sigma / (1 + (shift-1)*sigma) (SD3 uses 3.0); 1 = none"},
     {0}};
 
-static const rx_schedule_impl linear_impl = {build_linear};
-static const rx_schedule_impl scaled_linear_impl = {build_scaled_linear};
-static const rx_schedule_impl cosine_impl = {build_cosine};
-static const rx_schedule_impl sigmoid_impl = {build_sigmoid};
-static const rx_schedule_impl flow_impl = {build_flow};
+static const rx_schedule_impl linear_impl = {build_linear, RX_SCHED_DISCRETE};
+static const rx_schedule_impl scaled_linear_impl = {build_scaled_linear, RX_SCHED_DISCRETE};
+static const rx_schedule_impl cosine_impl = {build_cosine, RX_SCHED_DISCRETE};
+static const rx_schedule_impl sigmoid_impl = {build_sigmoid, RX_SCHED_DISCRETE};
+static const rx_schedule_impl flow_impl = {build_flow, RX_SCHED_FLOW};
 
 const rx_component rx_comp_schedule_linear = {
     RX_KIND_SCHEDULE, "linear", "DDPM linear betas (Ho et al. 2020)", rx_schedule_linear_params, &linear_impl, NULL};

@@ -52,7 +52,4 @@ extern const char *const rx_inception_tap_names[RX_INCEPTION_TAP_COUNT];
  * x [C,H,W] -> y [C,OH,OW]. (Unlike rx_resize_bilinear_aa, no antialias when shrinking.) */
 void rx_inception_resize_bilinear(const float *x, int C, int H, int W, float *y, int OH, int OW);
 
-/* The `features` component "inception_fid" (params: weights). Registered by the registry table. */
-extern const rx_component rx_comp_features_inception_fid;
-
 #endif

@@ -1,7 +1,7 @@
 /* metrics.c — the registered metrics (kind `metric`): parameter tables, compute
  * functions over rx_metric_input, and metric naming. The math lives in frechet.c,
  * kid.c and classify.c. */
-#include "eval/components.h"
+#include "core/component.h"
 #include "eval/metric.h"
 
 #include <stdio.h>

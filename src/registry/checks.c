@@ -16,17 +16,17 @@ static int has(const rx_params *p, const char *name) {
 }
 
 /* schedule / objective / sampler / guidance / model fit together (diffusion/check.c) */
-void rx_check_diffusion(const rx_config *cfg, rx_config_errors *errs) {
-    const rx_component *sc = NULL, *ob = NULL, *sa = NULL, *gu = NULL, *mo = NULL;
-    const rx_params *schedule = params_of(cfg, "schedule", &sc), *objective = params_of(cfg, "objective", &ob);
-    const rx_params *sampler = params_of(cfg, "sampler", &sa), *model = params_of(cfg, "model", &mo);
-    params_of(cfg, "guidance", &gu);
-    if (!ob || !ob->impl) return;   /* classify: no diffusion */
-    int num_classes = has(model, "num_classes") ? (int)rx_param_int(model, "num_classes") : 0;
+static void check_diffusion(const rx_config *cfg, rx_config_errors *errs) {
+    rx_diffusion_setup u = {0};
+    const rx_component *model = NULL;
+    u.schedule_params = params_of(cfg, "schedule", &u.schedule);
+    u.objective_params = params_of(cfg, "objective", &u.objective);
+    u.sampler_params = params_of(cfg, "sampler", &u.sampler);
+    params_of(cfg, "guidance", &u.guidance);
+    const rx_params *model_params = params_of(cfg, "model", &model);
+    u.model_num_classes = has(model_params, "num_classes") ? (int)rx_param_int(model_params, "num_classes") : 0;
     char msg[1024];
-    if (rx_diffusion_check(schedule, objective, sampler, sa ? sa->name : NULL, ob->name, gu ? gu->name : NULL,
-                           num_classes, msg, sizeof msg) == RX_OK)
-        return;
+    if (rx_diffusion_check(cfg->table, &u, msg, sizeof msg) == RX_OK) return;
     rx_clear_error();
     /* the message starts with the key it is about: "sampler.steps: ..." */
     char key[128];
@@ -40,16 +40,23 @@ void rx_check_diffusion(const rx_config *cfg, rx_config_errors *errs) {
     rx_config_error_at(errs, at, "%s", msg);
 }
 
-/* eval of generated images needs a feature extractor; classifier runs (objective classify)
- * report test accuracy and need none */
-void rx_check_eval(const rx_config *cfg, rx_config_errors *errs) {
+/* eval of generated images needs a feature extractor; a run whose objective trains no
+ * diffusion model (classify) generates nothing, reports test accuracy and needs none */
+static void check_eval(const rx_config *cfg, rx_config_errors *errs) {
     const rx_cfg_node *ev = rx_cfg_path(cfg->root, "eval");
     if (!ev || rx_cfg_is_null(ev)) return;
     const rx_cfg_node *fe = rx_cfg_path(cfg->root, "eval.features");
     if (fe && !rx_cfg_is_null(fe)) return;
     const rx_component *ob = NULL;
     params_of(cfg, "objective", &ob);
-    if (ob && !strcmp(ob->name, "classify")) return;
+    if (ob && rx_schedule_kind_of(ob) == 0) return;
     rx_config_error_at(errs, ev, "eval.features: missing required section (features: {name: <features>, ...}): "
                                  "generated images are compared through a feature extractor");
 }
+
+/* every cross-section check, in the order they run */
+const rx_validate_hook rx_validate_hooks[] = {
+    check_diffusion,
+    check_eval,
+    NULL,
+};

@@ -3,61 +3,14 @@
 #include "registry/registry.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 #include "registry/components.h"
 
-// One line per component. Order = the order `runexp list` prints within a kind.
 const rx_component *const rx_registry_components[] = {
-    &rx_comp_dataset_cifar10,
-    &rx_comp_dataset_mnist,
-    &rx_comp_dataset_fashion_mnist,
-    &rx_comp_dataset_imagefolder,
-    &rx_comp_dataset_synthetic,
-    &rx_comp_transform_resize,
-    &rx_comp_transform_center_crop,
-    &rx_comp_transform_random_crop,
-    &rx_comp_transform_random_flip,
-    &rx_comp_transform_normalize,
-    &rx_comp_transform_to_rgb,
-    &rx_comp_transform_to_gray,
-    &rx_comp_transform_pad,
-    &rx_comp_model_unet,
-    &rx_comp_model_dit,
-    &rx_comp_model_resnet_classifier,
-    &rx_comp_block_DownBlock2D,
-    &rx_comp_block_AttnDownBlock2D,
-    &rx_comp_block_UNetMidBlock2D,
-    &rx_comp_block_UpBlock2D,
-    &rx_comp_block_AttnUpBlock2D,
-    &rx_comp_block_DiTBlock,
-    &rx_comp_schedule_linear,
-    &rx_comp_schedule_scaled_linear,
-    &rx_comp_schedule_squaredcos_cap_v2,
-    &rx_comp_schedule_sigmoid,
-    &rx_comp_schedule_flow,
-    &rx_comp_objective_classify,
-    &rx_comp_objective_ddpm,
-    &rx_comp_objective_flow_matching,
-    &rx_comp_sampler_ddpm,
-    &rx_comp_sampler_ddim,
-    &rx_comp_sampler_dpmpp_2m,
-    &rx_comp_sampler_euler,
-    &rx_comp_sampler_euler_ancestral,
-    &rx_comp_sampler_flow_euler,
-    &rx_comp_sampler_flow_heun,
-    &rx_comp_sampler_heun,
-    &rx_comp_guidance_cfg,
-    &rx_comp_guidance_none,
-    &rx_comp_optimizer_adamw,
-    &rx_comp_lr_schedule_constant,
-    &rx_comp_lr_schedule_cosine,
-    &rx_comp_lr_schedule_linear_warmup,
-    &rx_comp_features_classifier,
-    &rx_comp_features_inception_fid,
-    &rx_comp_metric_class_accuracy,
-    &rx_comp_metric_classifier_score,
-    &rx_comp_metric_fd,
-    &rx_comp_metric_kid,
+#define RX_COMPONENT(sym) &rx_comp_##sym,
+#include "registry/components.def"
+#undef RX_COMPONENT
     NULL,
 };
 
@@ -124,39 +77,46 @@ const rx_component *rx_registry_at_in(const rx_component *const *table, int kind
 }
 
 // ---------------------------------------------------------------------------
-// did you mean
+// choices drawn from the table
 
-static int levenshtein(const char *a, const char *b) {
-    int la = (int)strlen(a), lb = (int)strlen(b);
-    if (la > 64 || lb > 64) return 99;
-    int row[65];
-    for (int j = 0; j <= lb; j++) row[j] = j;
-    for (int i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = i;
-        for (int j = 1; j <= lb; j++) {
-            int up = row[j], sub = diag + (a[i - 1] != b[j - 1]);
-            int ins = row[j - 1] + 1, del = up + 1;
-            row[j] = sub < ins ? (sub < del ? sub : del) : (ins < del ? ins : del);
-            diag = up;
-        }
+// "@block/unet_down" -> the names of the blocks whose role is unet_down, '|'-separated.
+static void expand_choices(const char *ref, char *text, size_t cap) {
+    char kind_name[64];
+    const char *slash = strchr(ref, '/');
+    const char *role = slash ? slash + 1 : NULL;
+    size_t kind_len = slash ? (size_t)(slash - ref - 1) : strlen(ref) - 1;
+    snprintf(kind_name, sizeof kind_name, "%.*s", (int)kind_len, ref + 1);
+    int kind = rx_kind_from_name(kind_name);
+    size_t used = 0;
+    text[0] = 0;
+    for (int i = 0; kind >= 0 && rx_registry_components[i]; i++) {
+        const rx_component *c = rx_registry_components[i];
+        if ((int)c->kind != kind || (role && (!c->role || strcmp(c->role, role)))) continue;
+        int w = snprintf(text + used, cap - used, "%s%s", used ? "|" : "", c->name);
+        if (w < 0 || (size_t)w >= cap - used) { text[used] = 0; return; }
+        used += (size_t)w;
     }
-    return row[lb];
 }
 
-const char *rx_did_you_mean(const char *s, const char *const *names, int n) {
-    const char *best = NULL;
-    int best_d = 3;
-    size_t ls = strlen(s);
-    for (int i = 0; i < n; i++) {
-        if (!names[i] || !strcmp(names[i], s)) continue;
-        int d = levenshtein(s, names[i]);
-        size_t ln = strlen(names[i]);
-        // a prefix either way ("step" for "steps", "timestep" for "timestep_spacing") counts as close
-        if (ls >= 2 && ln >= 2 && (!strncmp(s, names[i], ln) || !strncmp(names[i], s, ls)) && d > 2) d = 2;
-        if (d < best_d) { best_d = d; best = names[i]; }
+/* The table is constant, so each reference is expanded once and kept (a handful exist);
+ * the mutex makes the first expansion safe when two threads check configs at once. */
+const char *rx_registry_choices(const char *choices) {
+    enum { MAX_REFS = 16 };
+    static struct { char ref[64]; char text[1024]; } cache[MAX_REFS];
+    static int n_cached;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    if (!choices || choices[0] != '@' || strlen(choices) >= sizeof cache[0].ref) return choices;
+    const char *result = NULL;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < n_cached && !result; i++)
+        if (!strcmp(cache[i].ref, choices)) result = cache[i].text;
+    if (!result && n_cached < MAX_REFS) {
+        snprintf(cache[n_cached].ref, sizeof cache[n_cached].ref, "%s", choices);
+        expand_choices(choices, cache[n_cached].text, sizeof cache[n_cached].text);
+        result = cache[n_cached++].text;
     }
-    return best;
+    pthread_mutex_unlock(&lock);
+    return result ? result : "";
 }
 
 // ---------------------------------------------------------------------------
@@ -176,7 +136,7 @@ static void allowed_text(const rx_param_spec *sp, char *buf, size_t len) {
     int list = sp->type == RX_P_INT_LIST || sp->type == RX_P_FLOAT_LIST || sp->type == RX_P_STRING_LIST;
     buf[0] = 0;
     if (sp->choices && (sp->type == RX_P_CHOICE || sp->type == RX_P_STRING_LIST))
-        snprintf(buf, len, "%s%s", list ? "each of " : "", sp->choices);
+        snprintf(buf, len, "%s%s", list ? "each of " : "", rx_registry_choices(sp->choices));
     else if (sp->min <= sp->max && sp->type != RX_P_BOOL && sp->type != RX_P_STRING && sp->type != RX_P_PATH)
         snprintf(buf, len, "%s[%.10g, %.10g]", list ? "each in " : "", sp->min, sp->max);
 }

@@ -1,7 +1,7 @@
 /* registry.h — kind -> name -> component, and the experiment schema that checks a
  * config against it.
  *
- * The registry is one table of component descriptors (registry.c, one line per
+ * The registry is one table of component descriptors (generated from components.def, one line per
  * component). The same data validates configs, fills defaults, prints `runexp list`
  * and generates docs/components.md. Every function that reads the table has an `_in`
  * form taking the table explicitly (NULL-terminated array), so tests can use a table
@@ -23,16 +23,14 @@
 // ---------------------------------------------------------------------------
 // registry
 
-extern const rx_component *const rx_registry_components[];   /* NULL-terminated */
+/* rx_registry_components (the table), rx_registry_find, rx_registry_find_in and
+ * rx_registry_choices are declared in core/component.h, for the layers below this one. */
 
 const char *rx_kind_name(rx_kind kind);     /* "sampler"  */
 const char *rx_kind_plural(rx_kind kind);   /* "samplers" */
 /* "sampler", "samplers", "Samplers", "lr-schedule" -> kind; -1 when unknown. */
 int rx_kind_from_name(const char *s);
 
-/* By config name or alias; NULL when absent. */
-const rx_component *rx_registry_find(rx_kind kind, const char *name);
-const rx_component *rx_registry_find_in(const rx_component *const *table, rx_kind kind, const char *name);
 /* Iteration over one kind (kind = -1: all), in table order. */
 int rx_registry_count_in(const rx_component *const *table, int kind);
 const rx_component *rx_registry_at_in(const rx_component *const *table, int kind, int index);
@@ -48,10 +46,6 @@ rx_status rx_registry_list_in(const rx_component *const *table, FILE *f, int kin
  * [a-z0-9_], every default parses and satisfies its own range/choices, help present.
  * Problems are appended to errs (no location); RX_ERR_CONFIG if any. */
 rx_status rx_registry_check(const rx_component *const *table, rx_config_errors *errs);
-
-/* The closest of names to s: Levenshtein distance <= 2, or s a prefix of it, or it a
- * prefix of s; NULL when none. For "did you mean" hints. */
-const char *rx_did_you_mean(const char *s, const char *const *names, int n);
 
 // ---------------------------------------------------------------------------
 // experiment schema
@@ -97,7 +91,7 @@ typedef struct rx_config {
  * conditional model). Called only when the config is otherwise valid; add errors with
  * rx_config_error_at(errs, rx_cfg_path(cfg->root, "guidance"), "guidance: ..."). */
 typedef void (*rx_validate_hook)(const rx_config *cfg, rx_config_errors *errs);
-extern const rx_validate_hook rx_validate_hooks[];   /* NULL-terminated; schema.c */
+extern const rx_validate_hook rx_validate_hooks[];   /* NULL-terminated; checks.c */
 
 /* Loads `path` (+ base chain), applies the --set assignments ("a.b=v") in order, then
  * checks and resolves against table (NULL = rx_registry_components). `experiment`

@@ -98,15 +98,6 @@ static const rx_section_spec top_children[] = {
 const rx_section_spec rx_experiment_schema = {
     "", RX_SECTION_PARAMS, 0, top_params, top_children, NULL, 0, "an experiment file"};
 
-// Cross-checks over the whole resolved config; the lead adds entries here.
-/* cross-section checks, one function each (src/registry/checks.c) */
-void rx_check_diffusion(const rx_config *cfg, rx_config_errors *errs);
-void rx_check_eval(const rx_config *cfg, rx_config_errors *errs);
-const rx_validate_hook rx_validate_hooks[] = {
-    rx_check_diffusion,
-    rx_check_eval,
-    NULL,
-};
 
 // ---------------------------------------------------------------------------
 // helpers

@@ -9,14 +9,12 @@
  * within 1e-5 in test_cuda_ops.c); the optimizer update runs on identical gradients, because at
  * the first Adam step the update is lr·g/(|g| + eps) ≈ lr·sign(g), which a gradient near 0
  * (within float rounding of zero) can flip. */
+#include "registry/components.h"
 #include "cuda_parity.h"
 #include "autograd/optim.h"
 #include "blocks/model.h"
 #include "core/params.h"
 #include "diffusion/diffusion.h"
-
-extern const rx_component rx_comp_model_unet, rx_comp_model_dit, rx_comp_sampler_ddim, rx_comp_sampler_ddpm,
-    rx_comp_schedule_linear;
 
 static const double TOL_NET = 1e-4;
 
