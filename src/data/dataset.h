@@ -26,9 +26,18 @@ typedef struct rx_dataset {
     char    **class_names;   // [num_classes]
 } rx_dataset;
 
+/* One file of a published data set, as `runexp data fetch` gets it into <root>/<dataset name>/. */
+typedef struct rx_dataset_file {
+    const char *file;   /* file name                                                    */
+    const char *url;    /* official location                                            */
+    const char *md5;    /* of the file as published (the authors' page, or torchvision) */
+} rx_dataset_file;
+
 typedef struct rx_dataset_impl {
     /* split: "train" | "test". */
     rx_status (*load)(const rx_params *p, const char *split, rx_dataset **out);
+    const rx_dataset_file *files;   /* {0}-terminated; NULL: nothing to fetch (the user's own data) */
+    const char *local_copy_dir;     /* a Debian package's copy of the files, used before downloading; or NULL */
 } rx_dataset_impl;
 
 /* Load `split` of a dataset component (checks kind and split, then calls its impl). */

@@ -230,7 +230,10 @@ static rx_status cifar10_load(const rx_params *p, const char *split, rx_dataset 
     return RX_OK;
 }
 
-static const rx_dataset_impl cifar10_impl = {cifar10_load};
+static const rx_dataset_file cifar10_files[] = {
+    {"cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"},
+    {0}};
+static const rx_dataset_impl cifar10_impl = {cifar10_load, cifar10_files, NULL};
 const rx_component rx_comp_dataset_cifar10 = {
     RX_KIND_DATASET, "cifar10",
     "CIFAR-10 (Krizhevsky 2009), 32x32 RGB, 10 classes; train 50,000 / test 10,000; official binary tar.gz or folder",

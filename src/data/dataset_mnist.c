@@ -152,7 +152,23 @@ static rx_status fashion_load(const rx_params *p, const char *split, rx_dataset 
     return idx_load(&fashion_info, p, split, out);
 }
 
-static const rx_dataset_impl mnist_impl = {mnist_load}, fashion_impl = {fashion_load};
+#define MNIST_URL "https://ossci-datasets.s3.amazonaws.com/mnist/"
+static const rx_dataset_file mnist_files[] = {
+    {"train-images-idx3-ubyte.gz", MNIST_URL "train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"},
+    {"train-labels-idx1-ubyte.gz", MNIST_URL "train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"},
+    {"t10k-images-idx3-ubyte.gz", MNIST_URL "t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"},
+    {"t10k-labels-idx1-ubyte.gz", MNIST_URL "t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"},
+    {0}};
+#define FASHION_URL "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+static const rx_dataset_file fashion_files[] = {
+    {"train-images-idx3-ubyte.gz", FASHION_URL "train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"},
+    {"train-labels-idx1-ubyte.gz", FASHION_URL "train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"},
+    {"t10k-images-idx3-ubyte.gz", FASHION_URL "t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"},
+    {"t10k-labels-idx1-ubyte.gz", FASHION_URL "t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"},
+    {0}};
+static const rx_dataset_impl mnist_impl = {mnist_load, mnist_files, NULL};
+/* Debian's dataset-fashion-mnist package ships the official files */
+static const rx_dataset_impl fashion_impl = {fashion_load, fashion_files, "/usr/share/datasets/fashion-mnist"};
 const rx_component rx_comp_dataset_mnist = {
     RX_KIND_DATASET, "mnist", "MNIST digits (LeCun et al. 1998), 28x28 gray, 10 classes; train 60,000 / test 10,000",
     idx_params, &mnist_impl, NULL};

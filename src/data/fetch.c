@@ -11,50 +11,10 @@
 
 #include "data/dataset.h"
 
-typedef struct {
-    const char *dataset;  // also the sub-folder under the destination root
-    const char *file;
-    const char *url;      // official location
-    const char *md5;      // of the file as published
-} fetch_file;
-
-// Checksums as published by the data sets' authors (CIFAR-10's page) or as torchvision checks them.
-static const fetch_file fetch_files[] = {
-    {"cifar10", "cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
-     "c32a1d4ab5d03f1284b67883e8d87530"},
-    {"mnist", "train-images-idx3-ubyte.gz", "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
-     "f68b3c2dcbeaaa9fbdd348bbdeb94873"},
-    {"mnist", "train-labels-idx1-ubyte.gz", "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
-     "d53e105ee54ea40749a09fcbcd1e9432"},
-    {"mnist", "t10k-images-idx3-ubyte.gz", "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
-     "9fb629c4189551a2d022fa330f9573f3"},
-    {"mnist", "t10k-labels-idx1-ubyte.gz", "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
-     "ec29112dd5afa0611ce80d1b7f02629c"},
-    {"fashion_mnist", "train-images-idx3-ubyte.gz",
-     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz",
-     "8d4fb7e6c68d591d4c3dfef9ec88bf0d"},
-    {"fashion_mnist", "train-labels-idx1-ubyte.gz",
-     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-labels-idx1-ubyte.gz",
-     "25c81989df183df01b3e8a0aad5dffbe"},
-    {"fashion_mnist", "t10k-images-idx3-ubyte.gz",
-     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-images-idx3-ubyte.gz",
-     "bef4ecab320f06d8554ea6380940ec79"},
-    {"fashion_mnist", "t10k-labels-idx1-ubyte.gz",
-     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-labels-idx1-ubyte.gz",
-     "bb300cfdad3c16e7a12a480ee83cd310"},
-};
-enum { NUM_FETCH_FILES = sizeof fetch_files / sizeof fetch_files[0] };
-
-// The data sets fetch_files lists, each once, in table order.
-static int is_first_of_its_dataset(int k) {
-    for (int j = 0; j < k; j++)
-        if (!strcmp(fetch_files[j].dataset, fetch_files[k].dataset)) return 0;
-    return 1;
-}
-
-// Local copies that need no network, tried after $RUNEXP_DATA_SRC (Debian's package).
-static const char *local_source_dir(const char *dataset) {
-    return !strcmp(dataset, "fashion_mnist") ? "/usr/share/datasets/fashion-mnist" : NULL;
+// A registered data set whose impl lists files to fetch, or NULL.
+static const rx_dataset_impl *fetchable(const rx_component *comp) {
+    const rx_dataset_impl *impl = comp && comp->kind == RX_KIND_DATASET ? comp->impl : NULL;
+    return impl && impl->files ? impl : NULL;
 }
 
 static int exists(const char *path) { struct stat sb; return !stat(path, &sb); }
@@ -142,58 +102,60 @@ static rx_status download_file(const char *url, const char *md5, const char *tmp
     return st;
 }
 
-static rx_status fetch_one(const char *name, const char *dest_root) {
-    int known = 0;
-    for (int k = 0; k < NUM_FETCH_FILES; k++) known |= !strcmp(fetch_files[k].dataset, name);
-    if (!known) {
-        char list[256] = "";
-        for (int k = 0; k < NUM_FETCH_FILES; k++)
-            if (is_first_of_its_dataset(k))
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "",
-                         fetch_files[k].dataset);
-        return rx_fail(RX_ERR_ARG, "data fetch: unknown data set '%s' (known: %s, all)", name, list);
-    }
+// One file of data set `name` into dir: from $RUNEXP_DATA_SRC/<name>/ when set, else from the
+// package's local copy, else downloaded (from $RUNEXP_DATA_MIRROR when set) and checked.
+static rx_status fetch_file(const char *name, const rx_dataset_impl *impl, const rx_dataset_file *ff, const char *dir) {
     const char *src_root = getenv("RUNEXP_DATA_SRC"), *mirror = getenv("RUNEXP_DATA_MIRROR");
     if (src_root && !*src_root) src_root = NULL;
+    char dest[4200], tmp[4300], src[4200], url[4200];
+    RX_TRY(rx_data_path_join(dest, sizeof dest, dir, ff->file));
+    if (exists(dest)) return RX_OK;
+    snprintf(tmp, sizeof tmp, "%s.part.%d", dest, (int)getpid());
+    const char *local = impl->local_copy_dir;
+    if (src_root) {
+        char sub[4096];
+        RX_TRY(rx_data_path_join(sub, sizeof sub, src_root, name));
+        RX_TRY(rx_data_path_join(src, sizeof src, sub, ff->file));
+        if (!exists(src) && local) RX_TRY(rx_data_path_join(src, sizeof src, local, ff->file));
+        if (!exists(src))
+            return rx_fail(RX_ERR_IO, "$RUNEXP_DATA_SRC is %s but %s/%s/%s is not there", src_root, src_root, name,
+                           ff->file);
+        return copy_file(src, tmp, dest);
+    }
+    if (local && rx_data_path_join(src, sizeof src, local, ff->file) == RX_OK && exists(src))
+        return copy_file(src, tmp, dest);
+    if (mirror && *mirror) snprintf(url, sizeof url, "%s/%s", mirror, ff->file);
+    else snprintf(url, sizeof url, "%s", ff->url);
+    return download_file(url, ff->md5, tmp, dest);
+}
+
+static rx_status fetch_one(const rx_component *comp, const char *dest_root) {
+    const rx_dataset_impl *impl = fetchable(comp);
     char dir[4096];
     RX_TRY(make_dir(dest_root));
-    RX_TRY(rx_data_path_join(dir, sizeof dir, dest_root, name));
+    RX_TRY(rx_data_path_join(dir, sizeof dir, dest_root, comp->name));
     RX_TRY(make_dir(dir));
-    for (int k = 0; k < NUM_FETCH_FILES; k++) {
-        const fetch_file *ff = &fetch_files[k];
-        if (strcmp(ff->dataset, name)) continue;
-        char dest[4200], tmp[4300], src[4200], url[4200];
-        RX_TRY(rx_data_path_join(dest, sizeof dest, dir, ff->file));
-        if (exists(dest)) continue;
-        snprintf(tmp, sizeof tmp, "%s.part.%d", dest, (int)getpid());
-        rx_status st;
-        if (src_root) {
-            char sub[4096];
-            RX_TRY(rx_data_path_join(sub, sizeof sub, src_root, name));
-            RX_TRY(rx_data_path_join(src, sizeof src, sub, ff->file));
-            if (!exists(src) && local_source_dir(name))
-                RX_TRY(rx_data_path_join(src, sizeof src, local_source_dir(name), ff->file));
-            if (!exists(src))
-                return rx_fail(RX_ERR_IO, "data fetch %s: $RUNEXP_DATA_SRC is %s but %s/%s/%s is not there", name,
-                               src_root, src_root, name, ff->file);
-            st = copy_file(src, tmp, dest);
-        } else if (local_source_dir(name) &&
-                   rx_data_path_join(src, sizeof src, local_source_dir(name), ff->file) == RX_OK && exists(src)) {
-            st = copy_file(src, tmp, dest);
-        } else {
-            if (mirror && *mirror) snprintf(url, sizeof url, "%s/%s", mirror, ff->file);
-            else snprintf(url, sizeof url, "%s", ff->url);
-            st = download_file(url, ff->md5, tmp, dest);
-        }
-        if (st != RX_OK) return rx_fail_ctx(st, "data fetch %s: ", name);
+    for (const rx_dataset_file *ff = impl->files; ff->file; ff++) {
+        rx_status st = fetch_file(comp->name, impl, ff, dir);
+        if (st != RX_OK) return rx_fail_ctx(st, "data fetch %s: ", comp->name);
     }
     return RX_OK;
 }
 
 rx_status rx_data_fetch(const char *name, const char *dest_root) {
     if (!name || !dest_root || !*dest_root) return rx_fail(RX_ERR_ARG, "rx_data_fetch: name and dest_root are required");
-    if (strcmp(name, "all")) return fetch_one(name, dest_root);
-    for (int k = 0; k < NUM_FETCH_FILES; k++)
-        if (is_first_of_its_dataset(k)) RX_TRY(fetch_one(fetch_files[k].dataset, dest_root));
-    return RX_OK;
+    if (!strcmp(name, "all")) {
+        for (int k = 0; rx_registry_components[k]; k++)
+            if (fetchable(rx_registry_components[k])) RX_TRY(fetch_one(rx_registry_components[k], dest_root));
+        return RX_OK;
+    }
+    const rx_component *comp = rx_registry_find(RX_KIND_DATASET, name);
+    if (fetchable(comp)) return fetch_one(comp, dest_root);
+    char list[256] = "";
+    for (int k = 0; rx_registry_components[k]; k++)
+        if (fetchable(rx_registry_components[k]))
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "",
+                     rx_registry_components[k]->name);
+    return rx_fail(RX_ERR_ARG, "data fetch: %s data set '%s' (fetchable: %s, all)", comp ? "nothing to fetch for" : "unknown",
+                   name, list);
 }

@@ -324,11 +324,5 @@ rx_status rx_cmd_export(const rx_cli *cli, int *config_error) {
 }
 
 rx_status rx_cmd_data_fetch(const rx_cli *cli, int *config_error) {
-    static const char *const all[] = {"cifar10", "mnist", "fashion_mnist"};
-    const char *dest = "data";
-    if (cli->all) {
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) RX_TRY(rx_data_fetch(all[i], dest));
-        return RX_OK;
-    }
-    return rx_data_fetch(cli->file, dest);
+    return rx_data_fetch(cli->all ? "all" : cli->file, "data");
 }
