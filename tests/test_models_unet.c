@@ -7,8 +7,11 @@
  *     weights and perturbed norm affines; its output for batch 3 and the parameter gradients of
  *     mean((out - target)^2) from torch autograd.
  *   - models_params.json: diffusers' parameter count of the seed configuration.
- * The export test writes build/tests/export_unet, which `gen_models.py --check` loads with
- * UNet2DModel.from_pretrained and compares with the C output saved next to it. */
+ *   - tests/fixtures/unet_downsample_padding0/, unet_head_remainder/ (gen_diffusers_configs.py,
+ *     diffusers 0.42.1): tiny UNet2DModels with downsample_padding 0 and freq_shift 0.5, and with
+ *     12 attention channels for attention_head_dim 5; weights, config.json and io.safetensors.
+ * The export tests write build/tests/export_unet and export_unet_pad0, which `gen_models.py --check`
+ * loads with UNet2DModel.from_pretrained and compares with the C output saved next to it. */
 #include "test_models_fixture.h"
 #include "runner/checkpoint.h"
 
@@ -172,6 +175,50 @@ Test(unet, export_diffusers_writes_config_and_state_dict) {
     rx_st_close(f);
     /* and it loads back as bare diffusers weights */
     ASSERT_OK(rx_ckpt_load_weights(c, path, &m->params, 0));
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+}
+
+/* --- configurations the first fixture does not use (gen_diffusers_configs.py) ---------------------- */
+
+#define PAD0 FIX "unet_downsample_padding0/"
+
+/* the fixtures' config.json, written out as parameters */
+static const char *const pad0_unet[] = {
+    "sample_size", "8", "block_out_channels", "[4, 8]", "layers_per_block", "1", "norm_num_groups", "2",
+    "down_block_types", "[DownBlock2D, DownBlock2D]", "up_block_types", "[UpBlock2D, UpBlock2D]",
+    "add_attention", "false", "num_classes", "2", "downsample_padding", "0", "freq_shift", "0.5", NULL};
+
+static rx_model *fixture_model(rx_ctx *c, const char *const *kv, const char *dir) {
+    rx_params *p = fx_params(&rx_comp_model_unet, kv);
+    rx_model *m = NULL;
+    ASSERT_OK(rx_model_create(c, &rx_comp_model_unet, p, 7, &m));
+    rx_params_free(p);
+    char path[512];
+    snprintf(path, sizeof path, "%sdiffusion_pytorch_model.safetensors", dir);
+    ASSERT_OK(rx_model_import_diffusers(c, m, path));
+    return m;
+}
+
+static double forward_error(rx_ctx *c, rx_model *m, const char *dir, const char *save_dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%sio.safetensors", dir);
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(path, &f));
+    double err;
+    fx_forward(c, m, f, 1e-5, save_dir, &err);
+    rx_st_close(f);
+    rx_step_end(c);
+    return err;
+}
+
+/* diffusers' Downsample2D with padding 0 pads (0, 1, 0, 1) before the stride-2 conv, so 8x8 still
+ * becomes 4x4; unpadded, the conv gives 3x3 and the up path's concat fails */
+Test(unet, downsample_padding_0_pads_bottom_and_right_like_diffusers) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_model *m = fixture_model(c, pad0_unet, PAD0);
+    double err = forward_error(c, m, PAD0, NULL);
+    cr_log_info("downsample_padding 0, freq_shift 0.5 vs diffusers: forward %.2e", err);
     rx_model_destroy(m);
     rx_ctx_destroy(c);
 }

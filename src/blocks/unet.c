@@ -67,7 +67,8 @@ const rx_param_spec rx_unet_params[] = {
      "class labels K (0 = unconditional); the class embedding has K+1 rows, label K = no label (CFG)"},
     {"flip_sin_to_cos", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "timestep embedding order [cos, sin]"},
     {"freq_shift", RX_P_FLOAT, "0", 0, 1, NULL, "timestep embedding downscale_freq_shift"},
-    {"downsample_padding", RX_P_INT, "1", 0, 1, NULL, "padding of the stride-2 downsampling conv"},
+    {"downsample_padding", RX_P_INT, "1", 0, 1, NULL,
+     "padding of the stride-2 downsampling conv; 0 pads the bottom row and right column instead, as diffusers"},
     {"weights", RX_P_PATH, "null", RX_NO_RANGE, NULL, "start from these weights: diffusers UNet2DModel safetensors (diffusion_pytorch_model.safetensors), or a runexp checkpoint"},
     {0}
 };
