@@ -182,12 +182,17 @@ Test(unet, export_diffusers_writes_config_and_state_dict) {
 /* --- configurations the first fixture does not use (gen_diffusers_configs.py) ---------------------- */
 
 #define PAD0 FIX "unet_downsample_padding0/"
+#define HEADS FIX "unet_head_remainder/"
 
 /* the fixtures' config.json, written out as parameters */
 static const char *const pad0_unet[] = {
     "sample_size", "8", "block_out_channels", "[4, 8]", "layers_per_block", "1", "norm_num_groups", "2",
     "down_block_types", "[DownBlock2D, DownBlock2D]", "up_block_types", "[UpBlock2D, UpBlock2D]",
     "add_attention", "false", "num_classes", "2", "downsample_padding", "0", "freq_shift", "0.5", NULL};
+static const char *const heads_unet[] = {
+    "sample_size", "8", "block_out_channels", "[4, 12]", "layers_per_block", "1", "norm_num_groups", "2",
+    "attention_head_dim", "5", "down_block_types", "[DownBlock2D, AttnDownBlock2D]",
+    "up_block_types", "[AttnUpBlock2D, UpBlock2D]", "num_classes", "2", NULL};
 
 static rx_model *fixture_model(rx_ctx *c, const char *const *kv, const char *dir) {
     rx_params *p = fx_params(&rx_comp_model_unet, kv);
@@ -220,5 +225,29 @@ Test(unet, downsample_padding_0_pads_bottom_and_right_like_diffusers) {
     double err = forward_error(c, m, PAD0, NULL);
     cr_log_info("downsample_padding 0, freq_shift 0.5 vs diffusers: forward %.2e", err);
     rx_model_destroy(m);
+    rx_ctx_destroy(c);
+}
+
+/* Attention(12 channels, heads = 12 // 5 = 2, dim_head 5): q, k, v are 10 wide, to_out maps 10 -> 12 */
+Test(unet, attention_channels_not_a_multiple_of_head_dim_match_diffusers) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_model *m = fixture_model(c, heads_unet, HEADS);
+    rx_tensor *q = rx_paramset_find(&m->params, "mid_block.attentions.0.to_q.weight");
+    rx_tensor *o = rx_paramset_find(&m->params, "mid_block.attentions.0.to_out.0.weight");
+    cr_assert(q && o);
+    cr_expect(q->shape[0] == 10 && q->shape[1] == 12, "to_q %s, diffusers [10,12]", RX_SHAPE_STR(q));
+    cr_expect(o->shape[0] == 12 && o->shape[1] == 10, "to_out %s, diffusers [12,10]", RX_SHAPE_STR(o));
+    double err = forward_error(c, m, HEADS, NULL);
+    cr_log_info("12 channels in heads of 5 vs diffusers: forward %.2e", err);
+    rx_model_destroy(m);
+
+    /* fewer channels than one head: diffusers builds 0 heads and divides by zero in its forward */
+    rx_params *p = fx_params(&rx_comp_model_unet, heads_unet);
+    ASSERT_OK(rx_params_set(p, "attention_head_dim", "16"));
+    m = NULL;
+    cr_expect_neq(rx_model_create(c, &rx_comp_model_unet, p, 7, &m), RX_OK);
+    cr_expect(strstr(rx_last_error(), "12 channels are fewer than attention_head_dim 16") &&
+              strstr(rx_last_error(), "diffusers makes channels // attention_head_dim = 0 heads"), "got: %s", rx_last_error());
+    rx_params_free(p);
     rx_ctx_destroy(c);
 }

@@ -59,7 +59,9 @@ const rx_param_spec rx_unet_params[] = {
      "UpBlock2D|AttnUpBlock2D", "one per level, deepest first"},
     {"mid_block_type", RX_P_CHOICE, "UNetMidBlock2D", RX_NO_RANGE, "UNetMidBlock2D", "middle block"},
     {"add_attention", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "attention in the middle block"},
-    {"attention_head_dim", RX_P_INT, "8", 1, 65536, NULL, "channels per attention head (heads = channels / this)"},
+    {"attention_head_dim", RX_P_INT, "8", 1, 65536, NULL,
+     "channels per attention head: heads = channels // this, as diffusers (q, k, v are heads x this wide, "
+     "narrower than the channels when this does not divide them)"},
     {"norm_num_groups", RX_P_INT, "32", 1, 1024, NULL, "GroupNorm groups"},
     {"norm_eps", RX_P_FLOAT, "1e-05", 0, 1, NULL, "GroupNorm epsilon"},
     {"dropout", RX_P_FLOAT, "0.0", 0, 1, NULL, "dropout inside resnets"},
