@@ -251,3 +251,32 @@ Test(unet, attention_channels_not_a_multiple_of_head_dim_match_diffusers) {
     rx_params_free(p);
     rx_ctx_destroy(c);
 }
+
+/* config.json carries freq_shift 0.5 as a real (diffusers computes with it as a float; as an integer
+ * it was 0, a 3e-2 relative difference), and reals at their shortest decimal. Leaves
+ * build/tests/export_unet_pad0 with the C forward for `gen_models.py --check`. */
+Test(unet, export_writes_a_fractional_freq_shift) {
+    const char *dir = "build/tests/export_unet_pad0";
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_model *m = fixture_model(c, pad0_unet, PAD0);
+    ASSERT_OK(rx_fs_mkdir_p(dir));
+    ASSERT_OK(rx_model_export_diffusers(c, m, dir));
+    forward_error(c, m, PAD0, dir);
+    json_t *j = fx_read_config(dir);
+    json_t *shift = json_object_get(j, "freq_shift");
+    cr_expect(json_is_real(shift) && json_real_value(shift) == 0.5, "freq_shift %s %g", json_is_real(shift) ? "real" : "not real",
+              json_number_value(shift));
+    cr_expect_eq(json_integer_value(json_object_get(j, "downsample_padding")), 0);
+    cr_expect_eq(json_real_value(json_object_get(j, "norm_eps")), 1e-5, "norm_eps written as 1e-05, not float32's 9.99999975e-06");
+    json_decref(j);
+    rx_model_destroy(m);
+
+    /* a whole freq_shift stays an integer, as diffusers writes it */
+    m = small_model(c);
+    ASSERT_OK(rx_model_export_diffusers(c, m, "build/tests/export_unet_shift1"));
+    j = fx_read_config("build/tests/export_unet_shift1");
+    cr_expect(json_is_integer(json_object_get(j, "freq_shift")));
+    json_decref(j);
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+}

@@ -272,7 +272,15 @@ static rx_tensor *dit_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t
     return rx_unpatchify(c, h, m->out_channels, d->grid, d->grid, d->patch);
 }
 
-static char *dit_diffusers_config(const rx_model *m) {
+/* DiTTransformer2DModel settings that the dit implements one way only, diffusers' default (JSON):
+ * export writes them, import refuses a config.json that has anything else */
+static const struct { const char *key, *value; } dit_fixed_keys[] = {
+    {"attention_bias", "true"}, {"activation_fn", "\"gelu-approximate\""}, {"norm_type", "\"ada_norm_zero\""},
+    {"norm_elementwise_affine", "false"},
+};
+#define DIT_N_FIXED (int)(sizeof dit_fixed_keys / sizeof dit_fixed_keys[0])
+
+static json_t *dit_diffusers_config(const rx_model *m) {
     const dit *d = m->priv;
     json_t *j = json_object();
     json_object_set_new(j, "_class_name", json_string("DiTTransformer2DModel"));
@@ -283,19 +291,15 @@ static char *dit_diffusers_config(const rx_model *m) {
     json_object_set_new(j, "num_layers", json_integer(d->depth));
     json_object_set_new(j, "dropout", json_real(0.0));
     json_object_set_new(j, "norm_num_groups", json_integer(32));   /* unused by the DiT; diffusers' default */
-    json_object_set_new(j, "attention_bias", json_true());
     json_object_set_new(j, "sample_size", json_integer(m->sample_size));
     json_object_set_new(j, "patch_size", json_integer(d->patch));
-    json_object_set_new(j, "activation_fn", json_string("gelu-approximate"));
     /* diffusers' LabelEmbedding adds the null row itself: num_embeds_ada_norm = K */
     json_object_set_new(j, "num_embeds_ada_norm", json_integer(m->num_classes));
     json_object_set_new(j, "upcast_attention", json_false());
-    json_object_set_new(j, "norm_type", json_string("ada_norm_zero"));
-    json_object_set_new(j, "norm_elementwise_affine", json_false());
-    json_object_set_new(j, "norm_eps", json_real(d->norm_eps));
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
+    for (int i = 0; i < DIT_N_FIXED; i++)
+        json_object_set_new(j, dit_fixed_keys[i].key, json_loads(dit_fixed_keys[i].value, JSON_DECODE_ANY, NULL));
+    json_object_set_new(j, "norm_eps", rx_json_float32(d->norm_eps));
+    return j;
 }
 
 /* diffusers keeps a copy of the shared embedder in every block: parameter `param`'s key number

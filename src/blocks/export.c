@@ -5,7 +5,9 @@
 #include "model.h"
 #include "io/fsutil.h"
 #include "io/safetensors.h"
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define KEY_MAX 400
@@ -42,7 +44,11 @@ rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *di
     if (!s) s = rx_st_writer_write(w, path);
     rx_st_writer_free(w);
     free(host);
-    char *json = s ? NULL : m->impl->diffusers_config(m);
+    /* 9 significant digits hold any float32; the models' reals are float32 values at their shortest
+     * decimal (rx_json_float32), so 1e-05 is written as 1e-05 */
+    json_t *config = s ? NULL : m->impl->diffusers_config(m);
+    char *json = config ? json_dumps(config, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(config);
     if (!s && !json) s = rx_fail(RX_ERR_OOM, "export: cannot make config.json");
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (!s) s = rx_fs_write_atomic(path, json, strlen(json));
@@ -111,4 +117,15 @@ rx_status rx_model_import_diffusers(rx_ctx *c, rx_model *m, const char *path) {
     free(copy);
     rx_st_close(f);
     return s;
+}
+
+/* --- config.json ------------------------------------------------------------------ */
+
+json_t *rx_json_float32(float v) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {   /* 9 digits always read back as the same float */
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    return json_real(strtod(buf, NULL));
 }

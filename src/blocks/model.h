@@ -11,6 +11,7 @@
 #include "kernels/ops.h"
 
 typedef struct rx_model rx_model;
+struct json_t;   /* jansson */
 
 typedef struct rx_model_impl {
     /* build parameters (PyTorch-default init from `seed`) */
@@ -20,8 +21,8 @@ typedef struct rx_model_impl {
     rx_tensor *(*forward)(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t, rx_tensor *labels);
     /* classifiers only: x -> penultimate features [B,F]; NULL for denoisers */
     rx_tensor *(*features)(rx_ctx *c, rx_model *m, rx_tensor *x);
-    /* the diffusers config.json for export (malloc'd JSON text), or NULL if not exportable */
-    char *(*diffusers_config)(const rx_model *m);
+    /* the diffusers config.json for export (a new JSON object; NULL on OOM), or NULL if not exportable */
+    struct json_t *(*diffusers_config)(const rx_model *m);
     void (*destroy)(rx_model *m);
     /* optional: where parameter `param` lives in a diffusers state dict when our layout differs
      * (the DiT shares one embedder that diffusers copies into every block). Writes key number
@@ -50,6 +51,8 @@ rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *di
  * every key the model expects (diffusers_key copies included) must be there with the right shape,
  * and nothing else; copies of a shared parameter must be equal. Checked before anything is copied. */
 rx_status rx_model_import_diffusers(rx_ctx *c, rx_model *m, const char *path);
+/* a float32 as a JSON real holding its shortest decimal (1e-05, not 9.99999975e-06) */
+struct json_t *rx_json_float32(float v);
 static inline int64_t rx_model_param_count(const rx_model *m) { return rx_paramset_numel(&m->params); }
 
 #endif

@@ -188,7 +188,17 @@ static rx_tensor *unet_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *
     return rx_conv_fwd(c, &u->conv_out, rx_silu(c, rx_group_norm_fwd(c, &u->norm_out, h)));
 }
 
-static char *unet_diffusers_config(const rx_model *m) {
+/* UNet2DModel settings that runexp's unet implements one way only, diffusers' default (JSON): export
+ * writes them, import refuses a config.json that has anything else */
+static const struct { const char *key, *value; } unet_fixed_keys[] = {
+    {"act_fn", "\"silu\""}, {"time_embedding_type", "\"positional\""}, {"time_embedding_dim", "null"},
+    {"center_input_sample", "false"}, {"mid_block_scale_factor", "1"}, {"downsample_type", "\"conv\""},
+    {"upsample_type", "\"conv\""}, {"resnet_time_scale_shift", "\"default\""}, {"class_embed_type", "null"},
+    {"attn_norm_num_groups", "null"},   /* null: the attention's GroupNorm has norm_num_groups */
+};
+#define UNET_N_FIXED (int)(sizeof unet_fixed_keys / sizeof unet_fixed_keys[0])
+
+static json_t *unet_diffusers_config(const rx_model *m) {
     const unet *u = m->priv;
     json_t *j = json_object(), *boc = json_array(), *dt = json_array(), *ut = json_array();
     for (int i = 0; i < u->levels; i++) {
@@ -208,17 +218,17 @@ static char *unet_diffusers_config(const rx_model *m) {
     json_object_set_new(j, "add_attention", json_boolean(u->add_attention));
     json_object_set_new(j, "attention_head_dim", json_integer(u->head_dim));
     json_object_set_new(j, "norm_num_groups", json_integer(u->groups));
-    json_object_set_new(j, "norm_eps", json_real(u->eps));
-    json_object_set_new(j, "dropout", json_real(u->dropout));
+    json_object_set_new(j, "norm_eps", rx_json_float32(u->eps));
+    json_object_set_new(j, "dropout", rx_json_float32(u->dropout));
     json_object_set_new(j, "flip_sin_to_cos", json_boolean(u->flip_sin_to_cos));
-    json_object_set_new(j, "freq_shift", json_integer((int)u->freq_shift));
+    /* diffusers annotates freq_shift as int but computes with it as a float: a fraction stays one */
+    json_object_set_new(j, "freq_shift", u->freq_shift == (int)u->freq_shift ? json_integer((int)u->freq_shift)
+                                                                             : rx_json_float32(u->freq_shift));
     json_object_set_new(j, "downsample_padding", json_integer(u->downsample_padding));
-    json_object_set_new(j, "act_fn", json_string("silu"));
-    json_object_set_new(j, "time_embedding_type", json_string("positional"));
+    for (int i = 0; i < UNET_N_FIXED; i++)
+        json_object_set_new(j, unet_fixed_keys[i].key, json_loads(unet_fixed_keys[i].value, JSON_DECODE_ANY, NULL));
     json_object_set_new(j, "num_class_embeds", m->num_classes > 0 ? json_integer(m->num_classes + 1) : json_null());
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
+    return j;
 }
 
 static void unet_destroy(rx_model *m) { free(m->priv); }
