@@ -55,18 +55,12 @@ typedef struct fx_result {
     int n_grads;
 } fx_result;
 
-/* Forward the fixture inputs through m, compare with diffusers' output; MSE loss backward,
- * compare every parameter gradient (rx_rel_err: max abs difference / max |reference|).
- * With save_dir, also writes save_dir/c_forward.safetensors (x, t, labels, out) for
- * gen_models.py --check. */
-static inline fx_result fx_check(rx_ctx *c, rx_model *m, const char *io_path, double out_tol, double grad_tol,
-                                 const char *save_dir) {
-    fx_result r = {0};
-    rx_st_file *f = NULL;
-    ASSERT_OK(rx_st_open(io_path, &f));
-    ASSERT_OK(rx_paramset_zero_grad(c, &m->params));
+/* Forward the inputs of io file f (x, t, labels) through m and compare with its `out`, diffusers'
+ * output (rx_rel_err: max abs difference / max |reference|); *err gets the error. With save_dir, also
+ * writes save_dir/c_forward.safetensors (x, t, labels, out) for gen_models.py --check. */
+static inline rx_tensor *fx_forward(rx_ctx *c, rx_model *m, const rx_st_file *f, double out_tol, const char *save_dir,
+                                    double *err) {
     rx_tensor *x = fx_tensor(c, f, "x"), *t = fx_tensor(c, f, "t"), *labels = fx_tensor(c, f, "labels");
-    rx_tensor *target = fx_tensor(c, f, "target");
     rx_tensor *out = m->impl->forward(c, m, x, t, labels);
     cr_assert(out, "forward: %s", rx_last_error());
     int64_t n_ref;
@@ -75,8 +69,8 @@ static inline fx_result fx_check(rx_ctx *c, rx_model *m, const char *io_path, do
                  (long long)out->numel, (long long)n_ref);
     float *got = malloc(n_ref * sizeof *got);
     ASSERT_OK(rx_tensor_to_host(c, out, got));
-    r.out_err = rx_rel_err(got, ref, n_ref);
-    cr_expect(r.out_err < out_tol, "forward: relative error %.3g vs diffusers (tolerance %.0e)", r.out_err, out_tol);
+    *err = rx_rel_err(got, ref, n_ref);
+    cr_expect(*err < out_tol, "forward: relative error %.3g vs diffusers (tolerance %.0e)", *err, out_tol);
 
     if (save_dir) {
         float *hx = malloc(x->numel * sizeof(float)), *ht = malloc(t->numel * sizeof(float)),
@@ -96,6 +90,21 @@ static inline fx_result fx_check(rx_ctx *c, rx_model *m, const char *io_path, do
         rx_st_writer_free(w);
         free(hx); free(ht); free(hl);
     }
+    free(ref);
+    free(got);
+    return out;
+}
+
+/* fx_forward on the fixture inputs, then the MSE loss backward: compare every parameter gradient
+ * (rx_rel_err). */
+static inline fx_result fx_check(rx_ctx *c, rx_model *m, const char *io_path, double out_tol, double grad_tol,
+                                 const char *save_dir) {
+    fx_result r = {0};
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(io_path, &f));
+    ASSERT_OK(rx_paramset_zero_grad(c, &m->params));
+    rx_tensor *out = fx_forward(c, m, f, out_tol, save_dir, &r.out_err);
+    rx_tensor *target = fx_tensor(c, f, "target");
 
     /* reference: torch.mean((out - target)^2) and its autograd gradients */
     rx_tensor *loss = rx_mse_loss(c, out, target, NULL);
@@ -149,7 +158,7 @@ static inline fx_result fx_check(rx_ctx *c, rx_model *m, const char *io_path, do
         r.n_grads++;
         free(g); free(scale); free(pg);
     }
-    free(ref); free(got); free(lref);
+    free(lref);
     rx_st_close(f);
     return r;
 }

@@ -7,8 +7,11 @@
  *     weights and perturbed norm affines; its output for batch 3 and the parameter gradients of
  *     mean((out - target)^2) from torch autograd.
  *   - models_params.json: diffusers' parameter count of the seed configuration.
- * The export test writes build/tests/export_unet, which `gen_models.py --check` loads with
- * UNet2DModel.from_pretrained and compares with the C output saved next to it. */
+ *   - tests/fixtures/unet_downsample_padding0/, unet_head_remainder/ (gen_diffusers_configs.py,
+ *     diffusers 0.42.1): tiny UNet2DModels with downsample_padding 0 and freq_shift 0.5, and with
+ *     12 attention channels for attention_head_dim 5; weights, config.json and io.safetensors.
+ * The export tests write build/tests/export_unet and export_unet_pad0, which `gen_models.py --check`
+ * loads with UNet2DModel.from_pretrained and compares with the C output saved next to it. */
 #include "registry/components.h"
 #include "test_models_fixture.h"
 #include "runner/checkpoint.h"
@@ -171,6 +174,108 @@ Test(unet, export_diffusers_writes_config_and_state_dict) {
     rx_st_close(f);
     /* and it loads back as bare diffusers weights */
     ASSERT_OK(rx_ckpt_load_weights(c, path, &m->params, 0));
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+}
+
+/* --- configurations the first fixture does not use (gen_diffusers_configs.py) ---------------------- */
+
+#define PAD0 FIX "unet_downsample_padding0/"
+#define HEADS FIX "unet_head_remainder/"
+
+/* the fixtures' config.json, written out as parameters */
+static const char *const pad0_unet[] = {
+    "sample_size", "8", "block_out_channels", "[4, 8]", "layers_per_block", "1", "norm_num_groups", "2",
+    "down_block_types", "[DownBlock2D, DownBlock2D]", "up_block_types", "[UpBlock2D, UpBlock2D]",
+    "add_attention", "false", "num_classes", "2", "downsample_padding", "0", "freq_shift", "0.5", NULL};
+static const char *const heads_unet[] = {
+    "sample_size", "8", "block_out_channels", "[4, 12]", "layers_per_block", "1", "norm_num_groups", "2",
+    "attention_head_dim", "5", "down_block_types", "[DownBlock2D, AttnDownBlock2D]",
+    "up_block_types", "[AttnUpBlock2D, UpBlock2D]", "num_classes", "2", NULL};
+
+static rx_model *fixture_model(rx_ctx *c, const char *const *kv, const char *dir) {
+    rx_params *p = fx_params(&rx_comp_model_unet, kv);
+    rx_model *m = NULL;
+    ASSERT_OK(rx_model_create(c, &rx_comp_model_unet, p, 7, &m));
+    rx_params_free(p);
+    char path[512];
+    snprintf(path, sizeof path, "%sdiffusion_pytorch_model.safetensors", dir);
+    ASSERT_OK(rx_model_import_diffusers(c, m, path));
+    return m;
+}
+
+static double forward_error(rx_ctx *c, rx_model *m, const char *dir, const char *save_dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%sio.safetensors", dir);
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(path, &f));
+    double err;
+    fx_forward(c, m, f, 1e-5, save_dir, &err);
+    rx_st_close(f);
+    rx_step_end(c);
+    return err;
+}
+
+/* diffusers' Downsample2D with padding 0 pads (0, 1, 0, 1) before the stride-2 conv, so 8x8 still
+ * becomes 4x4; unpadded, the conv gives 3x3 and the up path's concat fails */
+Test(unet, downsample_padding_0_pads_bottom_and_right_like_diffusers) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_model *m = fixture_model(c, pad0_unet, PAD0);
+    double err = forward_error(c, m, PAD0, NULL);
+    cr_log_info("downsample_padding 0, freq_shift 0.5 vs diffusers: forward %.2e", err);
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+}
+
+/* Attention(12 channels, heads = 12 // 5 = 2, dim_head 5): q, k, v are 10 wide, to_out maps 10 -> 12 */
+Test(unet, attention_channels_not_a_multiple_of_head_dim_match_diffusers) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_model *m = fixture_model(c, heads_unet, HEADS);
+    rx_tensor *q = rx_paramset_find(&m->params, "mid_block.attentions.0.to_q.weight");
+    rx_tensor *o = rx_paramset_find(&m->params, "mid_block.attentions.0.to_out.0.weight");
+    cr_assert(q && o);
+    cr_expect(q->shape[0] == 10 && q->shape[1] == 12, "to_q %s, diffusers [10,12]", RX_SHAPE_STR(q));
+    cr_expect(o->shape[0] == 12 && o->shape[1] == 10, "to_out %s, diffusers [12,10]", RX_SHAPE_STR(o));
+    double err = forward_error(c, m, HEADS, NULL);
+    cr_log_info("12 channels in heads of 5 vs diffusers: forward %.2e", err);
+    rx_model_destroy(m);
+
+    /* fewer channels than one head: diffusers builds 0 heads and divides by zero in its forward */
+    rx_params *p = fx_params(&rx_comp_model_unet, heads_unet);
+    ASSERT_OK(rx_params_set(p, "attention_head_dim", "16"));
+    m = NULL;
+    cr_expect_neq(rx_model_create(c, &rx_comp_model_unet, p, 7, &m), RX_OK);
+    cr_expect(strstr(rx_last_error(), "12 channels are fewer than attention_head_dim 16") &&
+              strstr(rx_last_error(), "diffusers makes channels // attention_head_dim = 0 heads"), "got: %s", rx_last_error());
+    rx_params_free(p);
+    rx_ctx_destroy(c);
+}
+
+/* config.json carries freq_shift 0.5 as a real (diffusers computes with it as a float; as an integer
+ * it was 0, a 3e-2 relative difference), and reals at their shortest decimal. Leaves
+ * build/tests/export_unet_pad0 with the C forward for `gen_models.py --check`. */
+Test(unet, export_writes_a_fractional_freq_shift) {
+    const char *dir = "build/tests/export_unet_pad0";
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_model *m = fixture_model(c, pad0_unet, PAD0);
+    ASSERT_OK(rx_fs_mkdir_p(dir));
+    ASSERT_OK(rx_model_export_diffusers(c, m, dir));
+    forward_error(c, m, PAD0, dir);
+    json_t *j = fx_read_config(dir);
+    json_t *shift = json_object_get(j, "freq_shift");
+    cr_expect(json_is_real(shift) && json_real_value(shift) == 0.5, "freq_shift %s %g", json_is_real(shift) ? "real" : "not real",
+              json_number_value(shift));
+    cr_expect_eq(json_integer_value(json_object_get(j, "downsample_padding")), 0);
+    cr_expect_eq(json_real_value(json_object_get(j, "norm_eps")), 1e-5, "norm_eps written as 1e-05, not float32's 9.99999975e-06");
+    json_decref(j);
+    rx_model_destroy(m);
+
+    /* a whole freq_shift stays an integer, as diffusers writes it */
+    m = small_model(c);
+    ASSERT_OK(rx_model_export_diffusers(c, m, "build/tests/export_unet_shift1"));
+    j = fx_read_config("build/tests/export_unet_shift1");
+    cr_expect(json_is_integer(json_object_get(j, "freq_shift")));
+    json_decref(j);
     rx_model_destroy(m);
     rx_ctx_destroy(c);
 }

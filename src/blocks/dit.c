@@ -139,20 +139,29 @@ const rx_param_spec rx_dit_params[] = {
     {"preset", RX_P_CHOICE, "null", RX_NO_RANGE,
      "DiT-S/2|DiT-S/4|DiT-S/8|DiT-B/2|DiT-B/4|DiT-B/8|DiT-L/2|DiT-L/4|DiT-L/8|DiT-XL/2|DiT-XL/4|DiT-XL/8",
      "a size of Peebles & Xie (sets depth, hidden_size, num_heads, patch_size); null = use those four"},
-    {"depth", RX_P_INT, "12", 1, DIT_MAX_DEPTH, NULL, "number of DiT blocks (diffusers num_layers)"},
-    {"hidden_size", RX_P_INT, "384", 2, 65536, NULL, "token width D (diffusers num_attention_heads x attention_head_dim)"},
-    {"num_heads", RX_P_INT, "6", 1, 1024, NULL, "attention heads; hidden_size must be divisible by it"},
+    {"depth", RX_P_INT, "12", 1, DIT_MAX_DEPTH, NULL,
+     "number of DiT blocks (diffusers num_layers, default 28: our defaults are DiT-S/2, its DiT-XL/2)"},
+    {"hidden_size", RX_P_INT, "384", 2, 65536, NULL,
+     "token width D (diffusers num_attention_heads x attention_head_dim, default 16 x 72)"},
+    {"num_heads", RX_P_INT, "6", 1, 1024, NULL,
+     "attention heads; hidden_size must be divisible by it (diffusers num_attention_heads, default 16)"},
     {"patch_size", RX_P_INT, "2", 1, 64, NULL, "side of the square patches; sample_size must be divisible by it"},
     {"sample_size", RX_P_INT, "32", 1, 4096, NULL, "height = width of the inputs"},
-    {"in_channels", RX_P_INT, "3", 1, 64, NULL, "input channels"},
+    {"in_channels", RX_P_INT, "3", 1, 64, NULL, "input channels (diffusers' default 4: latents)"},
     {"learn_sigma", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
      "also output a variance half (out_channels = 2 in_channels), as the paper and diffusers' DiT checkpoints"},
     {"num_classes", RX_P_INT, "0", 0, 1000000, NULL,
-     "class labels K (0 = unconditional); the label table has K+1 rows, label K = no label (CFG)"},
+     "class labels K (0 = unconditional); the label table has K+1 rows, label K = no label (CFG) "
+     "(diffusers num_embeds_ada_norm, default 1000)"},
     {"norm_eps", RX_P_FLOAT, "1e-06", 0, 1, NULL,
-     "LayerNorm epsilon before the MLP (diffusers norm_eps; the paper uses 1e-6 everywhere)"},
+     "LayerNorm epsilon before the MLP (diffusers norm_eps). Deliberately the paper's 1e-6 (its code uses it "
+     "everywhere), not diffusers' default 1e-5: for diffusers weights the config.json beside them sets it; without "
+     "one, set 1e-5 for a DiT made with diffusers' default"},
     {"block_type", RX_P_CHOICE, "DiTBlock", RX_NO_RANGE, "@block/dit", "transformer block (a registered block of role dit)"},
-    {"weights", RX_P_PATH, "null", RX_NO_RANGE, NULL, "start from these weights: diffusers DiTTransformer2DModel safetensors, or a runexp checkpoint"},
+    {"weights", RX_P_PATH, "null", RX_NO_RANGE, NULL,
+     "start from these weights: diffusers DiTTransformer2DModel safetensors, or a runexp checkpoint. A diffusers "
+     "config.json beside them (or beside init) sets every key above that the experiment leaves out; a key set to "
+     "another value is an error"},
     {0}
 };
 
@@ -268,7 +277,15 @@ static rx_tensor *dit_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t
     return rx_unpatchify(c, h, m->out_channels, d->grid, d->grid, d->patch);
 }
 
-static char *dit_diffusers_config(const rx_model *m) {
+/* DiTTransformer2DModel settings that the dit implements one way only, diffusers' default (JSON):
+ * export writes them, import refuses a config.json that has anything else */
+static const struct { const char *key, *value; } dit_fixed_keys[] = {
+    {"attention_bias", "true"}, {"activation_fn", "\"gelu-approximate\""}, {"norm_type", "\"ada_norm_zero\""},
+    {"norm_elementwise_affine", "false"},
+};
+#define DIT_N_FIXED (int)(sizeof dit_fixed_keys / sizeof dit_fixed_keys[0])
+
+static json_t *dit_diffusers_config(const rx_model *m) {
     const dit *d = m->priv;
     json_t *j = json_object();
     json_object_set_new(j, "_class_name", json_string("DiTTransformer2DModel"));
@@ -279,19 +296,76 @@ static char *dit_diffusers_config(const rx_model *m) {
     json_object_set_new(j, "num_layers", json_integer(d->depth));
     json_object_set_new(j, "dropout", json_real(0.0));
     json_object_set_new(j, "norm_num_groups", json_integer(32));   /* unused by the DiT; diffusers' default */
-    json_object_set_new(j, "attention_bias", json_true());
     json_object_set_new(j, "sample_size", json_integer(m->sample_size));
     json_object_set_new(j, "patch_size", json_integer(d->patch));
-    json_object_set_new(j, "activation_fn", json_string("gelu-approximate"));
     /* diffusers' LabelEmbedding adds the null row itself: num_embeds_ada_norm = K */
     json_object_set_new(j, "num_embeds_ada_norm", json_integer(m->num_classes));
     json_object_set_new(j, "upcast_attention", json_false());
-    json_object_set_new(j, "norm_type", json_string("ada_norm_zero"));
-    json_object_set_new(j, "norm_elementwise_affine", json_false());
-    json_object_set_new(j, "norm_eps", json_real(d->norm_eps));
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
+    for (int i = 0; i < DIT_N_FIXED; i++)
+        json_object_set_new(j, dit_fixed_keys[i].key, json_loads(dit_fixed_keys[i].value, JSON_DECODE_ANY, NULL));
+    json_object_set_new(j, "norm_eps", rx_json_float32(d->norm_eps));
+    return j;
+}
+
+/* DiTTransformer2DModel config keys that are dit parameters, with diffusers' default (JSON) that a
+ * config.json leaving the key out means: DiT-XL/2 on 32x32x4 latents, 1000 classes, norm_eps 1e-5 */
+static const struct { const char *param, *key, *diffusers_default; } dit_same_keys[] = {
+    {"depth", "num_layers", "28"}, {"num_heads", "num_attention_heads", "16"}, {"patch_size", "patch_size", "2"},
+    {"sample_size", "sample_size", "32"}, {"in_channels", "in_channels", "4"},
+    {"num_classes", "num_embeds_ada_norm", "1000"},   /* diffusers' LabelEmbedding adds the null row itself */
+    {"norm_eps", "norm_eps", "1e-05"},
+};
+
+/* config[key] as an integer, diffusers_default when absent */
+static rx_status config_int(const json_t *config, const char *path, const char *key, json_int_t diffusers_default,
+                            json_int_t *out) {
+    const json_t *v = json_object_get(config, key);
+    if (v && !json_is_integer(v)) return rx_fail(RX_ERR_CONFIG, "%s: %s must be an integer", path, key);
+    *out = v ? json_integer_value(v) : diffusers_default;
+    return RX_OK;
+}
+
+/* the inverse of dit_diffusers_config. Not read: dropout (the dit has none; it acts only in training),
+ * norm_num_groups (unused by the DiT), upcast_attention (a float16 setting). */
+static rx_status dit_params_from_diffusers(const json_t *config, const char *path, rx_diffusers_param_fn put, void *ctx) {
+    const char *cls = json_string_value(json_object_get(config, "_class_name"));
+    const char *norm_type = json_string_value(json_object_get(config, "norm_type"));
+    /* diffusers loads a Transformer2DModel config with norm_type ada_norm_zero as a DiTTransformer2DModel */
+    int legacy_dit = !strcmp(cls, "Transformer2DModel") && norm_type && !strcmp(norm_type, "ada_norm_zero");
+    if (strcmp(cls, "DiTTransformer2DModel") && !legacy_dit)
+        return rx_fail(RX_ERR_CONFIG, "%s: a %s config; model 'dit' is diffusers' DiTTransformer2DModel", path, cls);
+    for (int i = 0; i < DIT_N_FIXED; i++)
+        RX_TRY(rx_diffusers_require(config, path, "dit", dit_fixed_keys[i].key, dit_fixed_keys[i].value));
+    for (size_t i = 0; i < sizeof dit_same_keys / sizeof dit_same_keys[0]; i++) {
+        json_t *v = rx_diffusers_value(config, dit_same_keys[i].key, dit_same_keys[i].diffusers_default);
+        if (!v) return rx_fail(RX_ERR_OOM, "%s: out of memory", path);
+        put(ctx, dit_same_keys[i].param, v, 0);
+        json_decref(v);
+    }
+    /* hidden_size = num_attention_heads x attention_head_dim; learn_sigma: out_channels 2 x in_channels
+     * (null = in_channels); preset: the paper's name for this size, if it has one */
+    json_int_t depth = 0, heads = 0, head_dim = 0, patch = 0, in = 0, out = 0;
+    RX_TRY(config_int(config, path, "num_layers", 28, &depth));
+    RX_TRY(config_int(config, path, "num_attention_heads", 16, &heads));
+    RX_TRY(config_int(config, path, "attention_head_dim", 72, &head_dim));
+    RX_TRY(config_int(config, path, "patch_size", 2, &patch));
+    RX_TRY(config_int(config, path, "in_channels", 4, &in));
+    if (json_is_null(json_object_get(config, "out_channels"))) out = in;
+    else RX_TRY(config_int(config, path, "out_channels", in, &out));
+    if (out != in && out != 2 * in)
+        return rx_fail(RX_ERR_CONFIG, "%s: out_channels %lld: model 'dit' outputs in_channels (%lld) or, with learn_sigma, "
+                       "twice as many", path, (long long)out, (long long)in);
+    const char *preset = NULL;
+    for (size_t i = 0; i < sizeof dit_presets / sizeof dit_presets[0]; i++)
+        if (dit_presets[i].depth == depth && dit_presets[i].hidden == heads * head_dim && dit_presets[i].heads == heads &&
+            dit_presets[i].patch == patch)
+            preset = dit_presets[i].name;
+    json_t *derived[3] = {json_integer(heads * head_dim), json_boolean(out == 2 * in), preset ? json_string(preset) : json_null()};
+    put(ctx, "hidden_size", derived[0], 0);
+    put(ctx, "learn_sigma", derived[1], 0);
+    put(ctx, "preset", derived[2], 0);
+    for (int i = 0; i < 3; i++) json_decref(derived[i]);
+    return RX_OK;
 }
 
 /* diffusers keeps a copy of the shared embedder in every block: parameter `param`'s key number
@@ -309,7 +383,7 @@ static int dit_diffusers_key(const rx_model *m, int param, int copy, char *buf, 
 static void dit_destroy(rx_model *m) { free(m->priv); }
 
 static const rx_model_impl dit_impl = {dit_create, dit_forward, NULL, dit_diffusers_config, dit_destroy,
-                                       dit_diffusers_key};
+                                       dit_diffusers_key, dit_params_from_diffusers};
 const rx_component rx_comp_model_dit = {
     RX_KIND_MODEL, "dit",
     "DiT (Peebles & Xie 2023): patchified transformer with adaLN-Zero; diffusers DiTTransformer2DModel names",

@@ -1,12 +1,17 @@
 /* export.c — a model's weights in diffusers' layout, both ways. Our parameter names are diffusers'
  * state-dict keys, so export is the parameters as they are plus config.json; a model whose layout
  * differs (the DiT's shared embedder, copied into every diffusers block) maps keys with its
- * diffusers_key hook. */
+ * diffusers_key hook. The other way, a config.json beside imported weights is read into the model's
+ * parameters by its params_from_diffusers hook (registry/diffusers_config.c applies them). */
 #include "model.h"
 #include "io/fsutil.h"
+#include "io/json_util.h"
 #include "io/safetensors.h"
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KEY_MAX 400
 
@@ -42,7 +47,11 @@ rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *di
     if (!s) s = rx_st_writer_write(w, path);
     rx_st_writer_free(w);
     free(host);
-    char *json = s ? NULL : m->impl->diffusers_config(m);
+    /* 9 significant digits hold any float32; the models' reals are float32 values at their shortest
+     * decimal (rx_json_float32), so 1e-05 is written as 1e-05 */
+    json_t *config = s ? NULL : m->impl->diffusers_config(m);
+    char *json = config ? json_dumps(config, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(config);
     if (!s && !json) s = rx_fail(RX_ERR_OOM, "export: cannot make config.json");
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (!s) s = rx_fs_write_atomic(path, json, strlen(json));
@@ -110,5 +119,52 @@ rx_status rx_model_import_diffusers(rx_ctx *c, rx_model *m, const char *path) {
     free(host);
     free(copy);
     rx_st_close(f);
+    return s;
+}
+
+/* --- config.json ------------------------------------------------------------------ */
+
+json_t *rx_json_float32(float v) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {   /* 9 digits always read back as the same float */
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    return json_real(strtod(buf, NULL));
+}
+
+json_t *rx_diffusers_value(const json_t *config, const char *key, const char *diffusers_default) {
+    json_t *v = json_object_get(config, key);
+    return v ? json_incref(v) : json_loads(diffusers_default, JSON_DECODE_ANY, NULL);
+}
+
+rx_status rx_diffusers_require(const json_t *config, const char *path, const char *arch, const char *key,
+                               const char *implemented) {
+    json_t *v = json_object_get(config, key), *want = json_loads(implemented, JSON_DECODE_ANY, NULL);
+    if (!want) return rx_fail(RX_ERR_OOM, "%s: out of memory", path);
+    int same = !v || json_equal(v, want) ||   /* 1 and 1.0 are the same setting */
+               (json_is_number(v) && json_is_number(want) && json_number_value(v) == json_number_value(want));
+    json_decref(want);
+    if (same) return RX_OK;
+    char *got = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    rx_status s = rx_fail(RX_ERR_CONFIG, "%s: %s is %s; model '%s' implements only %s (diffusers' default)", path, key,
+                          got ? got : "?", arch, implemented);
+    free(got);
+    return s;
+}
+
+rx_status rx_model_diffusers_config_params(const rx_component *model, const char *weights_path, rx_diffusers_param_fn put,
+                                           void *ctx, char *config_path, size_t n) {
+    const char *slash = strrchr(weights_path, '/');
+    int dir_len = slash ? (int)(slash - weights_path) + 1 : 0;
+    snprintf(config_path, n, "%.*sconfig.json", dir_len, weights_path);
+    const rx_model_impl *impl = model->kind == RX_KIND_MODEL ? model->impl : NULL;
+    if (!impl || !impl->params_from_diffusers || access(config_path, F_OK) != 0) return RX_OK;
+    json_t *config = NULL;
+    RX_TRY(rx_json_load_file(config_path, &config));
+    rx_status s = RX_OK;
+    if (json_is_object(config) && json_is_string(json_object_get(config, "_class_name")))   /* a diffusers model's */
+        s = impl->params_from_diffusers(config, config_path, put, ctx);
+    json_decref(config);
     return s;
 }

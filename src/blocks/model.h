@@ -11,6 +11,13 @@
 #include "kernels/ops.h"
 
 typedef struct rx_model rx_model;
+struct json_t;   /* jansson */
+
+/* Receives one parameter value that a diffusers config.json determines: `value` (borrowed) is an
+ * integer, real, boolean, string, null or array of them, as the parameter's type reads it.
+ * training_choice: the key does not change what the weights compute (dropout), so a value the
+ * experiment sets wins over the file's. */
+typedef void (*rx_diffusers_param_fn)(void *ctx, const char *param, const struct json_t *value, int training_choice);
 
 typedef struct rx_model_impl {
     /* build parameters (PyTorch-default init from `seed`) */
@@ -20,14 +27,19 @@ typedef struct rx_model_impl {
     rx_tensor *(*forward)(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t, rx_tensor *labels);
     /* classifiers only: x -> penultimate features [B,F]; NULL for denoisers */
     rx_tensor *(*features)(rx_ctx *c, rx_model *m, rx_tensor *x);
-    /* the diffusers config.json for export (malloc'd JSON text), or NULL if not exportable */
-    char *(*diffusers_config)(const rx_model *m);
+    /* the diffusers config.json for export (a new JSON object; NULL on OOM), or NULL if not exportable */
+    struct json_t *(*diffusers_config)(const rx_model *m);
     void (*destroy)(rx_model *m);
     /* optional: where parameter `param` lives in a diffusers state dict when our layout differs
      * (the DiT shares one embedder that diffusers copies into every block). Writes key number
      * `copy` (0, 1, ...) into buf and returns 1, or returns 0 when there is no such copy.
      * NULL: every parameter is stored once, under its own name. */
     int (*diffusers_key)(const rx_model *m, int param, int copy, char *buf, size_t n);
+    /* optional, the inverse of diffusers_config: the parameters that a diffusers config.json (parsed
+     * from `path`) determines, passed to put one by one; a key the file leaves out means diffusers'
+     * default. Fails, naming the key, when the file describes a model this one cannot be. */
+    rx_status (*params_from_diffusers)(const struct json_t *config, const char *path, rx_diffusers_param_fn put,
+                                       void *ctx);
 } rx_model_impl;
 
 struct rx_model {
@@ -50,6 +62,20 @@ rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *di
  * every key the model expects (diffusers_key copies included) must be there with the right shape,
  * and nothing else; copies of a shared parameter must be equal. Checked before anything is copied. */
 rx_status rx_model_import_diffusers(rx_ctx *c, rx_model *m, const char *path);
+/* The diffusers config.json in the directory of `weights_path` (its path goes to config_path), read
+ * through the model's params_from_diffusers (see there). Nothing is read when there is no such file,
+ * when it is not a diffusers model config (no _class_name) or when the model has no such hook. */
+rx_status rx_model_diffusers_config_params(const rx_component *model, const char *weights_path, rx_diffusers_param_fn put,
+                                           void *ctx, char *config_path, size_t n);
+/* Helpers for the hooks. config[key], or diffusers_default (JSON text) when the file leaves the key
+ * out: a new reference (NULL on OOM). */
+struct json_t *rx_diffusers_value(const struct json_t *config, const char *key, const char *diffusers_default);
+/* RX_OK when config[key] is absent or equals `implemented` (JSON text, diffusers' default for the key;
+ * numbers compare by value); else an error: model `arch` implements only that. */
+rx_status rx_diffusers_require(const struct json_t *config, const char *path, const char *arch, const char *key,
+                               const char *implemented);
+/* a float32 as a JSON real holding its shortest decimal (1e-05, not 9.99999975e-06) */
+struct json_t *rx_json_float32(float v);
 static inline int64_t rx_model_param_count(const rx_model *m) { return rx_paramset_numel(&m->params); }
 
 #endif

@@ -30,13 +30,17 @@ rx_tensor *rx_resnet_forward(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, 
 
 rx_status rx_attn_block_build(rx_builder *b, const char *name, int channels, int dim_head, int groups, float eps,
                               rx_attn_block *a) {
-    if (dim_head <= 0 || channels % dim_head)
-        return rx_fail(RX_ERR_CONFIG, "%s%s%s: %d channels are not a whole number of heads of attention_head_dim %d",
+    /* diffusers' Attention(channels, heads = channels // dim_head, dim_head): when dim_head does not
+     * divide the channels, q, k and v have the inner width heads * dim_head < channels and to_out
+     * maps back. With fewer channels than dim_head there is no head (diffusers divides by zero). */
+    if (dim_head <= 0 || channels < dim_head)
+        return rx_fail(RX_ERR_CONFIG, "%s%s%s: %d channels are fewer than attention_head_dim %d: no attention head "
+                       "(diffusers makes channels // attention_head_dim = 0 heads and fails in its forward)",
                        b->prefix, b->prefix[0] && name[0] ? "." : "", name, channels, dim_head);
     rx_builder_push(b, "%s", name);
     a->heads = channels / dim_head;
     a->dim_head = dim_head;
-    int inner = a->heads * dim_head;
+    int inner = a->heads * dim_head;   /* = channels when dim_head divides them */
     rx_status s = rx_build_group_norm(b, "group_norm", groups, channels, eps, &a->group_norm);
     if (!s) s = rx_build_linear(b, "to_q", channels, inner, 1, &a->to_q);
     if (!s) s = rx_build_linear(b, "to_k", channels, inner, 1, &a->to_k);

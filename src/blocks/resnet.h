@@ -22,7 +22,7 @@ rx_status rx_resnet_build(rx_builder *b, const char *name, int cin, int cout, in
 rx_tensor *rx_resnet_forward(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, rx_tensor *temb_act);
 
 /* diffusers Attention with _from_deprecated_attn_block (the U-Net's spatial self-attention):
- *   h = group_norm(x) viewed as tokens [B, H*W, C]; q,k,v = Linear(C, heads*dim_head)
+ *   h = group_norm(x) viewed as tokens [B, H*W, C]; q,k,v = Linear(C, heads*dim_head), heads = C // dim_head
  *   y = x + to_out(SDPA(q, k, v)) viewed back as [B,C,H,W]                           */
 typedef struct rx_attn_block {
     rx_group_norm_layer group_norm;

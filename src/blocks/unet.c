@@ -48,16 +48,23 @@ const rx_param_spec rx_unet_params[] = {
      "@block/unet_up", "one per level, deepest first"},
     {"mid_block_type", RX_P_CHOICE, "UNetMidBlock2D", RX_NO_RANGE, "@block/unet_mid", "middle block"},
     {"add_attention", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "attention in the middle block"},
-    {"attention_head_dim", RX_P_INT, "8", 1, 65536, NULL, "channels per attention head (heads = channels / this)"},
+    {"attention_head_dim", RX_P_INT, "8", 1, 65536, NULL,
+     "channels per attention head: heads = channels // this, as diffusers (q, k, v are heads x this wide, "
+     "narrower than the channels when this does not divide them)"},
     {"norm_num_groups", RX_P_INT, "32", 1, 1024, NULL, "GroupNorm groups"},
     {"norm_eps", RX_P_FLOAT, "1e-05", 0, 1, NULL, "GroupNorm epsilon"},
-    {"dropout", RX_P_FLOAT, "0.0", 0, 1, NULL, "dropout inside resnets"},
+    {"dropout", RX_P_FLOAT, "0.0", 0, 1, NULL,
+     "dropout inside resnets (a training choice: the experiment's value wins over a config.json beside the weights)"},
     {"num_classes", RX_P_INT, "0", 0, 1000000, NULL,
      "class labels K (0 = unconditional); the class embedding has K+1 rows, label K = no label (CFG)"},
     {"flip_sin_to_cos", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "timestep embedding order [cos, sin]"},
     {"freq_shift", RX_P_FLOAT, "0", 0, 1, NULL, "timestep embedding downscale_freq_shift"},
-    {"downsample_padding", RX_P_INT, "1", 0, 1, NULL, "padding of the stride-2 downsampling conv"},
-    {"weights", RX_P_PATH, "null", RX_NO_RANGE, NULL, "start from these weights: diffusers UNet2DModel safetensors (diffusion_pytorch_model.safetensors), or a runexp checkpoint"},
+    {"downsample_padding", RX_P_INT, "1", 0, 1, NULL,
+     "padding of the stride-2 downsampling conv; 0 pads the bottom row and right column instead, as diffusers"},
+    {"weights", RX_P_PATH, "null", RX_NO_RANGE, NULL,
+     "start from these weights: diffusers UNet2DModel safetensors (diffusion_pytorch_model.safetensors), or a runexp "
+     "checkpoint. A diffusers config.json beside them (or beside init) sets every key above that the experiment leaves "
+     "out; a key set to another value is an error"},
     {0}
 };
 
@@ -174,7 +181,17 @@ static rx_tensor *unet_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *
     return rx_conv_fwd(c, &u->conv_out, rx_silu(c, rx_group_norm_fwd(c, &u->norm_out, h)));
 }
 
-static char *unet_diffusers_config(const rx_model *m) {
+/* UNet2DModel settings that runexp's unet implements one way only, diffusers' default (JSON): export
+ * writes them, import refuses a config.json that has anything else */
+static const struct { const char *key, *value; } unet_fixed_keys[] = {
+    {"act_fn", "\"silu\""}, {"time_embedding_type", "\"positional\""}, {"time_embedding_dim", "null"},
+    {"center_input_sample", "false"}, {"mid_block_scale_factor", "1"}, {"downsample_type", "\"conv\""},
+    {"upsample_type", "\"conv\""}, {"resnet_time_scale_shift", "\"default\""}, {"class_embed_type", "null"},
+    {"attn_norm_num_groups", "null"},   /* null: the attention's GroupNorm has norm_num_groups */
+};
+#define UNET_N_FIXED (int)(sizeof unet_fixed_keys / sizeof unet_fixed_keys[0])
+
+static json_t *unet_diffusers_config(const rx_model *m) {
     const unet *u = m->priv;
     json_t *j = json_object(), *boc = json_array(), *dt = json_array(), *ut = json_array();
     for (int i = 0; i < u->levels; i++) {
@@ -194,21 +211,73 @@ static char *unet_diffusers_config(const rx_model *m) {
     json_object_set_new(j, "add_attention", json_boolean(u->add_attention));
     json_object_set_new(j, "attention_head_dim", json_integer(u->head_dim));
     json_object_set_new(j, "norm_num_groups", json_integer(u->groups));
-    json_object_set_new(j, "norm_eps", json_real(u->eps));
-    json_object_set_new(j, "dropout", json_real(u->dropout));
+    json_object_set_new(j, "norm_eps", rx_json_float32(u->eps));
+    json_object_set_new(j, "dropout", rx_json_float32(u->dropout));
     json_object_set_new(j, "flip_sin_to_cos", json_boolean(u->flip_sin_to_cos));
-    json_object_set_new(j, "freq_shift", json_integer((int)u->freq_shift));
+    /* diffusers annotates freq_shift as int but computes with it as a float: a fraction stays one */
+    json_object_set_new(j, "freq_shift", u->freq_shift == (int)u->freq_shift ? json_integer((int)u->freq_shift)
+                                                                             : rx_json_float32(u->freq_shift));
     json_object_set_new(j, "downsample_padding", json_integer(u->downsample_padding));
-    json_object_set_new(j, "act_fn", json_string("silu"));
-    json_object_set_new(j, "time_embedding_type", json_string("positional"));
+    for (int i = 0; i < UNET_N_FIXED; i++)
+        json_object_set_new(j, unet_fixed_keys[i].key, json_loads(unet_fixed_keys[i].value, JSON_DECODE_ANY, NULL));
     json_object_set_new(j, "num_class_embeds", m->num_classes > 0 ? json_integer(m->num_classes + 1) : json_null());
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
+    return j;
+}
+
+/* UNet2DModel config keys that are unet parameters of the same name and meaning, with diffusers'
+ * default (JSON), which a config.json that leaves the key out means */
+static const struct { const char *key, *diffusers_default; int training_choice; } unet_same_keys[] = {
+    {"in_channels", "3"}, {"out_channels", "3"}, {"layers_per_block", "2"},
+    {"block_out_channels", "[224, 448, 672, 896]"},
+    {"down_block_types", "[\"DownBlock2D\", \"AttnDownBlock2D\", \"AttnDownBlock2D\", \"AttnDownBlock2D\"]"},
+    {"up_block_types", "[\"AttnUpBlock2D\", \"AttnUpBlock2D\", \"AttnUpBlock2D\", \"UpBlock2D\"]"},
+    {"mid_block_type", "\"UNetMidBlock2D\""}, {"add_attention", "true"}, {"attention_head_dim", "8"}, {"norm_num_groups", "32"},
+    {"norm_eps", "1e-05"}, {"flip_sin_to_cos", "true"}, {"freq_shift", "0"}, {"downsample_padding", "1"},
+    {"dropout", "0.0", 1},   /* regularisation while training: the experiment's value wins */
+};
+
+/* the inverse of unet_diffusers_config */
+static rx_status unet_params_from_diffusers(const json_t *config, const char *path, rx_diffusers_param_fn put, void *ctx) {
+    const char *cls = json_string_value(json_object_get(config, "_class_name"));
+    if (strcmp(cls, "UNet2DModel"))
+        return rx_fail(RX_ERR_CONFIG, "%s: a %s config; model 'unet' is diffusers' UNet2DModel", path, cls);
+    /* attn_norm_num_groups null means norm_num_groups, so that number is the same setting */
+    int attn_groups_same = json_equal(json_object_get(config, "attn_norm_num_groups"), json_object_get(config, "norm_num_groups"));
+    for (int i = 0; i < UNET_N_FIXED; i++)
+        if (!(attn_groups_same && !strcmp(unet_fixed_keys[i].key, "attn_norm_num_groups")))
+            RX_TRY(rx_diffusers_require(config, path, "unet", unet_fixed_keys[i].key, unet_fixed_keys[i].value));
+
+    /* sample_size: an int or [h, w]; null (any size) leaves ours */
+    const json_t *size = json_object_get(config, "sample_size");
+    if (json_is_array(size) && json_array_size(size) == 2 && json_equal(json_array_get(size, 0), json_array_get(size, 1)))
+        size = json_array_get(size, 0);
+    if (json_is_integer(size)) put(ctx, "sample_size", size, 0);
+    else if (size && !json_is_null(size))
+        return rx_fail(RX_ERR_CONFIG, "%s: sample_size must be a number or a square [h, w]; model 'unet' has square inputs", path);
+    /* null: diffusers gives each block one head as wide as its channels, which no single number here says */
+    const json_t *head = json_object_get(config, "attention_head_dim");
+    if (head && json_is_null(head))
+        return rx_fail(RX_ERR_CONFIG, "%s: attention_head_dim null (one head per block, as wide as its channels) has no "
+                       "equivalent in model 'unet'; give a number", path);
+    for (size_t i = 0; i < sizeof unet_same_keys / sizeof unet_same_keys[0]; i++) {
+        json_t *v = rx_diffusers_value(config, unet_same_keys[i].key, unet_same_keys[i].diffusers_default);
+        if (!v) return rx_fail(RX_ERR_OOM, "%s: out of memory", path);
+        put(ctx, unet_same_keys[i].key, v, unet_same_keys[i].training_choice);
+        json_decref(v);
+    }
+    /* num_class_embeds K + 1 (the last row the null label) = num_classes K; null = unconditional */
+    const json_t *embeds = json_object_get(config, "num_class_embeds");
+    if (embeds && !json_is_null(embeds) && !(json_is_integer(embeds) && json_integer_value(embeds) >= 2))
+        return rx_fail(RX_ERR_CONFIG, "%s: num_class_embeds must be null or at least 2 (K classes + the null label)", path);
+    json_t *k = json_integer(embeds && !json_is_null(embeds) ? json_integer_value(embeds) - 1 : 0);
+    put(ctx, "num_classes", k, 0);
+    json_decref(k);
+    return RX_OK;
 }
 
 static void unet_destroy(rx_model *m) { free(m->priv); }
 
-static const rx_model_impl unet_impl = {unet_create, unet_forward, NULL, unet_diffusers_config, unet_destroy};
+static const rx_model_impl unet_impl = {unet_create, unet_forward, NULL, unet_diffusers_config, unet_destroy, NULL,
+                                        unet_params_from_diffusers};
 const rx_component rx_comp_model_unet = {RX_KIND_MODEL, "unet", "diffusers UNet2DModel (DDPM / ADM-style U-Net), same names and defaults",
                                          rx_unet_params, &unet_impl, NULL};

@@ -21,9 +21,25 @@ static rx_status down_build(rx_builder *b, const rx_unet_block_impl *impl, const
         }
     }
     blk->has_sampler = a->add_sampler;
-    if (a->add_sampler)   /* Downsample2D(use_conv=True): 3x3 stride-2 conv */
+    /* Downsample2D(use_conv=True): 3x3 stride-2 conv; with padding 0 diffusers first pads the
+     * bottom row and right column, so that H and W still halve */
+    blk->pad_before_sampler = a->downsample_padding == 0;
+    if (a->add_sampler)
         RX_TRY(rx_build_conv(b, "downsamplers.0.conv", a->out_ch, a->out_ch, 3, 2, a->downsample_padding, &blk->sampler));
     return RX_OK;
+}
+
+/* F.pad(h, (0, 1, 0, 1)): a zero row below and a zero column on the right. There is no pad op
+ * (only this rare setting needs one), so: concat (which joins along dim 1) between permutes.
+ * [B,C,H,W] -> [B,H,C,W] -> [B,H+1,C,W] -> [B,W,C,H+1] -> [B,W+1,C,H+1] -> [B,C,H+1,W+1] */
+static rx_tensor *pad_bottom_right(rx_ctx *c, rx_tensor *h) {
+    if (!h) return NULL;
+    int64_t B = h->shape[0], C = h->shape[1], H = h->shape[2], W = h->shape[3];
+    h = rx_permute(c, h, (const int[]){0, 2, 1, 3});
+    h = rx_concat(c, h, rx_zeros(c, RX_SHAPE(B, 1, C, W)));
+    h = rx_permute(c, h, (const int[]){0, 3, 2, 1});
+    h = rx_concat(c, h, rx_zeros(c, RX_SHAPE(B, 1, C, H + 1)));
+    return rx_permute(c, h, (const int[]){0, 2, 3, 1});
 }
 
 static rx_tensor *down_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h, rx_tensor *temb_act,
@@ -34,7 +50,7 @@ static rx_tensor *down_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h
         skips[(*n_skips)++] = h;
     }
     if (blk->has_sampler) {
-        h = rx_conv_fwd(c, &blk->sampler, h);
+        h = rx_conv_fwd(c, &blk->sampler, blk->pad_before_sampler ? pad_bottom_right(c, h) : h);
         skips[(*n_skips)++] = h;
     }
     return h;

@@ -25,6 +25,7 @@ typedef struct rx_unet_block {
     rx_attn_block attn[RX_UNET_MAX_LAYERS];
     rx_conv_layer sampler;            /* downsamplers.0.conv / upsamplers.0.conv */
     int has_sampler;
+    int pad_before_sampler;           /* down, downsample_padding 0: F.pad (0, 1, 0, 1) before the conv */
 } rx_unet_block;
 
 typedef struct rx_unet_block_impl {

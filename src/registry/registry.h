@@ -99,7 +99,12 @@ extern const rx_validate_hook rx_validate_hooks[];   /* NULL-terminated; checks.
  * *out = NULL and RX_ERR_CONFIG. */
 rx_status rx_config_resolve(const char *path, const char *const *sets, int nsets,
                             const rx_component *const *table, rx_config **out, rx_config_errors *errs);
-/* Checks an already loaded tree (consumed). experiment_default may be NULL. */
+/* Before checking: a model starting from weights (init, model.weights) that have a diffusers
+ * config.json beside them gets every parameter that file determines and the tree leaves out; a
+ * parameter set to another value is an error in errs (diffusers_config.c). */
+void      rx_config_fill_from_diffusers(rx_cfg_node *tree, const rx_component *const *table, rx_config_errors *errs);
+/* Checks an already loaded tree (consumed), completed by rx_config_fill_from_diffusers first.
+ * experiment_default may be NULL. */
 rx_status rx_config_validate(rx_cfg_node *tree, const char *experiment_default, const rx_component *const *table,
                              rx_config **out, rx_config_errors *errs);
 /* Runs a NULL-terminated hook list; RX_ERR_CONFIG if a hook added errors. */

@@ -32,7 +32,8 @@ static const rx_param_spec top_params[] = {
     {"tf32", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "allow TF32 tensor-core math in GPU matmul/conv (Ampere and newer)"},
     {"threads", RX_P_INT, "0", 0, 4096, NULL, "CPU threads for OpenMP / OpenBLAS; 0 = all cores"},
     {"init", RX_P_PATH, "null", RX_NO_RANGE, NULL,
-     "checkpoint (.safetensors) to start from; with train: null, sample/evaluate a trained model"},
+     "checkpoint (.safetensors) to start from; with train: null, sample/evaluate a trained model. Diffusers "
+     "weights with a config.json beside them also give the model's keys (see the model's weights)"},
     {0},
 };
 
@@ -653,6 +654,7 @@ rx_status rx_config_validate(rx_cfg_node *tree, const char *experiment_default, 
         rx_cfg_free(tree);
         return rx_fail(RX_ERR_OOM, "config: out of memory");
     }
+    rx_config_fill_from_diffusers(tree, table, errs);
     rx_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg) { rx_cfg_free(tree); return rx_fail(RX_ERR_OOM, "config: out of memory"); }
     cfg->table = table;
