@@ -67,7 +67,6 @@ const char **rx_param_str_list(const rx_params *p, const char *name, int *n) {
     if (n) *n = v->n;
     return v->strs;
 }
-const rx_value *rx_param_get(const rx_params *p, const char *name) { return value_checked(p, name, ~0u); }
 
 int rx_param_spec_count(const rx_param_spec *spec) {
     int n = 0;
