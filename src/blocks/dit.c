@@ -272,7 +272,7 @@ static rx_tensor *dit_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t
     return rx_unpatchify(c, h, m->out_channels, d->grid, d->grid, d->patch);
 }
 
-static char *dit_diffusers_config(const rx_model *m) {
+static json_t *dit_diffusers_config(const rx_model *m) {
     const dit *d = m->priv;
     json_t *j = json_object();
     json_object_set_new(j, "_class_name", json_string("DiTTransformer2DModel"));
@@ -293,9 +293,7 @@ static char *dit_diffusers_config(const rx_model *m) {
     json_object_set_new(j, "norm_type", json_string("ada_norm_zero"));
     json_object_set_new(j, "norm_elementwise_affine", json_false());
     json_object_set_new(j, "norm_eps", json_real(d->norm_eps));
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
+    return j;
 }
 
 /* diffusers keeps a copy of the shared embedder in every block: parameter `param`'s key number

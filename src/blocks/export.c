@@ -4,6 +4,7 @@
  * diffusers_key hook. */
 #include "model.h"
 #include "io/fsutil.h"
+#include "io/json_util.h"
 #include "io/safetensors.h"
 #include <stdio.h>
 #include <string.h>
@@ -42,11 +43,11 @@ rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *di
     if (!s) s = rx_st_writer_write(w, path);
     rx_st_writer_free(w);
     free(host);
-    char *json = s ? NULL : m->impl->diffusers_config(m);
-    if (!s && !json) s = rx_fail(RX_ERR_OOM, "export: cannot make config.json");
+    json_t *config = s ? NULL : m->impl->diffusers_config(m);
+    if (!s && !config) s = rx_fail(RX_ERR_OOM, "export: cannot make config.json");
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!s) s = rx_fs_write_atomic(path, json, strlen(json));
-    free(json);
+    if (!s) s = rx_json_write_atomic(path, config);
+    json_decref(config);
     return s;
 }
 

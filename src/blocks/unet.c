@@ -185,7 +185,7 @@ static rx_tensor *unet_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *
     return rx_conv_fwd(c, &u->conv_out, rx_silu(c, rx_group_norm_fwd(c, &u->norm_out, h)));
 }
 
-static char *unet_diffusers_config(const rx_model *m) {
+static json_t *unet_diffusers_config(const rx_model *m) {
     const unet *u = m->priv;
     json_t *j = json_object(), *boc = json_array(), *dt = json_array(), *ut = json_array();
     for (int i = 0; i < u->levels; i++) {
@@ -213,9 +213,7 @@ static char *unet_diffusers_config(const rx_model *m) {
     json_object_set_new(j, "act_fn", json_string("silu"));
     json_object_set_new(j, "time_embedding_type", json_string("positional"));
     json_object_set_new(j, "num_class_embeds", m->num_classes > 0 ? json_integer(m->num_classes + 1) : json_null());
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
+    return j;
 }
 
 static void unet_destroy(rx_model *m) { free(m->priv); }

@@ -1,5 +1,5 @@
-/* json_util.h — small jansson helpers for the files a run writes (run.json,
- * eval.json, metrics.jsonl): load with a file:line:column message, write
+/* json_util.h — the one way runexp writes a JSON file (run.json, eval.json,
+ * metrics.jsonl, an export's config.json): load with a file:line:column message, write
  * atomically, append one compact line under a lock.
  * Note: jansson cannot hold NaN/Inf (json_real returns NULL for them); callers
  * store non-finite metrics as null or a string. */
