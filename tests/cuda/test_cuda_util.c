@@ -99,7 +99,7 @@ Test(cuda_util, philox_stream_matches_the_cpu) {
     px_open(&p, 0, 0);
     cr_assert(rx_cuda_rng_u32 && rx_cuda_rng_uniform && rx_cuda_rng_normal, "CUDA RNG entry points missing");
     const uint64_t seeds[] = {0, 1234567, 0xFEDCBA9876543210ull};
-    const uint64_t streams[] = {0, RX_STREAM(RX_RNG_SAMPLE_NOISE, 5), RX_STREAM(RX_RNG_DROPOUT, (3ull << 16) + 1)};
+    const uint64_t streams[] = {0, RX_STREAM(RX_RNG_SAMPLE_NOISE, 5), RX_STREAM(RX_RNG_DROPOUT, RX_DROPOUT_INDEX(3, 1))};
     const int64_t n = 40001;   /* not a multiple of 4: a partial last block */
     float *want = malloc((size_t)n * sizeof(float)), *got = malloc((size_t)n * sizeof(float));
     uint32_t *words = malloc((size_t)n * sizeof(uint32_t));
