@@ -69,7 +69,7 @@ static rx_status ddim_run_observed(const rx_params *p, const rx_schedule *s, int
         const double c_dir = sqrt(fmax(0.0, 1 - a_prev - sigma * sigma)), c_x0 = sqrt(a_prev);
         const double sa = sqrt(a_t), sb = sqrt(b_t);
         if (eta > 0) rx_sample_loop_noise(&L, (uint64_t)i + 1, 1.0, L.noise);
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], o = L.out[j], x0, eps;
             switch (pred) {

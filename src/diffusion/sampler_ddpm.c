@@ -68,7 +68,7 @@ static rx_status ddpm_run_observed(const rx_params *p, const rx_schedule *s, int
             rx_sample_loop_noise(&L, (uint64_t)i + 1, 1.0, L.noise);
         }
         const double sa = sqrt(a_t), sb = sqrt(b_t);
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], o = L.out[j], x0;
             switch (pred) {

@@ -106,7 +106,7 @@ static rx_status dpm_run_observed(const rx_params *p, const rx_schedule *s, int 
                 c_d1 = heun_type ? a_t * ((exp(-h) - 1) / h + 1) : -0.5 * a_t * (exp(-h) - 1);
             }
         }
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], o = L.out[j], x0;
             switch (pred) {

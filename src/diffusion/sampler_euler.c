@@ -60,7 +60,7 @@ static rx_status euler_family_run(const char *name, int ancestral, const rx_para
             rx_sample_loop_noise(&L, (uint64_t)i + 1, 1.0, L.noise);
         }
         const double dt = target - sigma;
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j];
             double deriv = (x - rx_ve_x0(pred, x, L.out[j], sigma)) / sigma;

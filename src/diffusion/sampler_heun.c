@@ -57,7 +57,7 @@ static rx_status heun_run_observed(const rx_params *p, const rx_schedule *s, int
         // predictor at (t_i, sigma_i)
         scale_input(L.x, L.model_in, nd, sigma);
         if ((st = rx_sample_loop_eval(&L, L.model_in, ts[i]))) break;
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], x0 = rx_ve_x0(pred, x, L.out[j], sigma);
             if (clip) x0 = x0 < -clip_range ? -clip_range : (x0 > clip_range ? clip_range : x0);
@@ -71,7 +71,7 @@ static rx_status heun_run_observed(const rx_params *p, const rx_schedule *s, int
         // corrector at (t_{i+1}, sigma_{i+1})
         scale_input(L.x, L.model_in, nd, sigma_next);
         if ((st = rx_sample_loop_eval(&L, L.model_in, ts[i + 1]))) break;
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], x0 = rx_ve_x0(pred, x, L.out[j], sigma_next);
             if (clip) x0 = x0 < -clip_range ? -clip_range : (x0 > clip_range ? clip_range : x0);

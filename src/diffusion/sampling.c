@@ -130,7 +130,7 @@ void rx_sample_loop_end(rx_sample_loop *L) {
 void rx_sample_loop_noise(rx_sample_loop *L, uint64_t k, double scale, float *x) {
     int d = L->d;
     uint64_t blocks = (uint64_t)(d + 3) / 4;
-    #pragma omp parallel for if ((int64_t)L->n * d > 65536)
+    #pragma omp parallel for if ((int64_t)L->n * d > RX_OMP_MIN_WORK)
     for (int i = 0; i < L->n; i++) {
         float *xi = x + (size_t)i * d;
         rx_rng_normal(L->seed, RX_STREAM(RX_RNG_SAMPLE_NOISE, (uint64_t)L->image_index[i]), k * blocks, xi, d);

@@ -4,6 +4,7 @@
 #ifndef RX_DIFFUSION_SAMPLING_H
 #define RX_DIFFUSION_SAMPLING_H
 
+#include "core/parallel.h"
 #include "diffusion/diffusion.h"
 
 #include <math.h>
