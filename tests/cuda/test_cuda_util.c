@@ -36,7 +36,7 @@ Test(cuda_util, fill_axpy_sumsq_match_the_cpu) {
         rx_ctx *c = b ? p.gpu : p.cpu;
         rx_tensor *X = upload(c, x, n), *Y = upload(c, y, n), *F = upload(c, x, n);
         cr_assert_eq(c->be->axpy(c, Y->data, -0.75f, X->data, n), RX_OK, "%s", rx_last_error());
-        cr_assert_eq(c->be->fill(c, F->data + 5, 2.5f, n - 10), RX_OK, "%s", rx_last_error());
+        cr_assert_eq(c->mem->fill(c, F->data + 5, 2.5f, n - 10), RX_OK, "%s", rx_last_error());
         cr_assert_eq(c->be->sumsq(c, Y->data, n, &ss[b]), RX_OK, "%s", rx_last_error());
         out[b] = malloc(2 * (size_t)n * sizeof(float));
         download(c, Y, out[b]);

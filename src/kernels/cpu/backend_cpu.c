@@ -57,7 +57,7 @@ static rx_status cpu_sync(rx_ctx *c) { return RX_OK; }
 
 static const rx_backend cpu_backend = {
     .name = "cpu",
-    .device = RX_DEV_CPU,
+    .mem = {.device = RX_DEV_CPU, .to_device = cpu_copy, .to_host = cpu_copy, .copy = cpu_copy, .fill = cpu_fill},
     .fwd = {
 #define OP(ID, name, family) [RX_OP_##ID] = cpu_##name##_fwd,
 #include "kernels/ops.def"
@@ -68,10 +68,6 @@ static const rx_backend cpu_backend = {
 #include "kernels/ops.def"
 #undef OP
     },
-    .to_device = cpu_copy,
-    .to_host = cpu_copy,
-    .copy = cpu_copy,
-    .fill = cpu_fill,
     .axpy = cpu_axpy,
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
