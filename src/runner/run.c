@@ -100,7 +100,7 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
     char path[1200];
     snprintf(path, sizeof path, "%s/run.json", r->dir);
     if (rx_json_load_file(path, &r->record) != RX_OK)
-        return rx_fail(RX_ERR_IO, "%s: cannot read run.json (%s) — is this a run directory?", dir, rx_last_error());
+        return rx_fail_ctx(RX_ERR_IO, "%s: is this a run directory? ", dir);
     const char *e = json_string_value(json_object_get(r->record, "experiment"));
     const char *h = json_string_value(json_object_get(r->record, "config_hash"));
     snprintf(r->experiment, sizeof r->experiment, "%s", e ? e : "");
