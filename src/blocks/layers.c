@@ -116,19 +116,6 @@ rx_status rx_build_group_norm(rx_builder *b, const char *name, int groups, int c
     return s != RX_OK ? s : b->c->err;
 }
 
-rx_status rx_build_layer_norm(rx_builder *b, const char *name, int dim, int affine, float eps, rx_layer_norm_layer *l) {
-    l->eps = eps;
-    l->w = l->b = NULL;
-    if (!affine) return RX_OK;
-    rx_builder_push(b, "%s", name);
-    l->w = rx_build_param(b, "weight", RX_SHAPE(dim));
-    rx_status s = rx_init_const(b, l->w, 1.0f);
-    l->b = rx_build_param(b, "bias", RX_SHAPE(dim));
-    if (s == RX_OK) s = rx_init_const(b, l->b, 0.0f);
-    rx_builder_pop(b);
-    return s != RX_OK ? s : b->c->err;
-}
-
 rx_status rx_build_embedding(rx_builder *b, const char *name, int num, int dim, rx_embedding_layer *l) {
     rx_builder_push(b, "%s", name);
     l->w = rx_build_param(b, "weight", RX_SHAPE(num, dim));

@@ -6,8 +6,10 @@
  *
  * The context (rx_ctx) is what an op needs to run: the backend (cpu or cuda),
  * the step arena for activations, the persistent arena for parameters, the
- * autograd tape and grad mode. Errors are sticky in the context: an op whose
- * input is NULL, or that fails, returns NULL, so a block reads like the math
+ * autograd tape and grad mode. core/ sees the backend only through its memory
+ * (rx_memory below); the rest of it, and rx_ctx_create, are in kernels/backend.h.
+ * Errors are sticky in the context: an op whose input is NULL, or that fails,
+ * returns NULL, so a block reads like the math
  *
  *     h = rx_silu(c, rx_group_norm(c, x, g, b, 32, 1e-5f));
  *     h = rx_conv2d(c, h, w, bias, 1, 1);
@@ -52,9 +54,22 @@ typedef struct rx_node {
 } rx_node;
 
 typedef struct rx_backend rx_backend;
+struct rx_ctx;
+
+/* A backend's memory: where tensor data lives and how it is moved and set. Each backend
+ * (kernels/backend.h) holds one; tensors, parameters and gradients are made through it. */
+typedef struct rx_memory {
+    rx_device    device;
+    rx_allocator data_alloc;     /* device memory for arenas (unused on the CPU) */
+    rx_status  (*to_device)(struct rx_ctx *c, void *dst, const void *src, size_t bytes);
+    rx_status  (*to_host)(struct rx_ctx *c, void *dst, const void *src, size_t bytes);
+    rx_status  (*copy)(struct rx_ctx *c, void *dst, const void *src, size_t bytes);
+    rx_status  (*fill)(struct rx_ctx *c, float *dst, float v, int64_t n);
+} rx_memory;
 
 typedef struct rx_ctx {
     const rx_backend *be;
+    const rx_memory  *mem;     /* = &be->mem                              */
     void      *be_state;       /* backend handles (cuBLAS, cuDNN, stream) */
     rx_arena  *step;           /* activations; reset by rx_step_end       */
     rx_arena  *persist;        /* parameters, grads, optimizer state      */
@@ -69,9 +84,6 @@ typedef struct rx_ctx {
     int        threads;
 } rx_ctx;
 
-/* Create a context on `be` (rx_backend_cpu() or rx_backend_cuda(...)). */
-rx_status rx_ctx_create(const rx_backend *be, void *be_state, size_t step_chunk, rx_ctx **out);
-void      rx_ctx_destroy(rx_ctx *c);
 static inline rx_status rx_ctx_status(const rx_ctx *c) { return c->err; }
 /* Record an error in the context (sticky) and in rx_last_error(); returns NULL for op front-ends. */
 rx_tensor *rx_ctx_fail(rx_ctx *c, rx_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -98,20 +98,25 @@ typedef struct rx_objective_impl {
 // current x [n,d]; step counts from 0. Return non-zero status to stop sampling.
 typedef rx_status (*rx_sample_observer_fn)(void *ctx, int step, int num_steps, int n, int d, const float *x);
 
+// What a sampler is asked to do: the whole reverse process for n images of d values each.
+typedef struct rx_sample_request {
+    const rx_schedule    *schedule;
+    int                   prediction_type;   // rx_prediction_type of the network's output
+    rx_denoise_fn         denoise;           // the network, or a guided one (rx_guided_denoise)
+    void                 *denoise_ctx;
+    int                   n, d;              // images, values per image
+    const int32_t        *labels;            // [n]; NULL for an unconditional model
+    const int64_t        *image_index;       // [n] global index of each image, which keys its noise
+    uint64_t              seed;
+    float                *x_out;             // [n,d] receives the final samples
+    rx_sample_observer_fn observer;          // NULL, or progress / previews / tests
+    void                 *observer_ctx;
+} rx_sample_request;
+
 // `steps` is diffusers' num_inference_steps: one network call per step, except heun and
 // flow_heun (2*steps - 1 calls). Initial noise is scaled by diffusers' init_noise_sigma.
 typedef struct rx_sampler_impl {
-    // Runs the whole reverse process for n images of d values each; image i has the global
-    // index image_index[i] (which keys its noise). labels may be NULL. x_out [n,d] receives
-    // the final samples.
-    rx_status (*run)(const rx_params *p, const rx_schedule *s, int prediction_type, rx_denoise_fn f,
-                     void *ctx, int n, int d, const int32_t *labels, const int64_t *image_index,
-                     uint64_t seed, float *x_out);
-    // The same, with an observer (may be NULL) for progress, previews and tests.
-    rx_status (*run_observed)(const rx_params *p, const rx_schedule *s, int prediction_type,
-                              rx_denoise_fn f, void *ctx, int n, int d, const int32_t *labels,
-                              const int64_t *image_index, uint64_t seed, float *x_out,
-                              rx_sample_observer_fn observer, void *observer_ctx);
+    rx_status (*run)(const rx_params *p, const rx_sample_request *r);
     int schedule_kind;                              // RX_SCHED_DISCRETE or RX_SCHED_FLOW
     int (*num_model_evals)(const rx_params *p);     // network calls (before guidance doubling)
 } rx_sampler_impl;

@@ -12,6 +12,7 @@
 #include "eval/metric.h"
 #include "eval/featstats.h"
 #include "io/fsutil.h"
+#include "io/json_util.h"
 #include <math.h>
 #include <string.h>
 #include <xxhash.h>
@@ -248,9 +249,7 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
         json_object_set_new(e, "seconds", json_real(rx_now() - t0));
         char path[1200];
         snprintf(path, sizeof path, "%s/eval.json", run->dir);
-        char *text = json_dumps(e, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        s = text ? rx_fs_write_atomic(path, text, strlen(text)) : rx_fail(RX_ERR_OOM, "eval.json: out of memory");
-        free(text);
+        s = rx_json_write_atomic(path, e);
         json_decref(e);
     }
     if (!s && metrics_out) *metrics_out = json_incref(metrics);
@@ -320,9 +319,7 @@ rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metr
         json_object_set_new(e, "ema", json_boolean(ex->ema.n > 0));
         char path[1200];
         snprintf(path, sizeof path, "%s/eval.json", run->dir);
-        char *text = json_dumps(e, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        s = text ? rx_fs_write_atomic(path, text, strlen(text)) : rx_fail(RX_ERR_OOM, "eval.json: out of memory");
-        free(text);
+        s = rx_json_write_atomic(path, e);
         json_decref(e);
     }
     if (!s && metrics_out) *metrics_out = json_incref(metrics);

@@ -121,7 +121,7 @@ void rx_experiment_free(rx_experiment *ex) {
     rx_schedule_free(&ex->schedule);
     if (ex->ctx) {
         void *state = ex->ctx->be_state;
-        int cuda = ex->ctx->be->device == RX_DEV_CUDA;
+        int cuda = ex->ctx->mem->device == RX_DEV_CUDA;
         rx_ctx_destroy(ex->ctx);
         if (cuda) rx_cuda_close(state);
     }

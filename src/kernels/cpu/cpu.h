@@ -6,6 +6,7 @@
 #ifndef RX_CPU_H
 #define RX_CPU_H
 
+#include "core/parallel.h"
 #include "kernels/backend.h"
 #include "kernels/dispatch.h"
 

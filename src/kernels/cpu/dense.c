@@ -80,7 +80,7 @@ static void sgemm_batched(int64_t count, int ta, int tb, int M, int N, int K, fl
  * double accumulator every 64 rows; the partials are combined in thread order. */
 static rx_status add_column_sums(rx_ctx *c, const float *g, int64_t R, int64_t O, float *gb) {
     enum { FLUSH_ROWS = 64 };
-    const int T = R * O >= (1 << 16) && !omp_in_parallel() ? omp_get_max_threads() : 1;
+    const int T = R * O >= RX_OMP_MIN_WORK && !omp_in_parallel() ? omp_get_max_threads() : 1;
     rx_tensor *ws = rx_empty(c, RX_SHAPE(3 * T * O));   /* T·O doubles, then T·O floats */
     if (!ws) return c->err;
     double *acc_all = (double *)ws->data;
@@ -146,14 +146,11 @@ static void conv_valid_cols(const conv_geom *g, int64_t j, int64_t *lo, int64_t 
     *hi = h > g->Wo ? g->Wo : (h < *lo ? *lo : h);
 }
 
-/* below this many column entries a parallel im2col / col2im costs more than it saves */
-enum { IM2COL_PARALLEL_MIN = 1 << 16 };
-
 /* col [K, P] from one image x [Ci,H,W]:
  * col[(ci,i,j), (oh,ow)] = x[ci, oh·s - pad + i, ow·s - pad + j], zero outside the image */
 static void im2col(const conv_geom *g, const float *x, float *col) {
     const int64_t s = g->stride, Wo = g->Wo, kk = g->kh * g->kw;
-    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= IM2COL_PARALLEL_MIN)
+    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= RX_OMP_MIN_WORK)
     for (int64_t ci = 0; ci < g->Ci; ci++) {
         const float *xc = x + ci * g->H * g->W;
         for (int64_t i = 0; i < g->kh; i++)
@@ -178,7 +175,7 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
 /* the adjoint of im2col: gx [Ci,H,W] += scatter of col [K, P] (threads own channels, so no races) */
 static void col2im_add(const conv_geom *g, const float *col, float *gx) {
     const int64_t s = g->stride, Wo = g->Wo, kk = g->kh * g->kw;
-    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= IM2COL_PARALLEL_MIN)
+    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= RX_OMP_MIN_WORK)
     for (int64_t ci = 0; ci < g->Ci; ci++) {
         float *gc = gx + ci * g->H * g->W;
         for (int64_t i = 0; i < g->kh; i++)
