@@ -7,7 +7,7 @@
  * so a sweep over sampling or guidance keys trains once: the first point trains, the
  * others reuse its weights. The sweep directory results/<exp>/sweep-NNNN/ gets
  * summary.csv, summary.md (sorted by the primary metric) and one plot per metric. */
-#include "runner/runner.h"
+#include "runner/pipeline.h"
 #include "io/plot.h"
 #include "io/fsutil.h"
 #include <errno.h>
@@ -154,8 +154,8 @@ static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_re
     return RX_OK;
 }
 
-rx_status rx_run_sweep(const rx_cli *cli, rx_config *cfg, const rx_run_options *opt, char *out_dir, size_t n,
-                       int *config_error) {
+rx_status rx_run_sweep(rx_config *cfg, const char *const *cli_axes, int n_cli_axes, const rx_run_options *opt,
+                       char *out_dir, size_t n, int *config_error) {
     axis axes[MAX_AXES];
     int n_axes = 0;
     rx_config_errors errs = {0};
@@ -168,9 +168,9 @@ rx_status rx_run_sweep(const rx_cli *cli, rx_config *cfg, const rx_run_options *
             if (!s) n_axes++;
         }
     }
-    for (int i = 0; i < cli->n_sweeps && !s; i++) {
+    for (int i = 0; i < n_cli_axes && !s; i++) {
         if (n_axes == MAX_AXES) { s = rx_fail(RX_ERR_ARG, "at most %d sweep axes", MAX_AXES); break; }
-        s = add_cli_axis(&axes[n_axes], cli->sweeps[i], &errs);
+        s = add_cli_axis(&axes[n_axes], cli_axes[i], &errs);
         if (!s) n_axes++;
     }
     int total = 1;
