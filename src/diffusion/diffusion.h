@@ -76,7 +76,16 @@ typedef rx_status (*rx_denoise_fn)(void *ctx, int n, const float *x, const float
 // ---------------------------------------------------------------------------
 // training objectives (kind `objective`)
 
+// What an objective trains the model to do; the runner's train step and the stages after
+// training follow it (runner/experiment.h).
+typedef enum {
+    RX_TASK_DENOISE,    // a denoiser on diffusion batches (make_batch); its samples are evaluated
+    RX_TASK_CLASSIFY,   // a classifier on the dataset's labels, evaluated on the test split
+} rx_objective_task;
+
 typedef struct rx_objective_impl {
+    rx_objective_task task;
+    // RX_TASK_DENOISE only (make_batch and prediction_type are NULL for the other tasks).
     // One training batch. From x0 [n,d] and labels [n] (NULL: unconditional), draw t and noise
     // from Philox keyed by (seed, step) and write x_t [n,d], model time t [n], target [n,d],
     // per-example loss weight [n] (1, or min-SNR-gamma) and labels_out [n] (labels with each one

@@ -10,6 +10,12 @@ static const rx_params *params_of(const rx_config *cfg, const char *path, const 
     return p;
 }
 
+/* an objective's task; -1 for one without an implementation (the fake components of test
+ * tables) */
+static int task_of(const rx_component *objective) {
+    return objective && objective->impl ? (int)((const rx_objective_impl *)objective->impl)->task : -1;
+}
+
 static int has(const rx_params *p, const char *name) {
     for (int i = 0; p && i < p->n; i++) if (!strcmp(p->spec[i].name, name)) return 1;
     return 0;
@@ -21,7 +27,7 @@ void rx_check_diffusion(const rx_config *cfg, rx_config_errors *errs) {
     const rx_params *schedule = params_of(cfg, "schedule", &sc), *objective = params_of(cfg, "objective", &ob);
     const rx_params *sampler = params_of(cfg, "sampler", &sa), *model = params_of(cfg, "model", &mo);
     params_of(cfg, "guidance", &gu);
-    if (!ob || !ob->impl) return;   /* classify: no diffusion */
+    if (task_of(ob) != RX_TASK_DENOISE) return;   /* only a denoiser has a diffusion process */
     int num_classes = has(model, "num_classes") ? (int)rx_param_int(model, "num_classes") : 0;
     char msg[1024];
     if (rx_diffusion_check(schedule, objective, sampler, sa ? sa->name : NULL, ob->name, gu ? gu->name : NULL,
@@ -49,7 +55,7 @@ void rx_check_eval(const rx_config *cfg, rx_config_errors *errs) {
     if (fe && !rx_cfg_is_null(fe)) return;
     const rx_component *ob = NULL;
     params_of(cfg, "objective", &ob);
-    if (ob && !strcmp(ob->name, "classify")) return;
+    if (task_of(ob) == RX_TASK_CLASSIFY) return;
     rx_config_error_at(errs, ev, "eval.features: missing required section (features: {name: <features>, ...}): "
                                  "generated images are compared through a feature extractor");
 }

@@ -68,20 +68,13 @@ static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options
             s = rx_stage_train(ex, run, resume);
         }
     }
-    if (!s && ex->classify) {
-        if (ex->eval) {
-            rx_run_set(run, "eval_hash", json_string(ex->eval_hash));
-            s = rx_stage_eval_classifier(ex, run, metrics);
-        }
-        return s;
-    }
-    if (!s && ex->sample) {
+    if (!s && ex->sample && ex->task->generates) {
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);
     }
     if (!s && ex->eval) {
         rx_run_set(run, "eval_hash", json_string(ex->eval_hash));
-        s = rx_stage_eval(ex, run, metrics);
+        s = ex->task->eval(ex, run, metrics);
     }
     return s;
 }

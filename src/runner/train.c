@@ -1,7 +1,9 @@
 /* train.c — the training stage.
  *
- * One step: batch from the loader -> objective (x_t, t, target, weight, dropped labels)
- * -> model forward -> weighted MSE -> backward -> clip by global norm -> AdamW -> EMA.
+ * One step: batch from the loader -> the loss of the objective's task (a denoiser: objective
+ * batch (x_t, t, target, weight, dropped labels) -> model forward -> weighted MSE; a
+ * classifier: cross-entropy on the labels, classify.c) -> backward -> clip by global norm
+ * -> AdamW -> EMA.
  * Everything random is keyed by (seed, step): the loader order, the objective's noise
  * and times, dropout. So a run resumed from a checkpoint at step k continues exactly as
  * the uninterrupted run would have, bit for bit on the CPU.
@@ -19,18 +21,14 @@
 
 volatile int rx_interrupt_requested = 0;
 
-typedef struct train_buffers {
-    float *x0, *xt, *t, *target, *weight, *labels_f;
-    int32_t *labels, *labels_out;
-} train_buffers;
-
-static void buffers_free(train_buffers *b) {
+static void batch_free(rx_train_batch *b) {
     free(b->x0); free(b->xt); free(b->t); free(b->target); free(b->weight); free(b->labels_f);
     free(b->labels); free(b->labels_out);
 }
 
-static rx_status buffers_alloc(train_buffers *b, int B, int64_t d) {
+static rx_status batch_alloc(rx_train_batch *b, int B, int64_t d) {
     memset(b, 0, sizeof *b);
+    b->n = B;
     b->x0 = malloc(B * d * sizeof(float));
     b->xt = malloc(B * d * sizeof(float));
     b->target = malloc(B * d * sizeof(float));
@@ -40,7 +38,7 @@ static rx_status buffers_alloc(train_buffers *b, int B, int64_t d) {
     b->labels = malloc(B * sizeof(int32_t));
     b->labels_out = malloc(B * sizeof(int32_t));
     if (!b->x0 || !b->xt || !b->target || !b->t || !b->weight || !b->labels_f || !b->labels || !b->labels_out) {
-        buffers_free(b);
+        batch_free(b);
         return rx_fail(RX_ERR_OOM, "train: out of memory for batch buffers");
     }
     return RX_OK;
@@ -69,29 +67,15 @@ static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, 
     return s;
 }
 
-/* one optimisation step; returns the loss and the pre-clip gradient norm */
-static rx_status train_step(rx_experiment *ex, rx_adamw *opt, train_buffers *b, int B, int64_t step,
-                            int64_t total_steps, float *loss_out, double *gnorm_out, float *lr_out) {
+rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss) {
     rx_ctx *c = ex->ctx;
     rx_model *m = ex->model;
     const rx_objective_impl *obj = ex->objective.comp->impl;
-    int C = ex->data_c, H = ex->data_h, W = ex->data_w;
+    int B = b->n, C = ex->data_c, H = ex->data_h, W = ex->data_w;
     int64_t d = (int64_t)C * H * W;
     int K = m->num_classes;
-    if (ex->classify) {   /* supervised: images and their labels */
-        c->rng_step = (uint64_t)step;
-        for (int i = 0; i < B; i++) b->labels_f[i] = (float)b->labels[i];
-        rx_tensor *X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->x0);
-        rx_tensor *L = rx_from_host(c, RX_SHAPE(B), b->labels_f);
-        rx_tensor *loss = rx_cross_entropy(c, m->impl->forward(c, m, X, NULL, NULL), L);
-        if (!loss) return rx_ctx_status(c);
-        RX_TRY(rx_backward(c, loss));
-        RX_TRY(rx_tensor_to_host(c, loss, loss_out));
-        goto update;
-    }
     RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, step, B, (int)d, b->x0,
                            K > 0 ? b->labels : NULL, K, b->xt, b->t, b->target, b->weight, b->labels_out));
-    c->rng_step = (uint64_t)step;
     rx_tensor *X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->xt);
     rx_tensor *T = rx_from_host(c, RX_SHAPE(B), b->t);
     rx_tensor *Y = rx_from_host(c, RX_SHAPE(B, C, H, W), b->target);
@@ -103,11 +87,20 @@ static rx_status train_step(rx_experiment *ex, rx_adamw *opt, train_buffers *b, 
     }
     rx_tensor *out = m->impl->forward(c, m, X, T, L);
     if (out && m->learn_sigma) out = rx_slice(c, out, 1, 0, C);
-    rx_tensor *loss = rx_mse_loss(c, out, Y, Wt);
-    if (!loss) return rx_ctx_status(c);
+    *loss = rx_mse_loss(c, out, Y, Wt);
+    return *loss ? RX_OK : rx_ctx_status(c);
+}
+
+/* one optimisation step; returns the loss and the pre-clip gradient norm */
+static rx_status train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
+                            float *loss_out, double *gnorm_out, float *lr_out) {
+    rx_ctx *c = ex->ctx;
+    rx_model *m = ex->model;
+    c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
+    rx_tensor *loss = NULL;
+    RX_TRY(ex->task->loss(ex, b, step, &loss));
     RX_TRY(rx_backward(c, loss));
     RX_TRY(rx_tensor_to_host(c, loss, loss_out));
-update:;
     /* a non-finite loss stops the run (the caller names the step and the last good
      * checkpoint); the optimizer must not see its gradients first */
     if (!isfinite(*loss_out)) {
@@ -163,7 +156,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     rx_loader *loader = NULL;
     rx_adamw opt_state, *opt = &opt_state;
     memset(opt, 0, sizeof *opt);
-    train_buffers buf;
+    rx_train_batch buf;
     rx_status s = rx_loader_create(data, &chain, B, ex->seed, 1, &loader);
     if (!s) {   /* the transformed images must be what the model takes */
         int lc, lh, lw;
@@ -174,7 +167,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
                         data->name, lc, lh, lw, ex->data_c, ex->data_h, ex->data_w);
     }
     if (!s) s = ((const rx_optimizer_impl *)ex->optimizer.comp->impl)->create(c, ex->optimizer.params, &ex->model->params, opt);
-    if (!s) s = buffers_alloc(&buf, B, d);
+    if (!s) s = batch_alloc(&buf, B, d);
     if (s) { rx_loader_free(loader); rx_adamw_free(opt); return s; }
 
     int64_t start = 0;
@@ -205,7 +198,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
         s = rx_loader_next(loader, buf.x0, buf.labels, &info);
         float loss = 0, lr = 0;
         double gnorm = 0;
-        if (!s) s = train_step(ex, opt, &buf, B, step, steps, &loss, &gnorm, &lr);
+        if (!s) s = train_step(ex, opt, &buf, step, steps, &loss, &gnorm, &lr);
         if (s) break;
         if (!isfinite(loss)) {
             char msg[1400];
@@ -254,7 +247,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
         }
     }
     c->training = 0;
-    buffers_free(&buf);
+    batch_free(&buf);
     rx_loader_free(loader);
     rx_adamw_free(opt);
     rx_run_stage_time(run, "train", rx_now() - t0);
