@@ -4,8 +4,6 @@
  * reports the test-split accuracy. The runner's task table (experiment.c) holds these
  * two functions for RX_TASK_CLASSIFY. */
 #include "runner/experiment.h"
-#include "io/fsutil.h"
-#include <string.h>
 
 static const rx_param_spec classify_params[] = {{0}};
 
@@ -83,11 +81,7 @@ rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metr
         json_object_set_new(e, "test_images", json_integer(N));
         json_object_set_new(e, "dataset", json_string(data->name));
         json_object_set_new(e, "ema", json_boolean(ex->ema.n > 0));
-        char path[1200];
-        snprintf(path, sizeof path, "%s/eval.json", run->dir);
-        char *text = json_dumps(e, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        s = text ? rx_fs_write_atomic(path, text, strlen(text)) : rx_fail(RX_ERR_OOM, "eval.json: out of memory");
-        free(text);
+        s = rx_eval_write(run, e);
         json_decref(e);
     }
     if (!s && metrics_out) *metrics_out = json_incref(metrics);

@@ -91,6 +91,8 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 rx_status rx_classify_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
 rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 
+/* eval.json in the run directory: record (not stolen), written atomically */
+rx_status rx_eval_write(const rx_run *run, json_t *record);
 /* the experiment's transforms without their random augmentations: what evaluation sees */
 rx_transform_chain rx_eval_transforms(const rx_experiment *ex, rx_transform_step steps[16]);
 
