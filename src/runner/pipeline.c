@@ -49,20 +49,29 @@ static json_t *versions(void) {
     return v;
 }
 
+/* the train stage's result taken from the cached run's checkpoint (model and, when trained
+ * with one, EMA weights) */
+static rx_status reuse_training(rx_experiment *ex, rx_run *run, const char *cached) {
+    char path[1400];
+    snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", cached);
+    rx_ckpt_group g[2] = {{"model", &ex->model->params, 0}, {"ema", &ex->ema, 1}};
+    RX_TRY(rx_ckpt_load(ex->ctx, path, g, ex->ema.n ? 2 : 1, ex->train_hash, NULL));
+    rx_run_log(run, "train: reusing the trained weights of %s (same training config)", cached);
+    rx_run_set(run, "train_reused_from", json_string(cached));
+    return RX_OK;
+}
+
+/* train (or reuse an earlier run's training), then sample and eval as the objective's task
+ * says; each stage's hash goes to run.json before it runs */
 static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics) {
-    char cached[1200], path[1400];
     rx_status s = RX_OK;
     if (ex->train) {
         rx_run_set(run, "train_hash", json_string(ex->train_hash));
+        char cached[1200];
         if (!opt->force && !resume &&
-            rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors", run->dir, cached, sizeof cached)) {
-            snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", cached);
-            rx_ckpt_group g[2] = {{"model", &ex->model->params, 0}, {"ema", &ex->ema, 1}};
-            s = rx_ckpt_load(ex->ctx, path, g, ex->ema.n ? 2 : 1, ex->train_hash, NULL);
-            if (!s) {
-                rx_run_log(run, "train: reusing the trained weights of %s (same training config)", cached);
-                rx_run_set(run, "train_reused_from", json_string(cached));
-            }
+            rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors", run->dir,
+                                cached, sizeof cached)) {
+            s = reuse_training(ex, run, cached);
         } else {
             rx_run_set_status(run, "running", NULL);
             s = rx_stage_train(ex, run, resume);
