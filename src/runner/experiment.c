@@ -134,11 +134,3 @@ void rx_experiment_free(rx_experiment *ex) {
     }
     memset(ex, 0, sizeof *ex);
 }
-
-void rx_experiment_swap_ema(rx_experiment *ex) {
-    for (int i = 0; i < ex->ema.n && i < ex->model->params.n; i++) {
-        float *d = ex->model->params.t[i]->data;
-        ex->model->params.t[i]->data = ex->ema.t[i]->data;
-        ex->ema.t[i]->data = d;
-    }
-}

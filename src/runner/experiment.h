@@ -54,9 +54,6 @@ struct rx_experiment {
 
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt);
 void      rx_experiment_free(rx_experiment *ex);
-/* exchange the model's weights with the EMA weights (data pointers: no copy, any device);
- * calling it twice restores them */
-void      rx_experiment_swap_ema(rx_experiment *ex);
 
 /* one training batch from the loader and the host scratch a loss fills */
 typedef struct rx_train_batch {
@@ -95,6 +92,10 @@ rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metr
 rx_status rx_eval_write(const rx_run *run, json_t *record);
 /* the experiment's transforms without their random augmentations: what evaluation sees */
 rx_transform_chain rx_eval_transforms(const rx_experiment *ex, rx_transform_step steps[16]);
+
+/* exchange the model's weights with the EMA weights (data pointers: no copy, any device);
+ * calling it twice restores them (sample.c) */
+void      rx_experiment_swap_ema(rx_experiment *ex);
 
 /* image generation shared by the sample and eval stages: open swaps in the EMA weights
  * (when used) and turns grad off; close restores both */
