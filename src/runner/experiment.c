@@ -27,10 +27,10 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
                                             "sampler", "guidance", "sample", "eval"};
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
 
-/* what a run does for each objective task: {classifier, generates, loss, eval} */
+/* what a run does for each objective task */
 static const rx_task tasks[] = {
-    [RX_TASK_DENOISE] = {0, 1, rx_denoise_loss, rx_stage_eval},
-    [RX_TASK_CLASSIFY] = {1, 0, rx_classify_loss, rx_stage_eval_classifier},
+    [RX_TASK_DENOISE] = {.classifier = 0, .generates = 1, .loss = rx_denoise_loss, .eval = rx_stage_eval},
+    [RX_TASK_CLASSIFY] = {.classifier = 1, .generates = 0, .loss = rx_classify_loss, .eval = rx_stage_eval_classifier},
 };
 
 static rx_status choose_backend(rx_experiment *ex, const char *want, int device_id, int tf32, int deterministic,

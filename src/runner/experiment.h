@@ -1,12 +1,16 @@
 /* experiment.h — a resolved experiment, built into live components, and its stages.
  *
  *   rx_experiment_build(cfg)  -> backend context, model, schedule, ... from the registry
- *   rx_stage_train / rx_stage_sample / rx_stage_eval   (each optional, in this order)
+ *   rx_stage_train / rx_stage_sample / eval     (each optional, in this order; pipeline.c)
+ *
+ * The objective's task (rx_task) picks the loss of a training batch, whether the sample
+ * stage runs and which eval stage runs.
  *
  * Stage caching: each stage has a hash of the config subtree it depends on
  * (train: seed, init, dataset, transforms, model, schedule, objective, optimizer,
- * lr_schedule, train; sample: + sampler, guidance, sample; eval: + eval). A finished
- * stage with the same hash in an earlier run of the experiment is reused unless --force. */
+ * lr_schedule, train; sample: + sampler, guidance, sample; eval: + eval), recorded in
+ * run.json. A finished training with the same hash in an earlier run of the experiment
+ * is reused unless --force. */
 #ifndef RX_EXPERIMENT_H
 #define RX_EXPERIMENT_H
 
