@@ -17,6 +17,7 @@
 #include "io/safetensors.h"
 #include "kernels/backend.h"
 #include "runner/checkpoint.h"
+#include "runner/pipeline.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -766,6 +767,41 @@ Test(runner, eight_concurrent_runs_get_distinct_directories) {
     int known = 0;
     for (int i = 0; i < N; i++) known |= !strcmp(link, names[i]);
     cr_assert(known, "latest -> %s", link);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * the stage cache (reference: the lookup contract of runner/pipeline.h) */
+
+/* a run directory <exp>/<name> whose run.json says status and train_hash, holding the
+ * stage's output file when with_file */
+static void fake_run(const char *exp, const char *name, const char *status, const char *hash, int with_file) {
+    const char *dir = P("%s/%s", exp, name);
+    ASSERT_OK(rx_fs_mkdir_p(P("%s/checkpoints", dir)));
+    const char *rec = P("{\"status\": \"%s\", \"train_hash\": \"%s\"}", status, hash);
+    ASSERT_OK(rx_fs_write_atomic(P("%s/run.json", dir), rec, strlen(rec)));
+    if (with_file) ASSERT_OK(rx_fs_write_atomic(P("%s/checkpoints/last.safetensors", dir), "x", 1));
+}
+
+Test(runner, stage_cache_finds_the_newest_finished_run_with_the_hash_and_its_file) {
+    const char *exp = own(strdup(T("exp")));
+    const char *need = "checkpoints/last.safetensors";
+    char out[1200] = "";
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "aa", need, "", out, sizeof out), 0, "no directory: no hit");
+    fake_run(exp, "0001-aa", "done", "aa", 1);
+    fake_run(exp, "0002-aa", "done", "aa", 0);         /* its checkpoint is gone */
+    fake_run(exp, "0003-aa", "failed", "aa", 1);       /* not finished */
+    fake_run(exp, "0004-bb", "done", "bb", 1);         /* another training config */
+    fake_run(exp, "sweep-0005", "done", "aa", 1);      /* not a run directory */
+    const char *current = own(strdup(P("%s/0006-aa", exp)));
+    fake_run(exp, "0006-aa", "done", "aa", 1);         /* the run asking */
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "aa", need, current, out, sizeof out), 1);
+    cr_assert_str_eq(out, P("%s/0001-aa", exp));
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "aa", need, "", out, sizeof out), 1);
+    cr_assert_str_eq(out, current, "the newest of two hits");
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "bb", need, current, out, sizeof out), 1);
+    cr_assert_str_eq(out, P("%s/0004-bb", exp));
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "cc", need, current, out, sizeof out), 0, "unknown hash");
+    cr_assert_eq(rx_stage_cache_find(exp, "sample_hash", "aa", need, current, out, sizeof out), 0, "other stage's key");
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -78,7 +78,16 @@ typedef rx_status (*rx_denoise_fn)(void *ctx, int n, const float *x, const float
 // ---------------------------------------------------------------------------
 // training objectives (kind `objective`)
 
+// What an objective trains the model to do; the runner's train step and the stages after
+// training follow it (runner/experiment.h).
+typedef enum {
+    RX_TASK_DENOISE,    // a denoiser on diffusion batches (make_batch); its samples are evaluated
+    RX_TASK_CLASSIFY,   // a classifier on the dataset's labels, evaluated on the test split
+} rx_objective_task;
+
 typedef struct rx_objective_impl {
+    rx_objective_task task;
+    // RX_TASK_DENOISE only (make_batch and prediction_type are NULL for the other tasks).
     // One training batch. From x0 [n,d] and labels [n] (NULL: unconditional), draw t and noise
     // from Philox keyed by (seed, step) and write x_t [n,d], model time t [n], target [n,d],
     // per-example loss weight [n] (1, or min-SNR-gamma) and labels_out [n] (labels with each one
@@ -88,7 +97,8 @@ typedef struct rx_objective_impl {
                             int n, int d, const float *x0, const int32_t *labels, int num_classes,
                             float *xt, float *t, float *target, float *weight, int32_t *labels_out);
     int (*prediction_type)(const rx_params *p);   // rx_prediction_type
-    int schedule_kind;                            // the schedule it trains on: RX_SCHED_DISCRETE or RX_SCHED_FLOW
+    int schedule_kind;                            // RX_TASK_DENOISE: the schedule it trains on, RX_SCHED_DISCRETE
+                                                  // or RX_SCHED_FLOW; 0 for the other tasks
 } rx_objective_impl;
 
 // ---------------------------------------------------------------------------

@@ -172,8 +172,8 @@ const rx_param_spec rx_objective_flow_matching_params[] = {
     P_UNCOND_PARAM,
     {0}};
 
-static const rx_objective_impl ddpm_impl = {ddpm_make_batch, ddpm_prediction_type, RX_SCHED_DISCRETE};
-static const rx_objective_impl flow_impl = {flow_make_batch, flow_prediction_type, RX_SCHED_FLOW};
+static const rx_objective_impl ddpm_impl = {RX_TASK_DENOISE, ddpm_make_batch, ddpm_prediction_type, RX_SCHED_DISCRETE};
+static const rx_objective_impl flow_impl = {RX_TASK_DENOISE, flow_make_batch, flow_prediction_type, RX_SCHED_FLOW};
 
 const rx_component rx_comp_objective_ddpm = {
     RX_KIND_OBJECTIVE, "ddpm", "denoising diffusion (eps / v / x0 prediction), MSE, optional min-SNR weighting",

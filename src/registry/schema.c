@@ -813,3 +813,8 @@ rx_status rx_schema_print(FILE *f, int markdown) {
     if (bad || ferror(f)) return rx_fail(RX_ERR_IO, "schema: write failed");
     return RX_OK;
 }
+
+rx_status rx_reference_markdown(const rx_component *const *table, FILE *f) {
+    RX_TRY(rx_registry_list_in(table, f, -1, 1));
+    return rx_schema_print(f, 1);
+}

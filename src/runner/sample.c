@@ -68,6 +68,14 @@ static void grid_shape(const rx_experiment *ex, int num_images, int *rows, int *
 
 /* ---- generator: the model behind guidance behind a sampler, reusable by eval ---- */
 
+void rx_experiment_swap_ema(rx_experiment *ex) {
+    for (int i = 0; i < ex->ema.n && i < ex->model->params.n; i++) {
+        float *d = ex->model->params.t[i]->data;
+        ex->model->params.t[i]->data = ex->ema.t[i]->data;
+        ex->ema.t[i]->data = d;
+    }
+}
+
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
     memset(g, 0, sizeof *g);
     g->ex = ex;

@@ -7,7 +7,7 @@
  * so a sweep over sampling or guidance keys trains once: the first point trains, the
  * others reuse its weights. The sweep directory results/<exp>/sweep-NNNN/ gets
  * summary.csv, summary.md (sorted by the primary metric) and one plot per metric. */
-#include "runner/runner.h"
+#include "runner/pipeline.h"
 #include "io/plot.h"
 #include "io/fsutil.h"
 #include <errno.h>
@@ -154,56 +154,87 @@ static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_re
     return RX_OK;
 }
 
-rx_status rx_run_sweep(const rx_cli *cli, rx_config *cfg, const rx_run_options *opt, char *out_dir, size_t n,
-                       int *config_error) {
-    axis axes[MAX_AXES];
-    int n_axes = 0;
-    rx_config_errors errs = {0};
-    rx_status s = RX_OK;
+/* the sweep axes: the config's `sweep:` block, then the command line's "key=v1,v2,..." */
+static rx_status collect_axes(const rx_config *cfg, const char *const *cli_axes, int n_cli_axes, axis axes[MAX_AXES],
+                              int *n_axes, rx_config_errors *errs) {
     rx_cfg_node *sweep = rx_cfg_map_get(cfg->root, "sweep");
-    if (sweep && sweep->type == RX_CFG_MAP) {
-        for (int i = 0; i < sweep->n && !s && n_axes < MAX_AXES; i++) {
-            snprintf(axes[n_axes].key, sizeof axes[n_axes].key, "%s", sweep->keys[i]->text);
-            s = rx_config_sweep_axis(sweep->items[i], &axes[n_axes].values);
-            if (!s) n_axes++;
+    for (int i = 0; sweep && sweep->type == RX_CFG_MAP && i < sweep->n && *n_axes < MAX_AXES; i++) {
+        snprintf(axes[*n_axes].key, sizeof axes[*n_axes].key, "%s", sweep->keys[i]->text);
+        RX_TRY(rx_config_sweep_axis(sweep->items[i], &axes[*n_axes].values));
+        (*n_axes)++;
+    }
+    for (int i = 0; i < n_cli_axes; i++) {
+        if (*n_axes == MAX_AXES) return rx_fail(RX_ERR_ARG, "at most %d sweep axes", MAX_AXES);
+        RX_TRY(add_cli_axis(&axes[*n_axes], cli_axes[i], errs));
+        (*n_axes)++;
+    }
+    return RX_OK;
+}
+
+/* grid point p's config: cfg without its sweep block and with the point's value on every
+ * axis (the last axis varies fastest); pt->values gets their text */
+static rx_status point_config(const rx_config *cfg, const axis *axes, int n_axes, int p, point_result *pt,
+                              rx_config **out, rx_config_errors *errs) {
+    rx_cfg_node *tree = rx_cfg_clone(cfg->root);
+    if (!tree) return rx_fail(RX_ERR_OOM, "sweep: out of memory");
+    int idx = rx_cfg_map_find(tree, "sweep");
+    if (idx >= 0) rx_cfg_map_remove(tree, idx);
+    int rem = p;
+    for (int a = n_axes - 1; a >= 0; a--) {
+        int k = rem % axes[a].values->n;
+        rem /= axes[a].values->n;
+        const rx_cfg_node *v = axes[a].values->items[k];
+        snprintf(pt->values[a], sizeof pt->values[a], "%s", v->text ? v->text : "?");
+        rx_status s = rx_config_set_path(tree, axes[a].key, v->text ? v->text : "null", v->file ? v->file : "<sweep>",
+                                         v->line, v->col, errs);
+        if (s) { rx_cfg_free(tree); return s; }
+    }
+    return rx_config_validate(tree, NULL, cfg->table, out, errs);
+}
+
+/* every point in grid order, each an ordinary run; a failed point is counted, an interrupt
+ * stops the sweep */
+static rx_status run_points(rx_config *const *point_cfg, const axis *axes, int n_axes, point_result *pts, int total,
+                            const rx_run_options *opt, int *failures) {
+    for (int p = 0; p < total; p++) {
+        if (!opt->quiet) {
+            fprintf(stderr, "sweep point %d/%d:", p + 1, total);
+            for (int a = 0; a < n_axes; a++) fprintf(stderr, " %s=%s", axes[a].key, pts[p].values[a]);
+            fprintf(stderr, "\n");
         }
+        int cerr = 0;
+        rx_status ps = rx_run_config(point_cfg[p], opt, pts[p].run_dir, sizeof pts[p].run_dir, &pts[p].metrics, &cerr);
+        pts[p].ok = ps == RX_OK;
+        if (ps == RX_ERR_INTERRUPTED) return ps;
+        if (ps) { (*failures)++; if (!opt->quiet) fprintf(stderr, "sweep point %d failed: %s\n", p + 1, rx_last_error()); }
     }
-    for (int i = 0; i < cli->n_sweeps && !s; i++) {
-        if (n_axes == MAX_AXES) { s = rx_fail(RX_ERR_ARG, "at most %d sweep axes", MAX_AXES); break; }
-        s = add_cli_axis(&axes[n_axes], cli->sweeps[i], &errs);
-        if (!s) n_axes++;
-    }
-    int total = 1;
+    return RX_OK;
+}
+
+rx_status rx_run_sweep(rx_config *cfg, const char *const *cli_axes, int n_cli_axes, const rx_run_options *opt,
+                       char *out_dir, size_t n, int *config_error) {
+    axis axes[MAX_AXES];
+    int n_axes = 0, total = 1;
+    rx_config_errors errs = {0};
+    point_result *pts = NULL;
+    rx_config **point_cfg = NULL;
+    rx_status s = collect_axes(cfg, cli_axes, n_cli_axes, axes, &n_axes, &errs);
     for (int a = 0; a < n_axes && !s; a++) total *= axes[a].values->n;
     if (!s && total > MAX_POINTS) s = rx_fail(RX_ERR_ARG, "sweep of %d points (at most %d)", total, MAX_POINTS);
-    point_result *pts = s ? NULL : calloc(total, sizeof *pts);
-    if (!s && !pts) s = rx_fail(RX_ERR_OOM, "sweep: out of memory");
-    if (s) { *config_error = 1; goto done; }
-
-    /* check every point's config before running any (a bad value is exit 2, nothing run) */
-    rx_config **point_cfg = calloc(total, sizeof *point_cfg);
-    for (int p = 0; p < total && !s; p++) {
-        rx_cfg_node *tree = rx_cfg_clone(cfg->root);
-        int idx = rx_cfg_map_find(tree, "sweep");
-        if (idx >= 0) rx_cfg_map_remove(tree, idx);
-        int rem = p;
-        for (int a = n_axes - 1; a >= 0; a--) {
-            int k = rem % axes[a].values->n;
-            rem /= axes[a].values->n;
-            const rx_cfg_node *v = axes[a].values->items[k];
-            snprintf(pts[p].values[a], sizeof pts[p].values[a], "%s", v->text ? v->text : "?");
-            s = rx_config_set_path(tree, axes[a].key, v->text ? v->text : "null", v->file ? v->file : "<sweep>", v->line,
-                                   v->col, &errs);
-            if (s) break;
-        }
-        if (!s) s = rx_config_validate(tree, NULL, cfg->table, &point_cfg[p], &errs);
-        else rx_cfg_free(tree);
+    if (!s) {
+        pts = calloc(total, sizeof *pts);
+        point_cfg = calloc(total, sizeof *point_cfg);
+        if (!pts || !point_cfg) s = rx_fail(RX_ERR_OOM, "sweep: out of memory");
     }
-    if (s) {
-        rx_config_errors_sort(&errs);
-        rx_config_errors_print(&errs, stderr);
-        if (errs.n) rx_clear_error();
-        *config_error = 1;
+    if (s) *config_error = 1;
+    else {   /* every point's config is checked before any runs: a bad value is exit 2, nothing run */
+        for (int p = 0; p < total && !s; p++) s = point_config(cfg, axes, n_axes, p, &pts[p], &point_cfg[p], &errs);
+        if (s) {
+            rx_config_errors_sort(&errs);
+            rx_config_errors_print(&errs, stderr);
+            if (errs.n) rx_clear_error();
+            *config_error = 1;
+        }
     }
     char sweep_dir[1200] = "";
     if (!s) {
@@ -214,24 +245,12 @@ rx_status rx_run_sweep(const rx_cli *cli, rx_config *cfg, const rx_run_options *
         s = alloc_sweep_dir(exp_dir, sweep_dir, sizeof sweep_dir);
     }
     int failures = 0;
-    for (int p = 0; p < total && !s; p++) {
-        if (!opt->quiet) {
-            fprintf(stderr, "sweep point %d/%d:", p + 1, total);
-            for (int a = 0; a < n_axes; a++) fprintf(stderr, " %s=%s", axes[a].key, pts[p].values[a]);
-            fprintf(stderr, "\n");
-        }
-        int cerr = 0;
-        rx_status ps = rx_run_config(point_cfg[p], opt, pts[p].run_dir, sizeof pts[p].run_dir, &pts[p].metrics, &cerr);
-        pts[p].ok = ps == RX_OK;
-        if (ps == RX_ERR_INTERRUPTED) s = ps;
-        else if (ps) { failures++; if (!opt->quiet) fprintf(stderr, "sweep point %d failed: %s\n", p + 1, rx_last_error()); }
-    }
+    if (!s) s = run_points(point_cfg, axes, n_axes, pts, total, opt, &failures);
     if (!s) s = write_summary(sweep_dir, axes, n_axes, pts, total);
     if (!s && failures) s = rx_fail(RX_ERR_NUMERIC, "%d of %d sweep points failed; see %s/summary.csv", failures, total, sweep_dir);
     snprintf(out_dir, n, "%s", sweep_dir);
-    for (int p = 0; p < total; p++) { rx_config_free(point_cfg[p]); json_decref(pts[p].metrics); }
+    for (int p = 0; pts && point_cfg && p < total; p++) { rx_config_free(point_cfg[p]); json_decref(pts[p].metrics); }
     free(point_cfg);
-done:
     free(pts);
     for (int a = 0; a < n_axes; a++) rx_cfg_free(axes[a].values);
     rx_config_errors_clear(&errs);
