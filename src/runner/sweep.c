@@ -71,9 +71,8 @@ static rx_status alloc_sweep_dir(const char *exp_dir, char *out, size_t n) {
     return rx_fail(RX_ERR_IO, "%s: no free sweep number", exp_dir);
 }
 
-static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_result *pts, int n_pts) {
-    /* metric names: union over points, in first-seen order */
-    const char *names[64];
+/* metric names: the numeric metrics of all points, in first-seen order */
+static int metric_names(const point_result *pts, int n_pts, const char *names[64]) {
     int n_names = 0;
     for (int i = 0; i < n_pts; i++) {
         const char *k;
@@ -85,10 +84,17 @@ static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_re
             if (!seen && n_names < 64 && json_is_number(v)) names[n_names++] = k;
         }
     }
+    return n_names;
+}
+
+/* summary.csv: one row per point in grid order, written atomically */
+static rx_status write_summary_csv(const char *dir, const axis *axes, int n_axes, const point_result *pts, int n_pts,
+                                   const char *const *names, int n_names) {
     char path[1400];
     snprintf(path, sizeof path, "%s/summary.csv", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return rx_fail(RX_ERR_IO, "%s: cannot write", path);
+    rx_atomic_file af;
+    RX_TRY(rx_atomic_begin(path, &af));
+    FILE *f = af.fp;
     for (int a = 0; a < n_axes; a++) fprintf(f, "%s,", axes[a].key);
     for (int j = 0; j < n_names; j++) fprintf(f, "%s,", names[j]);
     fprintf(f, "status,run\n");
@@ -101,11 +107,15 @@ static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_re
         }
         fprintf(f, "%s,%s\n", pts[i].ok ? "done" : "failed", pts[i].run_dir);
     }
-    if (fclose(f)) return rx_fail(RX_ERR_IO, "%s: write failed", path);
+    return rx_atomic_commit(&af);   /* reports a failed write */
+}
 
-    /* plots first (in grid order), then the table sorted by the primary metric */
-    for (int j = 0; j < n_names && n_axes >= 1; j++) {
-        double *x = calloc(n_pts, sizeof *x), *y = calloc(n_pts, sizeof *y);
+/* <metric>.png: each metric against the first axis (points whose value there is a number) */
+static rx_status plot_metrics(const char *dir, const axis *axes, const point_result *pts, int n_pts,
+                              const char *const *names, int n_names) {
+    double *x = calloc(n_pts > 0 ? (size_t)n_pts : 1, sizeof *x), *y = calloc(n_pts > 0 ? (size_t)n_pts : 1, sizeof *y);
+    rx_status s = x && y ? RX_OK : rx_fail(RX_ERR_OOM, "sweep plots: out of memory");
+    for (int j = 0; j < n_names && !s; j++) {
         int m = 0;
         for (int i = 0; i < n_pts; i++) {
             json_t *v = pts[i].metrics ? json_object_get(pts[i].metrics, names[j]) : NULL;
@@ -115,24 +125,26 @@ static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_re
             x[m] = xv;
             y[m++] = json_number_value(v);
         }
-        if (m > 0) {
-            rx_plot_series ser = {names[j], x, y, m};
-            snprintf(path, sizeof path, "%s/%s.png", dir, names[j]);
-            char title[512];
-            snprintf(title, sizeof title, "%s vs %s", names[j], axes[0].key);
-            rx_status s = rx_plot_lines(path, title, axes[0].key, names[j], &ser, 1);
-            if (s) { free(x); free(y); return s; }
-        }
-        free(x);
-        free(y);
+        if (m == 0) continue;
+        rx_plot_series ser = {names[j], x, y, m};
+        char path[1400], title[512];
+        snprintf(path, sizeof path, "%s/%s.png", dir, names[j]);
+        snprintf(title, sizeof title, "%s vs %s", names[j], axes[0].key);
+        s = rx_plot_lines(path, title, axes[0].key, names[j], &ser, 1);
     }
-    if (n_names > 0) {
-        g_sort_metric = names[0];
-        qsort(pts, n_pts, sizeof *pts, cmp_points);
-    }
+    free(x);
+    free(y);
+    return s;
+}
+
+/* summary.md: the table sorted by the first metric (pts are sorted by the caller), atomically */
+static rx_status write_summary_md(const char *dir, const axis *axes, int n_axes, const point_result *pts, int n_pts,
+                                  const char *const *names, int n_names) {
+    char path[1400];
     snprintf(path, sizeof path, "%s/summary.md", dir);
-    f = fopen(path, "w");
-    if (!f) return rx_fail(RX_ERR_IO, "%s: cannot write", path);
+    rx_atomic_file af;
+    RX_TRY(rx_atomic_begin(path, &af));
+    FILE *f = af.fp;
     if (n_names) fprintf(f, "Sorted by %s (%s is better).\n\n", names[0], lower_is_better(names[0]) ? "lower" : "higher");
     fprintf(f, "|");
     for (int a = 0; a < n_axes; a++) fprintf(f, " %s |", axes[a].key);
@@ -150,8 +162,20 @@ static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_re
         }
         fprintf(f, " %s |\n", pts[i].ok ? pts[i].run_dir : "failed");
     }
-    if (fclose(f)) return rx_fail(RX_ERR_IO, "%s: write failed", path);
-    return RX_OK;
+    return rx_atomic_commit(&af);
+}
+
+/* summary.csv (grid order), a plot per metric, summary.md (sorted by the primary metric) */
+static rx_status write_summary(const char *dir, axis *axes, int n_axes, point_result *pts, int n_pts) {
+    const char *names[64];
+    int n_names = metric_names(pts, n_pts, names);
+    RX_TRY(write_summary_csv(dir, axes, n_axes, pts, n_pts, names, n_names));
+    if (n_axes >= 1) RX_TRY(plot_metrics(dir, axes, pts, n_pts, names, n_names));
+    if (n_names > 0) {
+        g_sort_metric = names[0];
+        qsort(pts, n_pts, sizeof *pts, cmp_points);
+    }
+    return write_summary_md(dir, axes, n_axes, pts, n_pts, names, n_names);
 }
 
 /* the sweep axes: the config's `sweep:` block, then the command line's "key=v1,v2,..." */
