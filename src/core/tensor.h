@@ -37,7 +37,10 @@ typedef struct rx_tensor {
     struct rx_tensor *grad;    /* same shape; allocated on first need (zeroed)     */
     uint8_t   requires_grad;   /* a parameter, or computed from one with grad on   */
     uint8_t   is_param;        /* lives in the persistent arena                    */
+    uint8_t   is_view;         /* data belongs to another tensor (reshape)         */
+    uint8_t   is_intermediate; /* a tape node's output or saved tensor (backward may free it) */
     const char *name;          /* parameter name (diffusers state-dict key) or NULL */
+    struct rx_node *last_use;  /* backward bookkeeping: the oldest tape node that reads it */
 } rx_tensor;
 
 /* One recorded op application. Kernels read inputs/args and write `out`;
@@ -82,6 +85,8 @@ typedef struct rx_ctx {
     uint64_t   rng_calls;      /* dropout calls in this step              */
     rx_status  err;            /* sticky error                            */
     int        threads;
+    int        release_in_backward; /* backward frees each intermediate and its gradient after
+                                       their last use (training: only the loss is read after) */
 } rx_ctx;
 
 static inline rx_status rx_ctx_status(const rx_ctx *c) { return c->err; }

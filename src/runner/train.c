@@ -100,6 +100,7 @@ static rx_status train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b,
     c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
     rx_tensor *loss = NULL;
     RX_TRY(ex->task->loss(ex, b, step, &loss));
+    c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
     RX_TRY(rx_backward(c, loss));
     RX_TRY(rx_tensor_to_host(c, loss, loss_out));
     /* a non-finite loss stops the run (the caller names the step and the last good

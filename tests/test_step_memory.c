@@ -1,0 +1,104 @@
+/* test_step_memory.c — a training step that frees as backward goes (c->release_in_backward).
+ *
+ * References: the same step without release (the plain tape replay) for the gradients, which
+ * must be equal bit for bit (freeing changes where data lives, never what is computed); and
+ * for the memory, the bound of the issue's "planned step memory": with release, the step's
+ * peak is the forward's activations (A = what the step arena holds when backward starts) plus
+ * the gradients live at one time, where the plain replay keeps every activation gradient too.
+ *
+ * The arena's own free list is checked against its definition: a freed block is handed out
+ * again (best fit, neighbours merged) and the bytes in use go down by what was freed. */
+#include "test_models_fixture.h"
+#include "registry/components.h"
+#include "core/arena.h"
+
+// ---------------------------------------------------------------------------
+// the arena's free list
+
+Test(arena_free, reuses_merges_and_counts) {
+    rx_arena *a = NULL;
+    cr_assert_eq(rx_arena_create("t", 1 << 20, NULL, &a), RX_OK);
+    char *p0 = rx_arena_data(a, 1000), *p1 = rx_arena_data(a, 1000), *p2 = rx_arena_data(a, 1000);
+    char *p3 = rx_arena_data(a, 64);
+    cr_assert(p0 && p1 && p2 && p3);
+    cr_expect_eq(rx_arena_data_used(a), 3 * 1024 + 64, "each block rounds up to 64 bytes");
+    cr_assert_eq(rx_arena_free(a, p1, 1000), RX_OK);
+    cr_expect_eq(rx_arena_data_used(a), 2 * 1024 + 64);
+    cr_expect_eq(rx_arena_data(a, 500), p1, "a smaller request takes the hole's start");
+    cr_assert_eq(rx_arena_free(a, p1, 500), RX_OK);
+    cr_assert_eq(rx_arena_free(a, p0, 1000), RX_OK);   /* p0 and p1 merge into one 2048-byte hole */
+    cr_expect_eq(rx_arena_data(a, 2000), p0, "the merged hole holds 2000 bytes");
+    cr_assert_eq(rx_arena_free(a, p3, 64), RX_OK);      /* the top of the chunk: the bump pointer drops */
+    cr_assert_eq(rx_arena_free(a, p2, 1000), RX_OK);    /* and now p2 is the top too */
+    cr_expect_eq(rx_arena_data(a, 3000), p2, "freed tops are handed out again from the bump pointer");
+    char bogus[64];
+    cr_expect_neq(rx_arena_free(a, bogus, 64), RX_OK, "a pointer the arena did not hand out is refused");
+    /* in use at the end: the 2048-byte block (p0) and the 3008-byte one (p2), the most at any time */
+    cr_expect_eq(rx_arena_data_used(a), 2048 + 3008);
+    cr_expect_eq(rx_arena_data_peak(a), 2048 + 3008, "peak: the largest in use at once");
+    rx_arena_reset(a);
+    cr_expect_eq(rx_arena_data(a, 64), p0, "after a reset the first block is the chunk's start");
+    rx_arena_destroy(a);
+}
+
+// ---------------------------------------------------------------------------
+// a U-Net training step with and without release
+
+static const char *const unet_cfg[] = {
+    "sample_size", "16", "in_channels", "3", "out_channels", "3",
+    "block_out_channels", "[32, 64]", "layers_per_block", "2", "norm_num_groups", "8",
+    "attention_head_dim", "8", "down_block_types", "[DownBlock2D, AttnDownBlock2D]",
+    "up_block_types", "[AttnUpBlock2D, UpBlock2D]", "num_classes", "3", NULL};
+
+typedef struct {
+    size_t forward_bytes, peak_bytes;   /* step arena: in use when backward starts; peak of the step */
+    float *grads;                        /* every parameter's gradient, concatenated */
+    int64_t n;
+} step_result;
+
+static step_result one_step(int release) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_params *p = fx_params(&rx_comp_model_unet, unet_cfg);
+    rx_model *m = NULL;
+    ASSERT_OK(rx_model_create(c, &rx_comp_model_unet, p, 11, &m));
+    rx_params_free(p);
+    const int B = 4;
+    rx_tensor *x = rx_empty(c, RX_SHAPE(B, 3, 16, 16)), *y = rx_empty(c, RX_SHAPE(B, 3, 16, 16));
+    cr_assert(x && y);
+    rx_test_randn(c, x, 1, 1.0f);
+    rx_test_randn(c, y, 2, 1.0f);
+    rx_tensor *t = rx_from_host(c, RX_SHAPE(B), (float[]){3, 250, 500, 999});
+    rx_tensor *labels = rx_from_host(c, RX_SHAPE(B), (float[]){0, 1, 2, 3});
+    rx_tensor *loss = rx_mse_loss(c, m->impl->forward(c, m, x, t, labels), y, NULL);
+    cr_assert_not_null(loss, "%s", rx_last_error());
+    step_result r = {.forward_bytes = rx_arena_data_used(c->step)};
+    c->release_in_backward = release;
+    ASSERT_OK(rx_backward(c, loss));
+    r.peak_bytes = rx_arena_data_peak(c->step);
+    r.n = rx_paramset_numel(&m->params);
+    r.grads = malloc((size_t)r.n * sizeof *r.grads);
+    for (int i = 0, off = 0; i < m->params.n; off += (int)m->params.t[i]->numel, i++)
+        ASSERT_OK(rx_tensor_to_host(c, m->params.t[i]->grad, r.grads + off));
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+    return r;
+}
+
+Test(step_memory, release_keeps_gradients_bit_identical_and_lowers_the_peak) {
+    step_result plain = one_step(0), freed = one_step(1);
+    cr_assert_eq(plain.n, freed.n);
+    cr_expect_eq(memcmp(plain.grads, freed.grads, (size_t)plain.n * sizeof(float)), 0,
+                 "gradients with release equal the plain replay's bit for bit");
+    cr_expect_eq(plain.forward_bytes, freed.forward_bytes, "the forward is the same");
+    /* plain: activations A stay and every activation gradient is added on top (about A again);
+     * release: A plus the gradients live at one time, and A shrinks as backward goes */
+    const double A = (double)plain.forward_bytes;
+    cr_expect_gt(plain.peak_bytes, 1.6 * A, "plain peak %.2f MiB, activations %.2f MiB", plain.peak_bytes / 1048576.0,
+                 A / 1048576.0);
+    cr_expect_lt(freed.peak_bytes, 1.3 * A, "release peak %.2f MiB, activations %.2f MiB", freed.peak_bytes / 1048576.0,
+                 A / 1048576.0);
+    cr_log_info("step arena: activations %.2f MiB; peak plain %.2f MiB, with release %.2f MiB\n", A / 1048576.0,
+                plain.peak_bytes / 1048576.0, freed.peak_bytes / 1048576.0);
+    free(plain.grads);
+    free(freed.grads);
+}
