@@ -11,6 +11,7 @@
  * producer on the tape) and `out` itself are kept. The peak of a training step is then
  * the forward's activations plus a few gradients, not activations plus all their gradients. */
 #include "kernels/ops.h"
+#include "autograd/checkpoint.h"
 
 static int tensors_of(rx_node *n, rx_tensor *t[RX_MAX_IN + 5]) {
     int k = 0;
@@ -76,10 +77,14 @@ rx_status rx_backward_with(rx_ctx *c, rx_tensor *out, const rx_tensor *seed) {
         if (n->out->grad) {
             for (int i = 0; i < n->n_in; i++)
                 if (n->in[i] && n->in[i]->requires_grad && !rx_grad_of(c, n->in[i])) return c->err;
-            rx_kernel_fn b = c->be->bwd[n->op];
-            if (!b) return rx_fail(RX_ERR_UNIMPLEMENTED, "%s: no backward kernel on backend %s", rx_op_names[n->op], c->be->name);
-            rx_status s = b(c, n);
-            if (s != RX_OK) return rx_fail_ctx(s, "backward of %s: ", rx_op_names[n->op]);
+            if (n->checkpoint) {
+                RX_TRY(rx_checkpoint_backward(c, n));
+            } else {
+                rx_kernel_fn b = c->be->bwd[n->op];
+                if (!b) return rx_fail(RX_ERR_UNIMPLEMENTED, "%s: no backward kernel on backend %s", rx_op_names[n->op], c->be->name);
+                rx_status s = b(c, n);
+                if (s != RX_OK) return rx_fail_ctx(s, "backward of %s: ", rx_op_names[n->op]);
+            }
         }
         if (c->release_in_backward) RX_TRY(release_after(c, n, out));
     }

@@ -54,6 +54,7 @@ typedef struct rx_node {
     float      f[4];                 /* float arguments                             */
     rx_tensor *saved[4];             /* tensors the forward keeps for backward       */
     struct rx_node *prev;            /* tape link (reverse order)                    */
+    const struct rx_checkpoint_info *checkpoint;   /* a checkpointed block (op -1): replayed, not a kernel */
 } rx_node;
 
 typedef struct rx_backend rx_backend;
@@ -87,6 +88,7 @@ typedef struct rx_ctx {
     int        threads;
     int        release_in_backward; /* backward frees each intermediate and its gradient after
                                        their last use (training: only the loss is read after) */
+    int        checkpointing;  /* blocks applied through rx_checkpoint recompute in backward */
 } rx_ctx;
 
 static inline rx_status rx_ctx_status(const rx_ctx *c) { return c->err; }

@@ -99,6 +99,7 @@ static rx_status train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b,
     rx_model *m = ex->model;
     c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
     rx_tensor *loss = NULL;
+    c->checkpointing = rx_param_bool(ex->train, "gradient_checkpointing");
     RX_TRY(ex->task->loss(ex, b, step, &loss));
     c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
     RX_TRY(rx_backward(c, loss));

@@ -28,4 +28,10 @@ static inline float *cpu_in_grad(rx_node *n, int k) {
     return (n->in[k] && n->in[k]->requires_grad && n->in[k]->grad) ? n->in[k]->grad->data : NULL;
 }
 
+/* Give a kernel's workspace (a tensor it took from the step arena) back when it returns, so
+ * workspaces do not pile up over a step (a conv's column matrices are 9x its input). */
+static inline rx_status cpu_ws_free(rx_ctx *c, rx_tensor *ws) {
+    return ws ? rx_arena_free(c->step, ws->data, (size_t)ws->numel * sizeof(float)) : RX_OK;
+}
+
 #endif
