@@ -355,7 +355,11 @@ Test(runner, check_prints_resolved_config_and_parameter_count) {
                           "guidance:\n  name: cfg\n  scale: 2.0\n", "  norm_eps: 1.0e-5\n", "eval: null\n"};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) cr_assert(strstr(r.out, want[k]), "no '%s' in:\n%s", want[k], r.out);
     cr_assert(!strstr(r.out, "base:"), "the resolved config still names its base");
-    cr_assert_str_eq(r.last, P("parameters: unet %d", TINY_UNET_PARAMETERS));
+    cr_assert(strstr(r.out, P("parameters: unet %d\n", TINY_UNET_PARAMETERS)), "%s", r.out);
+    /* the memory plan (runner/memory_plan.c): training and sampling figures in GiB, the device */
+    cr_assert(strstr(r.out, "memory: training ") && strstr(r.out, " GiB at batch 4 (weights "), "%s", r.out);
+    cr_assert(strstr(r.out, "memory: sampling ") && strstr(r.out, "at network batch 8"), "cfg doubles the batch:\n%s", r.out);
+    cr_assert(strstr(r.out, "memory: device cpu has "), "%s", r.out);
     cr_assert(!rx_fs_exists(root), "check must not run anything");
 
     r = RUNEXP("checkbad", "check", "tests/configs/bad/unknown_param.yaml");
@@ -380,6 +384,8 @@ static const struct bad_case {
     {"unknown option", {TINY, "--bogus"}, "unknown option '--bogus'"},
     {"bad backend", {TINY, "--backend", "tpu"}, "--backend must be cpu, cuda or auto"},
     {"extra argument", {TINY, "extra.yaml"}, "unexpected argument 'extra.yaml'"},
+    /* ~4e10 parameters: planned, not allocated, and refused before anything is written */
+    {"cannot fit in memory", {TINY, "--set", "model.block_out_channels=[65536, 65536]"}, "memory: training needs "},
 };
 
 Test(runner, bad_input_exits_2_and_writes_nothing) {

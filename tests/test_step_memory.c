@@ -11,6 +11,7 @@
 #include "test_models_fixture.h"
 #include "registry/components.h"
 #include "core/arena.h"
+#include "runner/memory_plan.h"
 
 // ---------------------------------------------------------------------------
 // the arena's free list
@@ -128,6 +129,29 @@ static void expect_checkpointing_matches(const rx_component *comp, const char *c
                 ckpt.peak_bytes / 1048576.0);
     free(plain.grads);
     free(ckpt.grads);
+}
+
+/* the planning backend (runner/memory_plan.c) places the same tensors without running a kernel:
+ * its step peak against the real CPU step's, which also holds what kernels allocate inside
+ * themselves (norm statistics, a conv's workspace while it runs) */
+static void expect_plan_close(const rx_component *comp, const char *const *cfg, int C, int S, int ckpt) {
+    step_result real = one_step(comp, cfg, C, S, 1, ckpt);
+    rx_params *p = fx_params(comp, cfg);
+    double planned = 0;
+    ASSERT_OK(rx_memory_plan_step(comp, p, 4, 1, ckpt, &planned, NULL));
+    rx_params_free(p);
+    const double rel = fabs(planned - (double)real.peak_bytes) / (double)real.peak_bytes;
+    cr_expect_lt(rel, 0.10, "%s%s: planned %.3f MiB, measured %.3f MiB", comp->name, ckpt ? " checkpointed" : "",
+                 planned / 1048576.0, real.peak_bytes / 1048576.0);
+    cr_log_info("%s%s: planned step peak %.3f MiB, measured %.3f MiB (%.1f %%)\n", comp->name, ckpt ? " checkpointed" : "",
+                planned / 1048576.0, real.peak_bytes / 1048576.0, 100 * rel);
+    free(real.grads);
+}
+
+Test(step_memory, planned_peak_within_10_percent_of_the_real_step) {
+    expect_plan_close(&rx_comp_model_unet, unet_cfg, 3, 16, 0);
+    expect_plan_close(&rx_comp_model_unet, unet_cfg, 3, 16, 1);
+    expect_plan_close(&rx_comp_model_dit, dit_cfg, 3, 8, 0);
 }
 
 Test(step_memory, checkpointed_unet_gradients_are_bit_identical) {

@@ -51,8 +51,12 @@ static rx_status upload(rx_builder *b, rx_tensor *t, float *h) {
     return s;
 }
 
+/* a planning context holds no values: nothing to draw */
+static int planning(const rx_builder *b) { return b->c->mem->device == RX_DEV_PLAN; }
+
 rx_status rx_init_uniform(rx_builder *b, rx_tensor *t, float bound) {
     if (!t) return b->c->err;
+    if (planning(b)) return RX_OK;
     float *h = malloc(t->numel * sizeof *h);
     if (!h) return rx_fail(RX_ERR_OOM, "init %s: out of memory", t->name);
     rx_rng_uniform(b->seed, init_stream(b, t), 0, h, t->numel);
@@ -62,6 +66,7 @@ rx_status rx_init_uniform(rx_builder *b, rx_tensor *t, float bound) {
 
 rx_status rx_init_normal(rx_builder *b, rx_tensor *t, float std) {
     if (!t) return b->c->err;
+    if (planning(b)) return RX_OK;
     float *h = malloc(t->numel * sizeof *h);
     if (!h) return rx_fail(RX_ERR_OOM, "init %s: out of memory", t->name);
     rx_rng_normal(b->seed, init_stream(b, t), 0, h, t->numel);

@@ -26,7 +26,7 @@
 #define RX_MAX_DIMS 5
 #define RX_MAX_IN   6
 
-typedef enum { RX_DEV_CPU = 0, RX_DEV_CUDA = 1 } rx_device;
+typedef enum { RX_DEV_CPU = 0, RX_DEV_CUDA = 1, RX_DEV_PLAN = 2 /* no memory: kernels/plan.c */ } rx_device;
 
 typedef struct rx_tensor {
     int       ndim;

@@ -38,6 +38,8 @@ struct rx_backend {
 };
 
 const rx_backend *rx_backend_cpu(void);
+/* shapes and memory only: no kernel runs, no data exists (kernels/plan.c) */
+const rx_backend *rx_backend_plan(void);
 
 /* Create a context on `be` (rx_backend_cpu() or rx_cuda_open's) with its backend state
  * (NULL on the CPU); step_chunk = bytes per step-arena chunk, 0 for the default. */

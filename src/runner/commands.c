@@ -1,4 +1,5 @@
 /* commands.c — check, run, resume, export, data fetch. */
+#include "runner/memory_plan.h"
 #include "runner/runner.h"
 #include "runner/pipeline.h"
 #include "runner/checkpoint.h"
@@ -27,18 +28,17 @@ rx_status rx_cmd_check(const rx_cli *cli, int *config_error) {
     rx_config *cfg = NULL;
     RX_TRY(load_config(cli->file, cli->sets, cli->n_sets, &cfg, config_error));
     rx_status s = rx_config_emit(cfg->root, stdout);
-    /* parameter count: build the model on the CPU (weights are allocated, not trained) */
+    /* parameters and memory from a plan: the model is built on the planning backend, which
+     * allocates nothing, so any size is answered at once */
     const rx_component *mc = NULL;
-    const rx_params *mp = NULL;
-    rx_ctx *c = NULL;
-    rx_model *m = NULL;
-    if (!s) s = rx_config_section_params(cfg, "model", &mc, &mp);
-    if (!s) s = rx_ctx_create(rx_backend_cpu(), NULL, 1 << 20, &c);
-    if (!s) s = rx_model_create(c, mc, mp, 0, &m);
-    if (!s) printf("parameters: %s %lld\n", mc->name, (long long)rx_model_param_count(m));
+    rx_memory_plan plan;
+    if (!s) s = rx_config_section_params(cfg, "model", &mc, NULL);
+    if (!s) s = rx_memory_plan_config(cfg, &plan);
+    if (!s) {
+        printf("parameters: %s %lld\n", mc->name, (long long)plan.parameters);
+        rx_memory_plan_print(&plan, stdout);
+    }
     if (s == RX_ERR_CONFIG) *config_error = 1;
-    rx_model_destroy(m);
-    rx_ctx_destroy(c);
     rx_config_free(cfg);
     return s;
 }

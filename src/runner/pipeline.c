@@ -1,5 +1,6 @@
 /* pipeline.c — one run of an experiment: the stages in order, each reused from the stage
  * cache when an earlier run finished it with the same hash, and the run's records. */
+#include "runner/memory_plan.h"
 #include "runner/pipeline.h"
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
@@ -124,10 +125,27 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     return s ? s : s2 ? s2 : s3;
 }
 
+/* a run that cannot fit is refused before anything is allocated or written (smoke runs are
+ * shrunk after this point and always fit) */
+static rx_status check_memory(const rx_config *cfg, const rx_run_options *opt) {
+    if (opt->smoke) return RX_OK;
+    rx_memory_plan plan;
+    RX_TRY(rx_memory_plan_config(cfg, &plan));
+    const rx_params *train = NULL;
+    int ckpt = rx_config_section_params(cfg, "train", NULL, &train) == RX_OK && rx_param_bool(train, "gradient_checkpointing");
+    rx_clear_error();
+    return rx_memory_plan_check_fits(&plan, ckpt);
+}
+
 rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir, size_t n, json_t **metrics,
                         int *config_error) {
+    rx_status s = check_memory(cfg, opt);
+    if (s) {
+        if (s == RX_ERR_CONFIG) *config_error = 1;
+        return s;
+    }
     rx_experiment ex;
-    rx_status s = rx_experiment_build(&ex, cfg, opt);
+    s = rx_experiment_build(&ex, cfg, opt);
     if (s) {
         if (s == RX_ERR_CONFIG || s == RX_ERR_IO || s == RX_ERR_FORMAT) *config_error = 1;
         rx_experiment_free(&ex);
