@@ -31,8 +31,23 @@ static rx_status drop_tape(rx_ctx *c, rx_node *tape, const rx_tensor *keep) {
     return RX_OK;
 }
 
+/* Without grad (sampling, evaluation) nothing reads a block's intermediates after it returns:
+ * they are given back at once, whether or not checkpointing is on, so a forward holds a few
+ * tensors at a time instead of every activation of the network. */
+static rx_tensor *forward_only(rx_ctx *c, rx_block_fn fn, const void *block, rx_tensor *x, rx_tensor *cond) {
+    const int scope = rx_arena_scope_begin(c->step);
+    rx_tensor *y = fn(c, block, x, cond);
+    /* a view's data is another tensor's: keep everything then (no block returns one today) */
+    rx_status s = rx_arena_scope_end(c->step, scope, y && !y->is_view ? y->data : NULL);
+    if (y && y->is_view) return y;
+    if (s != RX_OK) return rx_ctx_fail(c, s, "%s", rx_last_error());
+    return y;
+}
+
 rx_tensor *rx_checkpoint(rx_ctx *c, rx_block_fn fn, const void *block, rx_tensor *x, rx_tensor *cond) {
-    if (!c->checkpointing || !c->grad_enabled || c->err) return fn(c, block, x, cond);
+    if (c->err) return NULL;
+    if (!c->grad_enabled) return forward_only(c, fn, block, x, cond);
+    if (!c->checkpointing) return fn(c, block, x, cond);
     rx_node *outer = c->tape;
     const int64_t outer_n = c->n_nodes;
     const uint64_t rng_calls = c->rng_calls;

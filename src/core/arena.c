@@ -30,6 +30,10 @@ struct rx_arena {
     size_t data_used, data_peak, n_system;
     hole *holes;              /* data only; the array only grows, so a warm arena allocates nothing */
     int n_holes, cap_holes;
+    /* while a scope is open (rx_arena_scope_begin), every data block handed out and not yet given
+     * back, in order; grows like holes */
+    struct logged { void *p; size_t size; } *log;
+    int n_log, cap_log, scopes;
 };
 
 static void *host_alloc(void *ud, size_t n) { (void)ud; return aligned_alloc(64, (n + 63) & ~(size_t)63); }
@@ -59,6 +63,7 @@ void rx_arena_destroy(rx_arena *a) {
     list_free(&a->meta, &a->alloc, 1);
     list_free(&a->data, &a->alloc, 0);
     free(a->holes);
+    free(a->log);
     free(a);
 }
 
@@ -116,6 +121,18 @@ static void *take_hole(rx_arena *a, size_t size) {
     return p;
 }
 
+static rx_status log_push(rx_arena *a, void *p, size_t size) {
+    if (a->n_log == a->cap_log) {
+        int cap = a->cap_log ? 2 * a->cap_log : 256;
+        struct logged *l = realloc(a->log, (size_t)cap * sizeof *l);
+        if (!l) return rx_fail(RX_ERR_OOM, "arena %s: out of host memory", a->name);
+        a->log = l;
+        a->cap_log = cap;
+    }
+    a->log[a->n_log++] = (struct logged){p, size};
+    return RX_OK;
+}
+
 void *rx_arena_data(rx_arena *a, size_t bytes) {
     const size_t size = data_size(bytes);
     void *p = take_hole(a, size);
@@ -123,6 +140,7 @@ void *rx_arena_data(rx_arena *a, size_t bytes) {
     if (p) {
         a->data_used += size;
         if (a->data_used > a->data_peak) a->data_peak = a->data_used;
+        if (a->scopes && log_push(a, p, size) != RX_OK) return NULL;
     }
     return p;
 }
@@ -149,6 +167,12 @@ rx_status rx_arena_free(rx_arena *a, void *p, size_t bytes) {
     while (c && !((char *)p >= c->base && (char *)p + size <= c->base + c->used)) c = c->next;
     if (!c) return rx_fail(RX_ERR_INTERNAL, "arena %s: free of %zu bytes that it did not hand out", a->name, bytes);
     a->data_used -= size;
+    for (int i = a->n_log - 1; i >= 0; i--)   /* workspaces are given back last-in first-out: found at once */
+        if (a->log[i].p == p) {
+            memmove(a->log + i, a->log + i + 1, (size_t)(a->n_log - i - 1) * sizeof *a->log);
+            a->n_log--;
+            break;
+        }
     const size_t off = (size_t)((char *)p - c->base);
     if (c == a->data.cur && off + size == c->used) {   /* the top of the current chunk: lower the bump pointer */
         c->used = off;
@@ -179,6 +203,26 @@ void rx_arena_reset(rx_arena *a) {
     a->data.cur = a->data.head;
     a->data_used = 0;
     a->n_holes = 0;
+    a->n_log = 0;
+    a->scopes = 0;
+}
+
+int rx_arena_scope_begin(rx_arena *a) {
+    a->scopes++;
+    return a->n_log;
+}
+
+rx_status rx_arena_scope_end(rx_arena *a, int scope, const void *keep) {
+    rx_status s = RX_OK;
+    struct logged kept = {NULL, 0};
+    while (a->n_log > scope) {
+        struct logged l = a->log[--a->n_log];
+        if (l.p == keep) { kept = l; continue; }
+        if (s == RX_OK) s = rx_arena_free(a, l.p, l.size);
+    }
+    a->scopes--;
+    if (kept.p && a->scopes && s == RX_OK) s = log_push(a, kept.p, kept.size);   /* the outer scope owns it now */
+    return s;
 }
 
 size_t rx_arena_data_used(const rx_arena *a) { return a->data_used; }

@@ -35,6 +35,11 @@ void     *rx_arena_data(rx_arena *a, size_t bytes);   /* device storage, 64-byte
  * space is reused by later requests of this step (best fit, neighbours merged). */
 rx_status rx_arena_free(rx_arena *a, void *p, size_t bytes);
 void      rx_arena_reset(rx_arena *a);                /* everything handed out becomes invalid */
+/* A scope: every data block handed out after rx_arena_scope_begin and not given back by then is
+ * given back by rx_arena_scope_end, except `keep` (a block's output; NULL for none). Scopes nest;
+ * an inner scope's kept block belongs to the enclosing scope. */
+int       rx_arena_scope_begin(rx_arena *a);
+rx_status rx_arena_scope_end(rx_arena *a, int scope, const void *keep);
 size_t    rx_arena_data_used(const rx_arena *a);      /* bytes handed out since the last reset */
 size_t    rx_arena_data_peak(const rx_arena *a);      /* high-water mark over the arena's life */
 size_t    rx_arena_system_allocs(const rx_arena *a);  /* number of chunk allocations so far (tests: no malloc in the loop) */
