@@ -16,6 +16,7 @@
 #include "data/dataset.h"
 #include "data/transform.h"
 #include "runner/run.h"
+#include "autograd/optim.h"
 
 typedef struct rx_section_ref { const rx_component *comp; const rx_params *params; } rx_section_ref;
 
@@ -61,6 +62,20 @@ rx_status rx_stage_sample(rx_experiment *ex, rx_run *run);
 rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 /* classifier runs: accuracy on the test split (eval.json test_accuracy) */
 rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out);
+
+/* One training step as the train stage runs it, public so that bench/memory.c measures the
+ * same code: the host buffers of a batch of B images of d floats (x0 and labels are the
+ * loader's output; the rest the objective's), and the step itself: objective -> forward ->
+ * loss -> backward -> clipping + AdamW (lr from the schedule) -> EMA -> zero grads -> step end.
+ * Returns the loss, the pre-clip gradient norm and the learning rate used. */
+typedef struct rx_train_buffers {
+    float *x0, *xt, *t, *target, *weight, *labels_f;
+    int32_t *labels, *labels_out;
+} rx_train_buffers;
+rx_status rx_train_buffers_alloc(rx_train_buffers *b, int B, int64_t d);
+void      rx_train_buffers_free(rx_train_buffers *b);
+rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_buffers *b, int B, int64_t step,
+                        int64_t total_steps, float *loss, double *grad_norm, float *lr);
 
 /* image generation shared by the sample and eval stages: open swaps in the EMA weights
  * (when used) and turns grad off; close restores both */

@@ -19,17 +19,12 @@
 
 volatile int rx_interrupt_requested = 0;
 
-typedef struct train_buffers {
-    float *x0, *xt, *t, *target, *weight, *labels_f;
-    int32_t *labels, *labels_out;
-} train_buffers;
-
-static void buffers_free(train_buffers *b) {
+void rx_train_buffers_free(rx_train_buffers *b) {
     free(b->x0); free(b->xt); free(b->t); free(b->target); free(b->weight); free(b->labels_f);
     free(b->labels); free(b->labels_out);
 }
 
-static rx_status buffers_alloc(train_buffers *b, int B, int64_t d) {
+rx_status rx_train_buffers_alloc(rx_train_buffers *b, int B, int64_t d) {
     memset(b, 0, sizeof *b);
     b->x0 = malloc(B * d * sizeof(float));
     b->xt = malloc(B * d * sizeof(float));
@@ -40,7 +35,7 @@ static rx_status buffers_alloc(train_buffers *b, int B, int64_t d) {
     b->labels = malloc(B * sizeof(int32_t));
     b->labels_out = malloc(B * sizeof(int32_t));
     if (!b->x0 || !b->xt || !b->target || !b->t || !b->weight || !b->labels_f || !b->labels || !b->labels_out) {
-        buffers_free(b);
+        rx_train_buffers_free(b);
         return rx_fail(RX_ERR_OOM, "train: out of memory for batch buffers");
     }
     return RX_OK;
@@ -69,9 +64,8 @@ static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, 
     return s;
 }
 
-/* one optimisation step; returns the loss and the pre-clip gradient norm */
-static rx_status train_step(rx_experiment *ex, rx_adamw *opt, train_buffers *b, int B, int64_t step,
-                            int64_t total_steps, float *loss_out, double *gnorm_out, float *lr_out) {
+rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_buffers *b, int B, int64_t step,
+                        int64_t total_steps, float *loss_out, double *gnorm_out, float *lr_out) {
     rx_ctx *c = ex->ctx;
     rx_model *m = ex->model;
     const rx_objective_impl *obj = ex->objective.comp->impl;
@@ -163,7 +157,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     rx_loader *loader = NULL;
     rx_adamw opt_state, *opt = &opt_state;
     memset(opt, 0, sizeof *opt);
-    train_buffers buf;
+    rx_train_buffers buf;
     rx_status s = rx_loader_create(data, &chain, B, ex->seed, 1, &loader);
     if (!s) {   /* the transformed images must be what the model takes */
         int lc, lh, lw;
@@ -174,7 +168,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
                         data->name, lc, lh, lw, ex->data_c, ex->data_h, ex->data_w);
     }
     if (!s) s = ((const rx_optimizer_impl *)ex->optimizer.comp->impl)->create(c, ex->optimizer.params, &ex->model->params, opt);
-    if (!s) s = buffers_alloc(&buf, B, d);
+    if (!s) s = rx_train_buffers_alloc(&buf, B, d);
     if (s) { rx_loader_free(loader); rx_adamw_free(opt); return s; }
 
     int64_t start = 0;
@@ -205,7 +199,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
         s = rx_loader_next(loader, buf.x0, buf.labels, &info);
         float loss = 0, lr = 0;
         double gnorm = 0;
-        if (!s) s = train_step(ex, opt, &buf, B, step, steps, &loss, &gnorm, &lr);
+        if (!s) s = rx_train_step(ex, opt, &buf, B, step, steps, &loss, &gnorm, &lr);
         if (s) break;
         if (!isfinite(loss)) {
             char msg[1400];
@@ -254,7 +248,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
         }
     }
     c->training = 0;
-    buffers_free(&buf);
+    rx_train_buffers_free(&buf);
     rx_loader_free(loader);
     rx_adamw_free(opt);
     rx_run_stage_time(run, "train", rx_now() - t0);
