@@ -303,6 +303,8 @@ static rx_status run_point(const options *o, int B, point_result *r) {
     r->rss_setup_kib = proc_kib("/proc/self/status", "VmRSS");
 
     const int64_t total = rx_param_int(ex.train, "steps");
+    c->training = 1;   /* as rx_stage_train: dropout on, ops recorded */
+    rx_set_grad_enabled(c, 1);
     double t0 = 0;
     for (int64_t step = 1; step <= 2 && !s; step++) {   /* warm-up, then the measured step */
         if (step == 2) {

@@ -111,7 +111,7 @@ awk '
             peak[k, $2] = $5; line = $0
             if ($2 == "runexp") { persist[k] = field(line, "persist") / 2^30; arena[k] = field(line, "step_peak") / 2^30
                                   params[k] = field(line, "params") / 1e6 }
-            else saved[k] = field(line, "saved_b") / 2^30
+            else { saved[k] = field(line, "saved_b") / 2^30; if (!(k in params)) params[k] = field(line, "params") / 1e6 }
         } else need[k, $2] = $5
     }
     function cell(k, e) { return st[k, e] == "ok" ? sprintf("%.2f", peak[k, e]) : sprintf("%s (needs ~%s)", st[k, e], need[k, e]) }

@@ -21,7 +21,10 @@ the backward; parameters, gradients, Adam moments and EMA in bytes; and what aut
 backward at the end of the forward (the `_saved_*` tensors of the graph, each storage counted
 once, parameters excluded), by the grad_fn that saves it (--breakdown prints it).
 
-    python3 bench/torch_memory.py DIR --batch 2,4,8 [--threads 2] [--breakdown] [--no-ema]
+    python3 bench/torch_memory.py DIR --batch 2,4,8 [--threads 2] [--breakdown] [--no-ema] [--device cuda]
+
+--device cuda runs the step on the GPU and reports torch.cuda.max_memory_allocated over the
+measured step (the counterpart of build/bench/memory --backend cuda); RSS is then host memory only.
 
 Output: readable lines and one `RESULT key=value ...` line per point (bench/memory.sh reads them).
 """
@@ -107,6 +110,8 @@ def child(a):
             for k in keys:
                 state[k].copy_(f.get_tensor(k))
     del state
+    dev = torch.device(a.device)
+    m.to(dev)
     params = [p for p in m.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     param_b = sum(p.numel() * p.element_size() for p in m.parameters())
@@ -118,16 +123,19 @@ def child(a):
     if isinstance(S, (tuple, list)):
         S = S[0]
     g = torch.Generator().manual_seed(0)
-    xt = torch.randn(B, C, S, S, generator=g)
-    target = torch.randn(B, m.config.out_channels, S, S, generator=g)
-    t = torch.tensor([(i * 131) % 1000 for i in range(B)])
-    weight = torch.ones(B)
+    xt = torch.randn(B, C, S, S, generator=g).to(dev)
+    target = torch.randn(B, m.config.out_channels, S, S, generator=g).to(dev)
+    t = torch.tensor([(i * 131) % 1000 for i in range(B)], device=dev)
+    weight = torch.ones(B, device=dev)
     K = m.config.num_class_embeds
-    labels = torch.tensor([i % K for i in range(B)]) if K else None
+    labels = torch.tensor([i % K for i in range(B)], device=dev) if K else None
     param_ptrs = {p.untyped_storage().data_ptr() for p in m.parameters()}
 
     acct = {}
     for step in (1, 2):   # warm-up (Adam's state appears here), then the measured step
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         out = m(xt, t, class_labels=labels).sample
@@ -145,6 +153,9 @@ def child(a):
             with torch.no_grad():
                 for e, p in zip(ema, params):
                     e.mul_(0.9999).add_(p, alpha=1 - 0.9999)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            acct["peak_alloc"] = torch.cuda.max_memory_allocated()
         acct["step_s"] = time.perf_counter() - t0
     grad_b = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
     adam_b = sum(v.numel() * v.element_size() for st in opt.state.values() for v in st.values()
@@ -160,9 +171,9 @@ def child(a):
         print("    %-40s %9.1f" % ("sum", saved_b / 2**20))
     print("RESULT engine=torch batch=%d status=ok params=%d peak_rss_kib=%d base_rss_kib=%d import_rss_kib=%d "
           "model_rss_kib=%d forward_rss_kib=%d backward_rss_kib=%d params_b=%d grads_b=%d adam_b=%d ema_b=%d "
-          "saved_b=%d step_s=%.2f threads=%d torch=%s" % (
+          "saved_b=%d peak_alloc_b=%d step_s=%.2f threads=%d torch=%s" % (
               B, n_params, proc_kib("/proc/self/status", "VmHWM"), rss_start, rss_imports, rss_model,
-              acct["rss_forward"], acct["rss_backward"], param_b, grad_b, adam_b, ema_b, saved_b, acct["step_s"],
+              acct["rss_forward"], acct["rss_backward"], param_b, grad_b, adam_b, ema_b, saved_b, acct.get("peak_alloc", 0), acct["step_s"],
               torch.get_num_threads(), torch.__version__), flush=True)
     # no interpreter teardown: it touches ~120 MiB more (module cleanup), which wait4 would count
     os._exit(0)
@@ -178,6 +189,7 @@ def measure(a, B, limit_gib):
         cmd.append("--breakdown")
     if not a.ema:
         cmd.append("--no-ema")
+    cmd += ["--device", a.device]
     log = tempfile.TemporaryFile(mode="w+")   # not a pipe: nothing reads it until the child ends
     p = subprocess.Popen(cmd, stdout=log, text=True)
     status_path = "/proc/%d/status" % p.pid
@@ -218,6 +230,8 @@ def measure(a, B, limit_gib):
               B, int(kv["peak_rss_kib"]) / 2**20, ru.ru_maxrss / 2**20, gib("params_b"), gib("grads_b"), gib("adam_b"),
               gib("ema_b"), gib("saved_b"), int(kv["import_rss_kib"]) / 1024, int(kv["forward_rss_kib"]) / 2**20,
               int(kv["backward_rss_kib"]) / 2**20, float(kv["step_s"]), kv["threads"]))
+    if a.device != "cpu":
+        print("  %s: peak allocated %.2f GiB over the measured step" % (a.device, gib("peak_alloc_b")))
     # the parent's wait4 is the measure (the child's own VmHWM, read just before it exits, agrees)
     print(result.replace("peak_rss_kib=%s" % kv["peak_rss_kib"], "peak_rss_kib=%d" % ru.ru_maxrss), flush=True)
 
@@ -230,6 +244,7 @@ def main():
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--no-ema", dest="ema", action="store_false")
     ap.add_argument("--limit-gib", type=float, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: also report the peak allocated")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
