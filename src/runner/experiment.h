@@ -20,6 +20,7 @@
 #include "data/dataset.h"
 #include "data/transform.h"
 #include "runner/run.h"
+#include "autograd/optim.h"
 
 typedef struct rx_experiment rx_experiment;
 typedef struct rx_task rx_task;
@@ -78,6 +79,16 @@ struct rx_task {
     rx_status (*loss)(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
     rx_status (*eval)(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 };
+
+rx_status rx_train_batch_alloc(rx_train_batch *b, int B, int64_t d);   /* d = C·H·W floats per image */
+void      rx_train_batch_free(rx_train_batch *b);
+
+/* One optimisation step as the train stage runs it (public so that bench/memory.c measures the
+ * same code): the task's loss -> backward (freeing as it goes) -> clipping + AdamW (lr from the
+ * schedule) -> EMA -> zero grads -> step end. Returns the loss, the pre-clip gradient norm and
+ * the learning rate used. */
+rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
+                        float *loss_out, double *gnorm_out, float *lr_out);
 
 /* the train and sample stages (what they write inside the run directory: run.h) */
 rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume);

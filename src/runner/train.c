@@ -21,13 +21,13 @@
 
 volatile int rx_interrupt_requested = 0;
 
-static void batch_free(rx_train_batch *b) {
+void rx_train_batch_free(rx_train_batch *b) {
     free(b->x0); free(b->xt); free(b->t); free(b->target); free(b->weight); free(b->labels_f);
     free(b->labels); free(b->labels_out);
     memset(b, 0, sizeof *b);
 }
 
-static rx_status batch_alloc(rx_train_batch *b, int B, int64_t d) {
+rx_status rx_train_batch_alloc(rx_train_batch *b, int B, int64_t d) {
     memset(b, 0, sizeof *b);
     b->n = B;
     b->x0 = malloc(B * d * sizeof(float));
@@ -39,7 +39,7 @@ static rx_status batch_alloc(rx_train_batch *b, int B, int64_t d) {
     b->labels = malloc(B * sizeof(int32_t));
     b->labels_out = malloc(B * sizeof(int32_t));
     if (!b->x0 || !b->xt || !b->target || !b->t || !b->weight || !b->labels_f || !b->labels || !b->labels_out) {
-        batch_free(b);
+        rx_train_batch_free(b);
         return rx_fail(RX_ERR_OOM, "train: out of memory for batch buffers");
     }
     return RX_OK;
@@ -92,8 +92,7 @@ rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx
     return *loss ? RX_OK : rx_ctx_status(c);
 }
 
-/* one optimisation step; returns the loss and the pre-clip gradient norm */
-static rx_status train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
+rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
                             float *loss_out, double *gnorm_out, float *lr_out) {
     rx_ctx *c = ex->ctx;
     rx_model *m = ex->model;
@@ -166,7 +165,7 @@ typedef struct trainer {
 } trainer;
 
 static void trainer_close(trainer *t) {
-    batch_free(&t->batch);
+    rx_train_batch_free(&t->batch);
     rx_loader_free(t->loader);
     rx_adamw_free(&t->opt);
 }
@@ -195,7 +194,7 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
     }
     const rx_optimizer_impl *oi = ex->optimizer.comp->impl;
     if (!s) s = oi->create(ex->ctx, ex->optimizer.params, &ex->model->params, &t->opt);
-    if (!s) s = batch_alloc(&t->batch, t->plan.B, (int64_t)ex->data_c * ex->data_h * ex->data_w);
+    if (!s) s = rx_train_batch_alloc(&t->batch, t->plan.B, (int64_t)ex->data_c * ex->data_h * ex->data_w);
     return s;
 }
 
@@ -257,7 +256,7 @@ static rx_status train_loop(trainer *t, int64_t start) {
         s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
         float loss = 0, lr = 0;
         double gnorm = 0;
-        if (!s) s = train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
+        if (!s) s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
         if (s) break;
         if (!isfinite(loss)) {
             char msg[1400];
