@@ -14,9 +14,12 @@ static void key_of(char *out, size_t n, const char *prefix, const char *name) {
 rx_status rx_ckpt_save(rx_ctx *c, const char *path, const rx_ckpt_group *groups, int n_groups, const rx_ckpt_meta *meta) {
     rx_st_writer *w = NULL;
     RX_TRY(rx_st_writer_create(&w));
+    /* device tensors are staged through one host buffer; host tensors are written from where they
+     * are (the writer reads them until rx_st_writer_write), which on the CPU saves a copy of
+     * weights, EMA and both Adam moments at the moment the step's memory is at its peak */
+    const int on_host = c->mem->device == RX_DEV_CPU;
     int64_t total = 0;
-    for (int g = 0; g < n_groups; g++) total += rx_paramset_numel(groups[g].ps);
-    /* device tensors are staged through one host buffer */
+    for (int g = 0; g < n_groups && !on_host; g++) total += rx_paramset_numel(groups[g].ps);
     float *host = malloc((size_t)(total ? total : 1) * sizeof(float));
     char (*names)[400] = NULL;
     int n_names = 0;
@@ -29,9 +32,10 @@ rx_status rx_ckpt_save(rx_ctx *c, const char *path, const rx_ckpt_group *groups,
         for (int i = 0; i < groups[g].ps->n && !s; i++, k++) {
             const rx_tensor *t = groups[g].ps->t[i];
             key_of(names[k], sizeof names[k], groups[g].prefix, t->name);
-            s = rx_tensor_to_host(c, t, host + off);
-            if (!s) s = rx_st_writer_add_f32(w, names[k], t->ndim, t->shape, host + off);
-            off += t->numel;
+            const float *data = on_host ? t->data : host + off;
+            if (!on_host) s = rx_tensor_to_host(c, t, host + off);
+            if (!s) s = rx_st_writer_add_f32(w, names[k], t->ndim, t->shape, data);
+            if (!on_host) off += t->numel;
         }
     }
     char buf[64];
