@@ -4,7 +4,7 @@
  * computed in double in this file. Backward reference: central finite differences.
  * The registered attention kernels (tiled, FlashAttention-2) are also compared, forward and
  * backward, with the readable reference kernels (cpu_attention_reference_fwd/_bwd) on the same
- * inputs, at shapes around the tile sizes (64 queries, 256 keys). */
+ * inputs, at shapes around the tile sizes (64, 128 or 256 queries, 256 keys). */
 #include "gradcheck.h"
 #include "kernels/cpu/cpu.h"
 #include <omp.h>
@@ -353,17 +353,21 @@ static void check_against_reference(const attn_case *k, double tol_out, double t
  * rowsum(dP ⊙ P)): errors of a few float ulps of the largest value */
 static const double TOL_OUT = 2e-6, TOL_GRAD = 5e-6;
 
+/* Tiles with two threads: the forward takes 256 query rows a task, or 128 or 64 when that leaves
+ * a thread without two tasks; the backward 128 query rows against 256 keys. */
 static const attn_case shape_cases[] = {
     {4, {1, 1}, 1, 1, 8, 8, ALL_GRADS, 0.0f},          // N = 1
-    {4, {2, 1}, 1, 300, 16, 16, ALL_GRADS, 0.0f},      // one query, keys over two tiles (256 + 44)
-    {4, {1, 1}, 300, 1, 8, 8, ALL_GRADS, 0.0f},        // one key, queries over five tiles
-    {4, {2, 3}, 65, 257, 8, 8, ALL_GRADS, 0.0f},       // one row past a query tile and a key tile
-    {4, {1, 2}, 130, 70, 32, 24, ALL_GRADS, 0.0f},     // Nq != Nk, Dv != D
+    {4, {2, 1}, 1, 300, 16, 16, ALL_GRADS, 0.0f},      // one query; keys over two tiles (256 + 44)
+    {4, {1, 1}, 300, 1, 8, 8, ALL_GRADS, 0.0f},        // one key; queries over five tiles of 64
+    {4, {2, 3}, 65, 257, 8, 8, ALL_GRADS, 0.0f},       // one key past a key tile
+    {4, {1, 2}, 129, 70, 32, 24, ALL_GRADS, 0.0f},     // one query past a tile of 128; Nq != Nk, Dv != D
+    {4, {2, 2}, 257, 100, 16, 16, ALL_GRADS, 0.0f},    // one query past a tile of 256
     {4, {2, 4}, 200, 200, 64, 64, ALL_GRADS, 0.3f},    // explicit scale
     {3, {3}, 77, 91, 40, 40, ALL_GRADS, 0.0f},         // 3-D [B,N,D]
 };
 
 Test(attention, matches_reference_around_tile_sizes) {
+    omp_set_num_threads(2);   // the tiles above
     for (size_t i = 0; i < sizeof shape_cases / sizeof shape_cases[0]; i++)
         check_against_reference(&shape_cases[i], TOL_OUT, TOL_GRAD);
 }
@@ -435,12 +439,12 @@ Test(attention, backward_is_deterministic) {
 
 /* No [heads,Nq,Nk] tensor: at 4 heads of 1024 tokens P alone would be 16 MiB. Bound for the step
  * arena over forward + backward: the output, its gradient, LSE and D ([BH,Nq] each) and the
- * per-thread score tiles (two [64,256] per thread), with 1 MiB to spare; the reference kernels
- * take more than P. */
+ * per-thread score tiles (one [256,256] in the forward, two [128,256] in the backward), with
+ * 1 MiB to spare; the reference kernels take more than P. */
 Test(attention, keeps_no_scores_matrix) {
     const int64_t B = 1, H = 4, N = 1024, D = 32, P_bytes = B * H * N * N * 4;
-    const double bound = 2.0 * B * H * N * D * 4 + 2.0 * B * H * N * 4 + omp_get_max_threads() * 2.0 * 64 * 256 * 4 +
-                         (1 << 20);
+    const double bound = 2.0 * B * H * N * D * 4 + 2.0 * B * H * N * 4 +
+                         omp_get_max_threads() * (256.0 * 256 + 2.0 * 128 * 256) * 4 + (1 << 20);
     for (int reference = 0; reference < 2; reference++) {
         rx_ctx *c = reference ? reference_ctx() : rx_test_cpu_ctx();
         rx_tensor *in[3];

@@ -7,7 +7,7 @@
  *
  * Two implementations of that:
  * - the registered kernels (cpu_attention_fwd/_bwd) are FlashAttention-2 (Dao 2023): scores exist
- *   one [ATTN_BQ, ATTN_BK] tile per thread at a time, the forward keeps the output and the
+ *   one tile (at most 256 x 256) per thread at a time, the forward keeps the output and the
  *   per-row log-sum-exp, the backward recomputes the scores; nothing of size [heads,Nq,Nk];
  * - the reference (cpu_attention_reference_fwd/_bwd) computes the formulas head by head with
  *   whole [Nq,Nk] matrices and keeps P for the backward. The parity tests compare the two
@@ -261,12 +261,14 @@ rx_status cpu_attention_reference_bwd(rx_ctx *c, rx_node *n) {
 // backward, with D = rowsum(dO ⊙ O) [BH,Nq] (equal to rowsum(dP ⊙ P)), per key tile j, query tile i:
 //   S = scale Q_i K_jᵀ;  P = e^(S - LSE_i);  dV_j += Pᵀ dO_i;  dP = dO_i V_jᵀ;  dS = P ⊙ (dP - D_i);
 //   dQ_i += scale dS K_j;  dK_j += scale dSᵀ Q_i
-// Scores exist one tile per thread: [ATTN_BQ, ATTN_BK] floats (64 KiB, two in the backward) stay
-// in L2 beside the q, k, v rows they come from, and the tile GEMMs are large enough to run near
-// sgemm speed. Every GEMM runs inside our OpenMP region, so OpenBLAS keeps it on the calling
-// thread (cpu.h).
+// Scores exist one tile per thread: [bq, ATTN_BK] in the forward (bq = 64 to 256 query rows, see
+// fwd_query_tile), two [ATTN_BWD_BQ, ATTN_BK] in the backward (P and dS, 128 KiB each). Every GEMM
+// runs inside our OpenMP region, so OpenBLAS keeps it on the calling thread (cpu.h).
+// Tile sizes, measured on one core (thread CPU time, bench/NOTES.md): query tiles of 256 rows
+// run the forward 4-7 % faster than tiles of 64 (the GEMMs' row count), and the backward's 128
+// query rows 4 % faster than 64; 256 keys per tile make the P v product's inner dimension long.
 
-enum { ATTN_BQ = 64, ATTN_BK = 256 };
+enum { ATTN_BQ_MAX = 256, ATTN_BQ_MIN = 64, ATTN_BK = 256, ATTN_BWD_BQ = 128 };
 
 /* below this many multiply-adds in all (BH·Nq·Nk·(D+Dv)) one thread does the whole op: waking a
  * team costs more than it saves */
@@ -276,12 +278,20 @@ static double attn_macs(const attn_dims *d) { return (double)d->BH * d->Nq * d->
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* Query rows [0,nq) (nq <= ATTN_BQ) of one head against all its keys: writes their o rows and
- * LSE. q [nq,D] and o [nq,Dv] are the tile's rows; k, v the head's. S: [ATTN_BQ, ATTN_BK] scratch. */
+/* query rows per forward task: the largest of 256, 128, 64 that still gives every thread two
+ * tasks (few heads of few tokens need the small tiles to keep the threads busy) */
+static int64_t fwd_query_tile(const attn_dims *d, int threads) {
+    int64_t bq = ATTN_BQ_MAX;
+    while (bq > ATTN_BQ_MIN && d->BH * ((d->Nq + bq - 1) / bq) < 2 * threads) bq /= 2;
+    return bq;
+}
+
+/* Query rows [0,nq) (nq <= ATTN_BQ_MAX) of one head against all its keys: writes their o rows and
+ * LSE. q [nq,D] and o [nq,Dv] are the tile's rows; k, v the head's. S: [nq, ATTN_BK] scratch. */
 static void flash_fwd_tile(const attn_dims *d, float scale, const float *q, const float *k, const float *v, float *o,
                            float *lse, int64_t nq, float *S) {
     const int D = (int)d->D, Dv = (int)d->Dv;
-    float m[ATTN_BQ], l[ATTN_BQ];   // running row max and row sum of e^(S - m)
+    float m[ATTN_BQ_MAX], l[ATTN_BQ_MAX];   // running row max and row sum of e^(S - m)
     for (int64_t j0 = 0; j0 < d->Nk; j0 += ATTN_BK) {
         const int nk = (int)min64(ATTN_BK, d->Nk - j0), first = j0 == 0;
         // S = scale q kᵀ   [nq, nk]
@@ -320,11 +330,12 @@ rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
     const float *q = n->in[0]->data, *k = n->in[1]->data, *v = n->in[2]->data;
     float *o = n->out->data;
     const int keep = attn_recorded(c, n);   // LSE, for the backward
-    const int64_t tiles = (d.Nq + ATTN_BQ - 1) / ATTN_BQ, tasks = d.BH * tiles;
+    const int64_t bq = fwd_query_tile(&d, omp_get_max_threads());
+    const int64_t tiles = (d.Nq + bq - 1) / bq, tasks = d.BH * tiles;
     const int par = tasks > 1 && attn_macs(&d) >= ATTN_PAR_MIN;
     const int nt = par ? omp_get_max_threads() : 1;
     // per thread: one score tile, and the LSE of its rows when they are not kept
-    const int64_t per_thread = ATTN_BQ * min64(ATTN_BK, d.Nk) + (keep ? 0 : ATTN_BQ);
+    const int64_t per_thread = bq * min64(ATTN_BK, d.Nk) + (keep ? 0 : bq);
     float *scratch = rx_arena_data(c->step, (size_t)(nt * per_thread) * sizeof(float));
     rx_tensor *lse_t = keep ? rx_empty(c, RX_SHAPE(d.BH, d.Nq)) : NULL;
     if (!scratch || (keep && !lse_t)) return RX_ERR_OOM;
@@ -334,12 +345,12 @@ rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
     }
 #define FWD_TASK(t, slot)                                                                                      \
     do {                                                                                                       \
-        const int64_t h_ = (t) / tiles, i0_ = (t) % tiles * ATTN_BQ;                                           \
+        const int64_t h_ = (t) / tiles, i0_ = (t) % tiles * bq;                                                \
         float *S_ = scratch + (slot) * per_thread;                                                             \
         flash_fwd_tile(&d, scale, q + (h_ * d.Nq + i0_) * d.D, k + h_ * d.Nk * d.D, v + h_ * d.Nk * d.Dv,    \
                        o + (h_ * d.Nq + i0_) * d.Dv,                                                           \
-                       keep ? lse_t->data + h_ * d.Nq + i0_ : S_ + ATTN_BQ * min64(ATTN_BK, d.Nk),            \
-                       min64(ATTN_BQ, d.Nq - i0_), S_);                                                        \
+                       keep ? lse_t->data + h_ * d.Nq + i0_ : S_ + bq * min64(ATTN_BK, d.Nk),                 \
+                       min64(bq, d.Nq - i0_), S_);                                                             \
     } while (0)
     if (par) {
         #pragma omp parallel for schedule(dynamic) num_threads(nt)
@@ -358,15 +369,15 @@ typedef struct {
 
 /* Keys [k0,k1) of one head against all its queries: dk, dv of these keys (no other task writes
  * them) and their share of dq (dq: the head's gq, or this task's own partial). Any of dq, dk,
- * dv may be NULL (no gradient wanted). P, dS: [ATTN_BQ, bk] scratch. */
+ * dv may be NULL (no gradient wanted). P, dS: [ATTN_BWD_BQ, bk] scratch. */
 static void flash_bwd_keys(const attn_dims *d, float scale, const attn_head *hd, int64_t k0, int64_t k1, int64_t bk,
                            float *dq, float *dk, float *dv, float *P, float *dS) {
     const int D = (int)d->D, Dv = (int)d->Dv;
     for (int64_t j0 = k0; j0 < k1; j0 += bk) {
         const int nk = (int)min64(bk, k1 - j0);
         const float *kj = hd->k + j0 * D, *vj = hd->v + j0 * Dv;
-        for (int64_t i0 = 0; i0 < d->Nq; i0 += ATTN_BQ) {
-            const int nq = (int)min64(ATTN_BQ, d->Nq - i0);
+        for (int64_t i0 = 0; i0 < d->Nq; i0 += ATTN_BWD_BQ) {
+            const int nq = (int)min64(ATTN_BWD_BQ, d->Nq - i0);
             const float *qi = hd->q + i0 * D, *doi = hd->dout + i0 * Dv;
             // P = e^(scale q kᵀ - LSE)   [nq, nk]
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, D, scale, qi, D, kj, D, 0.0f, P, nk);
@@ -437,7 +448,7 @@ rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
     const int nt = par ? omp_get_max_threads() : 1;
     const int64_t splits = d.BH >= nt ? 1 : min64((nt + d.BH - 1) / d.BH, d.Nk);
     const int64_t tasks = d.BH * splits, bk = min64(ATTN_BK, (d.Nk + splits - 1) / splits);
-    const int64_t per_thread = 2 * ATTN_BQ * bk, qsz = d.Nq * d.D;   // P and dS tiles; one head's q
+    const int64_t per_thread = 2 * ATTN_BWD_BQ * bk, qsz = d.Nq * d.D;   // P and dS tiles; one head's q
     float *scratch = rx_arena_data(c->step, (size_t)(nt * per_thread) * sizeof(float));
     float *drow = gq || gk ? rx_arena_data(c->step, (size_t)(d.BH * d.Nq) * sizeof(float)) : NULL;
     float *dq_part = gq && splits > 1 ? rx_arena_data(c->step, (size_t)(tasks * qsz) * sizeof(float)) : NULL;
@@ -452,7 +463,7 @@ rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
         if (dq_part) memset(dq_, 0, (size_t)qsz * sizeof(float));                                              \
         float *P_ = scratch + (slot) * per_thread;                                                             \
         flash_bwd_keys(&d, scale, &hd_, d.Nk * s_ / splits, d.Nk * (s_ + 1) / splits, bk, dq_,                 \
-                       gk ? gk + h_ * d.Nk * d.D : NULL, gv ? gv + h_ * d.Nk * d.Dv : NULL, P_, P_ + ATTN_BQ * bk); \
+                       gk ? gk + h_ * d.Nk * d.D : NULL, gv ? gv + h_ * d.Nk * d.Dv : NULL, P_, P_ + ATTN_BWD_BQ * bk); \
     } while (0)
     if (par) {
         #pragma omp parallel for schedule(dynamic) num_threads(nt)
