@@ -19,10 +19,10 @@ CUDA_HOME?= $(patsubst %/bin/nvcc,%,$(NVCC))
 ARCH     ?= -march=native
 export RUNEXP_DATA_SRC ?= $(abspath ../shared/data)
 
-PKGS     := yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash cairo
+PKGS     := yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash cairo nettle
 DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libjansson-dev \
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
-            libopenblas-openmp-dev libcairo2-dev dataset-fashion-mnist
+            libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # OpenBLAS's OpenMP build, named explicitly: one thread pool for our kernels and BLAS (the

@@ -700,7 +700,15 @@ Test(registry, list_text_and_markdown) {
     cr_assert(strstr(one, "leading|trailing|linspace"), "%s", one);
     cr_assert_null(strstr(one, "tiny"));
     free(one);
-    char *md = list_to_string(-1, 1);
+    char *components = list_to_string(-1, 1);
+    cr_assert(strstr(components, "## samplers\n\n### `ddim`"), "%s", components);
+    cr_assert_null(strstr(components, "# Experiment file"), "the schema is rx_reference_markdown's part");
+    free(components);
+    char *md = NULL;
+    size_t md_len = 0;
+    FILE *f = open_memstream(&md, &md_len);
+    cr_assert_eq(rx_reference_markdown(fake_table, f), RX_OK);
+    fclose(f);
     cr_assert(strstr(md, "## samplers\n\n### `ddim`\n\nDDIM \\| deterministic"), "%s", md);
     cr_assert(strstr(md, "| `spacing` | choice | `leading` | leading\\|trailing\\|linspace | timestep spacing |"), "%s", md);
     cr_assert(strstr(md, "| `root` | path | *required* |"), "%s", md);

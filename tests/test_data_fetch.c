@@ -5,6 +5,7 @@
 #include "registry/components.h"
 #include "testutil.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -13,8 +14,15 @@
 #include "data/dataset.h"
 #include "data/fetch.h"
 
-static void hex(const uint8_t d[16], char out[33]) {
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+// rx_md5_file of `n` bytes written to a temp file
+static void md5_of_bytes(const void *data, size_t n, char out[33]) {
+    char tmp[] = "/tmp/rx_md5_XXXXXX";
+    int fd = mkstemp(tmp);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, data, n), (ssize_t)n);
+    cr_assert_eq(close(fd), 0);
+    cr_assert_eq(rx_md5_file(tmp, out), RX_OK, "%s", rx_last_error());
+    unlink(tmp);
 }
 
 Test(data_fetch, md5_rfc1321_vectors) {
@@ -26,15 +34,16 @@ Test(data_fetch, md5_rfc1321_vectors) {
                            "c3fcd3d76192e4007dfb496cca67e13b", "d174ab98d277d9f5a5611c2c9f419d9f",
                            "57edf4a22be3c955ac49da2e2107b67a"};
     for (int k = 0; k < 7; k++) {
-        uint8_t d[16];
         char h[33];
-        rx_md5(in[k], strlen(in[k]), d);
-        hex(d, h);
+        md5_of_bytes(in[k], strlen(in[k]), h);
         cr_expect_str_eq(h, want[k], "md5(\"%s\")", in[k]);
     }
+    char h[33];
+    cr_expect_eq(rx_md5_file("/nonexistent/rx_md5", h), RX_ERR_IO);
 }
 
-// README of ../shared/data: uncompressed train labels md5 a25bea73... (the original MNIST file).
+// README of ../shared/data: uncompressed train labels md5 a25bea73... (the original MNIST file),
+// 60008 bytes: a file spanning several of rx_md5_file's read chunks.
 Test(data_fetch, md5_of_mnist_labels_matches_readme) {
     char path[4200];
     snprintf(path, sizeof path, "%s/mnist/train-labels-idx1-ubyte.gz", rx_test_data_src());
@@ -44,21 +53,9 @@ Test(data_fetch, md5_of_mnist_labels_matches_readme) {
     int n = gzread(f, buf, sizeof buf);
     gzclose(f);
     cr_assert_eq(n, 60008);
-    uint8_t d[16];
     char h[33];
-    rx_md5(buf, (size_t)n, d);
-    hex(d, h);
+    md5_of_bytes(buf, (size_t)n, h);
     cr_expect_str_eq(h, "a25bea736e30d166cdddb491f175f624");
-    // rx_md5_file agrees with rx_md5 on a file spanning several read chunks
-    char tmp[] = "/tmp/rx_md5_XXXXXX";
-    int fd = mkstemp(tmp);
-    cr_assert(fd >= 0);
-    cr_assert_eq(write(fd, buf, (size_t)n), n);
-    close(fd);
-    char hf[33];
-    cr_assert_eq(rx_md5_file(tmp, hf), RX_OK);
-    cr_expect_str_eq(hf, h);
-    unlink(tmp);
 }
 
 static void rm_tree(const char *dir) {
@@ -141,5 +138,11 @@ Test(data_fetch, download_checks_md5) {
     char path[4300];
     snprintf(path, sizeof path, "%s/mnist/%s", dest, mnist_files[0]);
     cr_expect(access(path, F_OK) != 0, "a file that failed its checksum was kept");
+    snprintf(path, sizeof path, "%s/mnist", dest);
+    DIR *dir = opendir(path);
+    cr_assert(dir, "%s", path);
+    for (struct dirent *e; (e = readdir(dir));)
+        cr_expect(!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."), "left behind: %s", e->d_name);
+    closedir(dir);
     rm_tree(dest), rm_tree(mirror);
 }

@@ -105,7 +105,9 @@ static void sample_with(const char *cfg, rx_denoise_fn net, void *net_ctx, float
     int64_t *idx = malloc(sizeof *idx * N_SAMPLES);
     for (int i = 0; i < N_SAMPLES; i++) idx[i] = i;
     const rx_sampler_impl *impl = c.sampler->impl;
-    rx_status st = impl->run(c.sampler_p, &c.sched, c.pred, net, net_ctx, N_SAMPLES, 2, NULL, idx, 77, x);
+    const rx_sample_request r = {.schedule = &c.sched, .prediction_type = c.pred, .denoise = net, .denoise_ctx = net_ctx,
+                                 .n = N_SAMPLES, .d = 2, .image_index = idx, .seed = 77, .x_out = x};
+    rx_status st = impl->run(c.sampler_p, &r);
     cr_assert(st == RX_OK, "%s: %s", cfg, rx_last_error());
     free(idx);
     fx_case_close(&c);

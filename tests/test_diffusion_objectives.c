@@ -5,6 +5,7 @@
  * and the documented Philox layout (diffusion.h) to re-draw the same eps and t here. */
 #include "test_diffusion_fixture.h"
 #include "core/philox.h"
+#include "registry/registry.h"
 
 typedef struct {
     int n, d;
@@ -249,4 +250,25 @@ Test(diffusion_objectives, flow_matching_formulas_and_time_sampling) {
     rx_params_free(op);
     rx_schedule_free(&s);
     rx_params_free(sp);
+}
+
+/* every registered objective declares what it trains (rx_objective_task, diffusion.h), and a
+ * denoising one draws batches and names the network's prediction. Reference: the registry
+ * table (ddpm and flow_matching denoise, classify classifies). */
+Test(diffusion_objectives, every_objective_declares_its_task) {
+    int counts[2] = {0, 0};
+    for (int i = 0; rx_registry_components[i]; i++) {
+        const rx_component *c = rx_registry_components[i];
+        if (c->kind != RX_KIND_OBJECTIVE) continue;
+        const rx_objective_impl *impl = c->impl;
+        cr_assert_not_null(impl, "objective %s has no implementation", c->name);
+        cr_assert(impl->task == RX_TASK_DENOISE || impl->task == RX_TASK_CLASSIFY, "objective %s: task %d", c->name,
+                  (int)impl->task);
+        counts[impl->task]++;
+        if (impl->task == RX_TASK_DENOISE)
+            cr_expect(impl->make_batch && impl->prediction_type, "denoising objective %s without batches", c->name);
+        cr_expect_eq(impl->task == RX_TASK_CLASSIFY, !strcmp(c->name, "classify"), "objective %s", c->name);
+    }
+    cr_expect_eq(counts[RX_TASK_DENOISE], 2);
+    cr_expect_eq(counts[RX_TASK_CLASSIFY], 1);
 }

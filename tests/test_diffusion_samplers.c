@@ -73,8 +73,10 @@ static int run_cases(const char *sampler_name, double *worst_x, double *worst_t)
         net_log nlog = {.calls = 0};
         x_log xlog = {.xs = calloc((size_t)nt * N_IMG * D, sizeof(float)), .steps = 0, .cap = (int)nt};
         float x_out[N_IMG * D];
-        rx_status st = impl->run_observed(c.sampler_p, &c.sched, c.pred, standin_net, &nlog, N_IMG, D, NULL,
-                                          image_index, seed, x_out, record_x, &xlog);
+        const rx_sample_request req = {.schedule = &c.sched, .prediction_type = c.pred, .denoise = standin_net,
+                                       .denoise_ctx = &nlog, .n = N_IMG, .d = D, .image_index = image_index,
+                                       .seed = seed, .x_out = x_out, .observer = record_x, .observer_ctx = &xlog};
+        rx_status st = impl->run(c.sampler_p, &req);
         cr_assert(st == RX_OK, "%s: %s", cfg, rx_last_error());
         cr_assert(nlog.calls == (int)nt, "%s: %d network calls, diffusers made %u", cfg, nlog.calls, nt);
         cr_assert(nlog.calls == impl->num_model_evals(c.sampler_p), "%s: num_model_evals", cfg);
@@ -164,12 +166,18 @@ Test(diffusion_samplers, batch_composition_does_not_change_samples) {
         fx_case_open(&k, cfg);
         const rx_sampler_impl *impl = k.sampler->impl;
         net_log nl = {0};
-        float both[N_IMG * D], alone[D];
-        cr_assert(impl->run(k.sampler_p, &k.sched, k.pred, standin_net, &nl, N_IMG, D, NULL, image_index, seed, both) == 0);
-        cr_assert(impl->run(k.sampler_p, &k.sched, k.pred, standin_net, &nl, 1, D, NULL, image_index + 1, seed, alone) == 0);
+        float both[N_IMG * D], alone[D], other[N_IMG * D];
+        rx_sample_request r = {.schedule = &k.sched, .prediction_type = k.pred, .denoise = standin_net,
+                               .denoise_ctx = &nl, .n = N_IMG, .d = D, .image_index = image_index, .seed = seed,
+                               .x_out = both};
+        cr_assert(impl->run(k.sampler_p, &r) == 0);
+        rx_sample_request one = r;
+        one.n = 1, one.image_index = image_index + 1, one.x_out = alone;
+        cr_assert(impl->run(k.sampler_p, &one) == 0);
         cr_expect(memcmp(alone, both + D, sizeof alone) == 0, "%s: image 7 differs alone vs in a batch", cfg);
-        float other[N_IMG * D];
-        cr_assert(impl->run(k.sampler_p, &k.sched, k.pred, standin_net, &nl, N_IMG, D, NULL, image_index, seed + 1, other) == 0);
+        rx_sample_request reseeded = r;
+        reseeded.seed = seed + 1, reseeded.x_out = other;
+        cr_assert(impl->run(k.sampler_p, &reseeded) == 0);
         cr_expect(memcmp(other, both, sizeof other) != 0, "%s: another seed gives the same samples", cfg);
         fx_case_close(&k);
     }
@@ -183,15 +191,18 @@ Test(diffusion_samplers, refuses_wrong_schedule_and_prediction) {
     net_log nl = {0};
     float x[N_IMG * D];
     const rx_sampler_impl *fi = flow.sampler->impl, *di = ddim.sampler->impl;
-    cr_expect_eq(fi->run(flow.sampler_p, &ddim.sched, RX_PRED_FLOW, standin_net, &nl, N_IMG, D, NULL, image_index, seed, x),
-                 RX_ERR_CONFIG);
-    cr_expect_eq(di->run(ddim.sampler_p, &flow.sched, RX_PRED_EPSILON, standin_net, &nl, N_IMG, D, NULL, image_index, seed, x),
-                 RX_ERR_CONFIG);
-    cr_expect_eq(di->run(ddim.sampler_p, &ddim.sched, RX_PRED_FLOW, standin_net, &nl, N_IMG, D, NULL, image_index, seed, x),
-                 RX_ERR_CONFIG);
+    const rx_sample_request base = {.denoise = standin_net, .denoise_ctx = &nl, .n = N_IMG, .d = D,
+                                    .image_index = image_index, .seed = seed, .x_out = x};
+    rx_sample_request r = base;
+    r.schedule = &ddim.sched, r.prediction_type = RX_PRED_FLOW;
+    cr_expect_eq(fi->run(flow.sampler_p, &r), RX_ERR_CONFIG);
+    r.schedule = &flow.sched, r.prediction_type = RX_PRED_EPSILON;
+    cr_expect_eq(di->run(ddim.sampler_p, &r), RX_ERR_CONFIG);
+    r.schedule = &ddim.sched, r.prediction_type = RX_PRED_FLOW;
+    cr_expect_eq(di->run(ddim.sampler_p, &r), RX_ERR_CONFIG);
     fx_set(ddim.sampler_p, "steps", "1001");
-    cr_expect_eq(di->run(ddim.sampler_p, &ddim.sched, RX_PRED_EPSILON, standin_net, &nl, N_IMG, D, NULL, image_index, seed, x),
-                 RX_ERR_CONFIG);
+    r.schedule = &ddim.sched, r.prediction_type = RX_PRED_EPSILON;
+    cr_expect_eq(di->run(ddim.sampler_p, &r), RX_ERR_CONFIG);
     cr_expect(strstr(rx_last_error(), "steps 1001") != NULL, "%s", rx_last_error());
     fx_case_close(&flow);
     fx_case_close(&ddim);
@@ -206,8 +217,9 @@ Test(diffusion_samplers, network_error_propagates) {
     fx_case_open(&c, "sampler=dpmpp_2m schedule=linear pred=epsilon s.steps=5");
     float x[N_IMG * D];
     const rx_sampler_impl *impl = c.sampler->impl;
-    cr_expect_eq(impl->run(c.sampler_p, &c.sched, c.pred, failing_net, NULL, N_IMG, D, NULL, image_index, seed, x),
-                 RX_ERR_NUMERIC);
+    const rx_sample_request r = {.schedule = &c.sched, .prediction_type = c.pred, .denoise = failing_net, .n = N_IMG,
+                                 .d = D, .image_index = image_index, .seed = seed, .x_out = x};
+    cr_expect_eq(impl->run(c.sampler_p, &r), RX_ERR_NUMERIC);
     cr_expect(strstr(rx_last_error(), "NaN in layer 3") != NULL, "%s", rx_last_error());
     fx_case_close(&c);
 }

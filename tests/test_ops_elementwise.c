@@ -313,11 +313,11 @@ Test(elementwise, dropout_mask_is_philox_and_reproducible) {
     rx_tensor *y1 = rx_dropout(c, x, p), *y2 = rx_dropout(c, x, p);
     cr_assert(y1 && y2, "%s", rx_last_error());
     float *h1 = host(c, y1), *h2 = host(c, y2);
-    /* reference: element i is kept iff uniform word i of stream (DROPOUT, step * 65536 + call) >= p */
+    /* reference: element i is kept iff uniform word i of stream (DROPOUT, RX_DROPOUT_INDEX(step, call)) >= p */
     int64_t kept = 0, bad = 0, same = 0;
     for (int64_t i = 0; i < x->numel; i++) {
         for (int call = 0; call < 2; call++) {
-            uint64_t stream = RX_STREAM(RX_RNG_DROPOUT, 17 * 65536 + call);
+            uint64_t stream = RX_STREAM(RX_RNG_DROPOUT, RX_DROPOUT_INDEX(17, call));
             int keep = rx_rng_uniform1(1234, stream, i) >= p;
             float r = keep ? hx[i] / (1 - p) : 0.0f, got = call ? h2[i] : h1[i];
             if (fabsf(got - r) > 1e-6f * (1 + fabsf(r))) bad++;

@@ -12,7 +12,7 @@
 #include "io/fsutil.h"
 #include "registry/components.h"
 #include "registry/registry.h"
-#include "runner/runner.h"
+#include "runner/pipeline.h"
 
 #include <jansson.h>
 #include <unistd.h>

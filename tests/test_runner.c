@@ -17,6 +17,7 @@
 #include "io/safetensors.h"
 #include "kernels/backend.h"
 #include "runner/checkpoint.h"
+#include "runner/pipeline.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -354,7 +355,11 @@ Test(runner, check_prints_resolved_config_and_parameter_count) {
                           "guidance:\n  name: cfg\n  scale: 2.0\n", "  norm_eps: 1.0e-5\n", "eval: null\n"};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) cr_assert(strstr(r.out, want[k]), "no '%s' in:\n%s", want[k], r.out);
     cr_assert(!strstr(r.out, "base:"), "the resolved config still names its base");
-    cr_assert_str_eq(r.last, P("parameters: unet %d", TINY_UNET_PARAMETERS));
+    cr_assert(strstr(r.out, P("parameters: unet %d\n", TINY_UNET_PARAMETERS)), "%s", r.out);
+    /* the memory plan (runner/memory_plan.c): training and sampling figures in GiB, the device */
+    cr_assert(strstr(r.out, "memory: training ") && strstr(r.out, " GiB at batch 4 (weights "), "%s", r.out);
+    cr_assert(strstr(r.out, "memory: sampling ") && strstr(r.out, "at network batch 8"), "cfg doubles the batch:\n%s", r.out);
+    cr_assert(strstr(r.out, "memory: device cpu has "), "%s", r.out);
     cr_assert(!rx_fs_exists(root), "check must not run anything");
 
     r = RUNEXP("checkbad", "check", "tests/configs/bad/unknown_param.yaml");
@@ -379,6 +384,8 @@ static const struct bad_case {
     {"unknown option", {TINY, "--bogus"}, "unknown option '--bogus'"},
     {"bad backend", {TINY, "--backend", "tpu"}, "--backend must be cpu, cuda or auto"},
     {"extra argument", {TINY, "extra.yaml"}, "unexpected argument 'extra.yaml'"},
+    /* ~4e10 parameters: planned, not allocated, and refused before anything is written */
+    {"cannot fit in memory", {TINY, "--set", "model.block_out_channels=[65536, 65536]"}, "memory: training needs "},
 };
 
 Test(runner, bad_input_exits_2_and_writes_nothing) {
@@ -766,6 +773,41 @@ Test(runner, eight_concurrent_runs_get_distinct_directories) {
     int known = 0;
     for (int i = 0; i < N; i++) known |= !strcmp(link, names[i]);
     cr_assert(known, "latest -> %s", link);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * the stage cache (reference: the lookup contract of runner/pipeline.h) */
+
+/* a run directory <exp>/<name> whose run.json says status and train_hash, holding the
+ * stage's output file when with_file */
+static void fake_run(const char *exp, const char *name, const char *status, const char *hash, int with_file) {
+    const char *dir = P("%s/%s", exp, name);
+    ASSERT_OK(rx_fs_mkdir_p(P("%s/checkpoints", dir)));
+    const char *rec = P("{\"status\": \"%s\", \"train_hash\": \"%s\"}", status, hash);
+    ASSERT_OK(rx_fs_write_atomic(P("%s/run.json", dir), rec, strlen(rec)));
+    if (with_file) ASSERT_OK(rx_fs_write_atomic(P("%s/checkpoints/last.safetensors", dir), "x", 1));
+}
+
+Test(runner, stage_cache_finds_the_newest_finished_run_with_the_hash_and_its_file) {
+    const char *exp = own(strdup(T("exp")));
+    const char *need = "checkpoints/last.safetensors";
+    char out[1200] = "";
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "aa", need, "", out, sizeof out), 0, "no directory: no hit");
+    fake_run(exp, "0001-aa", "done", "aa", 1);
+    fake_run(exp, "0002-aa", "done", "aa", 0);         /* its checkpoint is gone */
+    fake_run(exp, "0003-aa", "failed", "aa", 1);       /* not finished */
+    fake_run(exp, "0004-bb", "done", "bb", 1);         /* another training config */
+    fake_run(exp, "sweep-0005", "done", "aa", 1);      /* not a run directory */
+    const char *current = own(strdup(P("%s/0006-aa", exp)));
+    fake_run(exp, "0006-aa", "done", "aa", 1);         /* the run asking */
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "aa", need, current, out, sizeof out), 1);
+    cr_assert_str_eq(out, P("%s/0001-aa", exp));
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "aa", need, "", out, sizeof out), 1);
+    cr_assert_str_eq(out, current, "the newest of two hits");
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "bb", need, current, out, sizeof out), 1);
+    cr_assert_str_eq(out, P("%s/0004-bb", exp));
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "cc", need, current, out, sizeof out), 0, "unknown hash");
+    cr_assert_eq(rx_stage_cache_find(exp, "sample_hash", "aa", need, current, out, sizeof out), 0, "other stage's key");
 }
 
 /* ---------------------------------------------------------------------------------------

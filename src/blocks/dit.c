@@ -69,7 +69,8 @@ static rx_tensor *per_token(rx_ctx *c, rx_tensor *g) {
     return g ? rx_reshape(c, g, RX_SHAPE(g->shape[0], 1, g->shape[1])) : NULL;
 }
 
-static rx_tensor *dit_block_forward(rx_ctx *c, const rx_dit_block *blk, rx_tensor *h, rx_tensor *cond_act) {
+static rx_tensor *dit_block_forward(rx_ctx *c, const void *block, rx_tensor *h, rx_tensor *cond_act) {
+    const rx_dit_block *blk = block;
     int D = blk->hidden;
     rx_tensor *mod = rx_linear_fwd(c, &blk->ada, cond_act);                                  /* [B,6D] */
     /* attention branch: h += gate_msa * attn(modulate(LN(h), shift_msa, scale_msa)) */
@@ -269,7 +270,7 @@ static rx_tensor *dit_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t
     /* no labels given, or an unconditional model (one row): the null label K */
     rx_tensor *lab = labels && m->num_classes > 0 ? labels : rx_full(c, RX_SHAPE(B), (float)m->num_classes);
     rx_tensor *cond_act = rx_silu(c, rx_add(c, temb, rx_embedding(c, d->label_table.w, lab)));
-    for (int i = 0; i < d->depth; i++) h = d->block->forward(c, &d->blocks[i], h, cond_act);
+    for (int i = 0; i < d->depth; i++) h = rx_checkpoint(c, d->block->forward, &d->blocks[i], h, cond_act);
     /* final layer: adaLN (shift, scale), linear to patches, unpatchify */
     rx_tensor *mod = rx_linear_fwd(c, &d->final_ada, cond_act);                               /* [B,2D] */
     h = rx_modulate(c, rx_layer_norm(c, h, NULL, NULL, DIT_EPS_ADALN), chunk(c, mod, 0, D), chunk(c, mod, 1, D));

@@ -13,6 +13,7 @@
 #define RX_DIT_H
 
 #include "layers.h"
+#include "autograd/checkpoint.h"
 
 typedef struct rx_dit_block {
     rx_linear_layer ada;                     /* norm1.linear: D -> 6D (zero-initialised) */
@@ -25,8 +26,9 @@ typedef struct rx_dit_block {
 typedef struct rx_dit_block_impl {
     /* parameters under the builder's current prefix; DiT init (xavier linears, zero adaLN) */
     rx_status (*build)(rx_builder *b, int hidden, int heads, float eps_mlp, rx_dit_block *blk);
-    /* h [B,N,D], cond_act = silu(c) [B,D] (computed once per forward) -> [B,N,D] */
-    rx_tensor *(*forward)(rx_ctx *c, const rx_dit_block *blk, rx_tensor *h, rx_tensor *cond_act);
+    /* block = an rx_dit_block; h [B,N,D], cond_act = silu(c) [B,D] (computed once per forward)
+     * -> [B,N,D]. A block function, so the model can checkpoint it. */
+    rx_block_fn forward;
 } rx_dit_block_impl;
 
 /* Fixed 2-D sin-cos position embedding [gh*gw, D] as diffusers' get_2d_sincos_pos_embed

@@ -47,15 +47,13 @@ rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *di
     if (!s) s = rx_st_writer_write(w, path);
     rx_st_writer_free(w);
     free(host);
-    /* 9 significant digits hold any float32; the models' reals are float32 values at their shortest
-     * decimal (rx_json_float32), so 1e-05 is written as 1e-05 */
+    /* the models' reals are float32 values at their shortest decimal (rx_json_float32); 9 significant
+     * digits hold any float32, so 1e-05 is written as 1e-05 */
     json_t *config = s ? NULL : m->impl->diffusers_config(m);
-    char *json = config ? json_dumps(config, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
-    json_decref(config);
-    if (!s && !json) s = rx_fail(RX_ERR_OOM, "export: cannot make config.json");
+    if (!s && !config) s = rx_fail(RX_ERR_OOM, "export: cannot make config.json");
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (!s) s = rx_fs_write_atomic(path, json, strlen(json));
-    free(json);
+    if (!s) s = rx_json_write_atomic_digits(path, config, 9);
+    json_decref(config);
     return s;
 }
 

@@ -51,8 +51,12 @@ static rx_status upload(rx_builder *b, rx_tensor *t, float *h) {
     return s;
 }
 
+/* a planning context holds no values: nothing to draw */
+static int planning(const rx_builder *b) { return b->c->mem->device == RX_DEV_PLAN; }
+
 rx_status rx_init_uniform(rx_builder *b, rx_tensor *t, float bound) {
     if (!t) return b->c->err;
+    if (planning(b)) return RX_OK;
     float *h = malloc(t->numel * sizeof *h);
     if (!h) return rx_fail(RX_ERR_OOM, "init %s: out of memory", t->name);
     rx_rng_uniform(b->seed, init_stream(b, t), 0, h, t->numel);
@@ -62,6 +66,7 @@ rx_status rx_init_uniform(rx_builder *b, rx_tensor *t, float bound) {
 
 rx_status rx_init_normal(rx_builder *b, rx_tensor *t, float std) {
     if (!t) return b->c->err;
+    if (planning(b)) return RX_OK;
     float *h = malloc(t->numel * sizeof *h);
     if (!h) return rx_fail(RX_ERR_OOM, "init %s: out of memory", t->name);
     rx_rng_normal(b->seed, init_stream(b, t), 0, h, t->numel);
@@ -111,19 +116,6 @@ rx_status rx_build_group_norm(rx_builder *b, const char *name, int groups, int c
     l->w = rx_build_param(b, "weight", RX_SHAPE(channels));
     rx_status s = rx_init_const(b, l->w, 1.0f);
     l->b = rx_build_param(b, "bias", RX_SHAPE(channels));
-    if (s == RX_OK) s = rx_init_const(b, l->b, 0.0f);
-    rx_builder_pop(b);
-    return s != RX_OK ? s : b->c->err;
-}
-
-rx_status rx_build_layer_norm(rx_builder *b, const char *name, int dim, int affine, float eps, rx_layer_norm_layer *l) {
-    l->eps = eps;
-    l->w = l->b = NULL;
-    if (!affine) return RX_OK;
-    rx_builder_push(b, "%s", name);
-    l->w = rx_build_param(b, "weight", RX_SHAPE(dim));
-    rx_status s = rx_init_const(b, l->w, 1.0f);
-    l->b = rx_build_param(b, "bias", RX_SHAPE(dim));
     if (s == RX_OK) s = rx_init_const(b, l->b, 0.0f);
     rx_builder_pop(b);
     return s != RX_OK ? s : b->c->err;

@@ -1,4 +1,4 @@
-/* layers.h — parameter-holding layers (Linear, Conv2d, GroupNorm, LayerNorm, Embedding)
+/* layers.h — parameter-holding layers (Linear, Conv2d, GroupNorm, Embedding)
  * and the builder that creates their parameters with diffusers state-dict names and
  * PyTorch's default initialisation.
  *
@@ -27,7 +27,6 @@ typedef struct rx_builder {
 typedef struct { rx_tensor *w, *b; } rx_linear_layer;                        /* w [out,in], b [out] */
 typedef struct { rx_tensor *w, *b; int stride, pad; } rx_conv_layer;          /* w [co,ci,k,k], b [co] */
 typedef struct { rx_tensor *w, *b; int groups; float eps; } rx_group_norm_layer;
-typedef struct { rx_tensor *w, *b; float eps; } rx_layer_norm_layer;          /* w, b NULL: no affine */
 typedef struct { rx_tensor *w; } rx_embedding_layer;                          /* w [V,D] */
 
 void      rx_builder_init(rx_builder *b, rx_ctx *c, rx_paramset *ps, uint64_t seed);
@@ -42,12 +41,10 @@ rx_status rx_init_const(rx_builder *b, rx_tensor *t, float v);
 rx_status rx_build_linear(rx_builder *b, const char *name, int in, int out, int bias, rx_linear_layer *l);
 rx_status rx_build_conv(rx_builder *b, const char *name, int cin, int cout, int k, int stride, int pad, rx_conv_layer *l);
 rx_status rx_build_group_norm(rx_builder *b, const char *name, int groups, int channels, float eps, rx_group_norm_layer *l);
-rx_status rx_build_layer_norm(rx_builder *b, const char *name, int dim, int affine, float eps, rx_layer_norm_layer *l);
 rx_status rx_build_embedding(rx_builder *b, const char *name, int num, int dim, rx_embedding_layer *l);
 
 static inline rx_tensor *rx_linear_fwd(rx_ctx *c, const rx_linear_layer *l, rx_tensor *x) { return rx_linear(c, x, l->w, l->b); }
 static inline rx_tensor *rx_conv_fwd(rx_ctx *c, const rx_conv_layer *l, rx_tensor *x) { return rx_conv2d(c, x, l->w, l->b, l->stride, l->pad); }
 static inline rx_tensor *rx_group_norm_fwd(rx_ctx *c, const rx_group_norm_layer *l, rx_tensor *x) { return rx_group_norm(c, x, l->w, l->b, l->groups, l->eps); }
-static inline rx_tensor *rx_layer_norm_fwd(rx_ctx *c, const rx_layer_norm_layer *l, rx_tensor *x) { return rx_layer_norm(c, x, l->w, l->b, l->eps); }
 
 #endif

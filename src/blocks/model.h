@@ -27,7 +27,8 @@ typedef struct rx_model_impl {
     rx_tensor *(*forward)(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t, rx_tensor *labels);
     /* classifiers only: x -> penultimate features [B,F]; NULL for denoisers */
     rx_tensor *(*features)(rx_ctx *c, rx_model *m, rx_tensor *x);
-    /* the diffusers config.json for export (a new JSON object; NULL on OOM), or NULL if not exportable */
+    /* the diffusers config.json for export, a new JSON object the caller releases (NULL when
+     * out of memory); the pointer itself is NULL for a model with no diffusers counterpart */
     struct json_t *(*diffusers_config)(const rx_model *m);
     void (*destroy)(rx_model *m);
     /* optional: where parameter `param` lives in a diffusers state dict when our layout differs

@@ -1,4 +1,5 @@
 #include "resnet.h"
+#include "autograd/checkpoint.h"
 
 rx_status rx_resnet_build(rx_builder *b, const char *name, int cin, int cout, int temb_ch, int groups, float eps,
                           float dropout, rx_resnet_block *r) {
@@ -73,4 +74,21 @@ rx_tensor *rx_attn_block_forward(rx_ctx *c, const rx_attn_block *a, rx_tensor *x
     rx_tensor *o = rx_linear_fwd(c, &a->to_out, rx_merge_heads(c, rx_attention(c, q, k, v, 0.0f)));  /* [B,HW,C] */
     o = rx_reshape(c, rx_permute(c, o, (const int[]){0, 2, 1}), RX_SHAPE(B, C, H, W));
     return rx_add(c, o, x);
+}
+
+// ---------------------------------------------------------------------------
+// the blocks as checkpointable block functions
+
+static rx_tensor *resnet_fn(rx_ctx *c, const void *block, rx_tensor *x, rx_tensor *temb_act) {
+    return rx_resnet_forward(c, block, x, temb_act);
+}
+static rx_tensor *attn_fn(rx_ctx *c, const void *block, rx_tensor *x, rx_tensor *unused) {
+    return rx_attn_block_forward(c, block, x);
+}
+
+rx_tensor *rx_resnet_apply(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, rx_tensor *temb_act) {
+    return rx_checkpoint(c, resnet_fn, r, x, temb_act);
+}
+rx_tensor *rx_attn_block_apply(rx_ctx *c, const rx_attn_block *a, rx_tensor *x) {
+    return rx_checkpoint(c, attn_fn, a, x, NULL);
 }

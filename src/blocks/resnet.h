@@ -20,6 +20,8 @@ rx_status rx_resnet_build(rx_builder *b, const char *name, int cin, int cout, in
                           float dropout, rx_resnet_block *r);
 /* x [B,cin,H,W], temb_act = silu(temb) [B,temb_ch] (computed once per network forward) -> [B,cout,H,W] */
 rx_tensor *rx_resnet_forward(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, rx_tensor *temb_act);
+/* the same through rx_checkpoint (recomputed in backward when c->checkpointing) */
+rx_tensor *rx_resnet_apply(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, rx_tensor *temb_act);
 
 /* diffusers Attention with _from_deprecated_attn_block (the U-Net's spatial self-attention):
  *   h = group_norm(x) viewed as tokens [B, H*W, C]; q,k,v = Linear(C, heads*dim_head), heads = C // dim_head
@@ -33,6 +35,7 @@ typedef struct rx_attn_block {
 rx_status rx_attn_block_build(rx_builder *b, const char *name, int channels, int dim_head, int groups, float eps,
                               rx_attn_block *a);
 rx_tensor *rx_attn_block_forward(rx_ctx *c, const rx_attn_block *a, rx_tensor *x);
+rx_tensor *rx_attn_block_apply(rx_ctx *c, const rx_attn_block *a, rx_tensor *x);   /* checkpointed */
 
 /* tokens [B,N,heads*dh] -> [B,heads,N,dh] and back: the head split of multi-head attention */
 rx_tensor *rx_split_heads(rx_ctx *c, rx_tensor *x, int heads);

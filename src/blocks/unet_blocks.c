@@ -45,8 +45,8 @@ static rx_tensor *pad_bottom_right(rx_ctx *c, rx_tensor *h) {
 static rx_tensor *down_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h, rx_tensor *temb_act,
                                rx_tensor **skips, int *n_skips) {
     for (int i = 0; i < blk->n_res; i++) {
-        h = rx_resnet_forward(c, &blk->res[i], h, temb_act);
-        if (blk->n_attn) h = rx_attn_block_forward(c, &blk->attn[i], h);
+        h = rx_resnet_apply(c, &blk->res[i], h, temb_act);
+        if (blk->n_attn) h = rx_attn_block_apply(c, &blk->attn[i], h);
         skips[(*n_skips)++] = h;
     }
     if (blk->has_sampler) {
@@ -68,9 +68,9 @@ static rx_status mid_build(rx_builder *b, const rx_unet_block_impl *impl, const 
 
 static rx_tensor *mid_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h, rx_tensor *temb_act,
                               rx_tensor **skips, int *n_skips) {
-    h = rx_resnet_forward(c, &blk->res[0], h, temb_act);
-    if (blk->n_attn) h = rx_attn_block_forward(c, &blk->attn[0], h);
-    return rx_resnet_forward(c, &blk->res[1], h, temb_act);
+    h = rx_resnet_apply(c, &blk->res[0], h, temb_act);
+    if (blk->n_attn) h = rx_attn_block_apply(c, &blk->attn[0], h);
+    return rx_resnet_apply(c, &blk->res[1], h, temb_act);
 }
 
 /* resnet i sees cat(h, skip): h has prev_out_ch (i == 0) or out_ch channels, the skip has
@@ -105,8 +105,8 @@ static rx_tensor *up_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h, 
     for (int i = 0; i < blk->n_res; i++) {
         if (*n_skips <= 0) return rx_ctx_fail(c, RX_ERR_INTERNAL, "unet: up block ran out of skip connections");
         h = rx_concat(c, h, skips[--(*n_skips)]);
-        h = rx_resnet_forward(c, &blk->res[i], h, temb_act);
-        if (blk->n_attn) h = rx_attn_block_forward(c, &blk->attn[i], h);
+        h = rx_resnet_apply(c, &blk->res[i], h, temb_act);
+        if (blk->n_attn) h = rx_attn_block_apply(c, &blk->attn[i], h);
     }
     if (blk->has_sampler) h = rx_conv_fwd(c, &blk->sampler, rx_upsample_nearest2x(c, h));
     return h;

@@ -14,6 +14,13 @@ typedef struct chunk_list {
     size_t used_total;
 } chunk_list;
 
+/* A freed data block that is not at the top of the current chunk: reused, best fit first,
+ * before the bump pointer moves on. Holes are coalesced with their neighbours. */
+typedef struct hole {
+    chunk *c;
+    size_t off, size;
+} hole;
+
 struct rx_arena {
     char name[32];
     size_t chunk_bytes;
@@ -21,6 +28,8 @@ struct rx_arena {
     int host_data;
     chunk_list meta, data;
     size_t data_used, data_peak, n_system;
+    hole *holes;              /* data only; the array only grows, so a warm arena allocates nothing */
+    int n_holes, cap_holes;
 };
 
 static void *host_alloc(void *ud, size_t n) { (void)ud; return aligned_alloc(64, (n + 63) & ~(size_t)63); }
@@ -49,6 +58,7 @@ void rx_arena_destroy(rx_arena *a) {
     if (!a) return;
     list_free(&a->meta, &a->alloc, 1);
     list_free(&a->data, &a->alloc, 0);
+    free(a->holes);
     free(a);
 }
 
@@ -90,13 +100,76 @@ void *rx_arena_meta(rx_arena *a, size_t bytes) {
     return p;
 }
 
+static size_t data_size(size_t bytes) { return bytes ? (bytes + 63) & ~(size_t)63 : 64; }
+
+/* the smallest hole that fits, carved from its start; NULL when none fits */
+static void *take_hole(rx_arena *a, size_t size) {
+    int best = -1;
+    for (int i = 0; i < a->n_holes; i++)
+        if (a->holes[i].size >= size && (best < 0 || a->holes[i].size < a->holes[best].size)) best = i;
+    if (best < 0) return NULL;
+    hole *h = &a->holes[best];
+    void *p = h->c->base + h->off;
+    h->off += size;
+    h->size -= size;
+    if (h->size == 0) a->holes[best] = a->holes[--a->n_holes];
+    return p;
+}
+
 void *rx_arena_data(rx_arena *a, size_t bytes) {
-    void *p = list_alloc(a, &a->data, bytes, 64, a->chunk_bytes, a->host_data);
+    const size_t size = data_size(bytes);
+    void *p = take_hole(a, size);
+    if (!p) p = list_alloc(a, &a->data, bytes, 64, a->chunk_bytes, a->host_data);
     if (p) {
-        a->data_used += (bytes + 63) & ~(size_t)63;
+        a->data_used += size;
         if (a->data_used > a->data_peak) a->data_peak = a->data_used;
     }
     return p;
+}
+
+/* merge hole i with a hole that ends where it starts or starts where it ends (same chunk) */
+static void coalesce(rx_arena *a, int i) {
+    for (int j = 0; j < a->n_holes; j++) {
+        if (j == i || a->holes[j].c != a->holes[i].c) continue;
+        hole *h = &a->holes[i], *o = &a->holes[j];
+        if (o->off + o->size == h->off || h->off + h->size == o->off) {
+            if (o->off < h->off) h->off = o->off;
+            h->size += o->size;
+            a->holes[j] = a->holes[--a->n_holes];
+            if (i == a->n_holes) i = j;   /* h moved into j's slot */
+            j = -1;                       /* look again: the grown hole may touch another */
+        }
+    }
+}
+
+rx_status rx_arena_free(rx_arena *a, void *p, size_t bytes) {
+    if (!p) return RX_OK;
+    const size_t size = data_size(bytes);
+    chunk *c = a->data.head;
+    while (c && !((char *)p >= c->base && (char *)p + size <= c->base + c->used)) c = c->next;
+    if (!c) return rx_fail(RX_ERR_INTERNAL, "arena %s: free of %zu bytes that it did not hand out", a->name, bytes);
+    a->data_used -= size;
+    const size_t off = (size_t)((char *)p - c->base);
+    if (c == a->data.cur && off + size == c->used) {   /* the top of the current chunk: lower the bump pointer */
+        c->used = off;
+        for (int i = 0; i < a->n_holes; i++)   /* and swallow a hole that now ends at the top */
+            if (a->holes[i].c == c && a->holes[i].off + a->holes[i].size == c->used) {
+                c->used = a->holes[i].off;
+                a->holes[i] = a->holes[--a->n_holes];
+                i = -1;
+            }
+        return RX_OK;
+    }
+    if (a->n_holes == a->cap_holes) {
+        int cap = a->cap_holes ? 2 * a->cap_holes : 64;
+        hole *h = realloc(a->holes, (size_t)cap * sizeof *h);
+        if (!h) return rx_fail(RX_ERR_OOM, "arena %s: out of host memory", a->name);
+        a->holes = h;
+        a->cap_holes = cap;
+    }
+    a->holes[a->n_holes++] = (hole){c, off, size};
+    coalesce(a, a->n_holes - 1);
+    return RX_OK;
 }
 
 void rx_arena_reset(rx_arena *a) {
@@ -105,6 +178,7 @@ void rx_arena_reset(rx_arena *a) {
     a->meta.cur = a->meta.head;
     a->data.cur = a->data.head;
     a->data_used = 0;
+    a->n_holes = 0;
 }
 
 size_t rx_arena_data_used(const rx_arena *a) { return a->data_used; }

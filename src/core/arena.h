@@ -5,6 +5,9 @@
  * after every training or sampling step. Chunks are kept across resets, so once the
  * first step has sized the arena the training loop allocates nothing from the system.
  *
+ * Data blocks may also be given back early (rx_arena_free): backward releases activations
+ * and gradients after their last use, so a step's peak is not the sum of all it touched.
+ *
  * An arena hands out two kinds of memory: `meta` (host memory for tensor headers and
  * tape nodes) and `data` (tensor storage on the arena's device, obtained through the
  * allocator it was created with). On the CPU both are host memory. */
@@ -28,6 +31,9 @@ rx_status rx_arena_create(const char *name, size_t chunk_bytes, const rx_allocat
 void      rx_arena_destroy(rx_arena *a);
 void     *rx_arena_meta(rx_arena *a, size_t bytes);   /* host, zeroed, 16-byte aligned; NULL + rx_fail on OOM */
 void     *rx_arena_data(rx_arena *a, size_t bytes);   /* device storage, 64-byte aligned; NULL + rx_fail on OOM */
+/* Give back a block of rx_arena_data (the same pointer and byte count) before the reset: the
+ * space is reused by later requests of this step (best fit, neighbours merged). */
+rx_status rx_arena_free(rx_arena *a, void *p, size_t bytes);
 void      rx_arena_reset(rx_arena *a);                /* everything handed out becomes invalid */
 size_t    rx_arena_data_used(const rx_arena *a);      /* bytes handed out since the last reset */
 size_t    rx_arena_data_peak(const rx_arena *a);      /* high-water mark over the arena's life */

@@ -71,6 +71,7 @@ int          rx_param_is_null(const rx_params *p, const char *name);
 const int64_t *rx_param_int_list(const rx_params *p, const char *name, int *n);
 const double  *rx_param_float_list(const rx_params *p, const char *name, int *n);
 const char  **rx_param_str_list(const rx_params *p, const char *name, int *n);
+/* The value of any type (its type is p->spec[value - p->values].type). */
 const rx_value *rx_param_get(const rx_params *p, const char *name);
 
 /* Number of entries in a {0}-terminated spec table. */

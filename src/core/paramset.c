@@ -1,5 +1,4 @@
 #include "paramset.h"
-#include "kernels/backend.h"
 #include <string.h>
 
 rx_status rx_paramset_add(rx_paramset *ps, rx_tensor *t) {
@@ -35,6 +34,6 @@ void rx_paramset_free(rx_paramset *ps) {
 
 rx_status rx_paramset_zero_grad(rx_ctx *c, const rx_paramset *ps) {
     for (int i = 0; i < ps->n; i++)
-        if (ps->t[i]->grad) RX_TRY(c->be->fill(c, ps->t[i]->grad->data, 0.0f, ps->t[i]->numel));
+        if (ps->t[i]->grad) RX_TRY(c->mem->fill(c, ps->t[i]->grad->data, 0.0f, ps->t[i]->numel));
     return RX_OK;
 }

@@ -1,4 +1,5 @@
 #include "philox.h"
+#include "parallel.h"
 #include <math.h>
 
 #define PHILOX_M0 0xD2511F53u
@@ -51,7 +52,7 @@ static void uniform_blocks(uint64_t seed, uint64_t stream, uint64_t offset, floa
 /* small requests stay out of OpenMP: even a disabled parallel region costs a system call */
 void rx_rng_uniform(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n) {
     int64_t nb = (n + 3) / 4;
-    if (n <= 65536) {
+    if (n <= RX_OMP_MIN_WORK) {
         for (int64_t b = 0; b < nb; b++) uniform_blocks(seed, stream, offset, out, n, b);
         return;
     }
@@ -63,7 +64,7 @@ static void normal_blocks(uint64_t seed, uint64_t stream, uint64_t offset, float
 
 void rx_rng_normal(uint64_t seed, uint64_t stream, uint64_t offset, float *out, int64_t n) {
     int64_t nb = (n + 3) / 4;
-    if (n <= 65536) {
+    if (n <= RX_OMP_MIN_WORK) {
         for (int64_t b = 0; b < nb; b++) normal_blocks(seed, stream, offset, out, n, b);
         return;
     }

@@ -21,13 +21,26 @@ void rx_philox4x32_10(const uint32_t key[2], const uint32_t ctr[4], uint32_t out
 #define RX_STREAM(purpose, index) (((uint64_t)(purpose) << 48) | ((uint64_t)(index) & 0xFFFFFFFFFFFFull))
 enum {
     RX_RNG_INIT = 1,      /* weight init, index = parameter number          */
-    RX_RNG_DROPOUT,       /* dropout masks, index = op call number in step  */
+    RX_RNG_DROPOUT,       /* dropout masks, index = RX_DROPOUT_INDEX below  */
     RX_RNG_TRAIN_NOISE,   /* diffusion noise in training, index = step      */
     RX_RNG_TRAIN_TIME,    /* timesteps / label drop in training             */
     RX_RNG_SAMPLE_NOISE,  /* sampler noise, index = image number            */
-    RX_RNG_DATA,          /* shuffle and random transforms                  */
+    RX_RNG_DATA,          /* data sets and loaders, index = RX_DATA_* below */
     RX_RNG_TEST,          /* tests                                          */
+    /* KID's random subsets (eval/kid.h), index = 2 * subset + set. 'KI': the number every
+     * KID value so far was drawn with; renumbering it would change them all */
+    RX_RNG_EVAL_KID = 0x4B49,
 };
+
+/* Dropout call number `call` (0, 1, ...) within training step `step`; up to 65536 calls a step. */
+#define RX_DROPOUT_INDEX(step, call) ((uint64_t)(step) * 65536 + (uint64_t)(call))
+
+/* RX_RNG_DATA's index, shared by its top two bits:
+ *   bits 47, 46 clear      the loader's shuffle of an epoch: index = epoch
+ *   RX_DATA_TRANSFORM      random transforms (data/transform.h): | epoch
+ *   RX_DATA_SYNTHETIC      the synthetic data set: | split << 40 | image number */
+#define RX_DATA_TRANSFORM (1ull << 47)
+#define RX_DATA_SYNTHETIC (1ull << 46)
 
 uint32_t rx_rng_u32(uint64_t seed, uint64_t stream, uint64_t index);   /* word `index` of the stream */
 float    rx_rng_uniform1(uint64_t seed, uint64_t stream, uint64_t index);

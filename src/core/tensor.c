@@ -1,34 +1,7 @@
 #include "tensor.h"
-#include "kernels/backend.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <omp.h>
-
-rx_status rx_ctx_create(const rx_backend *be, void *be_state, size_t step_chunk, rx_ctx **out) {
-    /* One level of threads: kernels parallelise over batch/channels and call BLAS inside;
-     * a nested team (OpenBLAS's OpenMP build inside our regions) would create fresh
-     * threads on every call — measured ~400 thread creations per training step. */
-    omp_set_max_active_levels(1);
-    rx_ctx *c = calloc(1, sizeof *c);
-    if (!c) return rx_fail(RX_ERR_OOM, "out of host memory creating a context");
-    c->be = be;
-    c->be_state = be_state;
-    const rx_allocator *al = be->device == RX_DEV_CPU ? NULL : &be->data_alloc;
-    rx_status s = rx_arena_create("step", step_chunk ? step_chunk : (256u << 20), al, &c->step);
-    if (s == RX_OK) s = rx_arena_create("persist", 64u << 20, al, &c->persist);
-    if (s != RX_OK) { rx_ctx_destroy(c); return s; }
-    c->grad_enabled = 1;
-    *out = c;
-    return RX_OK;
-}
-
-void rx_ctx_destroy(rx_ctx *c) {
-    if (!c) return;
-    rx_arena_destroy(c->step);
-    rx_arena_destroy(c->persist);
-    free(c);
-}
 
 rx_tensor *rx_ctx_fail(rx_ctx *c, rx_status code, const char *fmt, ...) {
     char msg[1024];
@@ -70,7 +43,7 @@ static rx_tensor *tensor_in(rx_ctx *c, rx_arena *a, int ndim, const int64_t *sha
     t->ndim = ndim;
     memcpy(t->shape, shape, ndim * sizeof *shape);
     t->numel = rx_numel(ndim, shape);
-    t->device = c->be->device;
+    t->device = c->mem->device;
     t->data = rx_arena_data(a, (size_t)t->numel * sizeof(float));
     if (!t->data) return rx_ctx_fail(c, RX_ERR_OOM, "%s", rx_last_error());
     return t;
@@ -98,11 +71,11 @@ rx_tensor *rx_param(rx_ctx *c, const char *name, int ndim, const int64_t *shape,
         memcpy(s, name, n);
         t->name = s;
     }
-    if (c->be->fill(c, t->data, 0.0f, t->numel) != RX_OK) return rx_ctx_fail(c, RX_ERR_DEVICE, "%s", rx_last_error());
+    if (c->mem->fill(c, t->data, 0.0f, t->numel) != RX_OK) return rx_ctx_fail(c, RX_ERR_DEVICE, "%s", rx_last_error());
     if (requires_grad) {
         rx_tensor *g = tensor_in(c, c->persist, ndim, shape);
         if (!g) return NULL;
-        if (c->be->fill(c, g->data, 0.0f, g->numel) != RX_OK) return rx_ctx_fail(c, RX_ERR_DEVICE, "%s", rx_last_error());
+        if (c->mem->fill(c, g->data, 0.0f, g->numel) != RX_OK) return rx_ctx_fail(c, RX_ERR_DEVICE, "%s", rx_last_error());
         t->grad = g;
     }
     return t;
@@ -110,12 +83,12 @@ rx_tensor *rx_param(rx_ctx *c, const char *name, int ndim, const int64_t *shape,
 
 rx_status rx_tensor_from_host(rx_ctx *c, rx_tensor *t, const float *src) {
     if (!t) return c->err ? c->err : rx_fail(RX_ERR_ARG, "from_host: NULL tensor");
-    return c->be->to_device(c, t->data, src, (size_t)t->numel * sizeof(float));
+    return c->mem->to_device(c, t->data, src, (size_t)t->numel * sizeof(float));
 }
 
 rx_status rx_tensor_to_host(rx_ctx *c, const rx_tensor *t, float *dst) {
     if (!t) return c->err ? c->err : rx_fail(RX_ERR_ARG, "to_host: NULL tensor");
-    return c->be->to_host(c, dst, t->data, (size_t)t->numel * sizeof(float));
+    return c->mem->to_host(c, dst, t->data, (size_t)t->numel * sizeof(float));
 }
 
 rx_tensor *rx_from_host(rx_ctx *c, int ndim, const int64_t *shape, const float *src) {
@@ -124,12 +97,12 @@ rx_tensor *rx_from_host(rx_ctx *c, int ndim, const int64_t *shape, const float *
     return t;
 }
 
-rx_status rx_tensor_fill(rx_ctx *c, rx_tensor *t, float v) { return c->be->fill(c, t->data, v, t->numel); }
+rx_status rx_tensor_fill(rx_ctx *c, rx_tensor *t, float v) { return c->mem->fill(c, t->data, v, t->numel); }
 
 rx_status rx_tensor_copy(rx_ctx *c, rx_tensor *dst, const rx_tensor *src) {
     if (dst->numel != src->numel)
         return rx_fail(RX_ERR_SHAPE, "copy: %s into %s", RX_SHAPE_STR(src), RX_SHAPE_STR(dst));
-    return c->be->copy(c, dst->data, src->data, (size_t)src->numel * sizeof(float));
+    return c->mem->copy(c, dst->data, src->data, (size_t)src->numel * sizeof(float));
 }
 
 rx_tensor *rx_grad_of(rx_ctx *c, rx_tensor *t) {

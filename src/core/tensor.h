@@ -6,8 +6,10 @@
  *
  * The context (rx_ctx) is what an op needs to run: the backend (cpu or cuda),
  * the step arena for activations, the persistent arena for parameters, the
- * autograd tape and grad mode. Errors are sticky in the context: an op whose
- * input is NULL, or that fails, returns NULL, so a block reads like the math
+ * autograd tape and grad mode. core/ sees the backend only through its memory
+ * (rx_memory below); the rest of it, and rx_ctx_create, are in kernels/backend.h.
+ * Errors are sticky in the context: an op whose input is NULL, or that fails,
+ * returns NULL, so a block reads like the math
  *
  *     h = rx_silu(c, rx_group_norm(c, x, g, b, 32, 1e-5f));
  *     h = rx_conv2d(c, h, w, bias, 1, 1);
@@ -24,7 +26,7 @@
 #define RX_MAX_DIMS 5
 #define RX_MAX_IN   6
 
-typedef enum { RX_DEV_CPU = 0, RX_DEV_CUDA = 1 } rx_device;
+typedef enum { RX_DEV_CPU = 0, RX_DEV_CUDA = 1, RX_DEV_PLAN = 2 /* no memory: kernels/plan.c */ } rx_device;
 
 typedef struct rx_tensor {
     int       ndim;
@@ -35,7 +37,10 @@ typedef struct rx_tensor {
     struct rx_tensor *grad;    /* same shape; allocated on first need (zeroed)     */
     uint8_t   requires_grad;   /* a parameter, or computed from one with grad on   */
     uint8_t   is_param;        /* lives in the persistent arena                    */
+    uint8_t   is_view;         /* data belongs to another tensor (reshape)         */
+    uint8_t   is_intermediate; /* a tape node's output or saved tensor (backward may free it) */
     const char *name;          /* parameter name (diffusers state-dict key) or NULL */
+    struct rx_node *last_use;  /* backward bookkeeping: the oldest tape node that reads it */
 } rx_tensor;
 
 /* One recorded op application. Kernels read inputs/args and write `out`;
@@ -49,12 +54,26 @@ typedef struct rx_node {
     float      f[4];                 /* float arguments                             */
     rx_tensor *saved[4];             /* tensors the forward keeps for backward       */
     struct rx_node *prev;            /* tape link (reverse order)                    */
+    const struct rx_checkpoint_info *checkpoint;   /* a checkpointed block (op -1): replayed, not a kernel */
 } rx_node;
 
 typedef struct rx_backend rx_backend;
+struct rx_ctx;
+
+/* A backend's memory: where tensor data lives and how it is moved and set. Each backend
+ * (kernels/backend.h) holds one; tensors, parameters and gradients are made through it. */
+typedef struct rx_memory {
+    rx_device    device;
+    rx_allocator data_alloc;     /* device memory for arenas (unused on the CPU) */
+    rx_status  (*to_device)(struct rx_ctx *c, void *dst, const void *src, size_t bytes);
+    rx_status  (*to_host)(struct rx_ctx *c, void *dst, const void *src, size_t bytes);
+    rx_status  (*copy)(struct rx_ctx *c, void *dst, const void *src, size_t bytes);
+    rx_status  (*fill)(struct rx_ctx *c, float *dst, float v, int64_t n);
+} rx_memory;
 
 typedef struct rx_ctx {
     const rx_backend *be;
+    const rx_memory  *mem;     /* = &be->mem                              */
     void      *be_state;       /* backend handles (cuBLAS, cuDNN, stream) */
     rx_arena  *step;           /* activations; reset by rx_step_end       */
     rx_arena  *persist;        /* parameters, grads, optimizer state      */
@@ -67,11 +86,11 @@ typedef struct rx_ctx {
     uint64_t   rng_calls;      /* dropout calls in this step              */
     rx_status  err;            /* sticky error                            */
     int        threads;
+    int        release_in_backward; /* backward frees each intermediate and its gradient after
+                                       their last use (training: only the loss is read after) */
+    int        checkpointing;  /* blocks applied through rx_checkpoint recompute in backward */
 } rx_ctx;
 
-/* Create a context on `be` (rx_backend_cpu() or rx_backend_cuda(...)). */
-rx_status rx_ctx_create(const rx_backend *be, void *be_state, size_t step_chunk, rx_ctx **out);
-void      rx_ctx_destroy(rx_ctx *c);
 static inline rx_status rx_ctx_status(const rx_ctx *c) { return c->err; }
 /* Record an error in the context (sticky) and in rx_last_error(); returns NULL for op front-ends. */
 rx_tensor *rx_ctx_fail(rx_ctx *c, rx_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -5,9 +5,9 @@
  * shape sits, how large it is, and a faint background texture. Edges are antialiased by 4x4
  * supersampling. Same (seed, split, i, size) -> the same pixels on every machine.
  *
- * Random draws: Philox stream RX_RNG_DATA with bit 46 set (clear of the loader's shuffle and
- * augmentation streams), the split in bits 40..45 and the image number below; block 0 gives
- * the geometry, blocks 1.. the background noise. */
+ * Random draws: Philox stream RX_RNG_DATA | RX_DATA_SYNTHETIC (clear of the loader's shuffle and
+ * augmentation streams, core/philox.h), the split in bits 40..45 and the image number below;
+ * block 0 gives the geometry, blocks 1.. the background noise. */
 #include "data/dataset.h"
 
 #include <math.h>
@@ -102,7 +102,7 @@ static rx_status synthetic_load(const rx_params *p, const char *split, rx_datase
         #pragma omp for schedule(dynamic, 16)
         for (int i = 0; i < n; i++) {
             if (!noise) continue;
-            uint64_t stream = RX_STREAM(RX_RNG_DATA, (1ull << 46) | (split_id << 40) | (uint64_t)i);
+            uint64_t stream = RX_STREAM(RX_RNG_DATA, RX_DATA_SYNTHETIC | (split_id << 40) | (uint64_t)i);
             draw_image(d->pixels + (size_t)i * C * S * S, C, S, i % K, seed, stream, noise);
             d->labels[i] = i % K;
         }

@@ -9,20 +9,18 @@
  *     package is installed;
  *   - else downloaded with libcurl from the official URL (or $RUNEXP_DATA_MIRROR/<file> when
  *     set, any URL libcurl takes, file:// included) and checked against the official MD5.
- * Files already present are kept. Every write goes to a temporary name and is renamed into
- * place, so an interrupted fetch never leaves a half file under the real name.
+ * Files already present are kept. Every write is atomic (io/fsutil.h), and a download's
+ * checksum is checked before it is renamed into place, so neither an interrupted fetch nor a
+ * corrupt download leaves a file under the real name.
  * name "all" fetches every data set that has files (cifar10, mnist, fashion_mnist). */
 #ifndef RX_DATA_FETCH_H
 #define RX_DATA_FETCH_H
 
-#include <stddef.h>
-#include <stdint.h>
 #include "core/status.h"
 
 rx_status rx_data_fetch(const char *name, const char *dest_root);
 
-/* MD5 (RFC 1321) of a buffer, and of a file as 32 lowercase hex digits + NUL. */
-void      rx_md5(const void *data, size_t n, uint8_t digest[16]);
+/* MD5 (RFC 1321, nettle's) of a file as 32 lowercase hex digits + NUL. */
 rx_status rx_md5_file(const char *path, char hex[33]);
 
 #endif

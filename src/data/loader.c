@@ -37,7 +37,7 @@ struct rx_loader {
 };
 
 void rx_data_shuffle(int32_t *perm, int n, uint64_t seed, int64_t epoch) {
-    const uint64_t stream = RX_STREAM(RX_RNG_DATA, (uint64_t)epoch & 0x7FFFFFFFFFFFull);  // bit 47 clear
+    const uint64_t stream = RX_STREAM(RX_RNG_DATA, (uint64_t)epoch & (RX_DATA_SYNTHETIC - 1));
     for (int i = 0; i < n; i++) perm[i] = i;
     for (int i = n - 1; i > 0; i--) {  // Fisher–Yates; draw k picks j uniform in [0, i]
         uint32_t u = rx_rng_u32(seed, stream, (uint64_t)(n - 1 - i));

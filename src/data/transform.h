@@ -26,10 +26,10 @@ typedef struct rx_transform_impl {
 } rx_transform_impl;
 
 /* Word `draw` (0..15) of the random stream of one image for one random transform.
- * Stream: RX_RNG_DATA with bit 47 set (bit 47 clear = the loader's shuffle) and the epoch;
+ * Stream: RX_RNG_DATA | RX_DATA_TRANSFORM (core/philox.h) and the epoch;
  * counter: dataset index * 16 + draw. */
 static inline uint32_t rx_transform_rand(uint64_t seed, uint64_t sample_key, int draw) {
-    uint64_t stream = RX_STREAM(RX_RNG_DATA, (1ull << 47) | (sample_key >> 32));
+    uint64_t stream = RX_STREAM(RX_RNG_DATA, RX_DATA_TRANSFORM | (sample_key >> 32));
     return rx_rng_u32(seed, stream, (sample_key & 0xFFFFFFFFull) * 16 + (uint64_t)(draw & 15));
 }
 

@@ -78,7 +78,16 @@ typedef rx_status (*rx_denoise_fn)(void *ctx, int n, const float *x, const float
 // ---------------------------------------------------------------------------
 // training objectives (kind `objective`)
 
+// What an objective trains the model to do; the runner's train step and the stages after
+// training follow it (runner/experiment.h).
+typedef enum {
+    RX_TASK_DENOISE,    // a denoiser on diffusion batches (make_batch); its samples are evaluated
+    RX_TASK_CLASSIFY,   // a classifier on the dataset's labels, evaluated on the test split
+} rx_objective_task;
+
 typedef struct rx_objective_impl {
+    rx_objective_task task;
+    // RX_TASK_DENOISE only (make_batch and prediction_type are NULL for the other tasks).
     // One training batch. From x0 [n,d] and labels [n] (NULL: unconditional), draw t and noise
     // from Philox keyed by (seed, step) and write x_t [n,d], model time t [n], target [n,d],
     // per-example loss weight [n] (1, or min-SNR-gamma) and labels_out [n] (labels with each one
@@ -88,7 +97,8 @@ typedef struct rx_objective_impl {
                             int n, int d, const float *x0, const int32_t *labels, int num_classes,
                             float *xt, float *t, float *target, float *weight, int32_t *labels_out);
     int (*prediction_type)(const rx_params *p);   // rx_prediction_type
-    int schedule_kind;                            // the schedule it trains on: RX_SCHED_DISCRETE or RX_SCHED_FLOW
+    int schedule_kind;                            // RX_TASK_DENOISE: the schedule it trains on, RX_SCHED_DISCRETE
+                                                  // or RX_SCHED_FLOW; 0 for the other tasks
 } rx_objective_impl;
 
 // ---------------------------------------------------------------------------
@@ -98,20 +108,25 @@ typedef struct rx_objective_impl {
 // current x [n,d]; step counts from 0. Return non-zero status to stop sampling.
 typedef rx_status (*rx_sample_observer_fn)(void *ctx, int step, int num_steps, int n, int d, const float *x);
 
+// What a sampler is asked to do: the whole reverse process for n images of d values each.
+typedef struct rx_sample_request {
+    const rx_schedule    *schedule;
+    int                   prediction_type;   // rx_prediction_type of the network's output
+    rx_denoise_fn         denoise;           // the network, or a guided one (rx_guided_denoise)
+    void                 *denoise_ctx;
+    int                   n, d;              // images, values per image
+    const int32_t        *labels;            // [n]; NULL for an unconditional model
+    const int64_t        *image_index;       // [n] global index of each image, which keys its noise
+    uint64_t              seed;
+    float                *x_out;             // [n,d] receives the final samples
+    rx_sample_observer_fn observer;          // NULL, or progress / previews / tests
+    void                 *observer_ctx;
+} rx_sample_request;
+
 // `steps` is diffusers' num_inference_steps: one network call per step, except heun and
 // flow_heun (2*steps - 1 calls). Initial noise is scaled by diffusers' init_noise_sigma.
 typedef struct rx_sampler_impl {
-    // Runs the whole reverse process for n images of d values each; image i has the global
-    // index image_index[i] (which keys its noise). labels may be NULL. x_out [n,d] receives
-    // the final samples.
-    rx_status (*run)(const rx_params *p, const rx_schedule *s, int prediction_type, rx_denoise_fn f,
-                     void *ctx, int n, int d, const int32_t *labels, const int64_t *image_index,
-                     uint64_t seed, float *x_out);
-    // The same, with an observer (may be NULL) for progress, previews and tests.
-    rx_status (*run_observed)(const rx_params *p, const rx_schedule *s, int prediction_type,
-                              rx_denoise_fn f, void *ctx, int n, int d, const int32_t *labels,
-                              const int64_t *image_index, uint64_t seed, float *x_out,
-                              rx_sample_observer_fn observer, void *observer_ctx);
+    rx_status (*run)(const rx_params *p, const rx_sample_request *r);
     int schedule_kind;                              // RX_SCHED_DISCRETE or RX_SCHED_FLOW
     int (*num_model_evals)(const rx_params *p);     // network calls (before guidance doubling)
 } rx_sampler_impl;

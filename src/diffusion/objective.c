@@ -16,6 +16,7 @@
  * (u0: time, u1: label drop, u2,u3: logit-normal) and its noise from
  * RX_STREAM(RX_RNG_TRAIN_NOISE, step) at block i*ceil(d/4): the same (seed, step) gives the same batch. */
 #include "diffusion/diffusion.h"
+#include "core/parallel.h"
 #include "core/philox.h"
 
 #include <math.h>
@@ -91,7 +92,7 @@ static rx_status ddpm_make_batch(const rx_params *p, const rx_schedule *s, uint6
     const int T = s->num_train_timesteps, pred = ddpm_prediction_type(p);
     const double gamma = rx_param_float(p, "min_snr_gamma");
 
-    #pragma omp parallel for if ((int64_t)n * d > 65536)
+    #pragma omp parallel for if ((int64_t)n * d > RX_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         float u[4];
         example_uniforms(seed, step, i, u);
@@ -130,7 +131,7 @@ static rx_status flow_make_batch(const rx_params *p, const rx_schedule *s, uint6
     const double m = rx_param_float(p, "logit_mean"), sd = rx_param_float(p, "logit_std"), shift = s->shift;
     const double T = s->num_train_timesteps;
 
-    #pragma omp parallel for if ((int64_t)n * d > 65536)
+    #pragma omp parallel for if ((int64_t)n * d > RX_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         float u[4];
         example_uniforms(seed, step, i, u);
@@ -171,8 +172,8 @@ const rx_param_spec rx_objective_flow_matching_params[] = {
     P_UNCOND_PARAM,
     {0}};
 
-static const rx_objective_impl ddpm_impl = {ddpm_make_batch, ddpm_prediction_type, RX_SCHED_DISCRETE};
-static const rx_objective_impl flow_impl = {flow_make_batch, flow_prediction_type, RX_SCHED_FLOW};
+static const rx_objective_impl ddpm_impl = {RX_TASK_DENOISE, ddpm_make_batch, ddpm_prediction_type, RX_SCHED_DISCRETE};
+static const rx_objective_impl flow_impl = {RX_TASK_DENOISE, flow_make_batch, flow_prediction_type, RX_SCHED_FLOW};
 
 const rx_component rx_comp_objective_ddpm = {
     RX_KIND_OBJECTIVE, "ddpm", "denoising diffusion (eps / v / x0 prediction), MSE, optional min-SNR weighting",

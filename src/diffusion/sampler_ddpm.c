@@ -24,12 +24,10 @@ const rx_param_spec rx_sampler_ddpm_params[] = {
 
 static int ddpm_evals(const rx_params *p) { return (int)rx_param_int(p, "steps"); }
 
-static rx_status ddpm_run_observed(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx,
-                                   int n, int d, const int32_t *labels, const int64_t *image_index, uint64_t seed,
-                                   float *x_out, rx_sample_observer_fn observer, void *observer_ctx) {
-    RX_TRY(rx_sampler_check_args("ddpm", s, RX_SCHED_DISCRETE, pred,
-                                 RX_PRED_BIT(RX_PRED_EPSILON) | RX_PRED_BIT(RX_PRED_V) | RX_PRED_BIT(RX_PRED_SAMPLE), f,
-                                 n, d, image_index, x_out));
+static rx_status ddpm_run(const rx_params *p, const rx_sample_request *r) {
+    RX_TRY(rx_sampler_check_request("ddpm", r, RX_SCHED_DISCRETE, RX_PREDS_DISCRETE));
+    const rx_schedule *s = r->schedule;
+    const int pred = r->prediction_type, n = r->n, d = r->d;
     const int T = s->num_train_timesteps, N = (int)rx_param_int(p, "steps");
     if (N > T) return rx_fail(RX_ERR_CONFIG, "sampler/ddpm: steps %d > num_train_timesteps %d", N, T);
     const int fixed_large = strcmp(rx_param_str(p, "variance_type"), "fixed_large") == 0;
@@ -48,7 +46,7 @@ static rx_status ddpm_run_observed(const rx_params *p, const rx_schedule *s, int
     }
 
     rx_sample_loop L;
-    rx_status st = rx_sample_loop_begin(&L, f, ctx, n, d, labels, image_index, seed, x_out, observer, observer_ctx, N);
+    rx_status st = rx_sample_loop_begin(&L, r, N);
     if (st) { free(ts); return st; }
     rx_sample_loop_noise(&L, 0, 1.0, L.x);   // init_noise_sigma = 1
     const size_t nd = (size_t)n * d;
@@ -68,7 +66,7 @@ static rx_status ddpm_run_observed(const rx_params *p, const rx_schedule *s, int
             rx_sample_loop_noise(&L, (uint64_t)i + 1, 1.0, L.noise);
         }
         const double sa = sqrt(a_t), sb = sqrt(b_t);
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], o = L.out[j], x0;
             switch (pred) {
@@ -88,12 +86,7 @@ static rx_status ddpm_run_observed(const rx_params *p, const rx_schedule *s, int
     return st;
 }
 
-static rx_status ddpm_run(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx, int n, int d,
-                          const int32_t *labels, const int64_t *image_index, uint64_t seed, float *x_out) {
-    return ddpm_run_observed(p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, NULL, NULL);
-}
-
-static const rx_sampler_impl ddpm_impl = {ddpm_run, ddpm_run_observed, RX_SCHED_DISCRETE, ddpm_evals};
+static const rx_sampler_impl ddpm_impl = {ddpm_run, RX_SCHED_DISCRETE, ddpm_evals};
 
 const rx_component rx_comp_sampler_ddpm = {
     RX_KIND_SAMPLER, "ddpm", "ancestral DDPM (Ho et al. 2020); one network call per step", rx_sampler_ddpm_params,

@@ -65,12 +65,10 @@ static rx_status dpm_sigmas(const rx_schedule *s, rx_spacing sp, int N, int offs
     return RX_OK;
 }
 
-static rx_status dpm_run_observed(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx,
-                                  int n, int d, const int32_t *labels, const int64_t *image_index, uint64_t seed,
-                                  float *x_out, rx_sample_observer_fn observer, void *observer_ctx) {
-    RX_TRY(rx_sampler_check_args("dpmpp_2m", s, RX_SCHED_DISCRETE, pred,
-                                 RX_PRED_BIT(RX_PRED_EPSILON) | RX_PRED_BIT(RX_PRED_V) | RX_PRED_BIT(RX_PRED_SAMPLE), f,
-                                 n, d, image_index, x_out));
+static rx_status dpm_run(const rx_params *p, const rx_sample_request *r) {
+    RX_TRY(rx_sampler_check_request("dpmpp_2m", r, RX_SCHED_DISCRETE, RX_PREDS_DISCRETE));
+    const rx_schedule *s = r->schedule;
+    const int pred = r->prediction_type, n = r->n, d = r->d;
     const int T = s->num_train_timesteps, N = (int)rx_param_int(p, "steps");
     if (N > T) return rx_fail(RX_ERR_CONFIG, "sampler/dpmpp_2m: steps %d > num_train_timesteps %d", N, T);
     const int heun_type = strcmp(rx_param_str(p, "solver_type"), "heun") == 0;
@@ -80,7 +78,7 @@ static rx_status dpm_run_observed(const rx_params *p, const rx_schedule *s, int 
     rx_status st = dpm_sigmas(s, rx_spacing_parse(rx_param_str(p, "timestep_spacing")), N,
                               (int)rx_param_int(p, "steps_offset"), rx_param_bool(p, "use_karras_sigmas"), ts, sig);
     rx_sample_loop L;
-    if (!st) st = rx_sample_loop_begin(&L, f, ctx, n, d, labels, image_index, seed, x_out, observer, observer_ctx, N);
+    if (!st) st = rx_sample_loop_begin(&L, r, N);
     if (st) { free(ts); return st; }
     rx_sample_loop_noise(&L, 0, 1.0, L.x);   // init_noise_sigma = 1
     const size_t nd = (size_t)n * d;
@@ -105,7 +103,7 @@ static rx_status dpm_run_observed(const rx_params *p, const rx_schedule *s, int 
                 c_d1 = heun_type ? a_t * ((exp(-h) - 1) / h + 1) : -0.5 * a_t * (exp(-h) - 1);
             }
         }
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], o = L.out[j], x0;
             switch (pred) {
@@ -125,12 +123,7 @@ static rx_status dpm_run_observed(const rx_params *p, const rx_schedule *s, int 
     return st;
 }
 
-static rx_status dpm_run(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx, int n, int d,
-                         const int32_t *labels, const int64_t *image_index, uint64_t seed, float *x_out) {
-    return dpm_run_observed(p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, NULL, NULL);
-}
-
-static const rx_sampler_impl dpm_impl = {dpm_run, dpm_run_observed, RX_SCHED_DISCRETE, dpm_evals};
+static const rx_sampler_impl dpm_impl = {dpm_run, RX_SCHED_DISCRETE, dpm_evals};
 
 const rx_component rx_comp_sampler_dpmpp_2m = {
     RX_KIND_SAMPLER, "dpmpp_2m", "DPM-Solver++(2M) multistep (Lu et al. 2022); good at 15-25 steps",

@@ -27,13 +27,10 @@ const rx_param_spec rx_sampler_euler_ancestral_params[] = {
 
 static int euler_evals(const rx_params *p) { return (int)rx_param_int(p, "steps"); }
 
-static rx_status euler_family_run(const char *name, int ancestral, const rx_params *p, const rx_schedule *s, int pred,
-                                  rx_denoise_fn f, void *ctx, int n, int d, const int32_t *labels,
-                                  const int64_t *image_index, uint64_t seed, float *x_out,
-                                  rx_sample_observer_fn observer, void *observer_ctx) {
-    RX_TRY(rx_sampler_check_args(name, s, RX_SCHED_DISCRETE, pred,
-                                 RX_PRED_BIT(RX_PRED_EPSILON) | RX_PRED_BIT(RX_PRED_V) | RX_PRED_BIT(RX_PRED_SAMPLE), f,
-                                 n, d, image_index, x_out));
+static rx_status euler_family_run(const char *name, int ancestral, const rx_params *p, const rx_sample_request *r) {
+    RX_TRY(rx_sampler_check_request(name, r, RX_SCHED_DISCRETE, RX_PREDS_DISCRETE));
+    const rx_schedule *s = r->schedule;
+    const int pred = r->prediction_type, n = r->n, d = r->d;
     const int T = s->num_train_timesteps, N = (int)rx_param_int(p, "steps");
     if (N > T) return rx_fail(RX_ERR_CONFIG, "sampler/%s: steps %d > num_train_timesteps %d", name, N, T);
     const int karras = ancestral ? 0 : rx_param_bool(p, "use_karras_sigmas");
@@ -43,7 +40,7 @@ static rx_status euler_family_run(const char *name, int ancestral, const rx_para
     rx_status st = rx_euler_sigmas(s, rx_spacing_parse(rx_param_str(p, "timestep_spacing")), N,
                                    (int)rx_param_int(p, "steps_offset"), karras, ts, sig, &init_sigma);
     rx_sample_loop L;
-    if (!st) st = rx_sample_loop_begin(&L, f, ctx, n, d, labels, image_index, seed, x_out, observer, observer_ctx, N);
+    if (!st) st = rx_sample_loop_begin(&L, r, N);
     if (st) { free(ts); return st; }
     rx_sample_loop_noise(&L, 0, init_sigma, L.x);
     const size_t nd = (size_t)n * d;
@@ -60,7 +57,7 @@ static rx_status euler_family_run(const char *name, int ancestral, const rx_para
             rx_sample_loop_noise(&L, (uint64_t)i + 1, 1.0, L.noise);
         }
         const double dt = target - sigma;
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j];
             double deriv = (x - rx_ve_x0(pred, x, L.out[j], sigma)) / sigma;
@@ -75,30 +72,15 @@ static rx_status euler_family_run(const char *name, int ancestral, const rx_para
     return st;
 }
 
-static rx_status euler_run_observed(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx,
-                                    int n, int d, const int32_t *labels, const int64_t *image_index, uint64_t seed,
-                                    float *x_out, rx_sample_observer_fn observer, void *observer_ctx) {
-    return euler_family_run("euler", 0, p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, observer,
-                            observer_ctx);
+static rx_status euler_run(const rx_params *p, const rx_sample_request *r) {
+    return euler_family_run("euler", 0, p, r);
 }
-static rx_status euler_run(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx, int n,
-                           int d, const int32_t *labels, const int64_t *image_index, uint64_t seed, float *x_out) {
-    return euler_run_observed(p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, NULL, NULL);
+static rx_status euler_a_run(const rx_params *p, const rx_sample_request *r) {
+    return euler_family_run("euler_ancestral", 1, p, r);
 }
 
-static rx_status euler_a_run_observed(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx,
-                                      int n, int d, const int32_t *labels, const int64_t *image_index, uint64_t seed,
-                                      float *x_out, rx_sample_observer_fn observer, void *observer_ctx) {
-    return euler_family_run("euler_ancestral", 1, p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out,
-                            observer, observer_ctx);
-}
-static rx_status euler_a_run(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx, int n,
-                             int d, const int32_t *labels, const int64_t *image_index, uint64_t seed, float *x_out) {
-    return euler_a_run_observed(p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, NULL, NULL);
-}
-
-static const rx_sampler_impl euler_impl = {euler_run, euler_run_observed, RX_SCHED_DISCRETE, euler_evals};
-static const rx_sampler_impl euler_a_impl = {euler_a_run, euler_a_run_observed, RX_SCHED_DISCRETE, euler_evals};
+static const rx_sampler_impl euler_impl = {euler_run, RX_SCHED_DISCRETE, euler_evals};
+static const rx_sampler_impl euler_a_impl = {euler_a_run, RX_SCHED_DISCRETE, euler_evals};
 
 const rx_component rx_comp_sampler_euler = {
     RX_KIND_SAMPLER, "euler", "Euler ODE solver in sigma (Karras et al. 2022); deterministic",

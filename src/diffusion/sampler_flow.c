@@ -37,17 +37,16 @@ static void flow_sigmas(const rx_schedule *s, int N, double *ts, double *sig) {
     sig[N] = 0;
 }
 
-static rx_status flow_run(const char *name, int heun, const rx_params *p, const rx_schedule *s, int pred,
-                          rx_denoise_fn f, void *ctx, int n, int d, const int32_t *labels, const int64_t *image_index,
-                          uint64_t seed, float *x_out, rx_sample_observer_fn observer, void *observer_ctx) {
-    RX_TRY(rx_sampler_check_args(name, s, RX_SCHED_FLOW, pred, RX_PRED_BIT(RX_PRED_FLOW), f, n, d, image_index, x_out));
+static rx_status flow_run(const char *name, int heun, const rx_params *p, const rx_sample_request *r) {
+    RX_TRY(rx_sampler_check_request(name, r, RX_SCHED_FLOW, RX_PRED_BIT(RX_PRED_FLOW)));
+    const rx_schedule *s = r->schedule;
+    const int n = r->n, d = r->d;
     const int N = (int)rx_param_int(p, "steps");
     double *ts = malloc((size_t)(2 * N + 1) * sizeof *ts), *sig = ts + N;
     if (!ts) return rx_fail(RX_ERR_OOM, "sampler/%s: %d steps", name, N);
     flow_sigmas(s, N, ts, sig);
     rx_sample_loop L;
-    rx_status st = rx_sample_loop_begin(&L, f, ctx, n, d, labels, image_index, seed, x_out, observer, observer_ctx,
-                                        heun ? 2 * N - 1 : N);
+    rx_status st = rx_sample_loop_begin(&L, r, heun ? 2 * N - 1 : N);
     if (st) { free(ts); return st; }
     rx_sample_loop_noise(&L, 0, 1.0, L.x);
     const size_t nd = (size_t)n * d;
@@ -73,32 +72,15 @@ static rx_status flow_run(const char *name, int heun, const rx_params *p, const 
     return st;
 }
 
-static rx_status flow_euler_run_observed(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f,
-                                         void *ctx, int n, int d, const int32_t *labels, const int64_t *image_index,
-                                         uint64_t seed, float *x_out, rx_sample_observer_fn observer,
-                                         void *observer_ctx) {
-    return flow_run("flow_euler", 0, p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, observer,
-                    observer_ctx);
+static rx_status flow_euler_run(const rx_params *p, const rx_sample_request *r) {
+    return flow_run("flow_euler", 0, p, r);
 }
-static rx_status flow_euler_run(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx, int n,
-                                int d, const int32_t *labels, const int64_t *image_index, uint64_t seed, float *x_out) {
-    return flow_euler_run_observed(p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, NULL, NULL);
-}
-static rx_status flow_heun_run_observed(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f,
-                                        void *ctx, int n, int d, const int32_t *labels, const int64_t *image_index,
-                                        uint64_t seed, float *x_out, rx_sample_observer_fn observer,
-                                        void *observer_ctx) {
-    return flow_run("flow_heun", 1, p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, observer,
-                    observer_ctx);
-}
-static rx_status flow_heun_run(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx, int n,
-                               int d, const int32_t *labels, const int64_t *image_index, uint64_t seed, float *x_out) {
-    return flow_heun_run_observed(p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, NULL, NULL);
+static rx_status flow_heun_run(const rx_params *p, const rx_sample_request *r) {
+    return flow_run("flow_heun", 1, p, r);
 }
 
-static const rx_sampler_impl flow_euler_impl = {flow_euler_run, flow_euler_run_observed, RX_SCHED_FLOW,
-                                                flow_euler_evals};
-static const rx_sampler_impl flow_heun_impl = {flow_heun_run, flow_heun_run_observed, RX_SCHED_FLOW, flow_heun_evals};
+static const rx_sampler_impl flow_euler_impl = {flow_euler_run, RX_SCHED_FLOW, flow_euler_evals};
+static const rx_sampler_impl flow_heun_impl = {flow_heun_run, RX_SCHED_FLOW, flow_heun_evals};
 
 const rx_component rx_comp_sampler_flow_euler = {
     RX_KIND_SAMPLER, "flow_euler", "Euler for flow-matching models (rectified flow, SD3)",

@@ -28,12 +28,10 @@ static void scale_input(const float *x, float *in, size_t nd, double sigma) {
     for (size_t j = 0; j < nd; j++) in[j] = (float)(x[j] * c);
 }
 
-static rx_status heun_run_observed(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx,
-                                   int n, int d, const int32_t *labels, const int64_t *image_index, uint64_t seed,
-                                   float *x_out, rx_sample_observer_fn observer, void *observer_ctx) {
-    RX_TRY(rx_sampler_check_args("heun", s, RX_SCHED_DISCRETE, pred,
-                                 RX_PRED_BIT(RX_PRED_EPSILON) | RX_PRED_BIT(RX_PRED_V) | RX_PRED_BIT(RX_PRED_SAMPLE), f,
-                                 n, d, image_index, x_out));
+static rx_status heun_run(const rx_params *p, const rx_sample_request *r) {
+    RX_TRY(rx_sampler_check_request("heun", r, RX_SCHED_DISCRETE, RX_PREDS_DISCRETE));
+    const rx_schedule *s = r->schedule;
+    const int pred = r->prediction_type, n = r->n, d = r->d;
     const int T = s->num_train_timesteps, N = (int)rx_param_int(p, "steps");
     if (N > T) return rx_fail(RX_ERR_CONFIG, "sampler/heun: steps %d > num_train_timesteps %d", N, T);
     const int clip = rx_param_bool(p, "clip_sample");
@@ -45,8 +43,7 @@ static rx_status heun_run_observed(const rx_params *p, const rx_schedule *s, int
                                    (int)rx_param_int(p, "steps_offset"), rx_param_bool(p, "use_karras_sigmas"), ts,
                                    sig, &init_sigma);
     rx_sample_loop L;
-    if (!st) st = rx_sample_loop_begin(&L, f, ctx, n, d, labels, image_index, seed, x_out, observer, observer_ctx,
-                                       2 * N - 1);
+    if (!st) st = rx_sample_loop_begin(&L, r, 2 * N - 1);
     if (st) { free(ts); return st; }
     rx_sample_loop_noise(&L, 0, init_sigma, L.x);
     const size_t nd = (size_t)n * d;
@@ -57,7 +54,7 @@ static rx_status heun_run_observed(const rx_params *p, const rx_schedule *s, int
         // predictor at (t_i, sigma_i)
         scale_input(L.x, L.model_in, nd, sigma);
         if ((st = rx_sample_loop_eval(&L, L.model_in, ts[i]))) break;
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], x0 = rx_ve_x0(pred, x, L.out[j], sigma);
             if (clip) x0 = x0 < -clip_range ? -clip_range : (x0 > clip_range ? clip_range : x0);
@@ -71,7 +68,7 @@ static rx_status heun_run_observed(const rx_params *p, const rx_schedule *s, int
         // corrector at (t_{i+1}, sigma_{i+1})
         scale_input(L.x, L.model_in, nd, sigma_next);
         if ((st = rx_sample_loop_eval(&L, L.model_in, ts[i + 1]))) break;
-        #pragma omp parallel for if (nd > 65536)
+        #pragma omp parallel for if (nd > RX_OMP_MIN_WORK)
         for (size_t j = 0; j < nd; j++) {
             double x = L.x[j], x0 = rx_ve_x0(pred, x, L.out[j], sigma_next);
             if (clip) x0 = x0 < -clip_range ? -clip_range : (x0 > clip_range ? clip_range : x0);
@@ -85,12 +82,7 @@ static rx_status heun_run_observed(const rx_params *p, const rx_schedule *s, int
     return st;
 }
 
-static rx_status heun_run(const rx_params *p, const rx_schedule *s, int pred, rx_denoise_fn f, void *ctx, int n, int d,
-                          const int32_t *labels, const int64_t *image_index, uint64_t seed, float *x_out) {
-    return heun_run_observed(p, s, pred, f, ctx, n, d, labels, image_index, seed, x_out, NULL, NULL);
-}
-
-static const rx_sampler_impl heun_impl = {heun_run, heun_run_observed, RX_SCHED_DISCRETE, heun_evals};
+static const rx_sampler_impl heun_impl = {heun_run, RX_SCHED_DISCRETE, heun_evals};
 
 const rx_component rx_comp_sampler_heun = {
     RX_KIND_SAMPLER, "heun", "Heun 2nd order (Karras et al. 2022); 2*steps-1 network calls", rx_sampler_heun_params,

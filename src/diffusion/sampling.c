@@ -94,21 +94,12 @@ void rx_karras_sigmas(double sigma_min, double sigma_max, int N, double *out) {
 // ---------------------------------------------------------------------------
 // the loop
 
-rx_status rx_sample_loop_begin(rx_sample_loop *L, rx_denoise_fn f, void *ctx, int n, int d, const int32_t *labels,
-                               const int64_t *image_index, uint64_t seed, float *x_out,
-                               rx_sample_observer_fn observer, void *observer_ctx, int num_steps) {
+rx_status rx_sample_loop_begin(rx_sample_loop *L, const rx_sample_request *r, int num_steps) {
     memset(L, 0, sizeof *L);
-    L->f = f;
-    L->ctx = ctx;
-    L->n = n;
-    L->d = d;
-    L->labels = labels;
-    L->image_index = image_index;
-    L->seed = seed;
-    L->x = x_out;
-    L->observer = observer;
-    L->observer_ctx = observer_ctx;
+    L->r = r;
+    L->x = r->x_out;
     L->num_steps = num_steps;
+    const int n = r->n, d = r->d;
     size_t nd = (size_t)n * (size_t)d;
     // one block: model_in, out, noise, extra, extra2 [n,d] and tbuf [n]
     float *buf = malloc((5 * nd + (size_t)n) * sizeof *buf);
@@ -128,36 +119,40 @@ void rx_sample_loop_end(rx_sample_loop *L) {
 }
 
 void rx_sample_loop_noise(rx_sample_loop *L, uint64_t k, double scale, float *x) {
-    int d = L->d;
+    const rx_sample_request *r = L->r;
+    const int d = r->d;
     uint64_t blocks = (uint64_t)(d + 3) / 4;
-    #pragma omp parallel for if ((int64_t)L->n * d > 65536)
-    for (int i = 0; i < L->n; i++) {
+    #pragma omp parallel for if ((int64_t)r->n * d > RX_OMP_MIN_WORK)
+    for (int i = 0; i < r->n; i++) {
         float *xi = x + (size_t)i * d;
-        rx_rng_normal(L->seed, RX_STREAM(RX_RNG_SAMPLE_NOISE, (uint64_t)L->image_index[i]), k * blocks, xi, d);
+        rx_rng_normal(r->seed, RX_STREAM(RX_RNG_SAMPLE_NOISE, (uint64_t)r->image_index[i]), k * blocks, xi, d);
         if (scale != 1.0)
             for (int j = 0; j < d; j++) xi[j] = (float)(scale * xi[j]);
     }
 }
 
 rx_status rx_sample_loop_eval(rx_sample_loop *L, const float *in, double t) {
-    for (int i = 0; i < L->n; i++) L->tbuf[i] = (float)t;
-    rx_status st = L->f(L->ctx, L->n, in, L->tbuf, L->labels, L->out);
+    const rx_sample_request *r = L->r;
+    for (int i = 0; i < r->n; i++) L->tbuf[i] = (float)t;
+    rx_status st = r->denoise(r->denoise_ctx, r->n, in, L->tbuf, r->labels, L->out);
     if (st != RX_OK) return rx_fail_ctx(st, "sampler: network at t=%g: ", t);
     return RX_OK;
 }
 
 rx_status rx_sample_loop_observe(rx_sample_loop *L) {
+    const rx_sample_request *r = L->r;
     int step = L->step++;
-    if (!L->observer) return RX_OK;
-    return L->observer(L->observer_ctx, step, L->num_steps, L->n, L->d, L->x);
+    if (!r->observer) return RX_OK;
+    return r->observer(r->observer_ctx, step, L->num_steps, r->n, r->d, L->x);
 }
 
-rx_status rx_sampler_check_args(const char *name, const rx_schedule *s, int want_kind, int prediction_type,
-                                unsigned allowed_preds, rx_denoise_fn f, int n, int d, const int64_t *image_index,
-                                const float *x_out) {
-    if (!s || !f || !image_index || !x_out)
+rx_status rx_sampler_check_request(const char *name, const rx_sample_request *r, int want_kind,
+                                   unsigned allowed_preds) {
+    const rx_schedule *s = r->schedule;
+    const int prediction_type = r->prediction_type;
+    if (!s || !r->denoise || !r->image_index || !r->x_out)
         return rx_fail(RX_ERR_ARG, "sampler/%s: schedule, network, image_index and x_out are required", name);
-    if (n < 1 || d < 1) return rx_fail(RX_ERR_ARG, "sampler/%s: n=%d d=%d must be >= 1", name, n, d);
+    if (r->n < 1 || r->d < 1) return rx_fail(RX_ERR_ARG, "sampler/%s: n=%d d=%d must be >= 1", name, r->n, r->d);
     if (s->kind != want_kind)
         return rx_fail(RX_ERR_CONFIG, "sampler/%s needs a %s schedule, got schedule/%s", name,
                        want_kind == RX_SCHED_FLOW ? "flow-matching" : "discrete (beta)", s->name ? s->name : "?");

@@ -4,6 +4,7 @@
 #ifndef RX_DIFFUSION_SAMPLING_H
 #define RX_DIFFUSION_SAMPLING_H
 
+#include "core/parallel.h"
 #include "diffusion/diffusion.h"
 
 #include <math.h>
@@ -39,32 +40,23 @@ double rx_round_f32(double x);   // (double)(float)x
 
 // The loop state of one sampler run.
 typedef struct rx_sample_loop {
-    rx_denoise_fn f;
-    void *ctx;
-    int n, d;
-    const int32_t *labels;
-    const int64_t *image_index;
-    uint64_t seed;
-    float *x;          // [n,d] current sample (= x_out)
+    const rx_sample_request *r;
+    float *x;          // [n,d] current sample (= r->x_out)
     float *model_in;   // [n,d] scaled model input (Karras-style samplers)
     float *out;        // [n,d] network output
     float *tbuf;       // [n]
     float *noise;      // [n,d] step noise
     float *extra;      // [n,d] sampler-specific (Heun's saved sample, DPM's previous x0, ...)
     float *extra2;     // [n,d]
-    rx_sample_observer_fn observer;
-    void *observer_ctx;
     int num_steps;     // observer calls in total
     int step;          // observer calls so far
 } rx_sample_loop;
 
-rx_status rx_sample_loop_begin(rx_sample_loop *L, rx_denoise_fn f, void *ctx, int n, int d, const int32_t *labels,
-                               const int64_t *image_index, uint64_t seed, float *x_out,
-                               rx_sample_observer_fn observer, void *observer_ctx, int num_steps);
+rx_status rx_sample_loop_begin(rx_sample_loop *L, const rx_sample_request *r, int num_steps);
 void rx_sample_loop_end(rx_sample_loop *L);
 // x [n,d] = scale * N(0,1) noise at noise-step k for every image (k = 0: initial noise).
 void rx_sample_loop_noise(rx_sample_loop *L, uint64_t k, double scale, float *x);
-// out = f(in, t) with the same t for every image.
+// out = denoise(in, t) with the same t for every image.
 rx_status rx_sample_loop_eval(rx_sample_loop *L, const float *in, double t);
 // Calls the observer with the current x.
 rx_status rx_sample_loop_observe(rx_sample_loop *L);
@@ -77,11 +69,12 @@ rx_status rx_sample_loop_observe(rx_sample_loop *L);
 #define RX_SAMPLER_OFFSET_PARAM \
     {"steps_offset", RX_P_INT, "0", 0, 1000, NULL, "added to every timestep with leading spacing (SD uses 1)"}
 
-// Checks shared by every run(): argument sanity and schedule kind.
-rx_status rx_sampler_check_args(const char *name, const rx_schedule *s, int want_kind, int prediction_type,
-                                unsigned allowed_preds, rx_denoise_fn f, int n, int d, const int64_t *image_index,
-                                const float *x_out);
+// Checks shared by every run(): the request's sanity and its schedule kind and prediction type.
+rx_status rx_sampler_check_request(const char *name, const rx_sample_request *r, int want_kind,
+                                   unsigned allowed_preds);
 #define RX_PRED_BIT(p) (1u << (p))
+// what the discrete-schedule samplers turn into x0 and eps
+#define RX_PREDS_DISCRETE (RX_PRED_BIT(RX_PRED_EPSILON) | RX_PRED_BIT(RX_PRED_V) | RX_PRED_BIT(RX_PRED_SAMPLE))
 
 // EulerDiscreteScheduler.set_timesteps (also Euler ancestral and Heun before interleaving):
 // ts [N] model timesteps (fractional, float32), sig [N+1] sigmas with sig[N] = 0 (float32),

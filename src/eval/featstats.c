@@ -1,4 +1,5 @@
 #include "eval/featstats.h"
+#include "io/fsutil.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -7,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -207,34 +207,7 @@ rx_status rx_featstats_save(const rx_featstats *st, const char *path) {
     const uint64_t checksum = XXH64(buf, (size_t)(p - buf), 0);
     memcpy(p, &checksum, 8);
 
-    // atomic: write a temp file next to the target, then rename over it
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) { free(buf); return rx_fail(RX_ERR_OOM, "featstats: out of memory"); }
-    snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        rx_status s = rx_fail(RX_ERR_IO, "featstats: cannot create %s: %s", tmp, strerror(errno));
-        free(tmp); free(buf);
-        return s;
-    }
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        rx_status s = rx_fail(RX_ERR_IO, "featstats: cannot open %s: %s", tmp, strerror(errno));
-        close(fd); unlink(tmp); free(tmp); free(buf);
-        return s;
-    }
-    // a cache file is shared data: readable by others like any result file (mkstemp made it 0600)
-    int ok = fchmod(fd, 0644) == 0 && fwrite(buf, 1, total, f) == total && fflush(f) == 0 && fsync(fd) == 0;
-    int err = errno;
-    if (fclose(f) != 0 && ok) { ok = 0; err = errno; }
-    if (ok && rename(tmp, path) != 0) { ok = 0; err = errno; }
-    rx_status s = RX_OK;
-    if (!ok) {
-        s = rx_fail(RX_ERR_IO, "featstats: cannot write %s: %s", path, strerror(err));
-        unlink(tmp);
-    }
-    free(tmp);
+    rx_status s = rx_fs_write_atomic(path, buf, total);
     free(buf);
     return s;
 }

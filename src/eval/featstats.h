@@ -71,7 +71,7 @@ rx_status rx_featstats_set_meta(rx_featstats *st, const char *extractor, const c
 rx_status rx_featstats_cache_name(const rx_featstats_meta *meta, int64_t n, char *out, size_t len);
 rx_status rx_featstats_check_meta(const rx_featstats *st, const rx_featstats_meta *want, int64_t n, int d);
 
-/* Save finished statistics atomically (temp file + rename). Format (little-endian):
+/* Save finished statistics atomically (rx_fs_write_atomic). Format (little-endian):
  *   "RXFSTATS" u32 version=1, u32 d, u64 n, meta (64+128+64+128+32 bytes, NUL-padded),
  *   f64 mean[d], f64 cov upper triangle row by row [d(d+1)/2], u64 XXH64 of all bytes before it. */
 rx_status rx_featstats_save(const rx_featstats *st, const char *path);

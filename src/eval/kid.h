@@ -17,10 +17,6 @@
 #include <stdint.h>
 #include "core/status.h"
 
-/* Philox stream purpose of the subset draws (core/philox.h's enum ends far below this;
- * the lead may move it into that enum). */
-#define RX_RNG_EVAL_KID 0x4B49u   /* 'KI' */
-
 typedef struct rx_kid_options {
     int      subsets;      /* number of random subsets (100)                          */
     int      subset_size;  /* rows per subset (1000), capped by min(nx, ny)           */

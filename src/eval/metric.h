@@ -50,8 +50,9 @@ typedef struct rx_metric_impl {
 } rx_metric_impl;
 
 /* Hash of the official pytorch-fid Inception weights (pt_inception-2015-12-05-6726825d.pth
- * converted to safetensors), as the feature extractor reports its weights hash. Empty
- * until the lead fills it in: while empty, no metric is ever named "fid". */
+ * converted to safetensors), as the feature extractor reports its weights hash. Empty: no
+ * converted official weights have been hashed for this build, so no metric is ever named
+ * "fid". */
 #define RX_FID_INCEPTION_OFFICIAL_HASH ""
 #define RX_FID_INCEPTION_EXTRACTOR "inception_fid"
 

@@ -146,7 +146,7 @@ char     *rx_config_emit_string(const rx_cfg_node *root);
  * text rx_params_set reads. malloc'd, NULL on OOM. */
 char     *rx_config_emit_flow(const rx_cfg_node *n);
 rx_status rx_config_emit(const rx_cfg_node *root, FILE *f);
-/* Writes `path` atomically (temp file in the same directory + fsync + rename). */
+/* Writes `path` atomically (rx_fs_write_atomic). */
 rx_status rx_config_save(const rx_cfg_node *root, const char *path);
 
 /* Canonical scalar text for numbers: the shortest "%.{1..17}g" that reads back to the

@@ -5,12 +5,12 @@
  * back differently. Hashes are xxHash64 of exactly this text, so anything that changes
  * the text (a value, key order) changes the hash and nothing else does. */
 #include "io/config.h"
+#include "io/fsutil.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 typedef struct {
@@ -208,40 +208,9 @@ rx_status rx_config_emit(const rx_cfg_node *root, FILE *f) {
 rx_status rx_config_save(const rx_cfg_node *root, const char *path) {
     char *s = rx_config_emit_string(root);
     if (!s) return rx_fail(RX_ERR_OOM, "config: out of memory emitting YAML");
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) { free(s); return rx_fail(RX_ERR_OOM, "config: out of memory"); }
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        rx_status st = rx_fail(RX_ERR_IO, "config: cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        free(s);
-        return st;
-    }
-    size_t len = strlen(s), off = 0;
-    int err = 0;
-    while (off < len) {
-        ssize_t w = write(fd, s + off, len - off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            err = errno;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (!err && fsync(fd) != 0) err = errno;
-    if (close(fd) != 0 && !err) err = errno;
-    if (!err && rename(tmp, path) != 0) err = errno;
+    rx_status st = rx_fs_write_atomic(path, s, strlen(s));
     free(s);
-    if (err) {
-        unlink(tmp);
-        rx_status st = rx_fail(RX_ERR_IO, "config: cannot write %s: %s", path, strerror(err));
-        free(tmp);
-        return st;
-    }
-    free(tmp);
-    return RX_OK;
+    return st;
 }
 
 // ---------------------------------------------------------------------------

@@ -37,7 +37,8 @@ rx_status rx_fs_fsync_dir(const char *dir);
  *     if (fwrite(buf, 1, n, af.fp) != n) { rx_atomic_abort(&af); return rx_fail(...); }
  *     RX_TRY(rx_atomic_commit(&af));   // frees af either way
  *
- * The temp file is `<dir>/.<name>.tmp.XXXXXX` (mkstemp), mode 0666 minus umask.
+ * The temp file is `<dir>/.<name>.tmp.<pid.counter.clock>` (name cut to 24 characters),
+ * created with O_EXCL, mode 0666 minus umask.
  * commit() and abort() both release everything; after a failed commit the temp
  * file is removed and the final path is untouched. */
 typedef struct rx_atomic_file {

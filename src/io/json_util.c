@@ -30,10 +30,13 @@ static rx_status dump_with_newline(const char *path, const json_t *root, size_t 
     return RX_OK;
 }
 
-rx_status rx_json_write_atomic(const char *path, const json_t *root) {
+rx_status rx_json_write_atomic(const char *path, const json_t *root) { return rx_json_write_atomic_digits(path, root, 0); }
+
+rx_status rx_json_write_atomic_digits(const char *path, const json_t *root, int real_digits) {
     char *text = NULL;
     size_t n = 0;
-    RX_TRY(dump_with_newline(path, root, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &text, &n));
+    size_t flags = JSON_INDENT(2) | JSON_PRESERVE_ORDER | (real_digits > 0 ? JSON_REAL_PRECISION(real_digits) : 0);
+    RX_TRY(dump_with_newline(path, root, flags, &text, &n));
     rx_status s = rx_fs_write_atomic(path, text, n);
     free(text);
     return s;

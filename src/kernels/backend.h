@@ -1,5 +1,6 @@
-/* backend.h — a backend is a table of kernels plus memory primitives.
- * The CPU backend is the reference; the CUDA backend is tested against it. */
+/* backend.h — a backend is a table of kernels plus its memory (core/tensor.h's rx_memory) and
+ * optimizer updates; a context runs on one. The CPU backend is the reference; the CUDA
+ * backend is tested against it. */
 #ifndef RX_BACKEND_H
 #define RX_BACKEND_H
 
@@ -26,14 +27,9 @@ typedef struct rx_adamw_args {
 
 struct rx_backend {
     const char  *name;           /* "cpu", "cuda" */
-    rx_device    device;
+    rx_memory    mem;
     rx_kernel_fn fwd[RX_OP_COUNT];
     rx_kernel_fn bwd[RX_OP_COUNT];
-    rx_allocator data_alloc;     /* device memory for arenas */
-    rx_status  (*to_device)(rx_ctx *c, void *dst, const void *src, size_t bytes);
-    rx_status  (*to_host)(rx_ctx *c, void *dst, const void *src, size_t bytes);
-    rx_status  (*copy)(rx_ctx *c, void *dst, const void *src, size_t bytes);
-    rx_status  (*fill)(rx_ctx *c, float *dst, float v, int64_t n);
     rx_status  (*axpy)(rx_ctx *c, float *y, float a, const float *x, int64_t n);    /* y += a x     */
     rx_status  (*sumsq)(rx_ctx *c, const float *x, int64_t n, double *out);         /* Σ x²         */
     rx_status  (*adamw)(rx_ctx *c, float *p, const float *g, float *m, float *v, int64_t n, const rx_adamw_args *a);
@@ -42,5 +38,12 @@ struct rx_backend {
 };
 
 const rx_backend *rx_backend_cpu(void);
+/* shapes and memory only: no kernel runs, no data exists (kernels/plan.c) */
+const rx_backend *rx_backend_plan(void);
+
+/* Create a context on `be` (rx_backend_cpu() or rx_cuda_open's) with its backend state
+ * (NULL on the CPU); step_chunk = bytes per step-arena chunk, 0 for the default. */
+rx_status rx_ctx_create(const rx_backend *be, void *be_state, size_t step_chunk, rx_ctx **out);
+void      rx_ctx_destroy(rx_ctx *c);
 
 #endif

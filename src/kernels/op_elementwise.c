@@ -79,7 +79,7 @@ rx_tensor *rx_dropout(rx_ctx *c, rx_tensor *x, float p) {
     rx_node *n = rx_node_new(c, RX_OP_DROPOUT, rx_empty_like(c, x), 1, x);
     if (!n) return NULL;
     n->f[0] = p;
-    n->i[0] = (int64_t)RX_STREAM(RX_RNG_DROPOUT, c->rng_step * 65536 + c->rng_calls++);
+    n->i[0] = (int64_t)RX_STREAM(RX_RNG_DROPOUT, RX_DROPOUT_INDEX(c->rng_step, c->rng_calls++));
     n->i[1] = (int64_t)c->seed;
     return rx_node_run(c, n);
 }

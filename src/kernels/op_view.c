@@ -27,6 +27,7 @@ rx_tensor *rx_reshape(rx_ctx *c, rx_tensor *x, int ndim, const int64_t *shape) {
     y->grad = NULL;
     y->requires_grad = 0;
     y->is_param = 0;
+    y->is_view = 1;   /* never freed on its own: x owns the data */
     y->name = NULL;
     return rx_node_run(c, rx_node_new(c, RX_OP_RESHAPE, y, 1, x));
 }

@@ -10,6 +10,12 @@ static const rx_params *params_of(const rx_config *cfg, const char *path, const 
     return p;
 }
 
+/* an objective's task; -1 for one without an implementation (the fake components of test
+ * tables) */
+static int task_of(const rx_component *objective) {
+    return objective && objective->impl ? (int)((const rx_objective_impl *)objective->impl)->task : -1;
+}
+
 static int has(const rx_params *p, const char *name) {
     for (int i = 0; p && i < p->n; i++) if (!strcmp(p->spec[i].name, name)) return 1;
     return 0;
@@ -49,7 +55,7 @@ static void check_eval(const rx_config *cfg, rx_config_errors *errs) {
     if (fe && !rx_cfg_is_null(fe)) return;
     const rx_component *ob = NULL;
     params_of(cfg, "objective", &ob);
-    if (ob && rx_schedule_kind_of(ob) == 0) return;
+    if (task_of(ob) == RX_TASK_CLASSIFY) return;
     rx_config_error_at(errs, ev, "eval.features: missing required section (features: {name: <features>, ...}): "
                                  "generated images are compared through a feature extractor");
 }

@@ -229,7 +229,6 @@ rx_status rx_registry_list_in(const rx_component *const *table, FILE *f, int kin
             }
         }
     }
-    if (!bad && markdown && kind < 0) bad |= rx_schema_print(f, 1) != RX_OK;
     if (bad || ferror(f)) return rx_fail(RX_ERR_IO, "list: write failed");
     return RX_OK;
 }

@@ -37,8 +37,8 @@ const rx_component *rx_registry_at_in(const rx_component *const *table, int kind
 
 /* kind = -1: every kind and its names with one-line help; a kind: each component with
  * its parameters (type, default, range or choices, help). markdown = 1: a Markdown
- * reference (kind -1: all components with parameter tables and the experiment schema;
- * this is docs/components.md). */
+ * reference (kind -1: all components with parameter tables; rx_reference_markdown adds
+ * the experiment schema). */
 rx_status rx_registry_list(FILE *f, int kind, int markdown);
 rx_status rx_registry_list_in(const rx_component *const *table, FILE *f, int kind, int markdown);
 
@@ -128,5 +128,8 @@ rx_status rx_config_sweep_axis(const rx_cfg_node *value, rx_cfg_node **list_out)
 
 /* The experiment schema as a reference (top-level keys, train/sample/eval parameters). */
 rx_status rx_schema_print(FILE *f, int markdown);
+/* docs/components.md: every component of table (rx_registry_list_in, Markdown) followed
+ * by the experiment schema. */
+rx_status rx_reference_markdown(const rx_component *const *table, FILE *f);
 
 #endif

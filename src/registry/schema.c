@@ -49,6 +49,10 @@ static const rx_param_spec train_params[] = {
      "stop after this many minutes of training (as Lightning's max_time): checkpoint, then sample and evaluate; "
      "0 = run all steps"},
     {"num_workers", RX_P_INT, "2", 0, 256, NULL, "data-loading threads; 0 = load in the training thread"},
+    {"gradient_checkpointing", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
+     "recompute each ResNet, attention and transformer block's forward during backward (diffusers' "
+     "enable_gradient_checkpointing): the step keeps only block inputs and outputs, for one more forward; "
+     "gradients unchanged"},
     {0},
 };
 
@@ -812,4 +816,9 @@ rx_status rx_schema_print(FILE *f, int markdown) {
     bad |= !bad && print_section(f, &rx_experiment_schema, "", markdown) != 0;
     if (bad || ferror(f)) return rx_fail(RX_ERR_IO, "schema: write failed");
     return RX_OK;
+}
+
+rx_status rx_reference_markdown(const rx_component *const *table, FILE *f) {
+    RX_TRY(rx_registry_list_in(table, f, -1, 1));
+    return rx_schema_print(f, 1);
 }

@@ -12,6 +12,7 @@
 #include "eval/metric.h"
 #include "eval/featstats.h"
 #include "io/fsutil.h"
+#include "io/json_util.h"
 #include <math.h>
 #include <string.h>
 #include <xxhash.h>
@@ -43,19 +44,17 @@ static void set_free(image_set *s) {
     rx_featstats_free(&s->stats);
 }
 
-static rx_status set_alloc(image_set *s, int64_t n, const rx_feature_extractor *fx, int keep_features) {
+static rx_status set_alloc(image_set *s, int64_t n, const rx_feature_extractor *fx) {
     memset(s, 0, sizeof *s);
     s->n = n;
     s->labels = malloc(n * sizeof *s->labels);
     s->logits = fx->num_classes ? malloc(n * fx->num_classes * sizeof(float)) : NULL;
     s->features = malloc(n * fx->feat_dim * sizeof(float));   /* batch rows are written here, then folded */
     if (!s->labels || (fx->num_classes && !s->logits) || !s->features) return rx_fail(RX_ERR_OOM, "eval: out of memory for %lld images", (long long)n);
-    (void)keep_features;
     return rx_featstats_init(&s->stats, fx->feat_dim);
 }
 
-/* the experiment's transforms without their random augmentations: what evaluation sees */
-static rx_transform_chain eval_chain(const rx_experiment *ex, rx_transform_step steps[16]) {
+rx_transform_chain rx_eval_transforms(const rx_experiment *ex, rx_transform_step steps[16]) {
     int ns = 0;
     for (int i = 0; i < ex->n_transforms; i++)
         if (!((const rx_transform_impl *)ex->transforms[i].comp->impl)->augmentation) steps[ns++] = ex->transforms[i];
@@ -69,11 +68,11 @@ static rx_status reference_set(rx_experiment *ex, const rx_features_impl *fi, rx
     RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, split, &data));
     int64_t n = want < data->n ? want : data->n;
     rx_transform_step steps[16];
-    rx_transform_chain chain = eval_chain(ex, steps);
+    rx_transform_chain chain = rx_eval_transforms(ex, steps);
     int oc, oh, ow;
     int64_t maxe;
     rx_status s = rx_transform_chain_shape(&chain, data->channels, data->height, data->width, &oc, &oh, &ow, &maxe);
-    if (!s) s = set_alloc(ref, n, fx, keep);
+    if (!s) s = set_alloc(ref, n, fx);
     int64_t d = (int64_t)oc * oh * ow;
     float *x = malloc(batch * d * sizeof *x), *work = malloc(2 * maxe * sizeof *work);
     if (!s && (!x || !work)) s = rx_fail(RX_ERR_OOM, "eval: out of memory");
@@ -97,35 +96,41 @@ static rx_status reference_set(rx_experiment *ex, const rx_features_impl *fi, rx
     return s;
 }
 
-rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
-    double t0 = rx_now();
-    const rx_component *fc;
-    const rx_params *fp;
-    if (rx_config_section_params(ex->cfg, "eval.features", &fc, &fp) != RX_OK)
-        return rx_fail(RX_ERR_CONFIG, "eval.features: a feature extractor is needed to evaluate generated images "
-                                      "(e.g. {name: classifier, weights: models/mnist_classifier.safetensors})");
-    const rx_features_impl *fi = fc->impl;
-    rx_feature_extractor *fx = NULL;
-    RX_TRY(fi->create(ex->ctx, fp, &fx));
-    int64_t N = rx_param_int(ex->eval, "num_images");
-    int B = (int)rx_param_int(ex->eval, "batch_size");
-    const char *split = rx_param_str(ex->eval, "reference_split");
-    if (ex->smoke) { N = 8; B = 8; }
+/* whether any of eval.metrics needs the feature rows themselves (KID and friends), not only
+ * their statistics */
+static int metrics_need_rows(const rx_experiment *ex) {
     int nmet = rx_config_section_count(ex->cfg, "eval.metrics");
-    int keep = 0;   /* KID and friends need every feature row */
     for (int i = 0; i < nmet; i++) {
         const rx_component *mc;
         rx_config_section_item_params(ex->cfg, "eval.metrics", i, &mc, NULL);
-        if (((const rx_metric_impl *)mc->impl)->needs & RX_METRIC_NEEDS_FEATURES) keep = 1;
+        if (((const rx_metric_impl *)mc->impl)->needs & RX_METRIC_NEEDS_FEATURES) return 1;
     }
+    return 0;
+}
 
-    /* generated images */
-    image_set gen, ref;
-    memset(&ref, 0, sizeof ref);
+/* one evaluation of generated images, as the eval section and the extractor set it up */
+typedef struct eval_job {
+    rx_experiment *ex;
+    rx_run *run;
+    const rx_features_impl *fi;
+    rx_feature_extractor *fx;
+    int64_t N;              /* generated images, and at most as many reference images */
+    int B;                  /* batch */
+    const char *split;      /* reference split */
+    int rows;               /* keep every feature row (metrics_need_rows) */
+    double t0;              /* the stage's start */
+} eval_job;
+
+/* the N generated images through the extractor, B at a time. Labels cycle through the
+ * classes so every class gets N/K images; *used_ema says whether the EMA weights made them. */
+static rx_status generated_set(const eval_job *j, image_set *gen, int *used_ema) {
+    rx_experiment *ex = j->ex;
+    const rx_feature_extractor *fx = j->fx;
     rx_model *m = ex->model;
     int C = m->in_channels, H = m->sample_size, W = m->sample_size;
-    int64_t d = (int64_t)C * H * W;
-    rx_status s = set_alloc(&gen, N, fx, keep);
+    int64_t d = (int64_t)C * H * W, N = j->N;
+    int B = j->B;
+    rx_status s = set_alloc(gen, N, fx);
     float *x = malloc(B * d * sizeof *x);
     int32_t *lab = malloc(B * sizeof *lab);
     int64_t *idx = malloc(B * sizeof *idx);
@@ -133,202 +138,172 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
     rx_generator g;
     memset(&g, 0, sizeof g);
     if (!s) s = rx_generator_open(ex, &g);
-    int used_ema = g.use_ema;
+    *used_ema = g.use_ema;
     int K = m->num_classes;
     for (int64_t b0 = 0; b0 < N && !s; b0 += B) {
         int n = (int)(N - b0 < B ? N - b0 : B);
         for (int i = 0; i < n; i++) {
             idx[i] = (1ll << 40) + b0 + i;    /* eval images: their own noise, apart from the sample grid's */
             lab[i] = K > 0 ? (int32_t)((b0 + i) % K) : -1;
-            gen.labels[b0 + i] = lab[i];
+            gen->labels[b0 + i] = lab[i];
         }
         s = rx_generate(&g, idx, n, lab, x);
-        float *feats = gen.features + (keep ? b0 * fx->feat_dim : 0);
-        if (!s) s = fi->extract(ex->ctx, fx, x, n, C, H, W, feats, gen.logits ? gen.logits + b0 * fx->num_classes : NULL);
-        if (!s) s = rx_featstats_add(&gen.stats, feats, n);
-        if (!s) rx_run_log(run, "eval: generated %lld/%lld images (%.1f s)", (long long)(b0 + n), (long long)N, rx_now() - t0);
+        float *feats = gen->features + (j->rows ? b0 * fx->feat_dim : 0);
+        if (!s) s = j->fi->extract(ex->ctx, j->fx, x, n, C, H, W, feats, gen->logits ? gen->logits + b0 * fx->num_classes : NULL);
+        if (!s) s = rx_featstats_add(&gen->stats, feats, n);
+        if (!s) rx_run_log(j->run, "eval: generated %lld/%lld images (%.1f s)", (long long)(b0 + n), (long long)N, rx_now() - j->t0);
         if (!s && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "eval: interrupted");
     }
     rx_status s2 = rx_generator_close(&g);
     if (!s) s = s2;
-    if (!s) s = rx_featstats_finish(&gen.stats);
+    if (!s) s = rx_featstats_finish(&gen->stats);
+    free(x); free(lab); free(idx);
+    return s;
+}
 
-    /* reference statistics: cached by everything they depend on (featstats cache name) */
-    int need_ref_rows = 0;
-    for (int i = 0; i < nmet; i++) {
-        const rx_component *mc;
-        rx_config_section_item_params(ex->cfg, "eval.metrics", i, &mc, NULL);
-        if (((const rx_metric_impl *)mc->impl)->needs & RX_METRIC_NEEDS_FEATURES) need_ref_rows = 1;
-    }
+/* what the reference statistics depend on: the extractor and its weights, the data's identity
+ * (dataset section + transforms + seed, for the random transforms) and the split */
+static void reference_meta(const eval_job *j, rx_featstats_meta *want) {
+    const rx_experiment *ex = j->ex;
+    memset(want, 0, sizeof *want);
+    rx_cfg_node *dn = rx_cfg_path(ex->cfg->root, "dataset"), *tn = rx_cfg_path(ex->cfg->root, "transforms");
+    char *a = dn ? rx_config_emit_string(dn) : NULL, *b = tn ? rx_config_emit_string(tn) : NULL;
+    char key_text[8192];
+    snprintf(key_text, sizeof key_text, "%s|%s|%llu", a ? a : "", b ? b : "", (unsigned long long)ex->seed);
+    free(a); free(b);
+    char data_hash[17];
+    snprintf(data_hash, sizeof data_hash, "%016llx", (unsigned long long)XXH64(key_text, strlen(key_text), 0));
+    snprintf(want->extractor, sizeof want->extractor, "%s", j->fx->name);
+    snprintf(want->extractor_hash, sizeof want->extractor_hash, "%s", j->fx->weights_hash);
+    snprintf(want->dataset, sizeof want->dataset, "%s", ex->dataset.comp->name);
+    snprintf(want->dataset_hash, sizeof want->dataset_hash, "%s", data_hash);
+    snprintf(want->split, sizeof want->split, "%s", j->split);
+}
+
+/* Reference statistics of (at most) N images, cached under <results root>[/_smoke]/_cache/
+ * (next to the experiment directories, so --results moves it too) by everything they depend
+ * on. Metrics that need the rows, and smoke runs, always compute them. */
+static rx_status reference_stats(const eval_job *j, image_set *ref) {
     rx_featstats_meta want;
-    memset(&want, 0, sizeof want);
+    reference_meta(j, &want);
+    const char *exp_dir = j->run->exp_dir, *slash = strrchr(exp_dir, '/');
     char cache_dir[1200], cache[1400], cache_file[180];
-    if (!s) {
-        /* the data's identity: dataset section + transforms + seed (random transforms) */
-        rx_cfg_node *dn = rx_cfg_path(ex->cfg->root, "dataset"), *tn = rx_cfg_path(ex->cfg->root, "transforms");
-        char *a = dn ? rx_config_emit_string(dn) : NULL, *b = tn ? rx_config_emit_string(tn) : NULL;
-        char key_text[8192];
-        snprintf(key_text, sizeof key_text, "%s|%s|%llu", a ? a : "", b ? b : "", (unsigned long long)ex->seed);
-        free(a); free(b);
-        char data_hash[17];
-        snprintf(data_hash, sizeof data_hash, "%016llx", (unsigned long long)XXH64(key_text, strlen(key_text), 0));
-        snprintf(want.extractor, sizeof want.extractor, "%s", fx->name);
-        snprintf(want.extractor_hash, sizeof want.extractor_hash, "%s", fx->weights_hash);
-        snprintf(want.dataset, sizeof want.dataset, "%s", ex->dataset.comp->name);
-        snprintf(want.dataset_hash, sizeof want.dataset_hash, "%s", data_hash);
-        snprintf(want.split, sizeof want.split, "%s", split);
-        /* next to the experiment directories: <results root>[/_smoke]/_cache (honours --results) */
-        const char *slash = strrchr(run->exp_dir, '/');
-        if (slash) snprintf(cache_dir, sizeof cache_dir, "%.*s/_cache", (int)(slash - run->exp_dir), run->exp_dir);
-        else snprintf(cache_dir, sizeof cache_dir, "_cache");
-        s = rx_featstats_cache_name(&want, N, cache_file, sizeof cache_file);
-        snprintf(cache, sizeof cache, "%.1000s/%s", cache_dir, cache_file);
+    if (slash) snprintf(cache_dir, sizeof cache_dir, "%.*s/_cache", (int)(slash - exp_dir), exp_dir);
+    else snprintf(cache_dir, sizeof cache_dir, "_cache");
+    RX_TRY(rx_featstats_cache_name(&want, j->N, cache_file, sizeof cache_file));
+    snprintf(cache, sizeof cache, "%.1000s/%s", cache_dir, cache_file);
+    if (!j->rows && !j->ex->smoke && rx_fs_exists(cache) && rx_featstats_load(&ref->stats, cache) == RX_OK &&
+        rx_featstats_check_meta(&ref->stats, &want, ref->stats.n, j->fx->feat_dim) == RX_OK) {
+        rx_run_log(j->run, "eval: reference statistics from %s", cache);
+        return RX_OK;
     }
-    if (!s) {
-        if (!need_ref_rows && !ex->smoke && rx_fs_exists(cache) && rx_featstats_load(&ref.stats, cache) == RX_OK &&
-            rx_featstats_check_meta(&ref.stats, &want, ref.stats.n, fx->feat_dim) == RX_OK) {
-            rx_run_log(run, "eval: reference statistics from %s", cache);
-        } else {
-            rx_clear_error();
-            rx_featstats_free(&ref.stats);
-            s = reference_set(ex, fi, fx, split, N, B, need_ref_rows, &ref, run);
-            if (!s) s = rx_featstats_set_meta(&ref.stats, want.extractor, want.extractor_hash, want.dataset,
-                                              want.dataset_hash, want.split);
-            /* a cache: failing to write it is not fatal */
-            if (!s && rx_fs_mkdir_p(cache_dir) == RX_OK && rx_featstats_save(&ref.stats, cache) != RX_OK) rx_clear_error();
-        }
-    }
+    rx_clear_error();
+    rx_featstats_free(&ref->stats);
+    rx_status s = reference_set(j->ex, j->fi, j->fx, j->split, j->N, j->B, j->rows, ref, j->run);
+    if (!s) s = rx_featstats_set_meta(&ref->stats, want.extractor, want.extractor_hash, want.dataset, want.dataset_hash,
+                                      want.split);
+    /* a cache: failing to write it is not fatal */
+    if (!s && rx_fs_mkdir_p(cache_dir) == RX_OK && rx_featstats_save(&ref->stats, cache) != RX_OK) rx_clear_error();
+    return s;
+}
 
-    json_t *metrics = json_object();
-    for (int i = 0; i < nmet && !s; i++) {
+/* each of eval.metrics on the generated and the reference set, into metrics under its name
+ * (rx_metric_name); one that needs labels is skipped without a classifier extractor and a
+ * class-conditional model */
+static rx_status compute_metrics(const eval_job *j, const image_set *gen, const image_set *ref, json_t *metrics) {
+    const rx_experiment *ex = j->ex;
+    const rx_feature_extractor *fx = j->fx;
+    rx_metric_input in = {
+        .gen = {gen->n, j->rows ? gen->features : NULL, &gen->stats, gen->logits, gen->labels},
+        .ref = {ref->n, j->rows ? ref->features : NULL, &ref->stats, ref->logits, ref->labels},
+        .feat_dim = fx->feat_dim, .num_classes = fx->num_classes};
+    int nmet = rx_config_section_count(ex->cfg, "eval.metrics");
+    for (int i = 0; i < nmet; i++) {
         const rx_component *mc;
         const rx_params *mp;
         rx_config_section_item_params(ex->cfg, "eval.metrics", i, &mc, &mp);
         const rx_metric_impl *mi = mc->impl;
-        rx_metric_input in = {
-            .gen = {gen.n, keep ? gen.features : NULL, &gen.stats, gen.logits, gen.labels},
-            .ref = {ref.n, need_ref_rows ? ref.features : NULL, &ref.stats, ref.logits, ref.labels},
-            .feat_dim = fx->feat_dim, .num_classes = fx->num_classes};
-        if ((mi->needs & (RX_METRIC_NEEDS_LOGITS | RX_METRIC_NEEDS_LABELS)) && (!fx->num_classes || K <= 0)) {
-            rx_run_log(run, "eval: %s skipped (needs a classifier extractor and a class-conditional model)", mc->name);
+        if ((mi->needs & (RX_METRIC_NEEDS_LOGITS | RX_METRIC_NEEDS_LABELS)) && (!fx->num_classes || ex->model->num_classes <= 0)) {
+            rx_run_log(j->run, "eval: %s skipped (needs a classifier extractor and a class-conditional model)", mc->name);
             continue;
         }
         rx_metric_value v;
-        s = mi->compute(mp, &in, &v);
+        RX_TRY(mi->compute(mp, &in, &v));
         char name[160];
-        if (!s) s = rx_metric_name(mi->short_name, fx->name, fx->weights_hash, name, sizeof name);
-        if (!s) {
-            json_object_set_new(metrics, name, json_real(v.value));
-            if (v.has_std) {
-                char sn[176];
-                snprintf(sn, sizeof sn, "%s_std", name);
-                json_object_set_new(metrics, sn, json_real(v.std));
-            }
-            rx_run_log(run, "eval: %s = %.6g%s", name, v.value, v.has_std ? " (± std recorded)" : "");
+        RX_TRY(rx_metric_name(mi->short_name, fx->name, fx->weights_hash, name, sizeof name));
+        json_object_set_new(metrics, name, json_real(v.value));
+        if (v.has_std) {
+            char sn[176];
+            snprintf(sn, sizeof sn, "%s_std", name);
+            json_object_set_new(metrics, sn, json_real(v.std));
         }
+        rx_run_log(j->run, "eval: %s = %.6g%s", name, v.value, v.has_std ? " (± std recorded)" : "");
     }
-    if (!s) {
-        json_t *e = json_object();
-        json_object_set(e, "metrics", metrics);
-        json_object_set_new(e, "extractor", json_string(fx->name));
-        json_object_set_new(e, "extractor_weights", json_string(fx->weights_path));
-        json_object_set_new(e, "extractor_hash", json_string(fx->weights_hash));
-        json_object_set_new(e, "generated_images", json_integer(N));
-        json_object_set_new(e, "reference_images", json_integer(ref.stats.n));
-        json_object_set_new(e, "reference_split", json_string(split));
-        json_object_set_new(e, "dataset", json_string(ex->dataset.comp->name));
-        json_object_set_new(e, "sampler", json_string(ex->sampler.comp->name));
-        json_object_set_new(e, "steps", json_integer(rx_param_int(ex->sampler.params, "steps")));
-        json_object_set_new(e, "guidance", json_string(ex->guidance.comp->name));
-        const rx_value *gs = NULL;
-        for (int i = 0; i < ex->guidance.params->n; i++)
-            if (!strcmp(ex->guidance.params->spec[i].name, "scale")) gs = &ex->guidance.params->values[i];
-        json_object_set_new(e, "guidance_scale", gs ? json_real(gs->f) : json_null());
-        json_object_set_new(e, "ema", json_boolean(used_ema));
-        json_object_set_new(e, "seconds", json_real(rx_now() - t0));
-        char path[1200];
-        snprintf(path, sizeof path, "%s/eval.json", run->dir);
-        char *text = json_dumps(e, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        s = text ? rx_fs_write_atomic(path, text, strlen(text)) : rx_fail(RX_ERR_OOM, "eval.json: out of memory");
-        free(text);
-        json_decref(e);
-    }
-    if (!s && metrics_out) *metrics_out = json_incref(metrics);
-    json_decref(metrics);
-    free(x); free(lab); free(idx);
-    set_free(&gen);
-    set_free(&ref);
-    if (fi->destroy) fi->destroy(fx);
-    rx_run_stage_time(run, "eval", rx_now() - t0);
-    return s;
+    return RX_OK;
 }
 
-/* classifier runs: top-1 accuracy on the test split, the images through the experiment's
- * transforms (its random ones keyed by the seed, as in training) */
-rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
-    double t0 = rx_now();
-    rx_ctx *c = ex->ctx;
-    rx_model *m = ex->model;
-    rx_dataset *data = NULL;
-    RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, "test", &data));
-    int64_t N = rx_param_int(ex->eval, "num_images");
-    if (N > data->n) N = data->n;
-    if (ex->smoke) N = N < 8 ? N : 8;
-    int B = (int)rx_param_int(ex->eval, "batch_size");
-    rx_transform_step steps[16];
-    rx_transform_chain chain = eval_chain(ex, steps);
-    int oc, oh, ow;
-    int64_t maxe;
-    rx_status s = rx_transform_chain_shape(&chain, data->channels, data->height, data->width, &oc, &oh, &ow, &maxe);
-    if (!s && (oc != m->in_channels || oh != m->sample_size || ow != m->sample_size))
-        s = rx_fail(RX_ERR_CONFIG, "eval: without its random augmentations the transform chain gives %dx%dx%d images, "
-                    "the classifier takes %dx%dx%d", oc, oh, ow, m->in_channels, m->sample_size, m->sample_size);
-    int64_t d = (int64_t)oc * oh * ow, img = (int64_t)data->channels * data->height * data->width;
-    int K = m->out_channels;
-    float *x = malloc(B * d * sizeof *x), *work = malloc(2 * maxe * sizeof *work), *logits = malloc((size_t)B * K * sizeof *logits);
-    if (!s && (!x || !work || !logits)) s = rx_fail(RX_ERR_OOM, "eval: out of memory");
-    int64_t correct = 0;
-    int grad = c->grad_enabled;
-    rx_set_grad_enabled(c, 0);
-    if (ex->ema.n) rx_experiment_swap_ema(ex);   /* the EMA weights, when trained with EMA */
-    for (int64_t b0 = 0; b0 < N && !s; b0 += B) {
-        int n = (int)(N - b0 < B ? N - b0 : B);
-        for (int i = 0; i < n && !s; i++)
-            s = rx_transform_chain_apply(&chain, data->pixels + (b0 + i) * img, data->channels, data->height, data->width,
-                                         x + i * d, work, ex->seed, RX_SAMPLE_KEY(0, b0 + i));
-        rx_tensor *X = s ? NULL : rx_from_host(c, RX_SHAPE(n, oc, oh, ow), x);
-        rx_tensor *Y = s ? NULL : m->impl->forward(c, m, X, NULL, NULL);
-        if (!s) s = Y ? rx_tensor_to_host(c, Y, logits) : rx_ctx_status(c);
-        rx_step_end(c);
-        for (int i = 0; i < n && !s; i++) {
-            int best = 0;
-            for (int k = 1; k < K; k++) if (logits[i * K + k] > logits[i * K + best]) best = k;
-            correct += best == data->labels[b0 + i];
-        }
-    }
-    if (ex->ema.n) rx_experiment_swap_ema(ex);
-    rx_set_grad_enabled(c, grad);
+/* eval.json: the metrics and how they were taken */
+static json_t *eval_record(const eval_job *j, json_t *metrics, const image_set *ref, int used_ema) {
+    const rx_experiment *ex = j->ex;
+    json_t *e = json_object();
+    json_object_set(e, "metrics", metrics);
+    json_object_set_new(e, "extractor", json_string(j->fx->name));
+    json_object_set_new(e, "extractor_weights", json_string(j->fx->weights_path));
+    json_object_set_new(e, "extractor_hash", json_string(j->fx->weights_hash));
+    json_object_set_new(e, "generated_images", json_integer(j->N));
+    json_object_set_new(e, "reference_images", json_integer(ref->stats.n));
+    json_object_set_new(e, "reference_split", json_string(j->split));
+    json_object_set_new(e, "dataset", json_string(ex->dataset.comp->name));
+    json_object_set_new(e, "sampler", json_string(ex->sampler.comp->name));
+    json_object_set_new(e, "steps", json_integer(rx_param_int(ex->sampler.params, "steps")));
+    json_object_set_new(e, "guidance", json_string(ex->guidance.comp->name));
+    const rx_value *gs = NULL;
+    for (int i = 0; i < ex->guidance.params->n; i++)
+        if (!strcmp(ex->guidance.params->spec[i].name, "scale")) gs = &ex->guidance.params->values[i];
+    json_object_set_new(e, "guidance_scale", gs ? json_real(gs->f) : json_null());
+    json_object_set_new(e, "ema", json_boolean(used_ema));
+    json_object_set_new(e, "seconds", json_real(rx_now() - j->t0));
+    return e;
+}
+
+rx_status rx_eval_write(const rx_run *run, json_t *record) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/eval.json", run->dir);
+    return rx_json_write_atomic(path, record);
+}
+
+rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
+    eval_job j = {ex, run, NULL, NULL, 0, 0, NULL, 0, rx_now()};
+    const rx_component *fc;
+    const rx_params *fp;
+    if (rx_config_section_params(ex->cfg, "eval.features", &fc, &fp) != RX_OK)
+        return rx_fail(RX_ERR_CONFIG, "eval.features: a feature extractor is needed to evaluate generated images "
+                                      "(e.g. {name: classifier, weights: models/mnist_classifier.safetensors})");
+    j.fi = fc->impl;
+    RX_TRY(j.fi->create(ex->ctx, fp, &j.fx));
+    j.N = rx_param_int(ex->eval, "num_images");
+    j.B = (int)rx_param_int(ex->eval, "batch_size");
+    j.split = rx_param_str(ex->eval, "reference_split");
+    if (ex->smoke) { j.N = 8; j.B = 8; }
+    j.rows = metrics_need_rows(ex);
+
+    image_set gen, ref;
+    memset(&ref, 0, sizeof ref);
+    int used_ema = 0;
+    rx_status s = generated_set(&j, &gen, &used_ema);
+    if (!s) s = reference_stats(&j, &ref);
     json_t *metrics = json_object();
+    if (!s) s = compute_metrics(&j, &gen, &ref, metrics);
     if (!s) {
-        double acc = N ? (double)correct / N : 0;
-        json_object_set_new(metrics, "test_accuracy", json_real(acc));
-        rx_run_log(run, "eval: test accuracy %.4f on %lld images of %s", acc, (long long)N, data->name);
-        json_t *e = json_object();
-        json_object_set(e, "metrics", metrics);
-        json_object_set_new(e, "test_images", json_integer(N));
-        json_object_set_new(e, "dataset", json_string(data->name));
-        json_object_set_new(e, "ema", json_boolean(ex->ema.n > 0));
-        char path[1200];
-        snprintf(path, sizeof path, "%s/eval.json", run->dir);
-        char *text = json_dumps(e, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        s = text ? rx_fs_write_atomic(path, text, strlen(text)) : rx_fail(RX_ERR_OOM, "eval.json: out of memory");
-        free(text);
+        json_t *e = eval_record(&j, metrics, &ref, used_ema);
+        s = rx_eval_write(run, e);
         json_decref(e);
     }
     if (!s && metrics_out) *metrics_out = json_incref(metrics);
     json_decref(metrics);
-    free(x); free(work); free(logits);
-    rx_dataset_free(data);
-    rx_run_stage_time(run, "eval", rx_now() - t0);
+    set_free(&gen);
+    set_free(&ref);
+    if (j.fi->destroy) j.fi->destroy(j.fx);
+    rx_run_stage_time(run, "eval", rx_now() - j.t0);
     return s;
 }

@@ -27,6 +27,12 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
                                             "sampler", "guidance", "sample", "eval"};
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
 
+/* what a run does for each objective task */
+static const rx_task tasks[] = {
+    [RX_TASK_DENOISE] = {.classifier = 0, .generates = 1, .loss = rx_denoise_loss, .eval = rx_stage_eval},
+    [RX_TASK_CLASSIFY] = {.classifier = 1, .generates = 0, .loss = rx_classify_loss, .eval = rx_stage_eval_classifier},
+};
+
 static rx_status choose_backend(rx_experiment *ex, const char *want, int device_id, int tf32, int deterministic,
                                 rx_run_options const *opt) {
     const rx_backend *be = rx_backend_cpu();
@@ -102,12 +108,13 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     const rx_schedule_impl *sched = ex->schedule_sec.comp->impl;
     RX_TRY(sched->build(ex->schedule_sec.params, &ex->schedule));
     const rx_objective_impl *obj = ex->objective.comp->impl;
-    ex->classify = obj == NULL;   /* the classify objective */
-    if (ex->classify != (ex->model->impl->features != NULL))
-        return rx_fail(RX_ERR_CONFIG, ex->classify ? "objective: classify trains a classifier model (resnet_classifier), not %s"
-                                                   : "objective: %s trains denoisers; a classifier model needs objective: classify",
-                       ex->classify ? ex->model_sec.comp->name : ex->objective.comp->name);
-    if (obj) ex->prediction_type = obj->prediction_type(ex->objective.params);
+    ex->task = &tasks[obj->task];
+    const int classifier = ex->task->classifier;
+    if (classifier != (ex->model->impl->features != NULL))
+        return rx_fail(RX_ERR_CONFIG, classifier ? "objective: classify trains a classifier model (resnet_classifier), not %s"
+                                                 : "objective: %s trains denoisers; a classifier model needs objective: classify",
+                       classifier ? ex->model_sec.comp->name : ex->objective.comp->name);
+    if (ex->task->generates) ex->prediction_type = obj->prediction_type(ex->objective.params);
 
     if (ex->train) RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, "train", &ex->train_data));
     if (ex->train && rx_param_float(ex->train, "ema_decay") > 0) RX_TRY(rx_ema_create(ex->ctx, &ex->model->params, &ex->ema));
@@ -121,17 +128,9 @@ void rx_experiment_free(rx_experiment *ex) {
     rx_schedule_free(&ex->schedule);
     if (ex->ctx) {
         void *state = ex->ctx->be_state;
-        int cuda = ex->ctx->be->device == RX_DEV_CUDA;
+        int cuda = ex->ctx->mem->device == RX_DEV_CUDA;
         rx_ctx_destroy(ex->ctx);
         if (cuda) rx_cuda_close(state);
     }
     memset(ex, 0, sizeof *ex);
-}
-
-void rx_experiment_swap_ema(rx_experiment *ex) {
-    for (int i = 0; i < ex->ema.n && i < ex->model->params.n; i++) {
-        float *d = ex->model->params.t[i]->data;
-        ex->model->params.t[i]->data = ex->ema.t[i]->data;
-        ex->ema.t[i]->data = d;
-    }
 }

@@ -1,12 +1,16 @@
 /* experiment.h — a resolved experiment, built into live components, and its stages.
  *
  *   rx_experiment_build(cfg)  -> backend context, model, schedule, ... from the registry
- *   rx_stage_train / rx_stage_sample / rx_stage_eval   (each optional, in this order)
+ *   rx_stage_train / rx_stage_sample / eval     (each optional, in this order; pipeline.c)
+ *
+ * The objective's task (rx_task) picks the loss of a training batch, whether the sample
+ * stage runs and which eval stage runs.
  *
  * Stage caching: each stage has a hash of the config subtree it depends on
  * (train: seed, init, dataset, transforms, model, schedule, objective, optimizer,
- * lr_schedule, train; sample: + sampler, guidance, sample; eval: + eval). A finished
- * stage with the same hash in an earlier run of the experiment is reused unless --force. */
+ * lr_schedule, train; sample: + sampler, guidance, sample; eval: + eval), recorded in
+ * run.json. A finished training with the same hash in an earlier run of the experiment
+ * is reused unless --force. */
 #ifndef RX_EXPERIMENT_H
 #define RX_EXPERIMENT_H
 
@@ -16,6 +20,9 @@
 #include "data/dataset.h"
 #include "data/transform.h"
 #include "runner/run.h"
+
+typedef struct rx_experiment rx_experiment;
+typedef struct rx_task rx_task;
 
 typedef struct rx_section_ref { const rx_component *comp; const rx_params *params; } rx_section_ref;
 
@@ -27,7 +34,7 @@ typedef struct rx_run_options {
     int quiet;
 } rx_run_options;
 
-typedef struct rx_experiment {
+struct rx_experiment {
     rx_config *cfg;
     const char *name;
     uint64_t seed;
@@ -44,23 +51,55 @@ typedef struct rx_experiment {
     int prediction_type;
     int data_c, data_h, data_w;                 /* image shape after the transforms */
     int smoke;
-    int classify;                               /* objective classify: a classifier run */
+    const rx_task *task;                        /* what the objective trains the model to do */
     rx_dataset *train_data;                     /* loaded at build time when training: a missing data set
                                                    is an input error before any run directory exists */
-} rx_experiment;
+};
 
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt);
 void      rx_experiment_free(rx_experiment *ex);
-/* exchange the model's weights with the EMA weights (data pointers: no copy, any device);
- * calling it twice restores them */
-void      rx_experiment_swap_ema(rx_experiment *ex);
 
-/* stage result locations inside a run directory */
+/* one training batch from the loader and the host scratch a loss fills */
+typedef struct rx_train_batch {
+    int n;                                      /* images */
+    float *x0;                                  /* [n, C, H, W] after the transforms */
+    int32_t *labels;                            /* [n] */
+    float *xt, *t, *target, *weight;            /* a diffusion batch: [n,C,H,W], [n], [n,C,H,W], [n] */
+    int32_t *labels_out;                        /* [n] the labels after the null-label drop */
+    float *labels_f;                            /* [n] the labels the model sees, as floats */
+} rx_train_batch;
+
+/* What a run does for its objective's task (rx_objective_task, diffusion.h): the model it
+ * trains, the loss of a training batch, and the stages after training. */
+struct rx_task {
+    int classifier;     /* trains a classifier model (one with features), not a denoiser */
+    int generates;      /* the trained model generates images: the sample stage runs */
+    /* the batch's loss on the tape, [1] (ctx->rng_step is the step already) */
+    rx_status (*loss)(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
+    rx_status (*eval)(rx_experiment *ex, rx_run *run, json_t **metrics_out);
+};
+
+/* the train and sample stages (what they write inside the run directory: run.h) */
 rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume);
 rx_status rx_stage_sample(rx_experiment *ex, rx_run *run);
+
+/* RX_TASK_DENOISE: weighted MSE against the objective's target; eval compares generated
+ * images with the reference split (eval.json metrics) */
+rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
 rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
-/* classifier runs: accuracy on the test split (eval.json test_accuracy) */
+/* RX_TASK_CLASSIFY: cross-entropy on the labels; eval reports the accuracy on the test
+ * split (eval.json test_accuracy) */
+rx_status rx_classify_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
 rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out);
+
+/* eval.json in the run directory: record (not stolen), written atomically */
+rx_status rx_eval_write(const rx_run *run, json_t *record);
+/* the experiment's transforms without their random augmentations: what evaluation sees */
+rx_transform_chain rx_eval_transforms(const rx_experiment *ex, rx_transform_step steps[16]);
+
+/* exchange the model's weights with the EMA weights (data pointers: no copy, any device);
+ * calling it twice restores them (sample.c) */
+void      rx_experiment_swap_ema(rx_experiment *ex);
 
 /* image generation shared by the sample and eval stages: open swaps in the EMA weights
  * (when used) and turns grad off; close restores both */

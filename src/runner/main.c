@@ -68,7 +68,9 @@ int main(int argc, char **argv) {
                 return 2;
             }
         }
-        return rx_registry_list(stdout, kind, markdown) == RX_OK ? 0 : 1;
+        rx_status s = markdown && kind < 0 ? rx_reference_markdown(rx_registry_components, stdout)
+                                           : rx_registry_list(stdout, kind, markdown);
+        return s == RX_OK ? 0 : 1;
     }
 
     rx_cli cli = {0};

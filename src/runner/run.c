@@ -1,5 +1,7 @@
 #include "run.h"
 #include "io/fsutil.h"
+#include "io/json_util.h"
+#include <errno.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/time.h>
@@ -38,13 +40,17 @@ void rx_git_state(char *commit, size_t n, int *dirty) {
     }
 }
 
+/* log.txt stays open for the run; metrics.jsonl is appended a line at a time (rx_run_metrics)
+ * and created here, so that every run directory has both and an unwritable one fails now */
 static rx_status open_files(rx_run *r) {
     char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
+    FILE *f = fopen(path, "a");
+    if (!f || fclose(f) != 0)
+        return rx_fail(RX_ERR_IO, "%s: cannot open metrics.jsonl for writing: %s", r->dir, strerror(errno));
     snprintf(path, sizeof path, "%s/log.txt", r->dir);
     r->log = fopen(path, "a");
-    snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
-    r->metrics = fopen(path, "a");
-    if (!r->log || !r->metrics) return rx_fail(RX_ERR_IO, "%s: cannot open log.txt / metrics.jsonl for writing", r->dir);
+    if (!r->log) return rx_fail(RX_ERR_IO, "%s: cannot open log.txt for writing: %s", r->dir, strerror(errno));
     return RX_OK;
 }
 
@@ -93,9 +99,8 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
     if (slash) *slash = 0; else snprintf(r->exp_dir, sizeof r->exp_dir, ".");
     char path[1200];
     snprintf(path, sizeof path, "%s/run.json", r->dir);
-    json_error_t err;
-    r->record = json_load_file(path, 0, &err);
-    if (!r->record) return rx_fail(RX_ERR_IO, "%s: cannot read run.json (%s) — is this a run directory?", dir, err.text);
+    if (rx_json_load_file(path, &r->record) != RX_OK)
+        return rx_fail_ctx(RX_ERR_IO, "%s: is this a run directory? ", dir);
     const char *e = json_string_value(json_object_get(r->record, "experiment"));
     const char *h = json_string_value(json_object_get(r->record, "config_hash"));
     snprintf(r->experiment, sizeof r->experiment, "%s", e ? e : "");
@@ -106,13 +111,7 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
 rx_status rx_run_save_record(rx_run *r) {
     char path[1200];
     snprintf(path, sizeof path, "%s/run.json", r->dir);
-    char *text = json_dumps(r->record, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (!text) return rx_fail(RX_ERR_OOM, "run.json: out of memory");
-    size_t n = strlen(text);
-    text[n] = '\n';   /* json_dumps leaves room for the NUL we replace */
-    rx_status s = rx_fs_write_atomic(path, text, n + 1);
-    free(text);
-    return s;
+    return rx_json_write_atomic(path, r->record);
 }
 
 void rx_run_set(rx_run *r, const char *key, json_t *value) { json_object_set_new(r->record, key, value); }
@@ -149,12 +148,11 @@ void rx_run_log(rx_run *r, const char *fmt, ...) {
 }
 
 rx_status rx_run_metrics(rx_run *r, json_t *row) {
-    char *line = json_dumps(row, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
+    rx_status s = rx_json_append_line(path, row);
     json_decref(row);
-    if (!line) return rx_fail(RX_ERR_OOM, "metrics: out of memory");
-    int bad = fprintf(r->metrics, "%s\n", line) < 0 || fflush(r->metrics) != 0;
-    free(line);
-    return bad ? rx_fail(RX_ERR_IO, "%s/metrics.jsonl: write failed", r->dir) : RX_OK;
+    return s;
 }
 
 rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
@@ -170,8 +168,7 @@ rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
 
 void rx_run_close(rx_run *r) {
     if (r->log) fclose(r->log);
-    if (r->metrics) fclose(r->metrics);
     if (r->record) json_decref(r->record);
-    r->log = r->metrics = NULL;
+    r->log = NULL;
     r->record = NULL;
 }

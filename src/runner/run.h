@@ -23,7 +23,6 @@ typedef struct rx_run {
     char config_hash[17];
     json_t *record;          /* run.json content             */
     FILE *log;               /* log.txt                      */
-    FILE *metrics;           /* metrics.jsonl                */
     int quiet;               /* no progress on stderr        */
     double t_start;
 } rx_run;

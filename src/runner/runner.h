@@ -27,12 +27,4 @@ rx_status rx_cmd_resume(const rx_cli *cli, char *out_dir, size_t n, int *config_
 rx_status rx_cmd_export(const rx_cli *cli, int *config_error);
 rx_status rx_cmd_data_fetch(const rx_cli *cli, int *config_error);
 
-/* one run of a resolved config: builds, allocates the run directory, runs the stages.
- * metrics (may be NULL) receives the eval metrics object (caller decrefs). */
-rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir, size_t n, json_t **metrics,
-                        int *config_error);
-/* a grid of runs over the sweep axes (config `sweep:` plus --sweep), summary in sweep-NNNN/ */
-rx_status rx_run_sweep(const rx_cli *cli, rx_config *cfg, const rx_run_options *opt, char *out_dir, size_t n,
-                       int *config_error);
-
 #endif

@@ -68,6 +68,14 @@ static void grid_shape(const rx_experiment *ex, int num_images, int *rows, int *
 
 /* ---- generator: the model behind guidance behind a sampler, reusable by eval ---- */
 
+void rx_experiment_swap_ema(rx_experiment *ex) {
+    for (int i = 0; i < ex->ema.n && i < ex->model->params.n; i++) {
+        float *d = ex->model->params.t[i]->data;
+        ex->model->params.t[i]->data = ex->ema.t[i]->data;
+        ex->ema.t[i]->data = d;
+    }
+}
+
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
     memset(g, 0, sizeof *g);
     g->ex = ex;
@@ -92,8 +100,11 @@ rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
 rx_status rx_generate(rx_generator *g, const int64_t *image_index, int n, const int32_t *labels, float *x) {
     rx_experiment *ex = g->ex;
     const rx_sampler_impl *sampler = ex->sampler.comp->impl;
-    return sampler->run(ex->sampler.params, &ex->schedule, ex->prediction_type, rx_guided_denoise, &g->guided, n,
-                        (int)g->d, ex->model->num_classes > 0 ? labels : NULL, image_index, ex->seed, x);
+    const rx_sample_request r = {.schedule = &ex->schedule, .prediction_type = ex->prediction_type,
+                                 .denoise = rx_guided_denoise, .denoise_ctx = &g->guided, .n = n, .d = (int)g->d,
+                                 .labels = ex->model->num_classes > 0 ? labels : NULL, .image_index = image_index,
+                                 .seed = ex->seed, .x_out = x};
+    return sampler->run(ex->sampler.params, &r);
 }
 
 rx_status rx_generator_close(rx_generator *g) {

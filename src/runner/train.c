@@ -1,7 +1,9 @@
 /* train.c — the training stage.
  *
- * One step: batch from the loader -> objective (x_t, t, target, weight, dropped labels)
- * -> model forward -> weighted MSE -> backward -> clip by global norm -> AdamW -> EMA.
+ * One step: batch from the loader -> the loss of the objective's task (a denoiser: objective
+ * batch (x_t, t, target, weight, dropped labels) -> model forward -> weighted MSE; a
+ * classifier: cross-entropy on the labels, classify.c) -> backward -> clip by global norm
+ * -> AdamW -> EMA.
  * Everything random is keyed by (seed, step): the loader order, the objective's noise
  * and times, dropout. So a run resumed from a checkpoint at step k continues exactly as
  * the uninterrupted run would have, bit for bit on the CPU.
@@ -19,18 +21,15 @@
 
 volatile int rx_interrupt_requested = 0;
 
-typedef struct train_buffers {
-    float *x0, *xt, *t, *target, *weight, *labels_f;
-    int32_t *labels, *labels_out;
-} train_buffers;
-
-static void buffers_free(train_buffers *b) {
+static void batch_free(rx_train_batch *b) {
     free(b->x0); free(b->xt); free(b->t); free(b->target); free(b->weight); free(b->labels_f);
     free(b->labels); free(b->labels_out);
+    memset(b, 0, sizeof *b);
 }
 
-static rx_status buffers_alloc(train_buffers *b, int B, int64_t d) {
+static rx_status batch_alloc(rx_train_batch *b, int B, int64_t d) {
     memset(b, 0, sizeof *b);
+    b->n = B;
     b->x0 = malloc(B * d * sizeof(float));
     b->xt = malloc(B * d * sizeof(float));
     b->target = malloc(B * d * sizeof(float));
@@ -40,7 +39,7 @@ static rx_status buffers_alloc(train_buffers *b, int B, int64_t d) {
     b->labels = malloc(B * sizeof(int32_t));
     b->labels_out = malloc(B * sizeof(int32_t));
     if (!b->x0 || !b->xt || !b->target || !b->t || !b->weight || !b->labels_f || !b->labels || !b->labels_out) {
-        buffers_free(b);
+        batch_free(b);
         return rx_fail(RX_ERR_OOM, "train: out of memory for batch buffers");
     }
     return RX_OK;
@@ -69,29 +68,15 @@ static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, 
     return s;
 }
 
-/* one optimisation step; returns the loss and the pre-clip gradient norm */
-static rx_status train_step(rx_experiment *ex, rx_adamw *opt, train_buffers *b, int B, int64_t step,
-                            int64_t total_steps, float *loss_out, double *gnorm_out, float *lr_out) {
+rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss) {
     rx_ctx *c = ex->ctx;
     rx_model *m = ex->model;
     const rx_objective_impl *obj = ex->objective.comp->impl;
-    int C = ex->data_c, H = ex->data_h, W = ex->data_w;
+    int B = b->n, C = ex->data_c, H = ex->data_h, W = ex->data_w;
     int64_t d = (int64_t)C * H * W;
     int K = m->num_classes;
-    if (ex->classify) {   /* supervised: images and their labels */
-        c->rng_step = (uint64_t)step;
-        for (int i = 0; i < B; i++) b->labels_f[i] = (float)b->labels[i];
-        rx_tensor *X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->x0);
-        rx_tensor *L = rx_from_host(c, RX_SHAPE(B), b->labels_f);
-        rx_tensor *loss = rx_cross_entropy(c, m->impl->forward(c, m, X, NULL, NULL), L);
-        if (!loss) return rx_ctx_status(c);
-        RX_TRY(rx_backward(c, loss));
-        RX_TRY(rx_tensor_to_host(c, loss, loss_out));
-        goto update;
-    }
     RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, step, B, (int)d, b->x0,
                            K > 0 ? b->labels : NULL, K, b->xt, b->t, b->target, b->weight, b->labels_out));
-    c->rng_step = (uint64_t)step;
     rx_tensor *X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->xt);
     rx_tensor *T = rx_from_host(c, RX_SHAPE(B), b->t);
     rx_tensor *Y = rx_from_host(c, RX_SHAPE(B, C, H, W), b->target);
@@ -103,11 +88,22 @@ static rx_status train_step(rx_experiment *ex, rx_adamw *opt, train_buffers *b, 
     }
     rx_tensor *out = m->impl->forward(c, m, X, T, L);
     if (out && m->learn_sigma) out = rx_slice(c, out, 1, 0, C);
-    rx_tensor *loss = rx_mse_loss(c, out, Y, Wt);
-    if (!loss) return rx_ctx_status(c);
+    *loss = rx_mse_loss(c, out, Y, Wt);
+    return *loss ? RX_OK : rx_ctx_status(c);
+}
+
+/* one optimisation step; returns the loss and the pre-clip gradient norm */
+static rx_status train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
+                            float *loss_out, double *gnorm_out, float *lr_out) {
+    rx_ctx *c = ex->ctx;
+    rx_model *m = ex->model;
+    c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
+    rx_tensor *loss = NULL;
+    c->checkpointing = rx_param_bool(ex->train, "gradient_checkpointing");
+    RX_TRY(ex->task->loss(ex, b, step, &loss));
+    c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
     RX_TRY(rx_backward(c, loss));
     RX_TRY(rx_tensor_to_host(c, loss, loss_out));
-update:;
     /* a non-finite loss stops the run (the caller names the step and the last good
      * checkpoint); the optimizer must not see its gradients first */
     if (!isfinite(*loss_out)) {
@@ -142,121 +138,176 @@ static void progress(rx_run *run, int64_t step, int64_t total, float loss, doubl
     }
 }
 
-rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
-    double t0 = rx_now();
-    rx_ctx *c = ex->ctx;
-    int B = (int)rx_param_int(ex->train, "batch_size");
-    int64_t steps = rx_param_int(ex->train, "steps");
-    int64_t log_every = rx_param_int(ex->train, "log_every");
-    int64_t ckpt_every = rx_param_int(ex->train, "checkpoint_every");
-    const double max_s = 60.0 * rx_param_float(ex->train, "max_minutes");   // 0 = no time limit
-    if (ex->smoke) { B = 2; steps = 2; log_every = 1; }
-    int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
+/* the train section, shrunk for a smoke run */
+typedef struct train_plan {
+    int B;                                  /* batch */
+    int64_t steps, log_every, ckpt_every;   /* ckpt_every 0: only at the end */
+    double max_s;                           /* wall-clock limit in seconds; 0 = none */
+} train_plan;
 
-    rx_dataset *data = ex->train_data;
-    if (ex->model->num_classes > 0 && data->num_classes > ex->model->num_classes) {
-        rx_status s = rx_fail(RX_ERR_CONFIG, "model.num_classes = %d but dataset %s has %d classes",
-                              ex->model->num_classes, data->name, data->num_classes);
-        return s;
-    }
+static train_plan plan_of(const rx_experiment *ex) {
+    train_plan p = {(int)rx_param_int(ex->train, "batch_size"), rx_param_int(ex->train, "steps"),
+                    rx_param_int(ex->train, "log_every"), rx_param_int(ex->train, "checkpoint_every"),
+                    60.0 * rx_param_float(ex->train, "max_minutes")};
+    if (ex->smoke) { p.B = 2; p.steps = 2; p.log_every = 1; }
+    return p;
+}
+
+/* what the training loop works with; trainer_open sets it up, trainer_close frees it */
+typedef struct trainer {
+    rx_experiment *ex;
+    rx_run *run;
+    train_plan plan;
+    rx_loader *loader;
+    rx_adamw opt;
+    rx_train_batch batch;
+    char ckpt[1200];        /* <run>/checkpoints/last.safetensors */
+    double t0;              /* the stage's start: max_minutes counts from it */
+} trainer;
+
+static void trainer_close(trainer *t) {
+    batch_free(&t->batch);
+    rx_loader_free(t->loader);
+    rx_adamw_free(&t->opt);
+}
+
+/* the loader (its images must be what the model takes), the optimizer and the batch buffers */
+static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
+    memset(t, 0, sizeof *t);
+    t->ex = ex;
+    t->run = run;
+    t->t0 = rx_now();
+    t->plan = plan_of(ex);
+    snprintf(t->ckpt, sizeof t->ckpt, "%s/checkpoints/last.safetensors", run->dir);
+    const rx_dataset *data = ex->train_data;
+    if (ex->model->num_classes > 0 && data->num_classes > ex->model->num_classes)
+        return rx_fail(RX_ERR_CONFIG, "model.num_classes = %d but dataset %s has %d classes", ex->model->num_classes,
+                       data->name, data->num_classes);
     rx_transform_chain chain = {ex->transforms, ex->n_transforms};
-    rx_loader *loader = NULL;
-    rx_adamw opt_state, *opt = &opt_state;
-    memset(opt, 0, sizeof *opt);
-    train_buffers buf;
-    rx_status s = rx_loader_create(data, &chain, B, ex->seed, 1, &loader);
-    if (!s) {   /* the transformed images must be what the model takes */
+    rx_status s = rx_loader_create(data, &chain, t->plan.B, ex->seed, 1, &t->loader);
+    if (!s) {
         int lc, lh, lw;
-        rx_loader_image_shape(loader, &lc, &lh, &lw);
+        rx_loader_image_shape(t->loader, &lc, &lh, &lw);
         if (lc != ex->data_c || lh != ex->data_h || lw != ex->data_w)
             s = rx_fail(RX_ERR_CONFIG, "dataset %s after transforms gives %dx%dx%d images, the model takes %dx%dx%d "
                         "(model.in_channels, model.sample_size; add resize/pad/to_rgb transforms?)",
                         data->name, lc, lh, lw, ex->data_c, ex->data_h, ex->data_w);
     }
-    if (!s) s = ((const rx_optimizer_impl *)ex->optimizer.comp->impl)->create(c, ex->optimizer.params, &ex->model->params, opt);
-    if (!s) s = buffers_alloc(&buf, B, d);
-    if (s) { rx_loader_free(loader); rx_adamw_free(opt); return s; }
+    const rx_optimizer_impl *oi = ex->optimizer.comp->impl;
+    if (!s) s = oi->create(ex->ctx, ex->optimizer.params, &ex->model->params, &t->opt);
+    if (!s) s = batch_alloc(&t->batch, t->plan.B, (int64_t)ex->data_c * ex->data_h * ex->data_w);
+    return s;
+}
 
-    int64_t start = 0;
-    char ckpt[1200];
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoints/last.safetensors", run->dir);
-    if (resume && access(ckpt, F_OK) == 0) {
-        rx_ckpt_group g[4];
-        int n;
-        ckpt_groups(ex, opt, g, &n);
-        rx_ckpt_meta meta;
-        s = rx_ckpt_load(c, ckpt, g, n, ex->train_hash, &meta);
-        if (!s) {
-            start = meta.step;
-            opt->step = start;
-            rx_run_log(run, "train: resumed from %s at step %lld", ckpt, (long long)start);
-        }
-    }
-    if (!s) s = rx_loader_seek(loader, start);
-    rx_run_log(run, "train: %lld steps, batch %d, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
-               (long long)steps, B, (long long)rx_model_param_count(ex->model), data->name, data->n, ex->data_c,
-               ex->data_h, ex->data_w);
-    c->training = 1;
-    rx_set_grad_enabled(c, 1);
-    double t_log = rx_now(), loss_acc = 0;
-    int64_t n_acc = 0, last_ckpt = start;
-    for (int64_t step = start + 1; step <= steps && !s; step++) {
+/* the step training continues after: that of the run's own checkpoint when resuming from
+ * one (weights, EMA and optimizer state loaded from it), else 0 */
+static rx_status resume_point(trainer *t, int resume, int64_t *start) {
+    *start = 0;
+    if (!resume || access(t->ckpt, F_OK) != 0) return RX_OK;
+    rx_ckpt_group g[4];
+    int n;
+    ckpt_groups(t->ex, &t->opt, g, &n);
+    rx_ckpt_meta meta;
+    RX_TRY(rx_ckpt_load(t->ex->ctx, t->ckpt, g, n, t->ex->train_hash, &meta));
+    *start = meta.step;
+    t->opt.step = meta.step;
+    rx_run_log(t->run, "train: resumed from %s at step %lld", t->ckpt, (long long)meta.step);
+    return RX_OK;
+}
+
+/* the steps since the last log line */
+typedef struct log_window {
+    double t;               /* when it opened */
+    double loss_sum;
+    int64_t n;
+} log_window;
+
+/* the window closing at `step`: one metrics.jsonl row and a progress (or log) line; the next
+ * window opens */
+static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float lr, double gnorm) {
+    const int B = t->plan.B;
+    const int64_t steps = t->plan.steps;
+    double now = rx_now(), ips = w->n * B / (now - w->t + 1e-9), loss = w->loss_sum / w->n;
+    json_t *row = json_object();
+    json_object_set_new(row, "step", json_integer(step));
+    json_object_set_new(row, "loss", json_real(loss));
+    json_object_set_new(row, "lr", json_real(lr));
+    json_object_set_new(row, "grad_norm", json_real(gnorm));
+    json_object_set_new(row, "img_per_s", json_real(ips));
+    rx_status s = rx_run_metrics(t->run, row);
+    double eta = (steps - step) * B / (ips > 0 ? ips : 1);
+    if (isatty(STDERR_FILENO)) progress(t->run, step, steps, (float)loss, ips, eta);
+    else rx_run_log(t->run, "train: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s", (long long)step,
+                    (long long)steps, loss, lr, gnorm, ips);
+    *w = (log_window){now, 0, 0};
+    return s;
+}
+
+/* steps start+1 .. plan.steps, logging and checkpointing on the way; stops early at
+ * max_minutes (checkpointed) or an interrupt (checkpointed, RX_ERR_INTERRUPTED) */
+static rx_status train_loop(trainer *t, int64_t start) {
+    rx_experiment *ex = t->ex;
+    rx_run *run = t->run;
+    const train_plan *p = &t->plan;
+    log_window w = {rx_now(), 0, 0};
+    int64_t last_ckpt = start;
+    rx_status s = RX_OK;
+    for (int64_t step = start + 1; step <= p->steps && !s; step++) {
         rx_batch_info info;
-        s = rx_loader_next(loader, buf.x0, buf.labels, &info);
+        s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
         float loss = 0, lr = 0;
         double gnorm = 0;
-        if (!s) s = train_step(ex, opt, &buf, B, step, steps, &loss, &gnorm, &lr);
+        if (!s) s = train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
         if (s) break;
         if (!isfinite(loss)) {
             char msg[1400];
             snprintf(msg, sizeof msg, "loss is %f at step %lld; last good checkpoint: %s", loss, (long long)step,
-                     last_ckpt > 0 ? ckpt : "(none)");
+                     last_ckpt > 0 ? t->ckpt : "(none)");
             s = rx_fail(RX_ERR_NUMERIC, "%s", msg);
             break;
         }
-        loss_acc += loss;
-        n_acc++;
+        w.loss_sum += loss;
+        w.n++;
         /* a checkpoint step also closes the logging window, so a run resumed from it logs the
          * same lines as the uninterrupted run */
-        const int out_of_time = max_s > 0 && step < steps && rx_now() - t0 >= max_s;
-        const int ckpt_now = (ckpt_every > 0 && step % ckpt_every == 0) || step == steps || out_of_time;
-        if (step % log_every == 0 || ckpt_now) {
-            double now = rx_now(), ips = n_acc * B / (now - t_log + 1e-9);
-            json_t *row = json_object();
-            json_object_set_new(row, "step", json_integer(step));
-            json_object_set_new(row, "loss", json_real(loss_acc / n_acc));
-            json_object_set_new(row, "lr", json_real(lr));
-            json_object_set_new(row, "grad_norm", json_real(gnorm));
-            json_object_set_new(row, "img_per_s", json_real(ips));
-            s = rx_run_metrics(run, row);
-            double eta = (steps - step) * B / (ips > 0 ? ips : 1);
-            if (isatty(STDERR_FILENO)) progress(run, step, steps, (float)(loss_acc / n_acc), ips, eta);
-            else rx_run_log(run, "train: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s", (long long)step,
-                            (long long)steps, loss_acc / n_acc, lr, gnorm, ips);
-            t_log = now;
-            loss_acc = 0;
-            n_acc = 0;
-        }
+        const int out_of_time = p->max_s > 0 && step < p->steps && rx_now() - t->t0 >= p->max_s;
+        const int ckpt_now = (p->ckpt_every > 0 && step % p->ckpt_every == 0) || step == p->steps || out_of_time;
+        if (step % p->log_every == 0 || ckpt_now) s = log_window_close(t, &w, step, lr, gnorm);
         if (!s && ckpt_now) {
-            s = save_checkpoint(ex, run, opt, step);
+            s = save_checkpoint(ex, run, &t->opt, step);
             last_ckpt = step;
         }
         if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
             rx_run_log(run, "train: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
-                       max_s / 60, (long long)step, (long long)steps);
+                       p->max_s / 60, (long long)step, (long long)p->steps);
             rx_run_set(run, "train_stopped_at_step", json_integer(step));
             break;
         }
         if (!s && rx_interrupt_requested) {
-            s = save_checkpoint(ex, run, opt, step);
+            s = save_checkpoint(ex, run, &t->opt, step);
             if (!s) s = rx_fail(RX_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint written; continue with: runexp --resume %s",
                                 (long long)step, run->dir);
         }
     }
-    c->training = 0;
-    buffers_free(&buf);
-    rx_loader_free(loader);
-    rx_adamw_free(opt);
-    rx_run_stage_time(run, "train", rx_now() - t0);
+    return s;
+}
+
+rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
+    trainer t;
+    rx_status s = trainer_open(&t, ex, run);
+    if (s) { trainer_close(&t); return s; }
+    int64_t start = 0;
+    s = resume_point(&t, resume, &start);
+    if (!s) s = rx_loader_seek(t.loader, start);
+    const rx_dataset *data = ex->train_data;
+    rx_run_log(run, "train: %lld steps, batch %d, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
+               (long long)t.plan.steps, t.plan.B, (long long)rx_model_param_count(ex->model), data->name, data->n,
+               ex->data_c, ex->data_h, ex->data_w);
+    ex->ctx->training = 1;
+    rx_set_grad_enabled(ex->ctx, 1);
+    if (!s) s = train_loop(&t, start);
+    ex->ctx->training = 0;
+    trainer_close(&t);
+    rx_run_stage_time(run, "train", rx_now() - t.t0);
     return s;
 }

@@ -261,8 +261,10 @@ static float *sample_images(rx_ctx *c, const rx_component *sampler, int n) {
     for (int i = 0; i < n; i++) { labels[i] = i % 3; index[i] = 100 + i; }
     net_ctx nc = {c, m, 3, 16};
     const rx_sampler_impl *impl = sampler->impl;
-    cr_assert_eq(impl->run(pp, &sched, RX_PRED_EPSILON, net_denoise, &nc, n, d, labels, index, 42, x), RX_OK, "%s sampling: %s",
-                 sampler->name, rx_last_error());
+    const rx_sample_request r = {.schedule = &sched, .prediction_type = RX_PRED_EPSILON, .denoise = net_denoise,
+                                 .denoise_ctx = &nc, .n = n, .d = d, .labels = labels, .image_index = index, .seed = 42,
+                                 .x_out = x};
+    cr_assert_eq(impl->run(pp, &r), RX_OK, "%s sampling: %s", sampler->name, rx_last_error());
     rx_params_free(pp);
     rx_params_free(sp);
     rx_schedule_free(&sched);

@@ -11,7 +11,7 @@ Test(cuda_table, every_op_has_cuda_forward_and_backward) {
     if (!&rx_cuda_backend_table) cr_skip_test("this runexp was built without CUDA (no nvcc, or CUDA=0)");
     const rx_backend *be = &rx_cuda_backend_table;
     cr_expect_str_eq(be->name, "cuda");
-    cr_expect_eq(be->device, RX_DEV_CUDA);
+    cr_expect_eq(be->mem.device, RX_DEV_CUDA);
     char missing[4096] = "";
     size_t k = 0;
     int n_missing = 0;
@@ -22,7 +22,7 @@ Test(cuda_table, every_op_has_cuda_forward_and_backward) {
         if (k < sizeof missing) k += snprintf(missing + k, sizeof missing - k, " %s(%s)", rx_op_names[op], what);
     }
     cr_expect_eq(n_missing, 0, "%d of %d ops lack a CUDA kernel:%s", n_missing, (int)RX_OP_COUNT, missing);
-    cr_expect(be->data_alloc.alloc && be->data_alloc.free && be->to_device && be->to_host && be->copy && be->fill &&
-                  be->axpy && be->sumsq && be->adamw && be->ema && be->sync,
+    cr_expect(be->mem.data_alloc.alloc && be->mem.data_alloc.free && be->mem.to_device && be->mem.to_host &&
+                  be->mem.copy && be->mem.fill && be->axpy && be->sumsq && be->adamw && be->ema && be->sync,
               "a memory primitive or utility is missing from the CUDA table");
 }

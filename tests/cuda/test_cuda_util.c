@@ -36,7 +36,7 @@ Test(cuda_util, fill_axpy_sumsq_match_the_cpu) {
         rx_ctx *c = b ? p.gpu : p.cpu;
         rx_tensor *X = upload(c, x, n), *Y = upload(c, y, n), *F = upload(c, x, n);
         cr_assert_eq(c->be->axpy(c, Y->data, -0.75f, X->data, n), RX_OK, "%s", rx_last_error());
-        cr_assert_eq(c->be->fill(c, F->data + 5, 2.5f, n - 10), RX_OK, "%s", rx_last_error());
+        cr_assert_eq(c->mem->fill(c, F->data + 5, 2.5f, n - 10), RX_OK, "%s", rx_last_error());
         cr_assert_eq(c->be->sumsq(c, Y->data, n, &ss[b]), RX_OK, "%s", rx_last_error());
         out[b] = malloc(2 * (size_t)n * sizeof(float));
         download(c, Y, out[b]);
@@ -99,7 +99,7 @@ Test(cuda_util, philox_stream_matches_the_cpu) {
     px_open(&p, 0, 0);
     cr_assert(rx_cuda_rng_u32 && rx_cuda_rng_uniform && rx_cuda_rng_normal, "CUDA RNG entry points missing");
     const uint64_t seeds[] = {0, 1234567, 0xFEDCBA9876543210ull};
-    const uint64_t streams[] = {0, RX_STREAM(RX_RNG_SAMPLE_NOISE, 5), RX_STREAM(RX_RNG_DROPOUT, (3ull << 16) + 1)};
+    const uint64_t streams[] = {0, RX_STREAM(RX_RNG_SAMPLE_NOISE, 5), RX_STREAM(RX_RNG_DROPOUT, RX_DROPOUT_INDEX(3, 1))};
     const int64_t n = 40001;   /* not a multiple of 4: a partial last block */
     float *want = malloc((size_t)n * sizeof(float)), *got = malloc((size_t)n * sizeof(float));
     uint32_t *words = malloc((size_t)n * sizeof(uint32_t));

@@ -19,10 +19,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* softmax rows (of a tensor, or of one big head) are split over OpenMP threads from this
- * many scores on; below it waking a team costs more than it saves */
-#define ROWS_PAR_MIN (1 << 15)
-
 /* e^x for x <= 0 (softmax after subtracting the row max), written so that gcc vectorizes it:
  * libm's expf does not vectorize without -ffast-math, and neither do float compares or
  * fmaxf under the default -ftrapping-math, so the clamp is an integer compare on the bits.
@@ -94,7 +90,7 @@ rx_status cpu_softmax_fwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *x = n->in[0];
     const int64_t D = x->shape[x->ndim - 1], R = x->numel / D;
     float *y = n->out->data;
-    #pragma omp parallel for schedule(static) if (x->numel >= ROWS_PAR_MIN)
+    #pragma omp parallel for schedule(static) if (x->numel >= RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < R; r++) {
         memcpy(y + r * D, x->data + r * D, D * sizeof(float));
         softmax_row(y + r * D, D);
@@ -107,7 +103,7 @@ rx_status cpu_softmax_bwd(rx_ctx *c, rx_node *n) {
     if (!gx) return RX_OK;
     const int64_t D = n->out->shape[n->out->ndim - 1], R = n->out->numel / D;
     const float *y = n->out->data, *dy = n->out->grad->data;
-    #pragma omp parallel for schedule(static) if (n->out->numel >= ROWS_PAR_MIN)
+    #pragma omp parallel for schedule(static) if (n->out->numel >= RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < R; r++) softmax_row_bwd(y + r * D, dy + r * D, gx + r * D, D);
     return RX_OK;
 }
@@ -145,7 +141,7 @@ static int attn_recorded(const rx_ctx *c, const rx_node *n) {
  * a problem that is tiny in total runs on one thread (waking a team costs more than it saves) */
 static int heads_in_parallel(const attn_dims *d) {
     const double per_head = (double)d->Nq * d->Nk * (d->D > d->Dv ? d->D : d->Dv);
-    return d->BH > 1 && per_head < 65536.0 * 4 && per_head * d->BH >= 65536.0;
+    return d->BH > 1 && per_head < 65536.0 * 4 && per_head * d->BH >= RX_OMP_MIN_WORK;
 }
 
 /* one (batch, head): S = scale q kᵀ, P = softmax(S), o = P v. `inner_par`: the rows of the
@@ -155,7 +151,7 @@ static void attn_fwd_head(const attn_dims *d, float scale, const float *qh, cons
     const int64_t NN = d->Nq * d->Nk;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d->Nq, (int)d->Nk, (int)d->D, scale, qh, (int)d->D,
                 kh, (int)d->D, 0.0f, P, (int)d->Nk);
-    #pragma omp parallel for schedule(static) if (inner_par && NN >= ROWS_PAR_MIN)
+    #pragma omp parallel for schedule(static) if (inner_par && NN >= RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < d->Nq; i++) softmax_row(P + i * d->Nk, d->Nk);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d->Nq, (int)d->Dv, (int)d->Nk, 1.0f, P, (int)d->Nk,
                 vh, (int)d->Dv, 0.0f, oh, (int)d->Dv);
@@ -204,7 +200,7 @@ static void attn_bwd_head(const attn_dims *d, float scale, const float *qh, cons
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d->Nq, (int)d->Nk, (int)d->Dv, 1.0f, doh, (int)d->Dv,
                 vh, (int)d->Dv, 0.0f, dS, (int)d->Nk);
     // dS = scale P ⊙ (dP - rowsum(dP ⊙ P))
-    #pragma omp parallel for schedule(static) if (inner_par && NN >= ROWS_PAR_MIN)
+    #pragma omp parallel for schedule(static) if (inner_par && NN >= RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < d->Nq; i++) {
         const float *Pi = P + i * d->Nk;
         float *dSi = dS + i * d->Nk, dot = 0;
@@ -414,7 +410,7 @@ static void flash_bwd_keys(const attn_dims *d, float scale, const attn_head *hd,
 
 /* out[r] = Σ_c a[r,c] b[r,c] for rows r < R of n columns (the backward's D = rowsum(dO ⊙ O)) */
 static void rowsum_product(const float *a, const float *b, int64_t R, int64_t n, float *out) {
-    #pragma omp parallel for schedule(static) if (R * n >= ROWS_PAR_MIN)
+    #pragma omp parallel for schedule(static) if (R * n >= RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < R; r++) {
         float s = 0;
         #pragma omp simd reduction(+ : s)
@@ -425,7 +421,7 @@ static void rowsum_product(const float *a, const float *b, int64_t R, int64_t n,
 
 /* gq[h] += Σ_s part[h, s] in split order; part [BH, splits, qsz], gq [BH, qsz] */
 static void add_partials(float *gq, const float *part, int64_t BH, int64_t splits, int64_t qsz) {
-    #pragma omp parallel for collapse(2) schedule(static) if (BH * splits * qsz >= ROWS_PAR_MIN)
+    #pragma omp parallel for collapse(2) schedule(static) if (BH * splits * qsz >= RX_OMP_MIN_WORK)
     for (int64_t h = 0; h < BH; h++)
         for (int64_t e = 0; e < qsz; e++)
             for (int64_t s = 0; s < splits; s++) gq[h * qsz + e] += part[(h * splits + s) * qsz + e];

@@ -9,20 +9,20 @@ static rx_status cpu_copy(rx_ctx *c, void *dst, const void *src, size_t bytes) {
 }
 
 static rx_status cpu_fill(rx_ctx *c, float *dst, float v, int64_t n) {
-    #pragma omp parallel for if (n > (1 << 16))
+    #pragma omp parallel for if (n > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) dst[i] = v;
     return RX_OK;
 }
 
 static rx_status cpu_axpy(rx_ctx *c, float *y, float a, const float *x, int64_t n) {
-    #pragma omp parallel for if (n > (1 << 16))
+    #pragma omp parallel for if (n > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
     return RX_OK;
 }
 
 static rx_status cpu_sumsq(rx_ctx *c, const float *x, int64_t n, double *out) {
     double s = 0;
-    #pragma omp parallel for reduction(+ : s) if (n > (1 << 16))
+    #pragma omp parallel for reduction(+ : s) if (n > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     *out = s;
     return RX_OK;
@@ -35,7 +35,7 @@ static rx_status cpu_adamw(rx_ctx *c, float *p, const float *g, float *m, float 
     const float step_size = a->lr / bc1;
     const float bc2_sqrt = sqrtf(bc2);
     const float decay = 1.0f - a->lr * a->weight_decay;
-    #pragma omp parallel for if (n > (1 << 15))
+    #pragma omp parallel for if (n > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i] * a->grad_scale;
         p[i] *= decay;
@@ -48,7 +48,7 @@ static rx_status cpu_adamw(rx_ctx *c, float *p, const float *g, float *m, float 
 }
 
 static rx_status cpu_ema(rx_ctx *c, float *ema, const float *p, float decay, int64_t n) {
-    #pragma omp parallel for if (n > (1 << 16))
+    #pragma omp parallel for if (n > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
     return RX_OK;
 }
@@ -57,7 +57,7 @@ static rx_status cpu_sync(rx_ctx *c) { return RX_OK; }
 
 static const rx_backend cpu_backend = {
     .name = "cpu",
-    .device = RX_DEV_CPU,
+    .mem = {.device = RX_DEV_CPU, .to_device = cpu_copy, .to_host = cpu_copy, .copy = cpu_copy, .fill = cpu_fill},
     .fwd = {
 #define OP(ID, name, family) [RX_OP_##ID] = cpu_##name##_fwd,
 #include "kernels/ops.def"
@@ -68,10 +68,6 @@ static const rx_backend cpu_backend = {
 #include "kernels/ops.def"
 #undef OP
     },
-    .to_device = cpu_copy,
-    .to_host = cpu_copy,
-    .copy = cpu_copy,
-    .fill = cpu_fill,
     .axpy = cpu_axpy,
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,

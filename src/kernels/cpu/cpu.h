@@ -6,6 +6,7 @@
 #ifndef RX_CPU_H
 #define RX_CPU_H
 
+#include "core/parallel.h"
 #include "kernels/backend.h"
 #include "kernels/dispatch.h"
 
@@ -30,6 +31,12 @@ rx_status cpu_attention_reference_bwd(rx_ctx *c, rx_node *n);
 /* grad of input k, or NULL when that input needs none */
 static inline float *cpu_in_grad(rx_node *n, int k) {
     return (n->in[k] && n->in[k]->requires_grad && n->in[k]->grad) ? n->in[k]->grad->data : NULL;
+}
+
+/* Give a kernel's workspace (a tensor it took from the step arena) back when it returns, so
+ * workspaces do not pile up over a step (a conv's column matrices are 9x its input). */
+static inline rx_status cpu_ws_free(rx_ctx *c, rx_tensor *ws) {
+    return ws ? rx_arena_free(c->step, ws->data, (size_t)ws->numel * sizeof(float)) : RX_OK;
 }
 
 #endif

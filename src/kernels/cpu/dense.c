@@ -80,7 +80,7 @@ static void sgemm_batched(int64_t count, int ta, int tb, int M, int N, int K, fl
  * double accumulator every 64 rows; the partials are combined in thread order. */
 static rx_status add_column_sums(rx_ctx *c, const float *g, int64_t R, int64_t O, float *gb) {
     enum { FLUSH_ROWS = 64 };
-    const int T = R * O >= (1 << 16) && !omp_in_parallel() ? omp_get_max_threads() : 1;
+    const int T = R * O >= RX_OMP_MIN_WORK && !omp_in_parallel() ? omp_get_max_threads() : 1;
     rx_tensor *ws = rx_empty(c, RX_SHAPE(3 * T * O));   /* T·O doubles, then T·O floats */
     if (!ws) return c->err;
     double *acc_all = (double *)ws->data;
@@ -106,7 +106,7 @@ static rx_status add_column_sums(rx_ctx *c, const float *g, int64_t R, int64_t O
         for (int t = 0; t < teams; t++) s += acc_all[t * O + o];
         gb[o] += (float)s;
     }
-    return RX_OK;
+    return cpu_ws_free(c, ws);
 }
 
 /* ---- conv2d ---------------------------------------------------------------------------- */
@@ -146,14 +146,11 @@ static void conv_valid_cols(const conv_geom *g, int64_t j, int64_t *lo, int64_t 
     *hi = h > g->Wo ? g->Wo : (h < *lo ? *lo : h);
 }
 
-/* below this many column entries a parallel im2col / col2im costs more than it saves */
-enum { IM2COL_PARALLEL_MIN = 1 << 16 };
-
 /* col [K, P] from one image x [Ci,H,W]:
  * col[(ci,i,j), (oh,ow)] = x[ci, oh·s - pad + i, ow·s - pad + j], zero outside the image */
 static void im2col(const conv_geom *g, const float *x, float *col) {
     const int64_t s = g->stride, Wo = g->Wo, kk = g->kh * g->kw;
-    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= IM2COL_PARALLEL_MIN)
+    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= RX_OMP_MIN_WORK)
     for (int64_t ci = 0; ci < g->Ci; ci++) {
         const float *xc = x + ci * g->H * g->W;
         for (int64_t i = 0; i < g->kh; i++)
@@ -178,7 +175,7 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
 /* the adjoint of im2col: gx [Ci,H,W] += scatter of col [K, P] (threads own channels, so no races) */
 static void col2im_add(const conv_geom *g, const float *col, float *gx) {
     const int64_t s = g->stride, Wo = g->Wo, kk = g->kh * g->kw;
-    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= IM2COL_PARALLEL_MIN)
+    #pragma omp parallel for schedule(static) if (!omp_in_parallel() && g->Ci > 1 && g->K * g->P >= RX_OMP_MIN_WORK)
     for (int64_t ci = 0; ci < g->Ci; ci++) {
         float *gc = gx + ci * g->H * g->W;
         for (int64_t i = 0; i < g->kh; i++)
@@ -216,8 +213,9 @@ rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) {
     if (n->out->numel == 0) return RX_OK;
     const int par = parallel_over(g.B, 2.0 * g.B * g.Co * g.K * g.P), slots = par ? omp_get_max_threads() : 1;
     float *col = NULL;
+    rx_tensor *ws = NULL;
     if (!conv_is_pointwise(&g)) {
-        rx_tensor *ws = rx_empty(c, RX_SHAPE(slots, g.K * g.P));   /* one column matrix per thread */
+        ws = rx_empty(c, RX_SHAPE(slots, g.K * g.P));   /* one column matrix per thread */
         if (!ws) return c->err;
         col = ws->data;
     }
@@ -225,7 +223,7 @@ rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) {
     for (int64_t b = 0; b < g.B; b++)
         conv_fwd_image(&g, x + b * g.Ci * g.H * g.W, w, bias, y + b * g.Co * g.P,
                        col ? col + omp_get_thread_num() * g.K * g.P : NULL);
-    return RX_OK;
+    return cpu_ws_free(c, ws);
 }
 
 /* one image's backward, into this thread's accumulators:
@@ -265,20 +263,21 @@ rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) {
      * itself); for every thread a gb partial [Co] in double (two floats each) */
     float *col = NULL, *gw_part = NULL;
     double *gb_part = NULL;
+    rx_tensor *ws_col = NULL, *ws_gw = NULL, *ws_gb = NULL;   /* given back in reverse order */
     if (!conv_is_pointwise(&g) && (gx || gw)) {
-        rx_tensor *ws = rx_empty(c, RX_SHAPE(slots, g.K * g.P));
-        if (!ws) return c->err;
-        col = ws->data;
+        ws_col = rx_empty(c, RX_SHAPE(slots, g.K * g.P));
+        if (!ws_col) return c->err;
+        col = ws_col->data;
     }
     if (gw && slots > 1) {
-        rx_tensor *ws = rx_empty(c, RX_SHAPE(slots - 1, g.Co * g.K));
-        if (!ws) return c->err;
-        gw_part = ws->data;
+        ws_gw = rx_empty(c, RX_SHAPE(slots - 1, g.Co * g.K));
+        if (!ws_gw) return c->err;
+        gw_part = ws_gw->data;
     }
     if (gb) {
-        rx_tensor *ws = rx_empty(c, RX_SHAPE(slots, 2 * g.Co));   /* 64-byte aligned: fine for double */
-        if (!ws) return c->err;
-        gb_part = (double *)ws->data;
+        ws_gb = rx_empty(c, RX_SHAPE(slots, 2 * g.Co));   /* 64-byte aligned: fine for double */
+        if (!ws_gb) return c->err;
+        gb_part = (double *)ws_gb->data;
     }
     int teams = 1;
     #pragma omp parallel if (par)
@@ -304,7 +303,9 @@ rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) {
             for (int t = 0; t < teams; t++) s += gb_part[t * g.Co + co];
             gb[co] += (float)s;
         }
-    return RX_OK;
+    RX_TRY(cpu_ws_free(c, ws_gb));
+    RX_TRY(cpu_ws_free(c, ws_gw));
+    return cpu_ws_free(c, ws_col);
 }
 
 /* ---- linear ------------------------------------------------------------------------------ */

@@ -24,7 +24,6 @@ enum {
     CHUNK = 16384,        /* elements per forward task: long rows are split for parallelism */
     ROW_GROUPS = 16,      /* rows of a backward reduction are summed in this many groups  */
     BLOCK = 512,          /* float partial sums over at most this many terms              */
-    PAR_MIN = 1 << 15,    /* below this many elements one thread is faster                */
     ROWS_PER_FLUSH = 64,  /* rows summed in float before adding into a double accumulator */
     LANES = 64,           /* Philox blocks generated together (dropout)                    */
 };
@@ -110,7 +109,7 @@ static rx_status binary_fwd(rx_node *n, int op) {
     float *y = n->out->data;
     const int64_t sa = p.s[0][p.nd - 1], sb = p.s[1][p.nd - 1];
     const int64_t nch = (p.len + CHUNK - 1) / CHUNK, tasks = p.rows * nch;
-    #pragma omp parallel for schedule(static) if (n->out->numel > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (n->out->numel > RX_OMP_MIN_WORK)
     for (int64_t t = 0; t < tasks; t++) {
         const int64_t r = t / nch, j0 = (t % nch) * CHUNK;
         const int64_t m = p.len - j0 < CHUNK ? p.len - j0 : CHUNK;
@@ -199,7 +198,7 @@ static rx_status binary_bwd_operand(rx_ctx *c, const bcast_plan *p, int k, float
 
     if (last_kept && ns == 1) {   /* x has the output's shape: no reduction, one pass */
         const int64_t ncol = (len + CHUNK - 1) / CHUNK, tasks = nk * ncol;
-        #pragma omp parallel for schedule(static) if (work > PAR_MIN && tasks > 1)
+        #pragma omp parallel for schedule(static) if (work > RX_OMP_MIN_WORK && tasks > 1)
         for (int64_t t = 0; t < tasks; t++) {
             const int64_t j0 = (t % ncol) * CHUNK, m = len - j0 < CHUNK ? len - j0 : CHUNK;
             int64_t oo, ox, of;
@@ -214,7 +213,7 @@ static rx_status binary_bwd_operand(rx_ctx *c, const bcast_plan *p, int k, float
     double *part = rx_arena_data(c->step, (size_t)(nk * G * width) * sizeof(double));
     float *rows = last_kept ? rx_arena_data(c->step, (size_t)(nk * G * len) * sizeof(float)) : NULL;
     if (!part || (last_kept && !rows)) return RX_ERR_OOM;
-    #pragma omp parallel for schedule(static) if (work > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (work > RX_OMP_MIN_WORK)
     for (int64_t t = 0; t < nk * G; t++) {
         const int64_t ik = t / G, g = t % G, is_end = (g + 1) * per < ns ? (g + 1) * per : ns;
         double *pd = part + t * width;
@@ -241,7 +240,7 @@ static rx_status binary_bwd_operand(rx_ctx *c, const bcast_plan *p, int k, float
         }
     }
     /* gx[ik] += Σ_g part[ik][g], in group order */
-    #pragma omp parallel for schedule(static) if (nk * width * G > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (nk * width * G > RX_OMP_MIN_WORK)
     for (int64_t ik = 0; ik < nk; ik++) {
         int64_t oo, ox, of;
         ROW_AT(ik, 0, oo, ox, of);
@@ -279,7 +278,7 @@ rx_status cpu_scale_fwd(rx_ctx *c, rx_node *n) {
     const float alpha = n->f[0], beta = n->f[1], *x = n->in[0]->data;
     float *y = n->out->data;
     const int64_t N = n->out->numel;
-    #pragma omp parallel for schedule(static) if (N > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < N; i++) y[i] = alpha * x[i] + beta;
     return RX_OK;
 }
@@ -326,7 +325,7 @@ rx_status cpu_silu_fwd(rx_ctx *c, rx_node *n) {
     const float *restrict x = n->in[0]->data;
     float *restrict y = n->out->data;
     const int64_t N = n->out->numel;
-    #pragma omp parallel for schedule(static) if (N > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < N; i++) y[i] = x[i] / (1.0f + exp_vec(-x[i]));
     return RX_OK;
 }
@@ -336,7 +335,7 @@ rx_status cpu_silu_bwd(rx_ctx *c, rx_node *n) {
     if (!gx) return RX_OK;
     const float *restrict x = n->in[0]->data, *restrict gy = n->out->grad->data;
     const int64_t N = n->out->numel;
-    #pragma omp parallel for schedule(static) if (N > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < N; i++) {
         const float s = 1.0f / (1.0f + exp_vec(-x[i]));
         gx[i] += gy[i] * s * (1.0f + x[i] * (1.0f - s));
@@ -362,13 +361,13 @@ rx_status cpu_gelu_fwd(rx_ctx *c, rx_node *n) {
     float *restrict y = n->out->data;
     const int64_t N = n->out->numel;
     if (n->i[0]) {
-        #pragma omp parallel for schedule(static) if (N > PAR_MIN)
+        #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
         for (int64_t i = 0; i < N; i++) {
             const float v = x[i], u = GELU_K0 * (v + GELU_K1 * v * v * v);
             y[i] = v / (1.0f + exp_vec(-2.0f * u));
         }
     } else {
-        #pragma omp parallel for schedule(static) if (N > PAR_MIN)
+        #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
         for (int64_t i = 0; i < N; i++) y[i] = 0.5f * x[i] * erfcf(-x[i] * INV_SQRT2);
     }
     return RX_OK;
@@ -380,14 +379,14 @@ rx_status cpu_gelu_bwd(rx_ctx *c, rx_node *n) {
     const float *restrict x = n->in[0]->data, *restrict gy = n->out->grad->data;
     const int64_t N = n->out->numel;
     if (n->i[0]) {
-        #pragma omp parallel for schedule(static) if (N > PAR_MIN)
+        #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
         for (int64_t i = 0; i < N; i++) {
             const float v = x[i], u = GELU_K0 * (v + GELU_K1 * v * v * v);
             const float s = 1.0f / (1.0f + exp_vec(-2.0f * u)), du = GELU_K0 * (1.0f + 3.0f * GELU_K1 * v * v);
             gx[i] += gy[i] * (s + 2.0f * v * s * (1.0f - s) * du);
         }
     } else {
-        #pragma omp parallel for schedule(static) if (N > PAR_MIN)
+        #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
         for (int64_t i = 0; i < N; i++) {
             const float v = x[i];
             const float cdf = 0.5f * erfcf(-v * INV_SQRT2), pdf = INV_SQRT_2PI * exp_vec(-0.5f * v * v);
@@ -405,7 +404,7 @@ rx_status cpu_modulate_fwd(rx_ctx *c, rx_node *n) {
     const int64_t B = X->shape[0], N = X->shape[1], D = X->shape[2];
     const float *x = X->data, *shift = n->in[1]->data, *scale = n->in[2]->data;
     float *y = n->out->data;
-    #pragma omp parallel for collapse(2) schedule(static) if (X->numel > PAR_MIN)
+    #pragma omp parallel for collapse(2) schedule(static) if (X->numel > RX_OMP_MIN_WORK)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < N; t++) {
             const float *xr = x + (b * N + t) * D, *sh = shift + b * D, *sc = scale + b * D;
@@ -427,7 +426,7 @@ rx_status cpu_modulate_bwd(rx_ctx *c, rx_node *n) {
     double *part = rx_arena_data(c->step, (size_t)(B * G * 2 * D) * sizeof(double));
     float *rows = rx_arena_data(c->step, (size_t)(B * G * 2 * D) * sizeof(float));
     if (!part || !rows) return RX_ERR_OOM;
-    #pragma omp parallel for schedule(static) if (X->numel > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (X->numel > RX_OMP_MIN_WORK)
     for (int64_t task = 0; task < B * G; task++) {
         const int64_t b = task / G, g = task % G, t_end = (g + 1) * per < N ? (g + 1) * per : N;
         double *ps = part + task * 2 * D;   /* [0, D): Σ dy, [D, 2D): Σ dy x */
@@ -452,7 +451,7 @@ rx_status cpu_modulate_bwd(rx_ctx *c, rx_node *n) {
             for (int64_t j = 0; j < 2 * D; j++) ps[j] += fs[j];
         }
     }
-    #pragma omp parallel for schedule(static) if (B * G * D > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (B * G * D > RX_OMP_MIN_WORK)
     for (int64_t b = 0; b < B; b++)
         for (int64_t j = 0; j < D; j++) {
             double s_shift = 0, s_scale = 0;
@@ -507,7 +506,8 @@ static void dropout_apply(uint64_t seed, uint64_t stream, float p, const float *
                           int accumulate) {
     const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     const int64_t per_task = 4 * LANES, tasks = (N + per_task - 1) / per_task;
-    #pragma omp parallel for schedule(static) if (N > PAR_MIN / 4)
+    /* a quarter of a Philox block (ten rounds of multiplies) per element: several light ones' work */
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK / 4)
     for (int64_t t = 0; t < tasks; t++) {
         uint32_t w[4][LANES];
         philox_lanes(seed, stream, (uint64_t)t * LANES, w);

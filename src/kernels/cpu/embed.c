@@ -4,8 +4,6 @@
 #include <omp.h>
 #include <string.h>
 
-enum { PAR_MIN = 1 << 15 };
-
 /* ---- embedding: table [V,D], idx [N] -> y [N,D], y[i] = table[idx[i]] -------------------------
  * Indices arrive as floats (ops.h); a value that is not a whole number in [0, V) is an error
  * naming the position and value, never a read outside the table. */
@@ -20,7 +18,7 @@ rx_status cpu_embedding_fwd(rx_ctx *c, rx_node *n) {
                            (long long)i, v, RX_SHAPE_STR(T), (long long)V);
     }
     float *y = n->out->data;
-    #pragma omp parallel for schedule(static) if (N * D > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (N * D > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < N; i++) memcpy(y + i * D, T->data + (int64_t)idx[i] * D, (size_t)D * sizeof(float));
     return RX_OK;
 }
@@ -32,7 +30,7 @@ rx_status cpu_embedding_bwd(rx_ctx *c, rx_node *n) {
     if (!gt) return RX_OK;
     const int64_t D = n->in[0]->shape[1], N = n->in[1]->numel;
     const float *idx = n->in[1]->data, *gy = n->out->grad->data;
-    #pragma omp parallel if (N * D > PAR_MIN && D >= 16)
+    #pragma omp parallel if (N * D > RX_OMP_MIN_WORK && D >= 16)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         const int64_t d0 = D * t / nt, d1 = D * (t + 1) / nt;

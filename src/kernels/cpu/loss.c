@@ -9,7 +9,7 @@ enum { BLOCK = 512 };
 /* Σ x */
 static double sum_f(const float *x, int64_t n) {
     double s = 0;
-    #pragma omp parallel for reduction(+ : s) schedule(static) if (n > (1 << 16))
+    #pragma omp parallel for reduction(+ : s) schedule(static) if (n > RX_OMP_MIN_WORK)
     for (int64_t i0 = 0; i0 < n; i0 += BLOCK) {
         const int64_t i1 = i0 + BLOCK < n ? i0 + BLOCK : n;
         float b = 0;
@@ -35,7 +35,7 @@ static double sum_sq_diff(const float *a, const float *b, int64_t n) {
 
 /* gx += a (one value broadcast) */
 static void add_const(float *gx, float a, int64_t n) {
-    #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+    #pragma omp parallel for simd schedule(static) if (n > RX_OMP_MIN_WORK)
     for (int64_t i = 0; i < n; i++) gx[i] += a;
 }
 
@@ -134,7 +134,7 @@ rx_status cpu_cross_entropy_fwd(rx_ctx *c, rx_node *n) {
     n->saved[0] = prob_t;
     float *prob = prob_t->data;
     double L = 0;
-    #pragma omp parallel for reduction(+ : L) schedule(static) if (B * K > 4096)
+    #pragma omp parallel for reduction(+ : L) schedule(static) if (B * K > RX_OMP_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         const float *xb = x + b * K;
         float *pb = prob + b * K;
@@ -156,7 +156,7 @@ rx_status cpu_cross_entropy_bwd(rx_ctx *c, rx_node *n) {
     const int64_t B = n->in[0]->shape[0], K = n->in[0]->shape[1];
     const float *prob = n->saved[0]->data, *lab = n->in[1]->data;
     const float a = n->out->grad->data[0] / (float)B;
-    #pragma omp parallel for schedule(static) if (B * K > 4096)
+    #pragma omp parallel for schedule(static) if (B * K > RX_OMP_MIN_WORK)
     for (int64_t b = 0; b < B; b++) {
         for (int64_t j = 0; j < K; j++) gx[b * K + j] += a * prob[b * K + j];
         gx[b * K + (int64_t)lab[b]] -= a;

@@ -16,8 +16,6 @@
 #include <omp.h>
 
 enum { BLOCK = 512 };   /* float partial sums stay exact to ~1e-7 relative over this many terms */
-/* below this many elements a tensor is normalised on one thread: waking a team costs more */
-#define PAR_MIN_ELEMS (1 << 15)
 
 /* Σ x */
 static double sum_f(const float *x, int64_t n) {
@@ -110,7 +108,7 @@ rx_status cpu_group_norm_fwd(rx_ctx *c, rx_node *n) {
     n->saved[1] = rstd_t;
     float *mean = mean_t->data, *rstd = rstd_t->data;
 
-    #pragma omp parallel for schedule(static) if (n->in[0]->numel >= PAR_MIN_ELEMS)
+    #pragma omp parallel for schedule(static) if (n->in[0]->numel >= RX_OMP_MIN_WORK)
     for (int64_t bg = 0; bg < d.B * d.G; bg++) {
         const int64_t g = bg % d.G;
         const float *xg = x + bg * d.Cg * d.S;   // [Cg,S]
@@ -141,7 +139,7 @@ rx_status cpu_group_norm_bwd(rx_ctx *c, rx_node *n) {
     // per (b,c): dsx = Σ_s dy x, ds = Σ_s dy
     double *dsx = scratch(c, (size_t)BC * sizeof(double)), *ds = scratch(c, (size_t)BC * sizeof(double));
     if (!dsx || !ds) return RX_ERR_OOM;
-    const int par = n->in[0]->numel >= PAR_MIN_ELEMS;
+    const int par = n->in[0]->numel >= RX_OMP_MIN_WORK;
     #pragma omp parallel for schedule(static) if (par)
     for (int64_t bc = 0; bc < BC; bc++) sum_prod_and_sum(dy + bc * d.S, x + bc * d.S, d.S, &dsx[bc], &ds[bc]);
 
@@ -205,7 +203,7 @@ rx_status cpu_layer_norm_fwd(rx_ctx *c, rx_node *n) {
     n->saved[1] = rstd_t;
     float *mean = mean_t->data, *rstd = rstd_t->data;
 
-    #pragma omp parallel for schedule(static) if (xt->numel >= PAR_MIN_ELEMS)
+    #pragma omp parallel for schedule(static) if (xt->numel >= RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = x + r * D;
         float *yr = y + r * D;
@@ -232,7 +230,7 @@ rx_status cpu_layer_norm_bwd(rx_ctx *c, rx_node *n) {
     float *gx = cpu_in_grad(n, 0), *ggamma = cpu_in_grad(n, 1), *gbeta = cpu_in_grad(n, 2);
 
     // dgamma/dbeta are sums over rows: each thread owns a partial [2,D] in double, added at the end
-    const int nt = xt->numel >= PAR_MIN_ELEMS ? omp_get_max_threads() : 1;
+    const int nt = xt->numel >= RX_OMP_MIN_WORK ? omp_get_max_threads() : 1;
     double *part = NULL;
     if (ggamma || gbeta) {
         part = scratch(c, (size_t)nt * 2 * D * sizeof(double));

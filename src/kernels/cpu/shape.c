@@ -7,7 +7,7 @@
 #include "cpu.h"
 #include <string.h>
 
-enum { PAR_MIN = 1 << 15, TILE = 32 };
+enum { TILE = 32 };
 
 /* dst (+)= src over n contiguous elements */
 static inline void copy_or_add(float *restrict dst, const float *restrict src, int64_t n, int accumulate) {
@@ -22,7 +22,7 @@ static void concat_move(const rx_node *n, float *ga, float *gb, int backward) {
     const rx_tensor *A = n->in[0], *Bt = n->in[1];
     const int64_t B = A->shape[0], na = A->numel / (B ? B : 1), nb = Bt->numel / (B ? B : 1);
     float *y = backward ? n->out->grad->data : n->out->data;
-    #pragma omp parallel for schedule(static) if (n->out->numel > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (n->out->numel > RX_OMP_MIN_WORK)
     for (int64_t s = 0; s < 2 * B; s++) {
         const int64_t b = s / 2;
         float *ys = y + b * (na + nb) + (s % 2 ? na : 0);
@@ -65,7 +65,7 @@ static void permute_move(float *dst, const float *src, int nd, const int64_t *sr
          * follow by pointer steps */
         const int64_t inner = m >= 2 ? on[L - 1] : 1, instep = m >= 2 ? ps[L - 1] : 0;
         const int64_t outer = total / (inner * on[L]);
-        #pragma omp parallel for schedule(static) if (total > PAR_MIN)
+        #pragma omp parallel for schedule(static) if (total > RX_OMP_MIN_WORK)
         for (int64_t r = 0; r < outer; r++) {
             int64_t q = r, so = 0;
             for (int d = L - 2; d >= 0; d--) { so += (q % on[d]) * ps[d]; q /= on[d]; }
@@ -79,7 +79,7 @@ static void permute_move(float *dst, const float *src, int nd, const int64_t *sr
     for (int d = 1; d < m; d++) if (ps[d] < ps[e]) e = d;
     const int64_t te = (on[e] + TILE - 1) / TILE, tl = (on[L] + TILE - 1) / TILE;
     const int64_t outer = total / (on[e] * on[L]), tasks = outer * te * tl;
-    #pragma omp parallel for schedule(static) if (total > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (total > RX_OMP_MIN_WORK)
     for (int64_t t = 0; t < tasks; t++) {
         int64_t q = t / (te * tl), so = 0, oo = 0;
         const int64_t i0 = (t / tl % te) * TILE, j0 = (t % tl) * TILE;
@@ -121,7 +121,7 @@ rx_status cpu_upsample_nearest2x_fwd(rx_ctx *c, rx_node *n) {
     const int64_t rows = X->shape[0] * X->shape[1] * X->shape[2], W = X->shape[3];
     const float *x = X->data;
     float *y = n->out->data;
-    #pragma omp parallel for schedule(static) if (X->numel > PAR_MIN / 4)
+    #pragma omp parallel for schedule(static) if (n->out->numel > RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {   /* input row r -> output rows 2r, 2r+1 */
         const float *xr = x + r * W;
         float *y0 = y + 2 * r * (2 * W), *y1 = y0 + 2 * W;
@@ -138,7 +138,7 @@ rx_status cpu_upsample_nearest2x_bwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *X = n->in[0];
     const int64_t rows = X->shape[0] * X->shape[1] * X->shape[2], W = X->shape[3];
     const float *gy = n->out->grad->data;
-    #pragma omp parallel for schedule(static) if (X->numel > PAR_MIN / 4)
+    #pragma omp parallel for schedule(static) if (n->out->numel > RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *g0 = gy + 2 * r * (2 * W), *g1 = g0 + 2 * W;
         float *gr = gx + r * W;
@@ -154,7 +154,7 @@ rx_status cpu_avgpool2x_fwd(rx_ctx *c, rx_node *n) {
     const int64_t rows = Y->shape[0] * Y->shape[1] * Y->shape[2], W = Y->shape[3];
     const float *x = n->in[0]->data;
     float *y = Y->data;
-    #pragma omp parallel for schedule(static) if (n->in[0]->numel > PAR_MIN / 4)
+    #pragma omp parallel for schedule(static) if (n->in[0]->numel > RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {   /* output row r <- input rows 2r, 2r+1 */
         const float *x0 = x + 2 * r * (2 * W), *x1 = x0 + 2 * W;
         float *yr = y + r * W;
@@ -169,7 +169,7 @@ rx_status cpu_avgpool2x_bwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *Y = n->out;
     const int64_t rows = Y->shape[0] * Y->shape[1] * Y->shape[2], W = Y->shape[3];
     const float *gy = Y->grad->data;
-    #pragma omp parallel for schedule(static) if (n->in[0]->numel > PAR_MIN / 4)
+    #pragma omp parallel for schedule(static) if (n->in[0]->numel > RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         float *g0 = gx + 2 * r * (2 * W), *g1 = g0 + 2 * W;
         const float *gr = gy + r * W;
@@ -191,7 +191,7 @@ rx_status cpu_global_avgpool_fwd(rx_ctx *c, rx_node *n) {
     const int64_t planes = X->shape[0] * X->shape[1], HW = X->shape[2] * X->shape[3];
     const float *x = X->data;
     float *y = n->out->data;
-    #pragma omp parallel for schedule(static) if (X->numel > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (X->numel > RX_OMP_MIN_WORK)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * HW;
         double s = 0;   /* float over blocks of BLOCK, double across them */
@@ -213,7 +213,7 @@ rx_status cpu_global_avgpool_bwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *X = n->in[0];
     const int64_t planes = X->shape[0] * X->shape[1], HW = X->shape[2] * X->shape[3];
     const float *gy = n->out->grad->data;
-    #pragma omp parallel for schedule(static) if (X->numel > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (X->numel > RX_OMP_MIN_WORK)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float g = gy[pl] / (float)HW;
         float *gp = gx + pl * HW;
@@ -228,7 +228,7 @@ rx_status cpu_global_avgpool_bwd(rx_ctx *c, rx_node *n) {
 static void unpatchify_move(const rx_node *n, float *x, float *y, int backward) {
     const int64_t B = n->in[0]->shape[0], C = n->i[0], h = n->i[1], w = n->i[2], p = n->i[3];
     const int64_t rows = B * C * h * p;
-    #pragma omp parallel for schedule(static) if (n->out->numel > PAR_MIN)
+    #pragma omp parallel for schedule(static) if (n->out->numel > RX_OMP_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t pi = r % p, hi = r / p % h, ch = r / (p * h) % C, b = r / (p * h * C);
         float *yr = y + r * (w * p);   /* output rows are [b][c][hi][pi] in order */
@@ -262,7 +262,7 @@ static void slice_move(const rx_node *n, float *x, float *y, int backward) {
     int64_t outer = 1, inner = 1;
     for (int k = 0; k < d; k++) outer *= X->shape[k];
     for (int k = d + 1; k < X->ndim; k++) inner *= X->shape[k];
-    #pragma omp parallel for schedule(static) if (n->out->numel > PAR_MIN && outer > 1)
+    #pragma omp parallel for schedule(static) if (n->out->numel > RX_OMP_MIN_WORK && outer > 1)
     for (int64_t o = 0; o < outer; o++) {
         float *xb = x + (o * size + start) * inner, *yb = y + o * len * inner;
         if (backward) copy_or_add(xb, yb, len * inner, 1);

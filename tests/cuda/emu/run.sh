@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../../.."
 OUT=${EMU_BUILD:-build/emu}
 JOBS=${JOBS:-$(nproc)}
 EMU=tests/cuda/emu
-PKGS="yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash openblas cairo"
+PKGS="yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash openblas cairo nettle"
 SAN=""
 [ "${ASAN:-0}" = 1 ] && SAN="-fsanitize=address -fno-omit-frame-pointer"
 CFLAGS="-O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -DRX_HAVE_CUDA=1 $(pkg-config --cflags $PKGS) $SAN -w"

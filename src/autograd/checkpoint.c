@@ -1,0 +1,91 @@
+/* checkpoint.c — activation checkpointing: see checkpoint.h.
+ *
+ * Forward: the block runs on a tape of its own; its output becomes the output of one
+ * checkpoint node on the step's tape (inputs x, cond), and every other output or saved tensor
+ * of the block's tape is freed. Backward of that node: restart the step's dropout counter where
+ * the forward had it, run the block again recording, and replay its tape seeded with the
+ * node's output gradient; that adds into the gradients of x, cond and the block's parameters
+ * exactly as the plain tape would have, in the same order. */
+#include "autograd/checkpoint.h"
+
+typedef struct rx_checkpoint_info {
+    rx_block_fn fn;
+    const void *block;
+    uint64_t    rng_calls;   /* c->rng_calls when the block first ran */
+} rx_checkpoint_info;
+
+static rx_status free_data(rx_ctx *c, rx_tensor *t) {
+    rx_status s = rx_arena_free(c->step, t->data, (size_t)t->numel * sizeof(float));
+    t->data = NULL;
+    return s;
+}
+
+/* the block's tape is dropped: free what its nodes made, except the output (and views, whose
+ * data is another node's) */
+static rx_status drop_tape(rx_ctx *c, rx_node *tape, const rx_tensor *keep) {
+    for (rx_node *n = tape; n; n = n->prev) {
+        if (n->out != keep && !n->out->is_view && n->out->data) RX_TRY(free_data(c, n->out));
+        for (int i = 0; i < 4; i++)
+            if (n->saved[i] && n->saved[i] != keep && n->saved[i]->data) RX_TRY(free_data(c, n->saved[i]));
+    }
+    return RX_OK;
+}
+
+rx_tensor *rx_checkpoint(rx_ctx *c, rx_block_fn fn, const void *block, rx_tensor *x, rx_tensor *cond) {
+    if (!c->checkpointing || !c->grad_enabled || c->err) return fn(c, block, x, cond);
+    rx_node *outer = c->tape;
+    const int64_t outer_n = c->n_nodes;
+    const uint64_t rng_calls = c->rng_calls;
+    c->tape = NULL;
+    rx_tensor *y = fn(c, block, x, cond);
+    rx_node *inner = c->tape;
+    c->tape = outer;
+    c->n_nodes = outer_n;
+    if (!y || !inner) return y;   /* an error, or nothing recorded (no parameter, no input with grad) */
+    if (y->is_view) return rx_ctx_fail(c, RX_ERR_INTERNAL, "checkpoint: a block's output may not be a view");
+    rx_checkpoint_info *info = rx_arena_meta(c->step, sizeof *info);
+    rx_node *n = rx_arena_meta(c->step, sizeof *n);
+    if (!info || !n) return rx_ctx_fail(c, RX_ERR_OOM, "%s", rx_last_error());
+    rx_status s = drop_tape(c, inner, y);
+    if (s != RX_OK) return rx_ctx_fail(c, s, "%s", rx_last_error());
+    *info = (rx_checkpoint_info){fn, block, rng_calls};
+    n->op = -1;
+    n->checkpoint = info;
+    n->n_in = 2;
+    n->in[0] = x;
+    n->in[1] = cond;
+    n->out = y;
+    n->prev = c->tape;
+    c->tape = n;
+    c->n_nodes++;
+    return y;
+}
+
+rx_status rx_checkpoint_backward(rx_ctx *c, rx_node *n) {
+    const rx_checkpoint_info *info = n->checkpoint;
+    const uint64_t rng_calls = c->rng_calls;
+    const int grad_enabled = c->grad_enabled;
+    c->rng_calls = info->rng_calls;
+    c->grad_enabled = 1;
+    c->tape = NULL;
+    c->n_nodes = 0;
+    rx_tensor *y = info->fn(c, info->block, n->in[0], n->in[1]);
+    c->rng_calls = rng_calls;
+    c->grad_enabled = grad_enabled;
+    if (!y) return c->err;
+    /* the block's inputs belong to the outer tape: the inner replay must not free them, and
+     * their oldest reader on the outer tape must stay what the outer replay marked */
+    rx_tensor *keep[2] = {n->in[0], n->in[1]};
+    rx_node *last_use[2] = {NULL, NULL};
+    uint8_t intermediate[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        if (keep[i]) { last_use[i] = keep[i]->last_use; intermediate[i] = keep[i]->is_intermediate; keep[i]->is_intermediate = 0; }
+    rx_status s = rx_backward_with(c, y, n->out->grad);
+    for (int i = 0; i < 2; i++)
+        if (keep[i]) { keep[i]->last_use = last_use[i]; keep[i]->is_intermediate = intermediate[i]; }
+    if (s == RX_OK && c->release_in_backward) {   /* the recomputed output and its seed are done with */
+        s = rx_arena_free(c->step, y->grad->data, (size_t)y->numel * sizeof(float));
+        if (s == RX_OK) s = free_data(c, y);
+    }
+    return s;
+}

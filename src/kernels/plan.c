@@ -1,0 +1,83 @@
+/* plan.c — the planning backend: every op's shapes, outputs, tape and frees happen as in a real
+ * step, but no kernel runs and no memory exists. Arenas hand out addresses from a counter that
+ * nothing dereferences, so a context on this backend measures exactly what the step arena and
+ * the persistent arena would hold (rx_arena_data_peak) for any model size, in milliseconds:
+ * `runexp check` predicts a run's memory with it, and `runexp` refuses a run that cannot fit
+ * before allocating anything.
+ *
+ * What kernels allocate inside themselves is placed by a plan kernel where it is large: the CPU
+ * conv's per-thread column matrices (cpu/dense.c), taken and given back as the kernel does.
+ * Not seen: the norms' saved statistics and the attention's row log-sum-exp (a few floats per
+ * row) — why the prediction is quoted within 10 %. */
+#include "kernels/backend.h"
+#include <omp.h>
+#include <string.h>
+
+/* 64-byte-aligned addresses that are never read or written; 2^44 bytes of room per arena
+ * reservation, far beyond any device, so distinct chunks never overlap */
+static void *fake_alloc(void *ud, size_t bytes) {
+    static uintptr_t next = (uintptr_t)1 << 44;
+    uintptr_t p = __atomic_fetch_add(&next, (bytes + 127) & ~(uintptr_t)63, __ATOMIC_RELAXED);
+    return (void *)p;
+}
+static void fake_free(void *ud, void *p) {}
+
+static rx_status no_copy(rx_ctx *c, void *dst, const void *src, size_t bytes) { return RX_OK; }
+/* values read back from a plan are zeros (host memory is real) */
+static rx_status zeros_to_host(rx_ctx *c, void *dst, const void *src, size_t bytes) {
+    memset(dst, 0, bytes);
+    return RX_OK;
+}
+static rx_status no_fill(rx_ctx *c, float *dst, float v, int64_t n) { return RX_OK; }
+/* cpu/dense.c's conv2d workspace in floats: per thread (when the batch spreads over the
+ * threads) a column matrix [K = Ci kh kw, P = Ho Wo], none for a 1x1 stride-1 conv; backward adds
+ * the gw [Co,K] partials of threads > 0 and a double gb [Co] partial per thread */
+static int64_t conv2d_workspace(const rx_node *n, int backward) {
+    const rx_tensor *x = n->in[0], *w = n->in[1], *y = n->out;
+    const int64_t Co = w->shape[0], K = x->shape[1] * w->shape[2] * w->shape[3], P = y->shape[2] * y->shape[3];
+    const int nt = omp_get_max_threads(), slots = nt > 1 && x->shape[0] >= nt ? nt : 1;
+    const int pointwise = w->shape[2] == 1 && w->shape[3] == 1 && n->i[0] == 1 && n->i[1] == 0;
+    int64_t floats = pointwise ? 0 : slots * K * P;
+    if (backward) floats += (slots - 1) * Co * K + slots * 2 * Co;
+    return floats;
+}
+
+typedef int64_t (*workspace_fn)(const rx_node *n, int backward);
+static const workspace_fn workspace_of[RX_OP_COUNT] = {[RX_OP_CONV2D] = conv2d_workspace};
+
+/* an op's workspace taken and given back, as its kernel would */
+static rx_status place_workspace(rx_ctx *c, rx_node *n, int backward) {
+    const int64_t floats = workspace_of[n->op] ? workspace_of[n->op](n, backward) : 0;
+    if (floats <= 0) return RX_OK;
+    void *p = rx_arena_data(c->step, (size_t)floats * sizeof(float));
+    if (!p) return RX_ERR_OOM;
+    return rx_arena_free(c->step, p, (size_t)floats * sizeof(float));
+}
+static rx_status plan_fwd(rx_ctx *c, rx_node *n) { return place_workspace(c, n, 0); }
+static rx_status plan_bwd(rx_ctx *c, rx_node *n) { return place_workspace(c, n, 1); }
+static rx_status no_axpy(rx_ctx *c, float *y, float a, const float *x, int64_t n) { return RX_OK; }
+static rx_status zero_sumsq(rx_ctx *c, const float *x, int64_t n, double *out) { *out = 0; return RX_OK; }
+static rx_status no_adamw(rx_ctx *c, float *p, const float *g, float *m, float *v, int64_t n, const rx_adamw_args *a) {
+    return RX_OK;
+}
+static rx_status no_ema(rx_ctx *c, float *ema, const float *p, float decay, int64_t n) { return RX_OK; }
+static rx_status no_sync(rx_ctx *c) { return RX_OK; }
+
+static const rx_backend plan_backend = {
+    .name = "plan",
+    .mem = {.device = RX_DEV_PLAN, .data_alloc = {fake_alloc, fake_free, NULL}, .to_device = no_copy,
+            .to_host = zeros_to_host, .copy = no_copy, .fill = no_fill},
+    .fwd = {
+#define OP(ID, name, family) [RX_OP_##ID] = plan_fwd,
+#include "ops.def"
+#undef OP
+    },
+    .bwd = {
+#define OP(ID, name, family) [RX_OP_##ID] = plan_bwd,
+#include "ops.def"
+#undef OP
+    },
+    .axpy = no_axpy, .sumsq = zero_sumsq, .adamw = no_adamw, .ema = no_ema, .sync = no_sync,
+};
+
+const rx_backend *rx_backend_plan(void) { return &plan_backend; }

@@ -1,0 +1,40 @@
+/* memory_plan.h — how much memory a run will need, predicted without allocating it.
+ *
+ * The model is built, and one training step (forward, loss, backward with release, checkpointed
+ * when the config says so) and one sampler network call are run, on the planning backend
+ * (kernels/plan.c): every tensor is placed in the arenas as in a real step, no kernel runs and
+ * no memory exists. A terabyte model is measured in milliseconds. */
+#ifndef RX_MEMORY_PLAN_H
+#define RX_MEMORY_PLAN_H
+
+#include <stdio.h>
+#include "registry/registry.h"
+
+typedef struct rx_memory_plan {
+    int64_t parameters;
+    int     train_batch, sample_batch;   /* sample_batch: network batch (twice the images with cfg) */
+    double  weights, grads, optimizer, ema;   /* bytes, persistent for the whole run           */
+    double  train_step, sample_step;          /* bytes, the step arena's peak                  */
+    double  train_step_one;                   /* the training step at batch 1 (for what fits)  */
+    double  train_peak, sample_peak;          /* persistent + step                             */
+    double  available;                        /* bytes the run's device has free; 0 = unknown   */
+    const char *device;                       /* "cpu" or "cuda"                               */
+} rx_memory_plan;
+
+/* The step arena's peak for one step of `model` (params mp) at batch B on a fresh planning
+ * context: training (forward, mean, backward with release; checkpointed blocks when asked) or a
+ * forward without grad. out, when given, gets the parameter count, weights and gradients. */
+rx_status rx_memory_plan_step(const rx_component *model, const rx_params *mp, int B, int train, int checkpointing,
+                              double *step_bytes, rx_memory_plan *out);
+
+/* Plans a resolved config's training (when it has a train section) and sampling. */
+rx_status rx_memory_plan_config(const rx_config *cfg, rx_memory_plan *out);
+
+/* "memory: training 12.3 GiB (weights 1.0, ...) ..." lines for `check` */
+void rx_memory_plan_print(const rx_memory_plan *p, FILE *f);
+
+/* RX_ERR_CONFIG when the training or sampling peak exceeds the available memory, with a message
+ * that names the figures and what would fit (a batch size, gradient checkpointing). */
+rx_status rx_memory_plan_check_fits(const rx_memory_plan *p, int checkpointing);
+
+#endif

@@ -1,0 +1,31 @@
+/* pipeline.h — runs of a resolved config: build the experiment, allocate (or reopen) its
+ * run directory, run the stages in order (train, sample, eval), and record the outcome
+ * (run.json status, index.csv, latest). The CLI commands (runner.h) resolve configs and
+ * call these; a sweep is a grid of such runs.
+ *
+ * Each function sets *config_error when the failure is the user's input (exit 2). */
+#ifndef RX_PIPELINE_H
+#define RX_PIPELINE_H
+
+#include "runner/experiment.h"
+
+/* one run of cfg in a new run directory (its path in run_dir). metrics (may be NULL)
+ * receives the eval metrics object (caller decrefs). */
+rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir, size_t n, json_t **metrics,
+                        int *config_error);
+/* continues the unfinished run in run_dir, whose config.yaml resolved to cfg; out_dir gets
+ * the run directory once it is open */
+rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *run_dir, char *out_dir, size_t n,
+                        int *config_error);
+/* a grid of runs over the sweep axes: the config's `sweep:` block plus the axes given on the
+ * command line ("key=v1,v2,..."); summary in sweep-NNNN/, whose path goes to out_dir */
+rx_status rx_run_sweep(rx_config *cfg, const char *const *cli_axes, int n_cli_axes, const rx_run_options *opt,
+                       char *out_dir, size_t n, int *config_error);
+
+/* The stage cache: the newest finished run in exp_dir, other than not_dir, whose run.json
+ * records `hash` under hash_key and which still holds need_file (a path inside the run
+ * directory). 1 and that run's directory in out, or 0. */
+int rx_stage_cache_find(const char *exp_dir, const char *hash_key, const char *hash, const char *need_file,
+                        const char *not_dir, char *out, size_t n);
+
+#endif

@@ -1,0 +1,219 @@
+/* test_step_memory.c — a training step that frees as backward goes (c->release_in_backward).
+ *
+ * References: the same step without release (the plain tape replay) for the gradients, which
+ * must be equal bit for bit (freeing changes where data lives, never what is computed); and
+ * for the memory, the bound of the issue's "planned step memory": with release, the step's
+ * peak is the forward's activations (A = what the step arena holds when backward starts) plus
+ * the gradients live at one time, where the plain replay keeps every activation gradient too.
+ *
+ * The arena's own free list is checked against its definition: a freed block is handed out
+ * again (best fit, neighbours merged) and the bytes in use go down by what was freed. */
+#include "test_models_fixture.h"
+#include "registry/components.h"
+#include "core/arena.h"
+#include "runner/memory_plan.h"
+
+// ---------------------------------------------------------------------------
+// the arena's free list
+
+Test(arena_free, reuses_merges_and_counts) {
+    rx_arena *a = NULL;
+    cr_assert_eq(rx_arena_create("t", 1 << 20, NULL, &a), RX_OK);
+    char *p0 = rx_arena_data(a, 1000), *p1 = rx_arena_data(a, 1000), *p2 = rx_arena_data(a, 1000);
+    char *p3 = rx_arena_data(a, 64);
+    cr_assert(p0 && p1 && p2 && p3);
+    cr_expect_eq(rx_arena_data_used(a), 3 * 1024 + 64, "each block rounds up to 64 bytes");
+    cr_assert_eq(rx_arena_free(a, p1, 1000), RX_OK);
+    cr_expect_eq(rx_arena_data_used(a), 2 * 1024 + 64);
+    cr_expect_eq(rx_arena_data(a, 500), p1, "a smaller request takes the hole's start");
+    cr_assert_eq(rx_arena_free(a, p1, 500), RX_OK);
+    cr_assert_eq(rx_arena_free(a, p0, 1000), RX_OK);   /* p0 and p1 merge into one 2048-byte hole */
+    cr_expect_eq(rx_arena_data(a, 2000), p0, "the merged hole holds 2000 bytes");
+    cr_assert_eq(rx_arena_free(a, p3, 64), RX_OK);      /* the top of the chunk: the bump pointer drops */
+    cr_assert_eq(rx_arena_free(a, p2, 1000), RX_OK);    /* and now p2 is the top too */
+    cr_expect_eq(rx_arena_data(a, 3000), p2, "freed tops are handed out again from the bump pointer");
+    char bogus[64];
+    cr_expect_neq(rx_arena_free(a, bogus, 64), RX_OK, "a pointer the arena did not hand out is refused");
+    /* in use at the end: the 2048-byte block (p0) and the 3008-byte one (p2), the most at any time */
+    cr_expect_eq(rx_arena_data_used(a), 2048 + 3008);
+    cr_expect_eq(rx_arena_data_peak(a), 2048 + 3008, "peak: the largest in use at once");
+    rx_arena_reset(a);
+    cr_expect_eq(rx_arena_data(a, 64), p0, "after a reset the first block is the chunk's start");
+    rx_arena_destroy(a);
+}
+
+// ---------------------------------------------------------------------------
+// a U-Net training step with and without release
+
+static const char *const unet_cfg[] = {
+    "sample_size", "16", "in_channels", "3", "out_channels", "3",
+    "block_out_channels", "[32, 64]", "layers_per_block", "2", "norm_num_groups", "8",
+    "attention_head_dim", "8", "down_block_types", "[DownBlock2D, AttnDownBlock2D]",
+    "up_block_types", "[AttnUpBlock2D, UpBlock2D]", "num_classes", "3", NULL};
+
+typedef struct {
+    size_t forward_bytes, peak_bytes;   /* step arena: in use when backward starts; peak of the step */
+    float *grads;                        /* every parameter's gradient, concatenated */
+    int64_t n;
+} step_result;
+
+/* a small DiT (depth 3, 16 tokens of width 64, 4 heads), class-conditional, with dropout off */
+static const char *const dit_cfg[] = {
+    "sample_size", "8", "in_channels", "3", "patch_size", "2", "depth", "3", "hidden_size", "64",
+    "num_heads", "4", "num_classes", "3", NULL};
+
+/* one training step (forward, MSE, backward) of `comp` on a fixed batch; the step arena
+ * measured and the parameter gradients copied out */
+static step_result one_step(const rx_component *comp, const char *const *cfg, int C, int S, int release,
+                            int checkpointing) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_params *p = fx_params(comp, cfg);
+    rx_model *m = NULL;
+    ASSERT_OK(rx_model_create(c, comp, p, 11, &m));
+    rx_params_free(p);
+    const int B = 4;
+    rx_tensor *x = rx_empty(c, RX_SHAPE(B, C, S, S)), *y = rx_empty(c, RX_SHAPE(B, C, S, S));
+    cr_assert(x && y);
+    rx_test_randn(c, x, 1, 1.0f);
+    rx_test_randn(c, y, 2, 1.0f);
+    rx_tensor *t = rx_from_host(c, RX_SHAPE(B), (float[]){3, 250, 500, 999});
+    rx_tensor *labels = rx_from_host(c, RX_SHAPE(B), (float[]){0, 1, 2, 3});
+    c->checkpointing = checkpointing;
+    rx_tensor *loss = rx_mse_loss(c, m->impl->forward(c, m, x, t, labels), y, NULL);
+    cr_assert_not_null(loss, "%s", rx_last_error());
+    step_result r = {.forward_bytes = rx_arena_data_used(c->step)};
+    c->release_in_backward = release;
+    ASSERT_OK(rx_backward(c, loss));
+    r.peak_bytes = rx_arena_data_peak(c->step);
+    r.n = rx_paramset_numel(&m->params);
+    r.grads = malloc((size_t)r.n * sizeof *r.grads);
+    for (int i = 0, off = 0; i < m->params.n; off += (int)m->params.t[i]->numel, i++)
+        ASSERT_OK(rx_tensor_to_host(c, m->params.t[i]->grad, r.grads + off));
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+    return r;
+}
+
+Test(step_memory, release_keeps_gradients_bit_identical_and_lowers_the_peak) {
+    step_result plain = one_step(&rx_comp_model_unet, unet_cfg, 3, 16, 0, 0),
+                freed = one_step(&rx_comp_model_unet, unet_cfg, 3, 16, 1, 0);
+    cr_assert_eq(plain.n, freed.n);
+    cr_expect_eq(memcmp(plain.grads, freed.grads, (size_t)plain.n * sizeof(float)), 0,
+                 "gradients with release equal the plain replay's bit for bit");
+    cr_expect_eq(plain.forward_bytes, freed.forward_bytes, "the forward is the same");
+    /* plain: activations A stay and every activation gradient is added on top (about A again);
+     * release: A plus the gradients live at one time, and A shrinks as backward goes */
+    const double A = (double)plain.forward_bytes;
+    cr_expect_gt(plain.peak_bytes, 1.6 * A, "plain peak %.2f MiB, activations %.2f MiB", plain.peak_bytes / 1048576.0,
+                 A / 1048576.0);
+    cr_expect_lt(freed.peak_bytes, 1.3 * A, "release peak %.2f MiB, activations %.2f MiB", freed.peak_bytes / 1048576.0,
+                 A / 1048576.0);
+    cr_log_info("step arena: activations %.2f MiB; peak plain %.2f MiB, with release %.2f MiB\n", A / 1048576.0,
+                plain.peak_bytes / 1048576.0, freed.peak_bytes / 1048576.0);
+    free(plain.grads);
+    free(freed.grads);
+}
+
+static void expect_checkpointing_matches(const rx_component *comp, const char *const *cfg, int C, int S) {
+    step_result plain = one_step(comp, cfg, C, S, 1, 0), ckpt = one_step(comp, cfg, C, S, 1, 1);
+    cr_assert_eq(plain.n, ckpt.n);
+    cr_expect_eq(memcmp(plain.grads, ckpt.grads, (size_t)plain.n * sizeof(float)), 0,
+                 "%s: checkpointed gradients equal the plain step's bit for bit", comp->name);
+    /* the forward keeps block inputs and outputs only; the peak is then set by the largest block's
+     * recomputation, well below all activations */
+    cr_expect_lt(ckpt.forward_bytes, plain.forward_bytes / 2, "%s: forward holds %.2f MiB checkpointed, %.2f plain",
+                 comp->name, ckpt.forward_bytes / 1048576.0, plain.forward_bytes / 1048576.0);
+    cr_expect_lt(ckpt.peak_bytes, plain.peak_bytes, "%s", comp->name);
+    cr_log_info("%s: forward %.2f -> %.2f MiB, step peak %.2f -> %.2f MiB with checkpointing\n", comp->name,
+                plain.forward_bytes / 1048576.0, ckpt.forward_bytes / 1048576.0, plain.peak_bytes / 1048576.0,
+                ckpt.peak_bytes / 1048576.0);
+    free(plain.grads);
+    free(ckpt.grads);
+}
+
+/* the planning backend (runner/memory_plan.c) places the same tensors without running a kernel:
+ * its step peak against the real CPU step's, which also holds what kernels allocate inside
+ * themselves (norm statistics, a conv's workspace while it runs) */
+static void expect_plan_close(const rx_component *comp, const char *const *cfg, int C, int S, int ckpt) {
+    step_result real = one_step(comp, cfg, C, S, 1, ckpt);
+    rx_params *p = fx_params(comp, cfg);
+    double planned = 0;
+    ASSERT_OK(rx_memory_plan_step(comp, p, 4, 1, ckpt, &planned, NULL));
+    rx_params_free(p);
+    const double rel = fabs(planned - (double)real.peak_bytes) / (double)real.peak_bytes;
+    cr_expect_lt(rel, 0.10, "%s%s: planned %.3f MiB, measured %.3f MiB", comp->name, ckpt ? " checkpointed" : "",
+                 planned / 1048576.0, real.peak_bytes / 1048576.0);
+    cr_log_info("%s%s: planned step peak %.3f MiB, measured %.3f MiB (%.1f %%)\n", comp->name, ckpt ? " checkpointed" : "",
+                planned / 1048576.0, real.peak_bytes / 1048576.0, 100 * rel);
+    free(real.grads);
+}
+
+Test(step_memory, planned_peak_within_10_percent_of_the_real_step) {
+    expect_plan_close(&rx_comp_model_unet, unet_cfg, 3, 16, 0);
+    expect_plan_close(&rx_comp_model_unet, unet_cfg, 3, 16, 1);
+    expect_plan_close(&rx_comp_model_dit, dit_cfg, 3, 8, 0);
+}
+
+Test(step_memory, checkpointed_unet_gradients_are_bit_identical) {
+    expect_checkpointing_matches(&rx_comp_model_unet, unet_cfg, 3, 16);
+}
+
+Test(step_memory, checkpointed_dit_gradients_are_bit_identical) {
+    expect_checkpointing_matches(&rx_comp_model_dit, dit_cfg, 3, 8);
+}
+
+// ---------------------------------------------------------------------------
+// end to end: train.gradient_checkpointing changes no logged number of a run
+
+#include "registry/registry.h"
+#include "runner/pipeline.h"
+#include "io/fsutil.h"
+#include <jansson.h>
+
+/* experiments/smoke/unet_ddpm.yaml (20 steps, log every 5) with the given overrides; the run dir */
+static void smoke_run(const char *results, const char *checkpointing, char *run_dir, size_t n) {
+    char set[64];
+    snprintf(set, sizeof set, "train.gradient_checkpointing=%s", checkpointing);
+    const char *sets[] = {set, "sample=null", "train.checkpoint_every=0"};
+    rx_config *cfg = NULL;
+    rx_config_errors errs = {0};
+    rx_status st = rx_config_resolve("experiments/smoke/unet_ddpm.yaml", sets, 3, NULL, &cfg, &errs);
+    cr_assert_eq(st, RX_OK, "%s", errs.n ? errs.items[0].message : rx_last_error());
+    rx_config_errors_clear(&errs);
+    free(errs.items);
+    rx_run_options opt = {.results_root = results, .quiet = 1, .force = 1};
+    int config_error = 0;
+    cr_assert_eq(rx_run_config(cfg, &opt, run_dir, n, NULL, &config_error), RX_OK, "%s", rx_last_error());
+    rx_config_free(cfg);
+}
+
+Test(step_memory, checkpointed_run_logs_the_same_losses, .timeout = 300) {
+    char results[] = "/tmp/rx_test_ckpt_XXXXXX", plain[1024], ckpt[1024];
+    cr_assert_not_null(mkdtemp(results));
+    smoke_run(results, "false", plain, sizeof plain);
+    smoke_run(results, "true", ckpt, sizeof ckpt);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", plain);
+    FILE *a = fopen(path, "r");
+    snprintf(path, sizeof path, "%s/metrics.jsonl", ckpt);
+    FILE *b = fopen(path, "r");
+    cr_assert(a && b);
+    char la[4096], lb[4096];
+    int lines = 0;
+    while (fgets(la, sizeof la, a)) {
+        cr_assert_not_null(fgets(lb, sizeof lb, b), "the checkpointed run logged fewer lines");
+        json_t *ja = json_loads(la, 0, NULL), *jb = json_loads(lb, 0, NULL);
+        cr_assert(ja && jb);
+        const char *keys[] = {"step", "loss", "grad_norm", "lr"};
+        for (int k = 0; k < 4; k++)   /* the same doubles: the same float computations */
+            cr_expect_eq(json_number_value(json_object_get(ja, keys[k])), json_number_value(json_object_get(jb, keys[k])),
+                         "line %d: %s differs", lines, keys[k]);
+        json_decref(ja);
+        json_decref(jb);
+        lines++;
+    }
+    cr_expect_geq(lines, 4, "20 steps logged every 5");
+    fclose(a);
+    fclose(b);
+    if (!getenv("RX_KEEP_TMP")) rx_fs_remove_tree(results);
+}
