@@ -258,19 +258,20 @@ rx_status cpu_attention_reference_bwd(rx_ctx *c, rx_node *n) {
 //   S = scale Q_i K_jᵀ;  P = e^(S - LSE_i);  dV_j += Pᵀ dO_i;  dP = dO_i V_jᵀ;  dS = P ⊙ (dP - D_i);
 //   dQ_i += scale dS K_j;  dK_j += scale dSᵀ Q_i
 // Scores exist one tile per thread: [bq, ATTN_BK] in the forward (bq = 64 to 256 query rows, see
-// fwd_query_tile), two [ATTN_BWD_BQ, ATTN_BK] in the backward (P and dS, 128 KiB each). Every GEMM
-// runs inside our OpenMP region, so OpenBLAS keeps it on the calling thread (cpu.h).
+// fwd_query_tile), two [ATTN_BWD_BQ, ATTN_BK] in the backward (P and dS, 128 KiB each), taken from
+// the step arena and given back when the kernel returns. Every GEMM runs inside our OpenMP region,
+// so OpenBLAS keeps it on the calling thread (cpu.h).
 // Tile sizes, measured on one core (thread CPU time, bench/NOTES.md): query tiles of 256 rows
 // run the forward 4-7 % faster than tiles of 64 (the GEMMs' row count), and the backward's 128
 // query rows 4 % faster than 64; 256 keys per tile make the P v product's inner dimension long.
 
 enum { ATTN_BQ_MAX = 256, ATTN_BQ_MIN = 64, ATTN_BK = 256, ATTN_BWD_BQ = 128 };
 
-/* below this many multiply-adds in all (BH·Nq·Nk·(D+Dv)) one thread does the whole op: waking a
- * team costs more than it saves */
-#define ATTN_PAR_MIN 65536.0
-
-static double attn_macs(const attn_dims *d) { return (double)d->BH * d->Nq * d->Nk * (d->D + d->Dv); }
+/* below ~1 MFLOP in all one thread does the whole op: waking a team costs more than it saves (as
+ * dense.c judges GEMM work); not inside a region of someone else's either */
+static int attn_parallel(const attn_dims *d) {
+    return 2.0 * d->BH * d->Nq * d->Nk * (d->D + d->Dv) >= 1e6 && !omp_in_parallel();
+}
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -328,13 +329,14 @@ rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
     const int keep = attn_recorded(c, n);   // LSE, for the backward
     const int64_t bq = fwd_query_tile(&d, omp_get_max_threads());
     const int64_t tiles = (d.Nq + bq - 1) / bq, tasks = d.BH * tiles;
-    const int par = tasks > 1 && attn_macs(&d) >= ATTN_PAR_MIN;
+    const int par = tasks > 1 && attn_parallel(&d);
     const int nt = par ? omp_get_max_threads() : 1;
     // per thread: one score tile, and the LSE of its rows when they are not kept
-    const int64_t per_thread = bq * min64(ATTN_BK, d.Nk) + (keep ? 0 : bq);
-    float *scratch = rx_arena_data(c->step, (size_t)(nt * per_thread) * sizeof(float));
+    const int64_t rows = min64(bq, d.Nq), per_thread = rows * min64(ATTN_BK, d.Nk) + (keep ? 0 : rows);
     rx_tensor *lse_t = keep ? rx_empty(c, RX_SHAPE(d.BH, d.Nq)) : NULL;
-    if (!scratch || (keep && !lse_t)) return RX_ERR_OOM;
+    rx_tensor *ws = rx_empty(c, RX_SHAPE(nt * per_thread));
+    if (!ws || (keep && !lse_t)) return c->err;
+    float *scratch = ws->data;
     if (keep) {
         n->saved[0] = lse_t;
         n->saved[1] = n->out;
@@ -345,7 +347,7 @@ rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
         float *S_ = scratch + (slot) * per_thread;                                                             \
         flash_fwd_tile(&d, scale, q + (h_ * d.Nq + i0_) * d.D, k + h_ * d.Nk * d.D, v + h_ * d.Nk * d.Dv,    \
                        o + (h_ * d.Nq + i0_) * d.Dv,                                                           \
-                       keep ? lse_t->data + h_ * d.Nq + i0_ : S_ + bq * min64(ATTN_BK, d.Nk),                 \
+                       keep ? lse_t->data + h_ * d.Nq + i0_ : S_ + rows * min64(ATTN_BK, d.Nk),               \
                        min64(bq, d.Nq - i0_), S_);                                                             \
     } while (0)
     if (par) {
@@ -355,7 +357,7 @@ rx_status cpu_attention_fwd(rx_ctx *c, rx_node *n) {
         for (int64_t t = 0; t < tasks; t++) FWD_TASK(t, 0);
     }
 #undef FWD_TASK
-    return RX_OK;
+    return cpu_ws_free(c, ws);
 }
 
 /* one head's tensors in the backward: rows of q, k, v, dO and that head's LSE and D */
@@ -440,15 +442,17 @@ rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
     const float *lse = n->saved[0]->data, *o = n->saved[1]->data, *dout = n->out->grad->data;
     float *gq = cpu_in_grad(n, 0), *gk = cpu_in_grad(n, 1), *gv = cpu_in_grad(n, 2);
     if (!gq && !gk && !gv) return RX_OK;
-    const int par = attn_macs(&d) >= ATTN_PAR_MIN;
+    const int par = attn_parallel(&d);
     const int nt = par ? omp_get_max_threads() : 1;
     const int64_t splits = d.BH >= nt ? 1 : min64((nt + d.BH - 1) / d.BH, d.Nk);
     const int64_t tasks = d.BH * splits, bk = min64(ATTN_BK, (d.Nk + splits - 1) / splits);
-    const int64_t per_thread = 2 * ATTN_BWD_BQ * bk, qsz = d.Nq * d.D;   // P and dS tiles; one head's q
-    float *scratch = rx_arena_data(c->step, (size_t)(nt * per_thread) * sizeof(float));
-    float *drow = gq || gk ? rx_arena_data(c->step, (size_t)(d.BH * d.Nq) * sizeof(float)) : NULL;
-    float *dq_part = gq && splits > 1 ? rx_arena_data(c->step, (size_t)(tasks * qsz) * sizeof(float)) : NULL;
-    if (!scratch || ((gq || gk) && !drow) || (gq && splits > 1 && !dq_part)) return RX_ERR_OOM;
+    // per thread: the P and dS tiles; qsz: one head's q
+    const int64_t rows = min64(ATTN_BWD_BQ, d.Nq), per_thread = 2 * rows * bk, qsz = d.Nq * d.D;
+    rx_tensor *ws = rx_empty(c, RX_SHAPE(nt * per_thread));
+    rx_tensor *drow_t = gq || gk ? rx_empty(c, RX_SHAPE(d.BH, d.Nq)) : NULL;
+    rx_tensor *part_t = gq && splits > 1 ? rx_empty(c, RX_SHAPE(tasks, qsz)) : NULL;
+    if (!ws || ((gq || gk) && !drow_t) || (gq && splits > 1 && !part_t)) return c->err;
+    float *scratch = ws->data, *drow = drow_t ? drow_t->data : NULL, *dq_part = part_t ? part_t->data : NULL;
     if (drow) rowsum_product(dout, o, d.BH * d.Nq, d.Dv, drow);
 #define BWD_TASK(t, slot)                                                                                      \
     do {                                                                                                       \
@@ -459,7 +463,7 @@ rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
         if (dq_part) memset(dq_, 0, (size_t)qsz * sizeof(float));                                              \
         float *P_ = scratch + (slot) * per_thread;                                                             \
         flash_bwd_keys(&d, scale, &hd_, d.Nk * s_ / splits, d.Nk * (s_ + 1) / splits, bk, dq_,                 \
-                       gk ? gk + h_ * d.Nk * d.D : NULL, gv ? gv + h_ * d.Nk * d.Dv : NULL, P_, P_ + ATTN_BWD_BQ * bk); \
+                       gk ? gk + h_ * d.Nk * d.D : NULL, gv ? gv + h_ * d.Nk * d.Dv : NULL, P_, P_ + rows * bk); \
     } while (0)
     if (par) {
         #pragma omp parallel for schedule(dynamic) num_threads(nt)
@@ -469,5 +473,7 @@ rx_status cpu_attention_bwd(rx_ctx *c, rx_node *n) {
     }
 #undef BWD_TASK
     if (dq_part) add_partials(gq, dq_part, d.BH, splits, qsz);
-    return RX_OK;
+    RX_TRY(cpu_ws_free(c, part_t));
+    RX_TRY(cpu_ws_free(c, drow_t));
+    return cpu_ws_free(c, ws);
 }
