@@ -89,7 +89,8 @@ int main(int argc, char **argv) {
     if (getloadavg(load, 3) < 0) load[0] = -1;
     printf("# bench/attention: 1 thread, thread CPU time, fastest of %d after 1 warm-up; load average %.2f\n\n",
            repeats, load[0]);
-    printf("| shape | note | reference fwd ms | bwd ms | step MiB | flash fwd ms | bwd ms | step MiB | fwd ratio | bwd ratio |\n");
+    printf("| shape | note | reference fwd ms | bwd ms | step MiB | flash fwd ms | bwd ms | step MiB "
+           "| fwd ratio | bwd ratio |\n");
     printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape *s = &shapes[i];
