@@ -14,8 +14,9 @@
  * input that needs a gradient (data and weight: 2x the forward; conv_in's data needs none).
  * Norms, activations and copies are not counted, so GFLOP/s is a lower bound of the work rate.
  * step MiB: the step arena's high-water mark (rx_arena_data_peak) over the model's runs, i.e. one
- * forward + backward step: every activation, saved tensor and scratch buffer of the step (each
- * model gets a fresh context, so the number is its own). */
+ * forward + backward step as training runs it (backward frees each intermediate after its last
+ * use, c->release_in_backward, as src/runner/train.c sets): activations, saved tensors, live
+ * gradients and kernel workspaces (each model gets a fresh context, so the number is its own). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,7 @@ int main(int argc, char **argv) {
                 rx_tensor *out = m->impl->forward(c, m, x, bm->denoiser ? t : NULL, bm->denoiser && m->num_classes ? y : NULL);
                 rx_tensor *loss = bm->denoiser ? rx_mean(c, rx_mul(c, out, out)) : rx_cross_entropy(c, out, y);
                 if (!loss) check(rx_ctx_status(c), "forward");
+                c->release_in_backward = pass == 1;   /* as a training step */
                 if (pass == 1) check(rx_backward(c, loss), "backward");
                 c->be->sync(c);
                 double dt = now_s() - t0;
