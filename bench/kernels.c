@@ -2,8 +2,9 @@
  * same run: OpenBLAS sgemm GFLOP/s (2048³) for the GEMM-backed ops, and copy bandwidth
  * (GB/s counting read + write, 256 MiB buffers, all threads) for the memory-bound ops.
  *
- *     make bench && ./build/bench/kernels [repeats] [--best]   (default 7 repeats after 2 warm-ups)
+ *     make bench && ./build/bench/kernels [repeats] [--best] [op]   (default 7 repeats after 2 warm-ups)
  *
+ * `op` (e.g. attention) times that op's rows only, after the two ceilings.
  * Each number is the median over the repeats (--best: the fastest repeat, for a machine that
  * other jobs share; the run prints the share of the cores it got). Forward = the op call (grad on, as in
  * training); backward = the op's backward kernel alone, with out->grad given and every input
@@ -35,6 +36,7 @@ static int cmp_double(const void *a, const void *b) {
 
 enum { WARMUP = 2, MAX_REPEATS = 64 };
 static int g_repeats = 7, g_best = 0;
+static const char *g_only;   /* time only the rows of this op */
 
 /* the median of the repeats, or the fastest with --best */
 static double median(double *t, int n) {
@@ -232,6 +234,8 @@ static const bench_case cases[] = {
     {"matmul", RX_OP_MATMUL, {16, 4, 256, 64, 256, 1}, make_matmul, run_matmul, 0, "q k^T"},
     {"matmul", RX_OP_MATMUL, {16, 4, 256, 256, 64, 0}, make_matmul, run_matmul, 0, "P v"},
     {"attention", RX_OP_ATTENTION, {16, 4, 256, 64}, make_attention, run_attention, 0, "16x16 tokens"},
+    {"attention", RX_OP_ATTENTION, {16, 1, 256, 256}, make_attention, run_attention, 0, "cfg_cifar32: one head of 256"},
+    {"attention", RX_OP_ATTENTION, {4, 4, 1024, 64}, make_attention, run_attention, 0, "32x32 tokens"},
     {"group_norm", RX_OP_GROUP_NORM, {16, 128, 32, 32, 32}, make_group_norm, run_group_norm, 1, NULL},
     {"silu", RX_OP_SILU, {16, 128, 32, 32}, make_unary, run_silu, 1, NULL},
     {"add", RX_OP_ADD, {16, 128, 32, 32}, make_add, run_add, 1, NULL},
@@ -272,10 +276,11 @@ static int time_case(const bench_case *k, double *fwd_work, double *bwd_work, ch
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--best")) g_best = 1;
-        else g_repeats = atoi(argv[i]);
+        else if (argv[i][0] >= '0' && argv[i][0] <= '9') g_repeats = atoi(argv[i]);
+        else g_only = argv[i];
     }
     if (g_repeats < 1 || g_repeats > MAX_REPEATS) {
-        fprintf(stderr, "usage: kernels [repeats 1..%d] [--best]\n", MAX_REPEATS);
+        fprintf(stderr, "usage: kernels [repeats 1..%d] [--best] [op]\n", MAX_REPEATS);
         return 2;
     }
     const double wall0 = now_s(), cpu0 = cpu_s();
@@ -299,6 +304,7 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const bench_case *k = &cases[i];
+        if (g_only && strcmp(g_only, k->name)) continue;
         const rx_backend *be = rx_backend_cpu();
         if (!be->fwd[k->op] || !be->bwd[k->op]) {
             printf("| %s | | TODO: no CPU kernel linked yet | | | | | | |\n", k->name);

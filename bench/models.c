@@ -5,13 +5,18 @@
  *
  * One line per model, grad on (as in training), times are medians:
  *   unet_quickstart   experiments/quickstart.yaml's U-Net (32x32x1, [32, 64, 64], attention at 8x8), batch 16
+ *   unet_cifar32      experiments/cfg_cifar32.yaml's U-Net (35.7M, one 256-wide head at 16x16), batch 2, no dropout
  *   dit_s2_cifar      DiT-S/2 on 32x32x3 pixels, 10 classes (256 tokens of width 384), batch 4
  *   resnet_classifier the evaluation classifier's defaults (32x32x3, widths [64, 128, 256]), batch 16
  * FLOPs are counted from the tape of the forward, for the GEMM-like ops only (conv2d, linear,
  * matmul, attention's two products), 2 per multiply-add: conv2d 2·B·Co·Ho·Wo·Ci·kh·kw, linear
  * 2·rows·in·out, attention 2·B·H·Nq·Nk·(D + Dv). Backward counts the same products once for each
  * input that needs a gradient (data and weight: 2x the forward; conv_in's data needs none).
- * Norms, activations and copies are not counted, so GFLOP/s is a lower bound of the work rate. */
+ * Norms, activations and copies are not counted, so GFLOP/s is a lower bound of the work rate.
+ * step MiB: the step arena's high-water mark (rx_arena_data_peak) over the model's runs, i.e. one
+ * forward + backward step as training runs it (backward frees each intermediate after its last
+ * use, c->release_in_backward, as src/runner/train.c sets): activations, saved tensors, live
+ * gradients and kernel workspaces (each model gets a fresh context, so the number is its own). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,11 +96,17 @@ static const char *const unet_quickstart[] = {
     "block_out_channels", "[32, 64, 64]", "down_block_types", "[DownBlock2D, DownBlock2D, AttnDownBlock2D]",
     "up_block_types", "[AttnUpBlock2D, UpBlock2D, UpBlock2D]", "attention_head_dim", "32",
     "norm_num_groups", "8", "num_classes", "10", NULL};
+static const char *const unet_cifar32[] = {
+    "sample_size", "32", "layers_per_block", "2", "block_out_channels", "[128, 256, 256, 256]",
+    "down_block_types", "[DownBlock2D, AttnDownBlock2D, DownBlock2D, DownBlock2D]",
+    "up_block_types", "[UpBlock2D, UpBlock2D, AttnUpBlock2D, UpBlock2D]", "attention_head_dim", "256",
+    "norm_num_groups", "32", "num_classes", "10", NULL};
 static const char *const dit_s2[] = {"preset", "DiT-S/2", "sample_size", "32", "in_channels", "3", "num_classes", "10", NULL};
 static const char *const classifier_default[] = {"sample_size", "32", "in_channels", "3", "num_classes", "10", NULL};
 
 static const bench_model models[] = {
     {"unet_quickstart", &rx_comp_model_unet, unet_quickstart, 1, 16},
+    {"unet_cifar32", &rx_comp_model_unet, unet_cifar32, 1, 2},
     {"dit_s2_cifar", &rx_comp_model_dit, dit_s2, 1, 4},   /* 25x the U-Net's work per image */
     {"resnet_classifier", &rx_comp_model_resnet_classifier, classifier_default, 0, 16},
 };
@@ -112,16 +123,16 @@ int main(int argc, char **argv) {
     int repeats = argc > 1 ? atoi(argv[1]) : 3;
     if (repeats < 1 || repeats > MAX_REPEATS) repeats = 3;
     const char *only = argc > 2 ? argv[2] : NULL;
-    rx_ctx *c = NULL;
-    check(rx_ctx_create(rx_backend_cpu(), NULL, 64u << 20, &c), "context");
     printf("CPU, %d OpenMP threads (OMP_WAIT_POLICY=%s), median of %d steps after 1 warm-up\n\n", omp_get_max_threads(),
            getenv("OMP_WAIT_POLICY"), repeats);
-    printf("%-18s %10s %6s %12s %14s %14s %10s %10s\n", "model", "params", "batch", "fwd ms/img", "fwd+bwd ms/img",
-           "GFLOP/img", "fwd GF/s", "f+b GF/s");
+    printf("%-18s %10s %6s %12s %14s %14s %10s %10s %9s\n", "model", "params", "batch", "fwd ms/img", "fwd+bwd ms/img",
+           "GFLOP/img", "fwd GF/s", "f+b GF/s", "step MiB");
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
         const bench_model *bm = &models[mi];
         if (only && strcmp(only, bm->name)) continue;
         const int BATCH = bm->batch;
+        rx_ctx *c = NULL;
+        check(rx_ctx_create(rx_backend_cpu(), NULL, 64u << 20, &c), "context");
         rx_params *p = NULL;
         check(rx_params_from_defaults(bm->comp->name, bm->comp->params, &p), bm->name);
         for (int i = 0; bm->kv[i]; i += 2) check(rx_params_set(p, bm->kv[i], bm->kv[i + 1]), bm->kv[i]);
@@ -145,6 +156,7 @@ int main(int argc, char **argv) {
                 rx_tensor *out = m->impl->forward(c, m, x, bm->denoiser ? t : NULL, bm->denoiser && m->num_classes ? y : NULL);
                 rx_tensor *loss = bm->denoiser ? rx_mean(c, rx_mul(c, out, out)) : rx_cross_entropy(c, out, y);
                 if (!loss) check(rx_ctx_status(c), "forward");
+                c->release_in_backward = pass == 1;   /* as a training step */
                 if (pass == 1) check(rx_backward(c, loss), "backward");
                 c->be->sync(c);
                 double dt = now_s() - t0;
@@ -156,15 +168,16 @@ int main(int argc, char **argv) {
         }
         double f = median(tf, repeats), fb = median(tfb, repeats);
         double gf_img = flops_f / BATCH * 1e-9, gfb_img = (flops_f + flops_b) / BATCH * 1e-9;
-        printf("%-18s %9.2fM %6d %12.2f %14.2f %6.3f+%-7.3f %10.1f %10.1f\n", bm->name, rx_model_param_count(m) * 1e-6, BATCH,
-               1e3 * f / BATCH, 1e3 * fb / BATCH, gf_img, gfb_img - gf_img, flops_f / f * 1e-9,
-               (flops_f + flops_b) / fb * 1e-9);
+        printf("%-18s %9.2fM %6d %12.2f %14.2f %6.3f+%-7.3f %10.1f %10.1f %9.1f\n", bm->name, rx_model_param_count(m) * 1e-6,
+               BATCH, 1e3 * f / BATCH, 1e3 * fb / BATCH, gf_img, gfb_img - gf_img, flops_f / f * 1e-9,
+               (flops_f + flops_b) / fb * 1e-9, rx_arena_data_peak(c->step) / 1048576.0);
         fflush(stdout);
         free(hx);
         rx_model_destroy(m);
         rx_params_free(p);
+        rx_ctx_destroy(c);
     }
-    printf("\nGFLOP/img: forward + backward GEMM work per image; GF/s: that work / the median time\n");
-    rx_ctx_destroy(c);
+    printf("\nGFLOP/img: forward + backward GEMM work per image; GF/s: that work / the median time;\n"
+           "step MiB: the step arena's peak over forward + backward\n");
     return 0;
 }

@@ -150,6 +150,33 @@ Test(cuda_ops, norm_softmax_attention_fp32) {
     px_close(&p);
 }
 
+/* the attention kernels around their tiles (16 rows a block, 64-row tiles, 256 columns a block):
+ * rows past a tile, N = 1, Nq != Nk, Dv != D, head dims 8 to 300, 1 to 32 heads, inputs without
+ * grad, and large logits whose row maximum moves from key tile to key tile (online softmax) */
+static const px_case attention_shape_cases[] = {
+    {"attention N = 1", f_attention, &ATT_DEFAULT, 3, {PX_X(1, 1, 1, 8), PX_X(1, 1, 1, 8), PX_X(1, 1, 1, 8)}},
+    {"attention 1 query, 130 keys", f_attention, &ATT_DEFAULT, 3, {PX_X(2, 1, 1, 16), PX_X(2, 1, 130, 16), PX_X(2, 1, 130, 16)}},
+    {"attention 65 queries, 1 key", f_attention, &ATT_DEFAULT, 3, {PX_X(1, 2, 65, 8), PX_X(1, 2, 1, 8), PX_X(1, 2, 1, 8)}},
+    {"attention 33x70 D 24 Dv 40", f_attention, &ATT_DEFAULT, 3, {PX_X(1, 2, 33, 24), PX_X(1, 2, 70, 24), PX_X(1, 2, 70, 40)}},
+    {"attention 32 heads", f_attention, &ATT_DEFAULT, 3, {PX_X(1, 32, 17, 8), PX_X(1, 32, 17, 8), PX_X(1, 32, 17, 8)}},
+    {"attention D 128", f_attention, &ATT_DEFAULT, 3, {PX_X(1, 2, 40, 128), PX_X(1, 2, 40, 128), PX_X(1, 2, 40, 128)}},
+    {"attention D 64 Dv 128", f_attention, &ATT_DEFAULT, 3, {PX_X(2, 1, 18, 64), PX_X(2, 1, 66, 64), PX_X(2, 1, 66, 128)}},
+    {"attention D 300 Dv 260", f_attention, &ATT_DEFAULT, 3, {PX_X(1, 1, 20, 300), PX_X(1, 1, 21, 300), PX_X(1, 1, 21, 260)}},
+    {"attention k without grad", f_attention, &ATT_DEFAULT, 3,
+     {PX_X(1, 2, 30, 16), PX_T(0, PX_NORMAL, 1.0f, 1, 2, 50, 16), PX_X(1, 2, 50, 16)}},
+    {"attention only v with grad", f_attention, &ATT_DEFAULT, 3,
+     {PX_T(0, PX_NORMAL, 1.0f, 1, 2, 30, 16), PX_T(0, PX_NORMAL, 1.0f, 1, 2, 50, 16), PX_X(1, 2, 50, 16)}},
+    {"attention large logits, 200 keys", f_attention, &ATT_DEFAULT, 3,
+     {PX_T(1, PX_NORMAL, 4.0f, 1, 1, 20, 16), PX_X(1, 1, 200, 16), PX_X(1, 1, 200, 16)}},
+};
+
+Test(cuda_ops, attention_shapes_fp32) {
+    px_pair p;
+    px_open(&p, 0, 0);
+    px_run_all(&p, attention_shape_cases, PX_COUNT(attention_shape_cases), TOL_FP32);
+    px_close(&p);
+}
+
 /* ---- elementwise ------------------------------------------------------------------------------ */
 
 static const int GELU_EXACT = 0, GELU_TANH = 1;

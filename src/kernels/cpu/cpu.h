@@ -16,6 +16,11 @@
 #include "kernels/ops.def"
 #undef OP
 
+/* Readable references kept beside a registered fast kernel; the parity tests run them by putting
+ * them into a copy of the backend table (tests/test_ops_attention.c). */
+rx_status cpu_attention_reference_fwd(rx_ctx *c, rx_node *n);   /* keeps P [heads,Nq,Nk] */
+rx_status cpu_attention_reference_bwd(rx_ctx *c, rx_node *n);
+
 /* BLAS inside our parallel regions: the build links OpenBLAS's OpenMP variant, which runs a
  * call on one thread when omp_in_parallel() (its num_cpu_avail), so a GEMM issued by one
  * thread of our team stays on that thread, and one issued outside a region may use the whole

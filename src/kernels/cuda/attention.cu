@@ -4,14 +4,16 @@
 //
 // attention, per head (q [Nq,D], k [Nk,D], v [Nk,Dv]):
 //   S = scale q kᵀ [Nq,Nk];  P = softmax_rows(S);  o = P v [Nq,Dv]
-// backward:
-//   dv += Pᵀ do;  dP = do vᵀ;  dS = P ⊙ (dP - rowsum(dP ⊙ P)) · scale;  dq += dS k;  dk += dSᵀ q
-// The GEMMs are cuBLAS strided-batched over heads. With grad, the forward keeps P for every
-// head (saved[0], [BH,Nq,Nk]) as the CPU does; scores that are not kept (no grad) and dS in
-// backward live in the context's scratch, a chunk of heads at a time (ATTN_CHUNK_BYTES).
+// computed as FlashAttention-2 (Dao 2023), as the CPU's registered kernels: the forward keeps the
+// output and the per-row log-sum-exp, the backward recomputes the scores tile by tile; nothing of
+// size [BH,Nq,Nk] exists, not even in scratch.
+//
+// Why our own kernels: cuDNN's fused scaled-dot-product attention (cudnn frontend graph API,
+// FlashAttention-2 inside) takes fp16, bf16 or fp8 tensors only (its support matrix, cuDNN 9:
+// https://docs.nvidia.com/deeplearning/cudnn/frontend/latest/operations/Attention.html), and
+// runexp's tensors are fp32 (TF32 only rounds GEMM inputs). With a bf16 precision mode it becomes
+// the fast path for head dims up to 128 (256 on Hopper).
 #include "kernels/cuda/cuda_common.h"
-
-static const size_t ATTN_CHUNK_BYTES = (size_t)256 << 20;
 
 // ---- softmax over rows of n (one block per row, grid-stride) ---------------------------------------
 
@@ -30,19 +32,15 @@ __global__ void softmax_rows_kernel(const float *x, float *y, int64_t R, int64_t
     }
 }
 
-// dx += y ⊙ (dy - Σ dy ⊙ y) per row; with `scale_out` (attention's dS): dx = scale · y ⊙ (dy - Σ)
-__global__ void softmax_rows_bwd_kernel(const float *__restrict__ y, const float *dy, float *dx, int64_t R, int64_t n,
-                                        int overwrite, float scale) {
+// dx += y ⊙ (dy - Σ dy ⊙ y) per row
+__global__ void softmax_rows_bwd_kernel(const float *__restrict__ y, const float *dy, float *dx, int64_t R, int64_t n) {
     for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
         const float *yr = y + r * n, *dyr = dy + r * n;
         float *dxr = dx + r * n;
         double d = 0;
         for (int64_t j = threadIdx.x; j < n; j += blockDim.x) d += (double)dyr[j] * yr[j];
         const float dot = (float)rx_block_sum(d);
-        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-            if (overwrite) dxr[j] = scale * yr[j] * (dyr[j] - dot);   // dy may be dx: read before write, same thread
-            else dxr[j] += yr[j] * (dyr[j] - dot);
-        }
+        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) dxr[j] += yr[j] * (dyr[j] - dot);
     }
 }
 
@@ -68,12 +66,37 @@ extern "C" rx_status cuda_softmax_bwd(rx_ctx *c, rx_node *n) {
     const int64_t D = n->out->shape[n->out->ndim - 1], R = D ? n->out->numel / D : 0;
     if (R == 0) return RX_OK;
     softmax_rows_bwd_kernel<<<rows_grid(R), row_threads(D), 0, rx_cuda(c)->stream>>>(n->out->data, n->out->grad->data, gx,
-                                                                                     R, D, 0, 1.0f);
+                                                                                     R, D);
     RX_CUDA_LAUNCH_CHECK();
     return RX_OK;
 }
 
 // ---- attention: q [BH,Nq,D], k [BH,Nk,D], v [BH,Nk,Dv] -> o [BH,Nq,Dv] ------------------------------
+//
+// forward, per head and query tile Q_i over the key tiles K_j, V_j (online softmax):
+//   S = scale Q_i K_jᵀ;  m' = max(m, rowmax S);  P = e^(S - m');  l = l e^(m - m') + rowsum P;
+//   O_i = O_i e^(m - m') + P V_j;        at the end O_i /= l,  LSE_i = m + log l
+// saved: LSE [BH,Nq] (saved[0]) and the output itself (saved[1] = n->out, not a copy).
+// backward, with D = rowsum(dO ⊙ O) (= rowsum(dP ⊙ P)):
+//   S = scale Q_i K_jᵀ;  P = e^(S - LSE_i);  dP = dO_i V_jᵀ;  dS = P ⊙ (dP - D_i)
+//   dQ_i += scale dS K_j;  dK_j += scale dSᵀ Q_i;  dV_j += Pᵀ dO_i
+//
+// Three kernels; a block is FA_ROWS rows x FA_LANES lanes (256 threads):
+//   fwd   a block = 16 query rows of one head, looping over key tiles of FA_TILE (64)
+//   dq    a block = 16 query rows, looping over key tiles: dq += scale dS k
+//   dkdv  a block = 16 key rows, looping over query tiles: dv += Pᵀ do, dk += scale dSᵀ q
+// dq and dk/dv are separate kernels so that every gradient row has one writer: no atomics, so
+// one device gives bit-identical results run after run (cuda_common.h), at the price of
+// computing S and dP twice in the backward (7 products instead of 5).
+// Thread (r, lane) works for row r: its scores against the 64-tile are those of tile rows
+// lane + 16 u (u < 4); the output columns it accumulates are c0 + lane + 16 t (t < NC). NC (2, 4,
+// 8, 16) is the smallest that covers the head dim; heads wider than 256 take several blocks
+// along grid.y (columns c0 = 256·blockIdx.y ...), each recomputing the scores.
+// Dot products over the head dim go through shared memory FA_DC columns at a time, and the tile
+// rows that are summed into the accumulators FA_SUB rows at a time. Not tuned on a device yet.
+
+constexpr int FA_ROWS = 16, FA_LANES = 16, FA_THREADS = FA_ROWS * FA_LANES;
+constexpr int FA_TILE = 64, FA_PER_LANE = FA_TILE / FA_LANES, FA_DC = 32, FA_SUB = 16;
 
 typedef struct { int64_t BH, Nq, Nk, D, Dv; } attn_dims;
 
@@ -90,82 +113,260 @@ static attn_dims attn_dims_of(const rx_node *n) {
     return d;
 }
 
-// heads per chunk so that a chunk's [heads, Nq, Nk] buffer stays under ATTN_CHUNK_BYTES
-static int64_t heads_per_chunk(const attn_dims *d) {
-    const size_t per_head = (size_t)(d->Nq * d->Nk) * sizeof(float);
-    int64_t h = per_head ? (int64_t)(ATTN_CHUNK_BYTES / per_head) : d->BH;
-    if (h < 1) h = 1;
-    return h < d->BH ? h : d->BH;
+// what the three kernels read and write (pointers a kernel does not use are null)
+struct fa_problem {
+    const float *q, *k, *v, *o, *dout, *lse, *drow;
+    float *out, *lse_out, *gq, *gk, *gv;   // lse_out null: no grad, LSE not kept
+    int64_t Nq, Nk, D, Dv, tiles;          // tiles: row tiles of FA_ROWS per head (grid.x = BH · tiles)
+    float scale;
+};
+
+// max and sum over the 16 lanes of a row (16 consecutive threads of one warp)
+__device__ __forceinline__ float fa_row_max(float v) {
+    for (int o = FA_LANES / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float fa_row_sum(float v) {
+    for (int o = FA_LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// acc[u] += Σ_e a[r,e] b[lane + 16u, e] over e < E: a = this block's 16 rows (a_rows of them
+// real), b = a tile's 64 rows (b_rows real), both row-major with E columns; missing rows read 0.
+__device__ void fa_dot_tile(const float *a, int64_t a_rows, const float *b, int64_t b_rows, int64_t E,
+                            float (*As)[FA_DC + 1], float (*Bs)[FA_DC + 1], float acc[FA_PER_LANE]) {
+    const int t = threadIdx.x, r = t / FA_LANES, lane = t % FA_LANES;
+    for (int64_t e0 = 0; e0 < E; e0 += FA_DC) {
+        __syncthreads();   // everyone is done with the previous chunk
+        for (int i = t; i < FA_ROWS * FA_DC; i += FA_THREADS) {
+            const int rr = i / FA_DC, e = i % FA_DC;
+            As[rr][e] = rr < a_rows && e0 + e < E ? a[rr * E + e0 + e] : 0.0f;
+        }
+        for (int i = t; i < FA_TILE * FA_DC; i += FA_THREADS) {
+            const int rr = i / FA_DC, e = i % FA_DC;
+            Bs[rr][e] = rr < b_rows && e0 + e < E ? b[rr * E + e0 + e] : 0.0f;
+        }
+        __syncthreads();
+        for (int e = 0; e < FA_DC; e++) {
+            const float av = As[r][e];
+            for (int u = 0; u < FA_PER_LANE; u++) acc[u] += av * Bs[lane + FA_LANES * u][e];
+        }
+    }
+}
+
+// acc[t] += Σ_j w[r,j] m[j, c0 + lane + 16t] over the tile's m_rows rows: w [16][64] in shared
+// memory (this block's rows against the tile), m row-major with C columns.
+template <int NC>
+__device__ void fa_accumulate_cols(const float (*W)[FA_TILE + 1], const float *m, int64_t m_rows, int64_t C, int64_t c0,
+                                   float (*Ms)[FA_LANES * NC], float acc[NC]) {
+    const int t = threadIdx.x, r = t / FA_LANES, lane = t % FA_LANES;
+    constexpr int COLS = FA_LANES * NC;
+    for (int j0 = 0; j0 < m_rows && j0 < FA_TILE; j0 += FA_SUB) {
+        __syncthreads();   // W is written; everyone is done with the previous rows
+        for (int i = t; i < FA_SUB * COLS; i += FA_THREADS) {
+            const int jj = i / COLS, cc = i % COLS;
+            Ms[jj][cc] = j0 + jj < m_rows && c0 + cc < C ? m[(j0 + jj) * C + c0 + cc] : 0.0f;
+        }
+        __syncthreads();
+        for (int jj = 0; jj < FA_SUB; jj++) {
+            const float w = W[r][j0 + jj];
+            for (int cc = 0; cc < NC; cc++) acc[cc] += w * Ms[jj][lane + FA_LANES * cc];
+        }
+    }
+}
+
+template <int NC>
+__global__ void flash_fwd_kernel(const fa_problem p) {
+    __shared__ float As[FA_ROWS][FA_DC + 1], Bs[FA_TILE][FA_DC + 1], P[FA_ROWS][FA_TILE + 1];
+    __shared__ float Ms[FA_SUB][FA_LANES * NC];
+    const int r = threadIdx.x / FA_LANES, lane = threadIdx.x % FA_LANES;
+    const int64_t h = blockIdx.x / p.tiles, i0 = blockIdx.x % p.tiles * FA_ROWS, i = i0 + r;
+    const int64_t rows = p.Nq - i0 < FA_ROWS ? p.Nq - i0 : FA_ROWS, c0 = (int64_t)blockIdx.y * FA_LANES * NC;
+    const float *q = p.q + (h * p.Nq + i0) * p.D, *k = p.k + h * p.Nk * p.D, *v = p.v + h * p.Nk * p.Dv;
+    float m = -INFINITY, l = 0, acc[NC];
+    for (int cc = 0; cc < NC; cc++) acc[cc] = 0.0f;
+    for (int64_t j0 = 0; j0 < p.Nk; j0 += FA_TILE) {
+        const int64_t keys = p.Nk - j0 < FA_TILE ? p.Nk - j0 : FA_TILE;
+        float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, mx = -INFINITY;
+        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, As, Bs, s);
+        for (int u = 0; u < FA_PER_LANE; u++) {
+            s[u] = lane + FA_LANES * u < keys ? s[u] * p.scale : -INFINITY;
+            mx = fmaxf(mx, s[u]);
+        }
+        const float m_new = fmaxf(m, fa_row_max(mx));   // finite: every tile has a key
+        const float corr = expf(m - m_new);             // rescales the earlier tiles' sums; 0 on the first
+        float ps = 0.0f;
+        for (int u = 0; u < FA_PER_LANE; u++) {
+            const float pu = expf(s[u] - m_new);         // e^-inf = 0 past the last key
+            P[r][lane + FA_LANES * u] = pu;
+            ps += pu;
+        }
+        l = l * corr + fa_row_sum(ps);
+        for (int cc = 0; cc < NC; cc++) acc[cc] *= corr;
+        m = m_new;
+        fa_accumulate_cols<NC>(P, v + j0 * p.Dv, keys, p.Dv, c0, Ms, acc);   // o += P v
+    }
+    if (i >= p.Nq) return;   // after the last barrier
+    for (int cc = 0; cc < NC; cc++) {
+        const int64_t col = c0 + lane + FA_LANES * cc;
+        if (col < p.Dv) p.out[(h * p.Nq + i) * p.Dv + col] = acc[cc] / l;
+    }
+    if (p.lse_out && blockIdx.y == 0 && lane == 0) p.lse_out[h * p.Nq + i] = m + logf(l);
+}
+
+template <int NC>
+__global__ void flash_bwd_dq_kernel(const fa_problem p) {
+    __shared__ float As[FA_ROWS][FA_DC + 1], Bs[FA_TILE][FA_DC + 1], dS[FA_ROWS][FA_TILE + 1];
+    __shared__ float Ms[FA_SUB][FA_LANES * NC];
+    const int r = threadIdx.x / FA_LANES, lane = threadIdx.x % FA_LANES;
+    const int64_t h = blockIdx.x / p.tiles, i0 = blockIdx.x % p.tiles * FA_ROWS, i = i0 + r;
+    const int64_t rows = p.Nq - i0 < FA_ROWS ? p.Nq - i0 : FA_ROWS, c0 = (int64_t)blockIdx.y * FA_LANES * NC;
+    const float *q = p.q + (h * p.Nq + i0) * p.D, *dout = p.dout + (h * p.Nq + i0) * p.Dv;
+    const float *k = p.k + h * p.Nk * p.D, *v = p.v + h * p.Nk * p.Dv;
+    const float L = i < p.Nq ? p.lse[h * p.Nq + i] : 0.0f, Di = i < p.Nq ? p.drow[h * p.Nq + i] : 0.0f;
+    float acc[NC];
+    for (int cc = 0; cc < NC; cc++) acc[cc] = 0.0f;
+    for (int64_t j0 = 0; j0 < p.Nk; j0 += FA_TILE) {
+        const int64_t keys = p.Nk - j0 < FA_TILE ? p.Nk - j0 : FA_TILE;
+        float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f};
+        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, As, Bs, s);         // S / scale
+        fa_dot_tile(dout, rows, v + j0 * p.Dv, keys, p.Dv, As, Bs, dp);   // dP
+        for (int u = 0; u < FA_PER_LANE; u++) {
+            const float pu = lane + FA_LANES * u < keys ? expf(s[u] * p.scale - L) : 0.0f;
+            dS[r][lane + FA_LANES * u] = pu * (dp[u] - Di);
+        }
+        fa_accumulate_cols<NC>(dS, k + j0 * p.D, keys, p.D, c0, Ms, acc);   // dS k
+    }
+    if (i >= p.Nq) return;
+    for (int cc = 0; cc < NC; cc++) {
+        const int64_t col = c0 + lane + FA_LANES * cc;
+        if (col < p.D) p.gq[(h * p.Nq + i) * p.D + col] += p.scale * acc[cc];
+    }
+}
+
+template <int NC>
+__global__ void flash_bwd_dkdv_kernel(const fa_problem p) {
+    __shared__ float As[FA_ROWS][FA_DC + 1], Bs[FA_TILE][FA_DC + 1];
+    __shared__ float P[FA_ROWS][FA_TILE + 1], dS[FA_ROWS][FA_TILE + 1], Ms[FA_SUB][FA_LANES * NC];
+    const int r = threadIdx.x / FA_LANES, lane = threadIdx.x % FA_LANES;
+    const int64_t h = blockIdx.x / p.tiles, j0 = blockIdx.x % p.tiles * FA_ROWS, j = j0 + r;
+    const int64_t keys = p.Nk - j0 < FA_ROWS ? p.Nk - j0 : FA_ROWS, c0 = (int64_t)blockIdx.y * FA_LANES * NC;
+    const float *k = p.k + (h * p.Nk + j0) * p.D, *v = p.v + (h * p.Nk + j0) * p.Dv;
+    const float *lse = p.lse + h * p.Nq, *drow = p.drow ? p.drow + h * p.Nq : nullptr;
+    const int want_k = p.gk && c0 < p.D, want_v = p.gv && c0 < p.Dv;   // the same in the whole block
+    float ak[NC], av[NC];
+    for (int cc = 0; cc < NC; cc++) ak[cc] = av[cc] = 0.0f;
+    for (int64_t i0 = 0; i0 < p.Nq; i0 += FA_TILE) {
+        const int64_t nq = p.Nq - i0 < FA_TILE ? p.Nq - i0 : FA_TILE;
+        const float *q = p.q + (h * p.Nq + i0) * p.D, *dout = p.dout + (h * p.Nq + i0) * p.Dv;
+        float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f};
+        fa_dot_tile(k, keys, q, nq, p.D, As, Bs, s);                    // Sᵀ / scale: key r against query lane + 16u
+        if (want_k) fa_dot_tile(v, keys, dout, nq, p.Dv, As, Bs, dp);   // dPᵀ
+        for (int u = 0; u < FA_PER_LANE; u++) {
+            const int64_t iq = i0 + lane + FA_LANES * u;
+            const int real = lane + FA_LANES * u < nq;
+            const float pu = real ? expf(s[u] * p.scale - lse[iq]) : 0.0f;
+            P[r][lane + FA_LANES * u] = pu;
+            dS[r][lane + FA_LANES * u] = want_k && real ? pu * (dp[u] - drow[iq]) : 0.0f;
+        }
+        if (want_v) fa_accumulate_cols<NC>(P, dout, nq, p.Dv, c0, Ms, av);   // Pᵀ do
+        if (want_k) fa_accumulate_cols<NC>(dS, q, nq, p.D, c0, Ms, ak);      // dSᵀ q
+    }
+    if (j >= p.Nk) return;
+    for (int cc = 0; cc < NC; cc++) {
+        const int64_t col = c0 + lane + FA_LANES * cc;
+        if (want_v && col < p.Dv) p.gv[(h * p.Nk + j) * p.Dv + col] += av[cc];
+        if (want_k && col < p.D) p.gk[(h * p.Nk + j) * p.D + col] += p.scale * ak[cc];
+    }
+}
+
+// out[r] = Σ_c a[r,c] b[r,c] (the backward's D = rowsum(dO ⊙ O)), one block per row, in double
+__global__ void rowdot_kernel(const float *__restrict__ a, const float *__restrict__ b, float *out, int64_t R, int64_t n) {
+    for (int64_t r = blockIdx.x; r < R; r += gridDim.x) {
+        double s = 0;
+        for (int64_t c = threadIdx.x; c < n; c += blockDim.x) s += (double)a[r * n + c] * b[r * n + c];
+        s = rx_block_sum(s);
+        if (threadIdx.x == 0) out[r] = (float)s;
+    }
+}
+
+enum { FA_FWD, FA_DQ, FA_DKDV };
+
+template <int NC>
+static void fa_launch(int which, const fa_problem &p, dim3 grid, cudaStream_t stream) {
+    if (which == FA_FWD) flash_fwd_kernel<NC><<<grid, FA_THREADS, 0, stream>>>(p);
+    else if (which == FA_DQ) flash_bwd_dq_kernel<NC><<<grid, FA_THREADS, 0, stream>>>(p);
+    else flash_bwd_dkdv_kernel<NC><<<grid, FA_THREADS, 0, stream>>>(p);
+}
+
+// one of the kernels over BH heads of `rows` rows (tiles of FA_ROWS) and `width` accumulated columns
+static rx_status fa_run(rx_ctx *c, int which, fa_problem p, int64_t BH, int64_t rows, int64_t width) {
+    if (BH == 0 || rows == 0 || width == 0) return RX_OK;
+    const int nc = width <= 32 ? 2 : width <= 64 ? 4 : width <= 128 ? 8 : 16;
+    p.tiles = (rows + FA_ROWS - 1) / FA_ROWS;
+    const int64_t gx = BH * p.tiles, gy = (width + FA_LANES * nc - 1) / (FA_LANES * nc);
+    if (gx > 0x7fffffff || gy > 65535)
+        return rx_fail(RX_ERR_ARG, "attention: %lld heads of %lld rows, %lld columns: too many blocks for one launch",
+                       (long long)BH, (long long)rows, (long long)width);
+    const dim3 grid((unsigned)gx, (unsigned)gy);
+    cudaStream_t stream = rx_cuda(c)->stream;
+    switch (nc) {
+    case 2: fa_launch<2>(which, p, grid, stream); break;
+    case 4: fa_launch<4>(which, p, grid, stream); break;
+    case 8: fa_launch<8>(which, p, grid, stream); break;
+    default: fa_launch<16>(which, p, grid, stream); break;
+    }
+    RX_CUDA_LAUNCH_CHECK();
+    return RX_OK;
 }
 
 extern "C" rx_status cuda_attention_fwd(rx_ctx *c, rx_node *n) {
     const attn_dims d = attn_dims_of(n);
-    const float scale = n->f[0];
-    const float *q = n->in[0]->data, *k = n->in[1]->data, *v = n->in[2]->data;
-    float *o = n->out->data;
-    int keep = 0;   // P is needed for backward only when this node will be recorded on the tape
+    int keep = 0;   // the LSE is needed for backward only when this node will be recorded on the tape
     for (int i = 0; i < 3; i++) keep |= c->grad_enabled && n->in[i]->requires_grad;
-    const int64_t NN = d.Nq * d.Nk;
-    float *P_all = nullptr;
-    int64_t chunk = d.BH;
+    fa_problem p;
+    memset(&p, 0, sizeof p);
+    p.q = n->in[0]->data;
+    p.k = n->in[1]->data;
+    p.v = n->in[2]->data;
+    p.out = n->out->data;
+    p.Nq = d.Nq, p.Nk = d.Nk, p.D = d.D, p.Dv = d.Dv, p.scale = n->f[0];
     if (keep) {
-        rx_tensor *P_t = cuda_empty3(c, d.BH, d.Nq, d.Nk);
-        if (!P_t) return c->err;
-        n->saved[0] = P_t;
-        P_all = P_t->data;
-    } else {
-        chunk = heads_per_chunk(&d);
-        void *buf;
-        RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, (size_t)(chunk * NN) * sizeof(float), &buf));
-        P_all = (float *)buf;
+        rx_tensor *lse_t = cuda_empty2(c, d.BH, d.Nq);
+        if (!lse_t) return c->err;
+        n->saved[0] = lse_t;
+        n->saved[1] = n->out;
+        p.lse_out = lse_t->data;
     }
-    for (int64_t h0 = 0; h0 < d.BH; h0 += chunk) {
-        const int64_t hc = d.BH - h0 < chunk ? d.BH - h0 : chunk;
-        float *P = keep ? P_all + h0 * NN : P_all;
-        // S = scale q kᵀ, softmax in place, o = P v
-        RX_TRY(rx_cuda_sgemm(c, 0, 1, d.Nq, d.Nk, d.D, scale, q + h0 * d.Nq * d.D, d.Nq * d.D, k + h0 * d.Nk * d.D,
-                             d.Nk * d.D, 0.0f, P, NN, hc));
-        RX_TRY(softmax_rows(c, P, P, hc * d.Nq, d.Nk));
-        RX_TRY(rx_cuda_sgemm(c, 0, 0, d.Nq, d.Dv, d.Nk, 1.0f, P, NN, v + h0 * d.Nk * d.Dv, d.Nk * d.Dv, 0.0f,
-                             o + h0 * d.Nq * d.Dv, d.Nq * d.Dv, hc));
-    }
-    return RX_OK;
+    return fa_run(c, FA_FWD, p, d.BH, d.Nq, d.Dv);
 }
 
 extern "C" rx_status cuda_attention_bwd(rx_ctx *c, rx_node *n) {
     const attn_dims d = attn_dims_of(n);
-    const float scale = n->f[0];
-    const float *q = n->in[0]->data, *k = n->in[1]->data, *v = n->in[2]->data;
-    if (!n->saved[0]) return rx_fail(RX_ERR_INTERNAL, "attention backward: forward kept no probabilities");
-    const float *dout = n->out->grad->data, *P = n->saved[0]->data;
-    float *gq = cuda_in_grad(n, 0), *gk = cuda_in_grad(n, 1), *gv = cuda_in_grad(n, 2);
-    const int64_t NN = d.Nq * d.Nk;
-    // dv += Pᵀ do   [Nk,Dv]
-    if (gv) RX_TRY(rx_cuda_sgemm(c, 1, 0, d.Nk, d.Dv, d.Nq, 1.0f, P, NN, dout, d.Nq * d.Dv, 1.0f, gv, d.Nk * d.Dv, d.BH));
-    if (!gq && !gk) return RX_OK;
-    const int64_t chunk = heads_per_chunk(&d);
-    void *buf;
-    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, (size_t)(chunk * NN) * sizeof(float), &buf));
-    float *dS = (float *)buf;
-    for (int64_t h0 = 0; h0 < d.BH; h0 += chunk) {
-        const int64_t hc = d.BH - h0 < chunk ? d.BH - h0 : chunk;
-        const float *Ph = P + h0 * NN, *doh = dout + h0 * d.Nq * d.Dv;
-        // dP = do vᵀ   [Nq,Nk]
-        RX_TRY(rx_cuda_sgemm(c, 0, 1, d.Nq, d.Nk, d.Dv, 1.0f, doh, d.Nq * d.Dv, v + h0 * d.Nk * d.Dv, d.Nk * d.Dv, 0.0f,
-                             dS, NN, hc));
-        // dS = scale P ⊙ (dP - rowsum(dP ⊙ P)), in place
-        if (hc * d.Nq > 0 && d.Nk > 0) {
-            softmax_rows_bwd_kernel<<<rows_grid(hc * d.Nq), row_threads(d.Nk), 0, rx_cuda(c)->stream>>>(Ph, dS, dS, hc * d.Nq,
-                                                                                                        d.Nk, 1, scale);
-            RX_CUDA_LAUNCH_CHECK();
-        }
-        // dq += dS k  [Nq,D];  dk += dSᵀ q  [Nk,D]
-        if (gq)
-            RX_TRY(rx_cuda_sgemm(c, 0, 0, d.Nq, d.D, d.Nk, 1.0f, dS, NN, k + h0 * d.Nk * d.D, d.Nk * d.D, 1.0f,
-                                 gq + h0 * d.Nq * d.D, d.Nq * d.D, hc));
-        if (gk)
-            RX_TRY(rx_cuda_sgemm(c, 1, 0, d.Nk, d.D, d.Nq, 1.0f, dS, NN, q + h0 * d.Nq * d.D, d.Nq * d.D, 1.0f,
-                                 gk + h0 * d.Nk * d.D, d.Nk * d.D, hc));
+    if (!n->saved[0] || !n->saved[1]) return rx_fail(RX_ERR_INTERNAL, "attention backward: forward kept no log-sum-exp");
+    fa_problem p;
+    memset(&p, 0, sizeof p);
+    p.q = n->in[0]->data;
+    p.k = n->in[1]->data;
+    p.v = n->in[2]->data;
+    p.o = n->saved[1]->data;
+    p.dout = n->out->grad->data;
+    p.lse = n->saved[0]->data;
+    p.gq = cuda_in_grad(n, 0);
+    p.gk = cuda_in_grad(n, 1);
+    p.gv = cuda_in_grad(n, 2);
+    p.Nq = d.Nq, p.Nk = d.Nk, p.D = d.D, p.Dv = d.Dv, p.scale = n->f[0];
+    const int64_t R = d.BH * d.Nq;
+    if (R == 0) return RX_OK;
+    if (p.gq || p.gk) {   // D = rowsum(dO ⊙ O) [BH,Nq], in the context's scratch
+        void *buf;
+        RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_PARTIAL, (size_t)R * sizeof(float), &buf));
+        p.drow = (const float *)buf;
+        rowdot_kernel<<<rows_grid(R), row_threads(d.Dv), 0, rx_cuda(c)->stream>>>(p.dout, p.o, (float *)buf, R, d.Dv);
+        RX_CUDA_LAUNCH_CHECK();
     }
-    return RX_OK;
+    if (p.gq) RX_TRY(fa_run(c, FA_DQ, p, d.BH, d.Nq, d.D));
+    int64_t kv_width = p.gk ? d.D : 0;   // the wider of the wanted gradients' rows
+    if (p.gv && d.Dv > kv_width) kv_width = d.Dv;
+    return fa_run(c, FA_DKDV, p, d.BH, d.Nk, kv_width);
 }

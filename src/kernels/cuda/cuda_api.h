@@ -26,7 +26,7 @@ rx_status rx_cuda_rng_normal(rx_ctx *c, uint64_t seed, uint64_t stream, uint64_t
     __attribute__((weak));
 
 /* scratch_peak: largest size of the context's scratch buffers so far (cuDNN workspace,
- * attention buffers, reduction parts); device_used / device_total: cudaMemGetInfo's view of
+ * reduction parts, per-row statistics); device_used / device_total: cudaMemGetInfo's view of
  * the whole device (every process). Any pointer may be NULL. */
 rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t *device_used, size_t *device_total)
     __attribute__((weak));

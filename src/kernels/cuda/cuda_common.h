@@ -34,8 +34,8 @@ extern "C" {
 // safe: every kernel, copy, cuBLAS and cuDNN call of a context runs on its one stream.
 // An op asks for each slot at most once (a larger request reallocates the slot).
 enum {
-    RX_CUDA_SCRATCH_WORK = 0,   // cuDNN workspace, attention score/probability buffers
-    RX_CUDA_SCRATCH_PARTIAL,    // reduction parts (double), per-row statistics in backward
+    RX_CUDA_SCRATCH_WORK = 0,   // cuDNN workspace
+    RX_CUDA_SCRATCH_PARTIAL,    // reduction parts (double), per-row statistics in backward (attention's D)
     RX_CUDA_SCRATCH_COUNT
 };
 

@@ -3,8 +3,9 @@
     name<<<grid, block, shmem, stream>>>(args);
 into the emulator's
     rx_emu_launch(dim3(grid), dim3(block), shmem, stream, fibers, [&]() { name(args); });
-fibers = 1 when the kernel's body waits at barriers or shuffles (its threads must run as
-cooperative fibers), 0 when each thread can run to completion in turn (much faster).
+fibers = 1 when the kernel's body waits at barriers or shuffles, directly or through the
+__device__ functions it calls (its threads must run as cooperative fibers), 0 when each
+thread can run to completion in turn (much faster).
 (tests/cuda/emu/README.md). Usage: rewrite_launches.py SRC_DIR OUT_DIR"""
 import os
 import re
@@ -13,25 +14,51 @@ import sys
 BARRIER_CALLS = ("__syncthreads", "__shfl", "rx_block_sum", "rx_block_max", "rx_warp_sum", "rx_warp_max")
 
 
+def functions(text, qualifier):
+    """(name, body) of every function defined with `qualifier` (__global__ or __device__)"""
+    for m in re.finditer(qualifier + r"\b[^;{}()]*?(\w+)\s*\(", text):
+        depth, q = 0, m.end() - 1
+        while True:   # the end of the parameter list
+            if text[q] == "(":
+                depth += 1
+            elif text[q] == ")":
+                depth -= 1
+                if depth == 0:
+                    break
+            q += 1
+        b = q + 1
+        while b < len(text) and text[b] not in "{;":
+            b += 1
+        if b >= len(text) or text[b] == ";":
+            continue   # a declaration
+        depth, q = 0, b
+        while True:
+            if text[q] == "{":
+                depth += 1
+            elif text[q] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            q += 1
+        yield m.group(1), text[b:q]
+
+
 def barrier_kernels(texts):
-    """names of __global__ functions whose body calls a barrier or a shuffle (directly or
-    through the block/warp reduction helpers)"""
-    names = set()
+    """names of __global__ functions whose body calls a barrier or a shuffle, directly or through
+    __device__ functions that do (the block/warp reduction helpers, a kernel's own helpers)"""
+    kernels, devices = {}, {}
     for text in texts:
-        for m in re.finditer(r"__global__\s+void\s+(\w+)\s*\(", text):
-            b = text.find("{", m.end())
-            depth, q = 0, b
-            while True:
-                if text[q] == "{":
-                    depth += 1
-                elif text[q] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                q += 1
-            if any(call in text[b:q] for call in BARRIER_CALLS):
-                names.add(m.group(1))
-    return names
+        kernels.update(functions(text, "__global__"))
+        devices.update(functions(text, "__device__"))
+    waits = set(BARRIER_CALLS)
+    while True:   # device functions that wait, until no more are found
+        more = {name for name, body in devices.items()
+                if name not in waits and any(re.search(r"\b%s\s*[<(]" % re.escape(w), body) for w in waits)}
+        if not more:
+            break
+        waits |= more
+    return {name for name, body in kernels.items()
+            if any(re.search(r"\b%s\s*[<(]" % re.escape(w), body) for w in waits)}
 
 
 def split_top(s):

@@ -82,6 +82,12 @@ template <typename T> inline T __shfl_down_sync(unsigned mask, T v, int offset) 
     rx_emu_warp_exchange(&v, &out, sizeof v, lane + offset < 32 ? lane + offset : lane);
     return out;
 }
+template <typename T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    const int lane = (int)(threadIdx.x & 31), src = lane ^ lane_mask;
+    T out;
+    rx_emu_warp_exchange(&v, &out, sizeof v, src / width == lane / width ? src : lane);
+    return out;
+}
 inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v) {
     unsigned long long old = *p;   // fibers switch only at barriers: this is atomic
     if (v < old) *p = v;
