@@ -264,7 +264,7 @@ __global__ void flash_bwd_dkdv_kernel(const fa_problem p) {
         if (want_k) fa_dot_tile(v, keys, dout, nq, p.Dv, As, Bs, dp);   // dPᵀ
         for (int u = 0; u < FA_PER_LANE; u++) {
             const int64_t iq = i0 + lane + FA_LANES * u;
-            const int real = lane + FA_LANES * u < nq;
+            const int real = lane + FA_LANES * u < nq && r < keys;   // rows past the last key: 0, not e^(-LSE)
             const float pu = real ? expf(s[u] * p.scale - lse[iq]) : 0.0f;
             P[r][lane + FA_LANES * u] = pu;
             dS[r][lane + FA_LANES * u] = want_k && real ? pu * (dp[u] - drow[iq]) : 0.0f;
