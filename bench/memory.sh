@@ -38,7 +38,7 @@ gib() { awk -v k="$1" 'BEGIN {printf "%.2f", k / 1048576}'; }
 # priors, GiB = a + b*B (peak RSS of the whole process, 2 threads, CPU)
 prior() {   # config engine -> "a b"
     case "$1:$2" in
-    *cfg_cifar.yaml:runexp)   echo "11.5 1.45" ;;   # issue 14 (whole runs: 14.4 GiB at batch 2, 17.3 at 4), above the step's
+    *cfg_cifar.yaml:runexp)   echo "4.8 0.35" ;;    # runexp check's plan (5.48 GiB at batch 2, 7.56 at 8); issue 14 had 11.5 + 1.45 B
     *cfg_cifar.yaml:torch)    echo "4.9 0.29" ;;    # issue 14: 5.45 GiB at batch 2, 6.03 at 4
     *cfg_cifar32.yaml:runexp) echo "1.3 0.25" ;;
     *cfg_cifar32.yaml:torch)  echo "1.5 0.15" ;;
