@@ -14,7 +14,7 @@ SAN=""
 [ "${ASAN:-0}" = 1 ] && SAN="-fsanitize=address -fno-omit-frame-pointer"
 CFLAGS="-O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -DRX_HAVE_CUDA=1 $(pkg-config --cflags $PKGS) $SAN -w"
 CXXFLAGS="-O1 -g -std=c++17 -I$EMU/include -I$OUT/src -Isrc -DRX_HAVE_CUDA=1 -DRX_CUDA_EMULATOR=1 $SAN -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-unused-function"
-LIBS="$(pkg-config --libs $PKGS) -llapacke -fopenmp -lm -lpthread -lstdc++"
+LIBS="$(pkg-config --libs $PKGS) -fopenmp -lm -lpthread -lstdc++"
 mkdir -p "$OUT/obj" "$OUT/tests"
 python3 $EMU/rewrite_launches.py src/kernels/cuda "$OUT/src"
 
