@@ -252,7 +252,9 @@ static rx_status binary_bwd_operand(rx_ctx *c, const bcast_plan *p, int k, float
             gx[ox + j] += (float)sum;
         }
     }
-    return RX_OK;
+    /* the partials go back to the step arena: backward would pile them up otherwise */
+    if (rows) RX_TRY(rx_arena_free(c->step, rows, (size_t)(nk * G * len) * sizeof(float)));
+    return rx_arena_free(c->step, part, (size_t)(nk * G * width) * sizeof(double));
     #undef ROW_AT
 }
 
@@ -462,7 +464,8 @@ rx_status cpu_modulate_bwd(rx_ctx *c, rx_node *n) {
             if (gshift) gshift[b * D + j] += (float)s_shift;
             if (gscale) gscale[b * D + j] += (float)s_scale;
         }
-    return RX_OK;
+    RX_TRY(rx_arena_free(c->step, rows, (size_t)(B * G * 2 * D) * sizeof(float)));
+    return rx_arena_free(c->step, part, (size_t)(B * G * 2 * D) * sizeof(double));
 }
 
 /* ---- dropout (inverted): y = x · keep / (1 - p) ---------------------------------------

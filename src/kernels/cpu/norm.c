@@ -81,6 +81,8 @@ static void run_stats(const float *x, int64_t n, float eps, float *mean, float *
 
 /* scratch from the step arena (host memory on the CPU backend) */
 static void *scratch(rx_ctx *c, size_t bytes) { return rx_arena_data(c->step, bytes ? bytes : 1); }
+/* given back when the kernel returns: backward would pile up every norm's partials otherwise */
+static rx_status scratch_free(rx_ctx *c, void *p, size_t bytes) { return p ? rx_arena_free(c->step, p, bytes ? bytes : 1) : RX_OK; }
 
 // ----------------------------------------------------------------------------
 // group_norm: x [B,C,S] (S = product of spatial dims), G groups of Cg = C/G channels.
@@ -128,6 +130,37 @@ rx_status cpu_group_norm_fwd(rx_ctx *c, rx_node *n) {
     return RX_OK;
 }
 
+// dx = rstd gamma_c dy + q x + r, from the group means
+//   m1 = mean(dyg) = Σ_c gamma_c ds_c / n,  m2 = mean(dyg xhat) = rstd Σ_c gamma_c (dsx_c - mu ds_c) / n
+//   q = -rstd² m2,  r = -rstd m1 + rstd² m2 mu
+static void group_norm_dx(const gn_dims *dp, const float *x, const float *dy, const float *gamma, const float *mean,
+                          const float *rstd, const double *dsx, const double *ds, int par, float *gx) {
+    const gn_dims d = *dp;
+    const double inv_n = 1.0 / (double)(d.Cg * d.S);
+    #pragma omp parallel for schedule(static) if (par)
+    for (int64_t bg = 0; bg < d.B * d.G; bg++) {
+        const int64_t b = bg / d.G, g = bg % d.G;
+        const double mu = mean[bg], rs = rstd[bg];
+        double s1 = 0, s2 = 0;
+        for (int64_t k = 0; k < d.Cg; k++) {
+            const int64_t ch = g * d.Cg + k, bc = b * d.C + ch;
+            const double gm = gamma ? gamma[ch] : 1.0;
+            s1 += gm * ds[bc];
+            s2 += gm * (dsx[bc] - mu * ds[bc]);
+        }
+        const double m1 = s1 * inv_n, m2 = rs * s2 * inv_n;
+        const float q = (float)(-rs * rs * m2), r = (float)(-rs * m1 + rs * rs * m2 * mu);
+        for (int64_t k = 0; k < d.Cg; k++) {
+            const int64_t ch = g * d.Cg + k, off = (b * d.C + ch) * d.S;
+            const float a = (float)rs * (gamma ? gamma[ch] : 1.0f);
+            const float *xs = x + off, *dys = dy + off;
+            float *gxs = gx + off;
+            #pragma omp simd
+            for (int64_t s = 0; s < d.S; s++) gxs[s] += a * dys[s] + q * xs[s] + r;
+        }
+    }
+}
+
 rx_status cpu_group_norm_bwd(rx_ctx *c, rx_node *n) {
     const gn_dims d = gn_dims_of(n);
     const float *x = n->in[0]->data, *dy = n->out->grad->data;
@@ -156,35 +189,9 @@ rx_status cpu_group_norm_bwd(rx_ctx *c, rx_node *n) {
             if (gbeta) gbeta[ch] += (float)sb;
         }
     }
-    if (!gx) return RX_OK;
-
-    // dx = rstd gamma_c dy + q x + r, from the group means
-    //   m1 = mean(dyg) = Σ_c gamma_c ds_c / n,  m2 = mean(dyg xhat) = rstd Σ_c gamma_c (dsx_c - mu ds_c) / n
-    //   q = -rstd² m2,  r = -rstd m1 + rstd² m2 mu
-    const double inv_n = 1.0 / (double)(d.Cg * d.S);
-    #pragma omp parallel for schedule(static) if (par)
-    for (int64_t bg = 0; bg < d.B * d.G; bg++) {
-        const int64_t b = bg / d.G, g = bg % d.G;
-        const double mu = mean[bg], rs = rstd[bg];
-        double s1 = 0, s2 = 0;
-        for (int64_t k = 0; k < d.Cg; k++) {
-            const int64_t ch = g * d.Cg + k, bc = b * d.C + ch;
-            const double gm = gamma ? gamma[ch] : 1.0;
-            s1 += gm * ds[bc];
-            s2 += gm * (dsx[bc] - mu * ds[bc]);
-        }
-        const double m1 = s1 * inv_n, m2 = rs * s2 * inv_n;
-        const float q = (float)(-rs * rs * m2), r = (float)(-rs * m1 + rs * rs * m2 * mu);
-        for (int64_t k = 0; k < d.Cg; k++) {
-            const int64_t ch = g * d.Cg + k, off = (b * d.C + ch) * d.S;
-            const float a = (float)rs * (gamma ? gamma[ch] : 1.0f);
-            const float *xs = x + off, *dys = dy + off;
-            float *gxs = gx + off;
-            #pragma omp simd
-            for (int64_t s = 0; s < d.S; s++) gxs[s] += a * dys[s] + q * xs[s] + r;
-        }
-    }
-    return RX_OK;
+    if (gx) group_norm_dx(&d, x, dy, gamma, mean, rstd, dsx, ds, par, gx);
+    RX_TRY(scratch_free(c, dsx, (size_t)BC * sizeof(double)));
+    return scratch_free(c, ds, (size_t)BC * sizeof(double));
 }
 
 // ----------------------------------------------------------------------------
@@ -278,5 +285,6 @@ rx_status cpu_layer_norm_bwd(rx_ctx *c, rx_node *n) {
             if (gbeta) gbeta[j] += (float)sb;
         }
     }
-    return RX_OK;
+    RX_TRY(scratch_free(c, dyg_all, dyg_all ? (size_t)nt * D * sizeof(float) : 0));
+    return scratch_free(c, part, part ? (size_t)nt * 2 * D * sizeof(double) : 0);
 }
