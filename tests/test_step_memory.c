@@ -12,6 +12,7 @@
 #include "registry/components.h"
 #include "core/arena.h"
 #include "runner/memory_plan.h"
+#include "autograd/liveness.h"
 
 // ---------------------------------------------------------------------------
 // the arena's free list
@@ -62,15 +63,8 @@ static const char *const dit_cfg[] = {
     "sample_size", "8", "in_channels", "3", "patch_size", "2", "depth", "3", "hidden_size", "64",
     "num_heads", "4", "num_classes", "3", NULL};
 
-/* one training step (forward, MSE, backward) of `comp` on a fixed batch; the step arena
- * measured and the parameter gradients copied out */
-static step_result one_step(const rx_component *comp, const char *const *cfg, int C, int S, int release,
-                            int checkpointing) {
-    rx_ctx *c = rx_test_cpu_ctx();
-    rx_params *p = fx_params(comp, cfg);
-    rx_model *m = NULL;
-    ASSERT_OK(rx_model_create(c, comp, p, 11, &m));
-    rx_params_free(p);
+/* forward and MSE on a fixed batch (the same values every call), checkpointed blocks when asked */
+static rx_tensor *fixed_loss(rx_ctx *c, rx_model *m, int C, int S) {
     const int B = 4;
     rx_tensor *x = rx_empty(c, RX_SHAPE(B, C, S, S)), *y = rx_empty(c, RX_SHAPE(B, C, S, S));
     cr_assert(x && y);
@@ -78,9 +72,35 @@ static step_result one_step(const rx_component *comp, const char *const *cfg, in
     rx_test_randn(c, y, 2, 1.0f);
     rx_tensor *t = rx_from_host(c, RX_SHAPE(B), (float[]){3, 250, 500, 999});
     rx_tensor *labels = rx_from_host(c, RX_SHAPE(B), (float[]){0, 1, 2, 3});
-    c->checkpointing = checkpointing;
     rx_tensor *loss = rx_mse_loss(c, m->impl->forward(c, m, x, t, labels), y, NULL);
     cr_assert_not_null(loss, "%s", rx_last_error());
+    return loss;
+}
+
+/* one training step (forward, MSE, backward) of `comp` on a fixed batch; the step arena
+ * measured and the parameter gradients copied out. With fwd_plan, a first step learns the
+ * forward plan (autograd/liveness.h) and the measured second step runs with it, its arena
+ * peak counted from the start of that step. */
+static step_result one_step_planned(const rx_component *comp, const char *const *cfg, int C, int S, int release,
+                                    int checkpointing, int fwd_plan) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_params *p = fx_params(comp, cfg);
+    rx_model *m = NULL;
+    ASSERT_OK(rx_model_create(c, comp, p, 11, &m));
+    rx_params_free(p);
+    c->checkpointing = checkpointing;
+    if (fwd_plan) {
+        ASSERT_OK(rx_fwd_plan_create(c));
+        rx_fwd_plan_begin(c);
+        c->release_in_backward = release;
+        ASSERT_OK(rx_backward(c, fixed_loss(c, m, C, S)));
+        ASSERT_OK(rx_paramset_zero_grad(c, &m->params));
+        rx_step_end(c);
+        rx_arena_peak_reset(c->step);
+        c->release_in_backward = 0;
+        rx_fwd_plan_begin(c);
+    }
+    rx_tensor *loss = fixed_loss(c, m, C, S);
     step_result r = {.forward_bytes = rx_arena_data_used(c->step)};
     c->release_in_backward = release;
     ASSERT_OK(rx_backward(c, loss));
@@ -92,6 +112,11 @@ static step_result one_step(const rx_component *comp, const char *const *cfg, in
     rx_model_destroy(m);
     rx_ctx_destroy(c);
     return r;
+}
+
+static step_result one_step(const rx_component *comp, const char *const *cfg, int C, int S, int release,
+                            int checkpointing) {
+    return one_step_planned(comp, cfg, C, S, release, checkpointing, 0);
 }
 
 Test(step_memory, release_keeps_gradients_bit_identical_and_lowers_the_peak) {
@@ -135,7 +160,7 @@ static void expect_checkpointing_matches(const rx_component *comp, const char *c
  * its step peak against the real CPU step's, which also holds what kernels allocate inside
  * themselves (norm statistics, a conv's workspace while it runs) */
 static void expect_plan_close(const rx_component *comp, const char *const *cfg, int C, int S, int ckpt) {
-    step_result real = one_step(comp, cfg, C, S, 1, ckpt);
+    step_result real = one_step_planned(comp, cfg, C, S, 1, ckpt, !ckpt);   /* as the train stage runs it */
     rx_params *p = fx_params(comp, cfg);
     double planned = 0;
     ASSERT_OK(rx_memory_plan_step(comp, p, 4, 1, ckpt, &planned, NULL));
@@ -152,6 +177,27 @@ Test(step_memory, planned_peak_within_10_percent_of_the_real_step) {
     expect_plan_close(&rx_comp_model_unet, unet_cfg, 3, 16, 0);
     expect_plan_close(&rx_comp_model_unet, unet_cfg, 3, 16, 1);
     expect_plan_close(&rx_comp_model_dit, dit_cfg, 3, 8, 0);
+}
+
+/* the forward plan (autograd/liveness.h) gives back, during the forward, the outputs no backward
+ * reads: gradients bit for bit those of the step without it, less held when backward starts */
+static void expect_fwd_plan_matches(const rx_component *comp, const char *const *cfg, int C, int S) {
+    step_result plain = one_step(comp, cfg, C, S, 1, 0), planned = one_step_planned(comp, cfg, C, S, 1, 0, 1);
+    cr_assert_eq(plain.n, planned.n);
+    cr_expect_eq(memcmp(plain.grads, planned.grads, (size_t)plain.n * sizeof(float)), 0,
+                 "%s: gradients with the forward plan equal the step's without it bit for bit", comp->name);
+    cr_expect_lt(planned.forward_bytes, plain.forward_bytes, "%s", comp->name);
+    cr_expect_lt(planned.peak_bytes, plain.peak_bytes, "%s", comp->name);
+    cr_log_info("%s: forward %.3f -> %.3f MiB, step peak %.3f -> %.3f MiB with the forward plan\n", comp->name,
+                plain.forward_bytes / 1048576.0, planned.forward_bytes / 1048576.0, plain.peak_bytes / 1048576.0,
+                planned.peak_bytes / 1048576.0);
+    free(plain.grads);
+    free(planned.grads);
+}
+
+Test(step_memory, forward_plan_keeps_gradients_and_lowers_the_forward) {
+    expect_fwd_plan_matches(&rx_comp_model_unet, unet_cfg, 3, 16);
+    expect_fwd_plan_matches(&rx_comp_model_dit, dit_cfg, 3, 8);
 }
 
 Test(step_memory, checkpointed_unet_gradients_are_bit_identical) {

@@ -12,6 +12,7 @@
  * the forward's activations plus a few gradients, not activations plus all their gradients. */
 #include "kernels/ops.h"
 #include "autograd/checkpoint.h"
+#include "autograd/liveness.h"
 
 static int tensors_of(rx_node *n, rx_tensor *t[RX_MAX_IN + 5]) {
     int k = 0;
@@ -72,6 +73,7 @@ rx_status rx_backward_with(rx_ctx *c, rx_tensor *out, const rx_tensor *seed) {
     rx_tensor *g = rx_grad_of(c, out);
     if (!g) return c->err;
     RX_TRY(seed ? rx_tensor_copy(c, g, seed) : rx_tensor_fill(c, g, 1.0f));
+    RX_TRY(rx_fwd_plan_learn(c));   /* before mark_last_uses: it reads last_use as each output's maker */
     if (c->release_in_backward) mark_last_uses(c->tape);
     for (rx_node *n = c->tape; n; n = n->prev) {
         if (n->out->grad) {

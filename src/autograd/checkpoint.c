@@ -71,8 +71,8 @@ rx_tensor *rx_checkpoint(rx_ctx *c, rx_block_fn fn, const void *block, rx_tensor
     n->in[1] = cond;
     n->out = y;
     n->prev = c->tape;
+    n->index = c->n_nodes++;
     c->tape = n;
-    c->n_nodes++;
     return y;
 }
 

@@ -227,4 +227,5 @@ rx_status rx_arena_scope_end(rx_arena *a, int scope, const void *keep) {
 
 size_t rx_arena_data_used(const rx_arena *a) { return a->data_used; }
 size_t rx_arena_data_peak(const rx_arena *a) { return a->data_peak; }
+void rx_arena_peak_reset(rx_arena *a) { a->data_peak = a->data_used; }
 size_t rx_arena_system_allocs(const rx_arena *a) { return a->n_system; }

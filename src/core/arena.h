@@ -41,7 +41,8 @@ void      rx_arena_reset(rx_arena *a);                /* everything handed out b
 int       rx_arena_scope_begin(rx_arena *a);
 rx_status rx_arena_scope_end(rx_arena *a, int scope, const void *keep);
 size_t    rx_arena_data_used(const rx_arena *a);      /* bytes handed out since the last reset */
-size_t    rx_arena_data_peak(const rx_arena *a);      /* high-water mark over the arena's life */
+size_t    rx_arena_data_peak(const rx_arena *a);      /* high-water mark since creation or rx_arena_peak_reset */
+void      rx_arena_peak_reset(rx_arena *a);           /* the high-water mark starts again from what is in use */
 size_t    rx_arena_system_allocs(const rx_arena *a);  /* number of chunk allocations so far (tests: no malloc in the loop) */
 
 #endif

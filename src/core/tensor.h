@@ -54,6 +54,7 @@ typedef struct rx_node {
     float      f[4];                 /* float arguments                             */
     rx_tensor *saved[4];             /* tensors the forward keeps for backward       */
     struct rx_node *prev;            /* tape link (reverse order)                    */
+    int64_t    index;                /* position on the step's tape, 0 = recorded first */
     const struct rx_checkpoint_info *checkpoint;   /* a checkpointed block (op -1): replayed, not a kernel */
 } rx_node;
 
@@ -89,6 +90,12 @@ typedef struct rx_ctx {
     int        release_in_backward; /* backward frees each intermediate and its gradient after
                                        their last use (training: only the loss is read after) */
     int        checkpointing;  /* blocks applied through rx_checkpoint recompute in backward */
+    /* autograd/liveness.h: the forward gives back what no backward reads. The plan's own step
+     * after each recorded node and its destructor come as pointers: core/ and kernels/ sit
+     * below autograd/. NULL when no plan is attached. */
+    struct rx_fwd_plan *fwd_plan;
+    rx_status (*fwd_plan_recorded)(struct rx_ctx *c, rx_node *n);
+    void      (*fwd_plan_free)(struct rx_fwd_plan *p);
 } rx_ctx;
 
 static inline rx_status rx_ctx_status(const rx_ctx *c) { return c->err; }

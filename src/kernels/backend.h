@@ -7,13 +7,16 @@
 #include "core/tensor.h"
 
 typedef enum {
-#define OP(ID, name, family) RX_OP_##ID,
+#define OP(ID, name, family, reads) RX_OP_##ID,
 #include "ops.def"
 #undef OP
     RX_OP_COUNT
 } rx_op;
 
 extern const char *const rx_op_names[RX_OP_COUNT];
+/* ops.def's bwd_reads column: bit i = the backward reads node->in[i]'s data, RX_BWD_READS_OUT = node->out's */
+#define RX_BWD_READS_OUT (1u << RX_MAX_IN)
+extern const uint8_t rx_op_bwd_reads[RX_OP_COUNT];
 
 typedef rx_status (*rx_kernel_fn)(rx_ctx *c, rx_node *n);
 

@@ -2,10 +2,24 @@
 #include <stdarg.h>
 
 const char *const rx_op_names[RX_OP_COUNT] = {
-#define OP(ID, name, family) [RX_OP_##ID] = #name,
+#define OP(ID, name, family, reads) [RX_OP_##ID] = #name,
 #include "ops.def"
 #undef OP
 };
+
+#define X0 (1u << 0)
+#define X1 (1u << 1)
+#define X2 (1u << 2)
+#define Y  RX_BWD_READS_OUT
+const uint8_t rx_op_bwd_reads[RX_OP_COUNT] = {
+#define OP(ID, name, family, reads) [RX_OP_##ID] = (reads),
+#include "ops.def"
+#undef OP
+};
+#undef X0
+#undef X1
+#undef X2
+#undef Y
 
 int rx_inputs_ok(rx_ctx *c, int n, ...) {
     if (c->err) return 0;
@@ -37,6 +51,11 @@ rx_tensor *rx_node_run(rx_ctx *c, rx_node *n) {
     if (!n || c->err) return NULL;
     rx_kernel_fn f = c->be->fwd[n->op];
     if (!f) return rx_ctx_fail(c, RX_ERR_UNIMPLEMENTED, "%s: no forward kernel on backend %s", rx_op_names[n->op], c->be->name);
+    if (c->fwd_plan)   /* a graph that left the plan's could reach a tensor the plan gave back */
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] && n->in[i]->numel > 0 && !n->in[i]->data)
+                return rx_ctx_fail(c, RX_ERR_INTERNAL, "%s: input %d was given back by the forward plan (this step's graph "
+                                   "differs from the one the plan learned)", rx_op_names[n->op], i);
     rx_status s = f(c, n);
     if (s != RX_OK) {
         if (!c->err) { c->err = s; }   /* the kernel wrote the message with rx_fail */
@@ -48,8 +67,12 @@ rx_tensor *rx_node_run(rx_ctx *c, rx_node *n) {
         if (needs) {
             n->out->requires_grad = 1;
             n->prev = c->tape;
+            n->index = c->n_nodes++;
             c->tape = n;
-            c->n_nodes++;
+            if (c->fwd_plan_recorded && (s = c->fwd_plan_recorded(c, n)) != RX_OK) {
+                if (!c->err) c->err = s;
+                return NULL;
+            }
         }
     }
     return n->out;

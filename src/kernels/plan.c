@@ -68,12 +68,12 @@ static const rx_backend plan_backend = {
     .mem = {.device = RX_DEV_PLAN, .data_alloc = {fake_alloc, fake_free, NULL}, .to_device = no_copy,
             .to_host = zeros_to_host, .copy = no_copy, .fill = no_fill},
     .fwd = {
-#define OP(ID, name, family) [RX_OP_##ID] = plan_fwd,
+#define OP(ID, name, family, reads) [RX_OP_##ID] = plan_fwd,
 #include "ops.def"
 #undef OP
     },
     .bwd = {
-#define OP(ID, name, family) [RX_OP_##ID] = plan_bwd,
+#define OP(ID, name, family, reads) [RX_OP_##ID] = plan_bwd,
 #include "ops.def"
 #undef OP
     },

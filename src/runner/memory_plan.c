@@ -3,6 +3,7 @@
 #include "blocks/model.h"
 #include "kernels/ops.h"
 #include "kernels/cuda_backend.h"
+#include "autograd/liveness.h"
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +14,21 @@ static const rx_params *section(const rx_config *cfg, const char *path, const rx
     const rx_params *p = NULL;
     if (rx_config_section_params(cfg, path, comp, &p) != RX_OK) { rx_clear_error(); return NULL; }
     return p;
+}
+
+/* one planned step on c: forward (without grad unless train), the training loss (weighted MSE
+ * on the prediction, as the train stage's denoiser), backward */
+static rx_status planned_step(rx_ctx *c, rx_model *m, int B, int train) {
+    const int C = m->in_channels, S = m->sample_size;
+    rx_set_grad_enabled(c, train);
+    rx_fwd_plan_begin(c);
+    rx_tensor *x = rx_empty(c, RX_SHAPE(B, C, S, S)), *t = rx_empty(c, RX_SHAPE(B));
+    rx_tensor *labels = m->num_classes > 0 ? rx_empty(c, RX_SHAPE(B)) : NULL;
+    rx_tensor *y = m->impl->forward(c, m, x, t, labels);
+    if (y && m->learn_sigma) y = rx_slice(c, y, 1, 0, C);
+    if (!y || !train) return rx_ctx_status(c);
+    rx_tensor *loss = rx_mse_loss(c, y, rx_empty_like(c, y), rx_empty(c, RX_SHAPE(B)));
+    return loss ? rx_backward(c, loss) : rx_ctx_status(c);
 }
 
 rx_status rx_memory_plan_step(const rx_component *mc, const rx_params *mp, int B, int train, int checkpointing,
@@ -27,16 +43,43 @@ rx_status rx_memory_plan_step(const rx_component *mc, const rx_params *mp, int B
         out->grads = (double)rx_arena_data_used(c->persist) - out->weights;
     }
     if (!s) {
-        const int C = m->in_channels, S = m->sample_size;
-        rx_set_grad_enabled(c, train);
         c->checkpointing = checkpointing;
         c->release_in_backward = 1;
-        rx_tensor *x = rx_empty(c, RX_SHAPE(B, C, S, S)), *t = rx_empty(c, RX_SHAPE(B));
-        rx_tensor *labels = m->num_classes > 0 ? rx_empty(c, RX_SHAPE(B)) : NULL;
-        rx_tensor *y = m->impl->forward(c, m, x, t, labels);
-        if (train && y) s = rx_backward(c, rx_mean(c, y));
-        else if (!y) s = rx_ctx_status(c);
+        c->training = train;
+        /* training: a first step learns the forward plan (liveness.h), the second runs with it,
+         * as every real step does (the train stage learns its first plan this way too) */
+        if (train && !checkpointing) {
+            s = rx_fwd_plan_create(c);
+            if (!s) s = planned_step(c, m, B, train);
+            rx_step_end(c);
+            rx_arena_peak_reset(c->step);
+        }
+        if (!s) s = planned_step(c, m, B, train);
         *step_bytes = (double)rx_arena_data_peak(c->step);
+    }
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+    return s;
+}
+
+rx_status rx_memory_plan_train_forward(rx_experiment *ex, rx_train_batch *b, int64_t step) {
+    rx_ctx *c = NULL;
+    rx_model *m = NULL;
+    RX_TRY(rx_ctx_create(rx_backend_plan(), NULL, 0, &c));
+    rx_status s = rx_model_create(c, ex->model_sec.comp, ex->model_sec.params, 0, &m);
+    if (!s) s = rx_fwd_plan_create(c);
+    if (!s) {
+        rx_experiment shadow = *ex;   /* the train stage's own loss, on the planning context */
+        shadow.ctx = c;
+        shadow.model = m;
+        c->training = ex->ctx->training;
+        c->release_in_backward = 1;
+        rx_set_grad_enabled(c, 1);
+        rx_fwd_plan_begin(c);
+        rx_tensor *loss = NULL;
+        s = ex->task->loss(&shadow, b, step, &loss);
+        if (!s) s = rx_backward(c, loss);
+        if (!s) s = rx_fwd_plan_copy(ex->ctx, c);
     }
     rx_model_destroy(m);
     rx_ctx_destroy(c);

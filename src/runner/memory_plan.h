@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include "registry/registry.h"
+#include "runner/experiment.h"
 
 typedef struct rx_memory_plan {
     int64_t parameters;
@@ -22,10 +23,16 @@ typedef struct rx_memory_plan {
 } rx_memory_plan;
 
 /* The step arena's peak for one step of `model` (params mp) at batch B on a fresh planning
- * context: training (forward, mean, backward with release; checkpointed blocks when asked) or a
+ * context: training (forward, weighted MSE, backward with release, the forward plan learned in a first step; checkpointed blocks when asked) or a
  * forward without grad. out, when given, gets the parameter count, weights and gradients. */
 rx_status rx_memory_plan_step(const rx_component *model, const rx_params *mp, int B, int train, int checkpointing,
                               double *step_bytes, rx_memory_plan *out);
+
+/* The forward plan of ex's training step (autograd/liveness.h), learned by running the train
+ * stage's own loss and backward on the planning backend, and installed in ex->ctx: so the
+ * first real step, whose peak sizes the step arena, frees in its forward as later steps do.
+ * b and step: the step's batch buffers (make_batch is rerun by the real step, the same). */
+rx_status rx_memory_plan_train_forward(rx_experiment *ex, rx_train_batch *b, int64_t step);
 
 /* Plans a resolved config's training (when it has a train section) and sampling. */
 rx_status rx_memory_plan_config(const rx_config *cfg, rx_memory_plan *out);

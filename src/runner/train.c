@@ -14,6 +14,8 @@
 #include "experiment.h"
 #include "checkpoint.h"
 #include "autograd/optim.h"
+#include "autograd/liveness.h"
+#include "runner/memory_plan.h"
 #include "data/loader.h"
 #include <math.h>
 #include <string.h>
@@ -99,6 +101,8 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
     c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
     rx_tensor *loss = NULL;
     c->checkpointing = rx_param_bool(ex->train, "gradient_checkpointing");
+    if (!c->checkpointing && !c->fwd_plan) RX_TRY(rx_memory_plan_train_forward(ex, b, step));
+    rx_fwd_plan_begin(c);   /* the forward gives back what no backward reads (autograd/liveness.h) */
     RX_TRY(ex->task->loss(ex, b, step, &loss));
     c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
     RX_TRY(rx_backward(c, loss));

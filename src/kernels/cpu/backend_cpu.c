@@ -59,12 +59,12 @@ static const rx_backend cpu_backend = {
     .name = "cpu",
     .mem = {.device = RX_DEV_CPU, .to_device = cpu_copy, .to_host = cpu_copy, .copy = cpu_copy, .fill = cpu_fill},
     .fwd = {
-#define OP(ID, name, family) [RX_OP_##ID] = cpu_##name##_fwd,
+#define OP(ID, name, family, reads) [RX_OP_##ID] = cpu_##name##_fwd,
 #include "kernels/ops.def"
 #undef OP
     },
     .bwd = {
-#define OP(ID, name, family) [RX_OP_##ID] = cpu_##name##_bwd,
+#define OP(ID, name, family, reads) [RX_OP_##ID] = cpu_##name##_bwd,
 #include "kernels/ops.def"
 #undef OP
     },

@@ -10,7 +10,7 @@
 #include "kernels/backend.h"
 #include "kernels/dispatch.h"
 
-#define OP(ID, name, family) \
+#define OP(ID, name, family, reads) \
     rx_status cpu_##name##_fwd(rx_ctx *c, rx_node *n) __attribute__((weak)); \
     rx_status cpu_##name##_bwd(rx_ctx *c, rx_node *n) __attribute__((weak));
 #include "kernels/ops.def"

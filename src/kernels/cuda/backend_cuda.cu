@@ -11,12 +11,12 @@ rx_backend rx_cuda_backend_table = {
     {RX_DEV_CUDA, {rx_cuda_dev_alloc, rx_cuda_dev_free, nullptr}, rx_cuda_to_device, rx_cuda_to_host, rx_cuda_copy,
      rx_cuda_fill},
     {
-#define OP(ID, name, family) cuda_##name##_fwd,
+#define OP(ID, name, family, reads) cuda_##name##_fwd,
 #include "kernels/ops.def"
 #undef OP
     },
     {
-#define OP(ID, name, family) cuda_##name##_bwd,
+#define OP(ID, name, family, reads) cuda_##name##_bwd,
 #include "kernels/ops.def"
 #undef OP
     },
@@ -28,7 +28,7 @@ rx_backend rx_cuda_backend_table = {
 };
 
 // the table is indexed by RX_OP_*: the X-macro lists must have exactly RX_OP_COUNT entries
-#define OP(ID, name, family) +1
+#define OP(ID, name, family, reads) +1
 static_assert(0
 #include "kernels/ops.def"
               == RX_OP_COUNT, "ops.def and rx_op disagree");

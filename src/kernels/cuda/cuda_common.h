@@ -23,7 +23,7 @@ extern "C" {
 
 // the kernels, one pair per op in ops.def (cuda/<family>.cu); weak, as the CPU's, so the
 // table links while a family is missing (tests/cuda/test_cuda_table.c lists what is missing)
-#define OP(ID, name, family) \
+#define OP(ID, name, family, reads) \
     rx_status cuda_##name##_fwd(rx_ctx *c, rx_node *n) __attribute__((weak)); \
     rx_status cuda_##name##_bwd(rx_ctx *c, rx_node *n) __attribute__((weak));
 #include "kernels/ops.def"
