@@ -19,18 +19,15 @@
  * RUNEXP_DATA to where it lives).
  *
  * runexp's own accounting, next to the RSS: the persistent arena (parameters, their gradients,
- * Adam's m and v, the EMA copy) and the step arena's peak (everything the step allocates, kept
- * until the step ends). With --breakdown the step arena is split by op: the bench swaps the
- * context's backend for a copy whose kernels are wrapped, and each wrapper reads the step arena's
- * bytes before and after the real kernel. Allocations are attributed as
- *   out      the op's output (allocated by the op's front-end just before its kernel)
- *   saved    what the forward kernel keeps in node->saved[] for backward (attention's P,
- *            group_norm's mean and rstd, ...)
- *   fscratch any other allocation inside the forward kernel (conv2d's im2col buffers, ...)
- *   grads    gradients of the op's inputs, allocated by rx_backward just before its kernel
- *   bscratch allocations inside the backward kernel (im2col, weight-gradient partials, dP, ...)
- * and allocations between ops that are none of these (the step's inputs copied from the host)
- * as `other`. The columns add up to the step arena's peak exactly.
+ * Adam's m and v, the EMA copy) and the step arena's peak. With --breakdown, what the step arena
+ * holds when backward starts (the forward's peak, what PyTorch's "saved for backward" compares
+ * with), by the op that made it: the bench swaps the context's backend for a copy whose kernels
+ * are wrapped, and the first backward kernel walks the tape:
+ *   out      the op's outputs still held (not views, not given back by the forward plan)
+ *   saved    what the forward kernels keep in node->saved[] besides the output (group_norm's
+ *            mean and rstd, attention's row log-sum-exp, ...)
+ * and the rest of the arena (the step's inputs copied from the host) as `other`. The columns add
+ * up to the step arena in use when backward starts.
  *
  * Guards (the machine is shared): each child gets RLIMIT_AS = limit + 3 GiB (CPU only; CUDA
  * reserves address space far beyond what it uses) and the parent polls its VmRSS every 20 ms
@@ -99,18 +96,17 @@ static double mem_available_gib(void) { return proc_kib("/proc/meminfo", "MemAva
  * step-arena accounting by op: a copy of the backend whose kernels are wrapped */
 
 typedef struct op_bytes {
-    long long fwd_calls, bwd_calls;
-    size_t out, saved, fscratch, grads, bscratch;
+    long long fwd_calls;
+    size_t out, saved;   /* held when backward starts */
 } op_bytes;
 
 static rx_backend g_wrapped;                  /* the copy the context runs on */
 static rx_kernel_fn g_fwd[RX_OP_COUNT], g_bwd[RX_OP_COUNT];   /* the real kernels */
 static op_bytes g_ops[RX_OP_COUNT];
-static size_t g_other;         /* allocations between ops that are not op outputs (step inputs) */
-static size_t g_mark;          /* step arena bytes in use when the last wrapped kernel returned */
+static size_t g_other;         /* held when backward starts and made by no op: the step's inputs */
 static size_t g_after_forward, g_after_backward;
 static int g_in_backward;
-/* the largest single saved / scratch allocations, for the notes: attention's P per layer */
+/* the largest single saved tensor of attention (P with the reference kernel, the LSE with flash) */
 static size_t g_attn_p_max;
 static long long g_attn_layers;
 
@@ -119,52 +115,45 @@ static size_t tensor_bytes(const rx_tensor *t) { return round64((size_t)t->numel
 
 static void accounting_reset(void) {
     memset(g_ops, 0, sizeof g_ops);
-    g_other = g_mark = g_after_forward = g_after_backward = 0;
+    g_other = g_after_forward = g_after_backward = 0;
     g_in_backward = 0;
     g_attn_p_max = 0;
     g_attn_layers = 0;
 }
 
-static rx_status fwd_wrapped(rx_ctx *c, rx_node *n) {
-    size_t before = rx_arena_data_used(c->step);
-    if (before < g_mark || g_in_backward) {   /* the step arena was reset: a new step began */
-        g_mark = 0;
-        g_in_backward = 0;
+static rx_status fwd_wrapped(rx_ctx *c, rx_node *n) {   /* (a checkpointed block's recomputation too) */
+    g_ops[n->op].fwd_calls++;
+    return g_fwd[n->op](c, n);
+}
+
+/* when backward starts: what each node still holds (its output unless a view or given back by
+ * the forward plan, and what it saved), by op; the rest of the arena is the step's inputs */
+static void count_held(rx_ctx *c) {
+    for (int op = 0; op < RX_OP_COUNT; op++) g_ops[op].out = g_ops[op].saved = 0;
+    size_t held = 0;
+    for (const rx_node *n = c->tape; n; n = n->prev) {
+        if (n->op < 0) continue;
+        op_bytes *o = &g_ops[n->op];
+        if (n->out->data && !n->out->is_view) { o->out += tensor_bytes(n->out); held += tensor_bytes(n->out); }
+        for (int k = 0; k < 4; k++)
+            if (n->saved[k] && n->saved[k] != n->out && n->saved[k]->data) {
+                o->saved += tensor_bytes(n->saved[k]);
+                held += tensor_bytes(n->saved[k]);
+            }
+        if (n->op == RX_OP_ATTENTION && n->saved[0]) {
+            g_attn_layers++;
+            if (tensor_bytes(n->saved[0]) > g_attn_p_max) g_attn_p_max = tensor_bytes(n->saved[0]);
+        }
     }
-    op_bytes *o = &g_ops[n->op];
-    const size_t out = n->op == RX_OP_RESHAPE ? 0 : tensor_bytes(n->out);   /* reshape is a view */
-    const size_t gap = before - g_mark;
-    o->out += out;
-    g_other += gap > out ? gap - out : 0;
-    rx_status s = g_fwd[n->op](c, n);
-    const size_t after = rx_arena_data_used(c->step);
-    size_t saved = 0;
-    for (int k = 0; k < 4; k++)
-        if (n->saved[k]) saved += tensor_bytes(n->saved[k]);
-    if (saved > after - before) saved = after - before;
-    o->saved += saved;
-    o->fscratch += after - before - saved;
-    o->fwd_calls++;
-    if (n->op == RX_OP_ATTENTION && n->saved[0]) {
-        g_attn_layers++;
-        if (tensor_bytes(n->saved[0]) > g_attn_p_max) g_attn_p_max = tensor_bytes(n->saved[0]);
-    }
-    g_mark = after;
-    g_after_forward = after;
-    return s;
+    g_after_forward = rx_arena_data_used(c->step);
+    g_other = g_after_forward > held ? g_after_forward - held : 0;
 }
 
 static rx_status bwd_wrapped(rx_ctx *c, rx_node *n) {
-    const size_t before = rx_arena_data_used(c->step);
+    if (!g_in_backward) count_held(c);   /* the tape's newest node runs first */
     g_in_backward = 1;
-    op_bytes *o = &g_ops[n->op];
-    o->grads += before - g_mark;   /* rx_backward allocated the grads of this node's inputs (and the loss's seed) */
     rx_status s = g_bwd[n->op](c, n);
-    const size_t after = rx_arena_data_used(c->step);
-    o->bscratch += after - before;
-    o->bwd_calls++;
-    g_mark = after;
-    g_after_backward = after;
+    g_after_backward = rx_arena_data_used(c->step);
     return s;
 }
 
@@ -181,8 +170,7 @@ static void wrap_backend(rx_ctx *c) {
 
 static int cmp_op_total(const void *a, const void *b) {
     const op_bytes *x = &g_ops[*(const int *)a], *y = &g_ops[*(const int *)b];
-    const size_t tx = x->out + x->saved + x->fscratch + x->grads + x->bscratch;
-    const size_t ty = y->out + y->saved + y->fscratch + y->grads + y->bscratch;
+    const size_t tx = x->out + x->saved, ty = y->out + y->saved;
     return (tx < ty) - (tx > ty);
 }
 
@@ -190,24 +178,22 @@ static void print_breakdown(int B) {
     int order[RX_OP_COUNT];
     for (int i = 0; i < RX_OP_COUNT; i++) order[i] = i;
     qsort(order, RX_OP_COUNT, sizeof *order, cmp_op_total);
-    printf("  step arena by op, batch %d (MiB; fwd: out, saved, scratch; bwd: input grads, scratch)\n", B);
-    printf("  %-20s %6s %9s %9s %9s %9s %9s %10s\n", "op", "calls", "out", "saved", "fscratch", "grads", "bscratch", "total");
-    size_t col[5] = {0};
+    printf("  step arena when backward starts, batch %d, by the op that made it (MiB)\n", B);
+    printf("  %-20s %6s %9s %9s %10s\n", "op", "calls", "out", "saved", "total");
+    size_t col[2] = {0};
     for (int k = 0; k < RX_OP_COUNT; k++) {
         const op_bytes *o = &g_ops[order[k]];
-        const size_t t = o->out + o->saved + o->fscratch + o->grads + o->bscratch;
-        if (!t && !o->fwd_calls) continue;
-        printf("  %-20s %6lld %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f\n", rx_op_names[order[k]], o->fwd_calls, o->out / MIB,
-               o->saved / MIB, o->fscratch / MIB, o->grads / MIB, o->bscratch / MIB, t / MIB);
-        col[0] += o->out; col[1] += o->saved; col[2] += o->fscratch; col[3] += o->grads; col[4] += o->bscratch;
+        if (!o->out && !o->saved && !o->fwd_calls) continue;
+        printf("  %-20s %6lld %9.1f %9.1f %10.1f\n", rx_op_names[order[k]], o->fwd_calls, o->out / MIB, o->saved / MIB,
+               (o->out + o->saved) / MIB);
+        col[0] += o->out; col[1] += o->saved;
     }
-    printf("  %-20s %6s %9.1f %9s %9s %9s %9s %10.1f\n", "other (inputs)", "", g_other / MIB, "", "", "", "", g_other / MIB);
-    const size_t sum = col[0] + col[1] + col[2] + col[3] + col[4] + g_other;
-    printf("  %-20s %6s %9.1f %9.1f %9.1f %9.1f %9.1f %10.1f\n", "sum", "", (col[0] + g_other) / MIB, col[1] / MIB,
-           col[2] / MIB, col[3] / MIB, col[4] / MIB, sum / MIB);
+    printf("  %-20s %6s %9.1f %9s %10.1f\n", "other (inputs)", "", g_other / MIB, "", g_other / MIB);
+    printf("  %-20s %6s %9.1f %9.1f %10.1f\n", "sum", "", (col[0] + g_other) / MIB, col[1] / MIB,
+           (col[0] + col[1] + g_other) / MIB);
     printf("  step arena after forward %.1f MiB, after backward %.1f MiB\n", g_after_forward / MIB, g_after_backward / MIB);
     if (g_attn_layers)
-        printf("  attention: %lld layers keep P for backward, the largest %.1f MiB (%.1f MiB per image)\n", g_attn_layers,
+        printf("  attention: %lld layers, the largest saved tensor %.1f MiB (%.1f MiB per image)\n", g_attn_layers,
                g_attn_p_max / MIB, g_attn_p_max / MIB / B);
     fflush(stdout);
 }
