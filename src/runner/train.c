@@ -101,7 +101,11 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
     c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
     rx_tensor *loss = NULL;
     c->checkpointing = rx_param_bool(ex->train, "gradient_checkpointing");
-    if (!c->checkpointing && !c->fwd_plan) RX_TRY(rx_memory_plan_train_forward(ex, b, step));
+    if (!c->checkpointing && !c->fwd_plan && rx_memory_plan_train_forward(ex, b, step) != RX_OK) {
+        /* only an earlier start of the saving: without it this step learns the plan itself */
+        rx_clear_error();
+        RX_TRY(rx_fwd_plan_create(c));
+    }
     rx_fwd_plan_begin(c);   /* the forward gives back what no backward reads (autograd/liveness.h) */
     RX_TRY(ex->task->loss(ex, b, step, &loss));
     c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
