@@ -14,32 +14,29 @@ import sys
 BARRIER_CALLS = ("__syncthreads", "__shfl", "rx_block_sum", "rx_block_max", "rx_warp_sum", "rx_warp_max")
 
 
+def matching(text, q, opening, closing, step=1):
+    """index of the bracket that closes the one at text[q] (step -1: search backwards from a closing one)"""
+    depth = 0
+    while True:
+        if text[q] == opening:
+            depth += 1
+        elif text[q] == closing:
+            depth -= 1
+            if depth == 0:
+                return q
+        q += step
+
+
 def functions(text, qualifier):
     """(name, body) of every function defined with `qualifier` (__global__ or __device__)"""
     for m in re.finditer(qualifier + r"\b[^;{}()]*?(\w+)\s*\(", text):
-        depth, q = 0, m.end() - 1
-        while True:   # the end of the parameter list
-            if text[q] == "(":
-                depth += 1
-            elif text[q] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            q += 1
+        q = matching(text, m.end() - 1, "(", ")")   # the end of the parameter list
         b = q + 1
         while b < len(text) and text[b] not in "{;":
             b += 1
         if b >= len(text) or text[b] == ";":
             continue   # a declaration
-        depth, q = 0, b
-        while True:
-            if text[q] == "{":
-                depth += 1
-            elif text[q] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            q += 1
+        q = matching(text, b, "{", "}")
         yield m.group(1), text[b:q]
 
 
@@ -87,15 +84,7 @@ def rewrite(text, fiber_kernels):
         # the callee: an identifier, optionally with template arguments <...>, before <<<
         k = j
         if text[k - 1] == ">":
-            depth = 0
-            while True:
-                k -= 1
-                if text[k] == ">":
-                    depth += 1
-                elif text[k] == "<":
-                    depth -= 1
-                    if depth == 0:
-                        break
+            k = matching(text, k - 1, ">", "<", -1)
         while k > 0 and (text[k - 1].isalnum() or text[k - 1] == "_"):
             k -= 1
         callee = text[k:j]
@@ -107,15 +96,7 @@ def rewrite(text, fiber_kernels):
         while text[p].isspace():
             p += 1
         assert text[p] == "(", "launch without arguments near: " + text[j - 40:j + 40]
-        depth, q = 0, p
-        while True:
-            if text[q] == "(":
-                depth += 1
-            elif text[q] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            q += 1
+        q = matching(text, p, "(", ")")
         args = text[p + 1:q]
         base = callee.split("<")[0].strip()
         out += text[i:k] + "rx_emu_launch(dim3(%s), dim3(%s), %s, %s, %d, [&]() { %s(%s); })" % (
