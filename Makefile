@@ -65,11 +65,18 @@ BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 .PHONY: all test test-run test-cuda test-cuda-run demo deps install clean bench data docs
 all: $(BIN) $(LIB)
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on the flags they were built with: the stamp's name is a hash of them, so
+# `make CUDA=0` then `make` (or a changed ARCH or CFLAGS) rebuilds instead of linking objects
+# compiled for another configuration.
+FLAGS_STAMP := $(BUILD)/flags-$(shell printf '%s' "$(CC) $(CFLAGS) $(NVCC) $(NVFLAGS) $(CUDA)" | md5sum | cut -c1-12)
+$(FLAGS_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/flags-* && touch $@
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
 
