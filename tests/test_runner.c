@@ -719,6 +719,38 @@ Test(runner, guidance_sweep_trains_once_and_summarises) {
     cr_assert_eq(count_substr(read_text(P("%s/log.txt", forced.last)), "train: 6 steps"), 1);
 }
 
+/* an 8x8 RGB image folder, class sub-folders a/ and b/, four images each; pixel bytes
+ * (seed * 31 + i * 7 + k) */
+static void write_image_folder(const char *dir, int seed) {
+    uint8_t img[3 * 8 * 8];
+    for (int c = 0; c < 2; c++) {
+        const char *sub = P("%s/%c", dir, 'a' + c);
+        ASSERT_OK(rx_fs_mkdir_p(sub));
+        for (int i = 0; i < 4; i++) {
+            for (int k = 0; k < (int)sizeof img; k++) img[k] = (uint8_t)(seed * 31 + (c * 4 + i) * 7 + k);
+            ASSERT_OK(rx_png_write_u8(P("%s/%d.png", sub, i), img, 3, 8, 8));
+        }
+    }
+}
+
+/* the stage cache keys training by its data too (issue 19): the same config over a data set
+ * whose files changed trains again; over the same files it reuses the weights */
+Test(runner, changed_data_is_not_served_from_the_stage_cache) {
+    const char *root = own(strdup(T("results"))), *data = own(strdup(T("images")));
+    write_image_folder(data, 1);
+    const char *set = own(strdup(P("dataset={name: imagefolder, path: %s}", data)));
+    result first = RUNEXP("first", TINY, "--results", root, "--set", set);
+    RUN_OK(first);
+    result same = RUNEXP("same", TINY, "--results", root, "--set", set);
+    RUN_OK(same);
+    cr_assert_str_eq(run_field(same.last, "train_reused_from"), first.last, "unchanged files: the training is reused");
+    write_image_folder(data, 2);   /* same names, same sizes, other pixels */
+    result changed = RUNEXP("changed", TINY, "--results", root, "--set", set);
+    RUN_OK(changed);
+    cr_assert_null(run_field(changed.last, "train_reused_from"), "changed pixels: trained again");
+    cr_assert_str_neq(run_field(changed.last, "train_hash"), run_field(first.last, "train_hash"));
+}
+
 Test(runner, sampler_sweep_trains_once) {
     const char *root = own(strdup(T("results")));
     result s = RUNEXP("sweep", TINY, "--results", root, "--sweep", "sampler.steps=1,2,4");

@@ -120,7 +120,7 @@ rx_status rx_ckpt_load(rx_ctx *c, const char *path, const rx_ckpt_group *groups,
     if (!s) snprintf(m.config_hash, sizeof m.config_hash, "%s", h ? h : "");
     m.seed = (uint64_t)seed;
     if (!s && expect_hash && strcmp(m.config_hash, expect_hash) != 0)
-        s = rx_fail(RX_ERR_CONFIG, "%s: checkpoint of config %s, but this run's training config hashes to %s", path,
+        s = rx_fail(RX_ERR_CONFIG, "%s: checkpoint of training config %s, but this run's training config and data hash to %s", path,
                     m.config_hash, expect_hash);
     int present[16] = {0};
     if (!s && n_groups > 16) s = rx_fail(RX_ERR_ARG, "checkpoint: too many groups");
