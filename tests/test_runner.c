@@ -16,6 +16,7 @@
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "kernels/backend.h"
+#include "kernels/cuda_backend.h"
 #include "runner/checkpoint.h"
 #include "runner/pipeline.h"
 
@@ -403,6 +404,17 @@ Test(runner, bad_input_exits_2_and_writes_nothing) {
         cr_assert(strstr(r.err, bc->message), "%s: message lacks '%s':\n%s", bc->what, bc->message, r.err);
         cr_assert(!rx_fs_exists(root), "%s: %s was created", bc->what, root);
     }
+}
+
+/* a sweep whose points cannot run here (issue 19) is refused before its directory exists,
+ * not run point by point into a summary of failures */
+Test(runner, sweep_on_an_unavailable_backend_exits_2_and_writes_nothing) {
+    if (rx_cuda_device_count() > 0) cr_skip_test("a CUDA device answers here: backend cuda is available");
+    const char *root = own(strdup(T("results")));
+    result r = RUNEXP("sweep", TINY, "--backend", "cuda", "--sweep", "guidance.scale=1,2", "--results", root);
+    cr_assert_eq(r.code, 2, "exit %d\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, "sweep point 1 of 2: backend: cuda requested"), "%s", r.err);
+    cr_assert(!rx_fs_exists(root), "%s was created", root);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
  * cache when an earlier run finished it with the same hash, and the run's records. */
 #include "runner/memory_plan.h"
 #include "runner/pipeline.h"
+#include "kernels/cuda_backend.h"
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
 #include <dirent.h>
@@ -137,9 +138,19 @@ static rx_status check_memory(const rx_config *cfg, const rx_run_options *opt) {
     return rx_memory_plan_check_fits(&plan, ckpt);
 }
 
+rx_status rx_run_preflight(const rx_config *cfg, const rx_run_options *opt) {
+    const rx_params *top = NULL;
+    if (rx_config_section_params(cfg, "", NULL, &top) != RX_OK) return RX_OK;   /* the build names the error */
+    const char *want = opt->backend ? opt->backend : rx_param_str(top, "backend");
+    if (!strcmp(want, "cuda") && rx_cuda_device_count() <= 0)
+        return rx_fail(RX_ERR_CONFIG, "backend: cuda requested but no CUDA device answers on this machine "
+                                      "(backend: cpu or auto runs on the CPU)");
+    return check_memory(cfg, opt);
+}
+
 rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir, size_t n, json_t **metrics,
                         int *config_error) {
-    rx_status s = check_memory(cfg, opt);
+    rx_status s = rx_run_preflight(cfg, opt);
     if (s) {
         if (s == RX_ERR_CONFIG) *config_error = 1;
         return s;

@@ -9,6 +9,10 @@
 
 #include "runner/experiment.h"
 
+/* What refuses a run before anything is written (exit 2): `backend: cuda` with no device, a
+ * run predicted not to fit in memory. rx_run_config calls it; a sweep calls it for every
+ * point before it creates its directory. */
+rx_status rx_run_preflight(const rx_config *cfg, const rx_run_options *opt);
 /* one run of cfg in a new run directory (its path in run_dir). metrics (may be NULL)
  * receives the eval metrics object (caller decrefs). */
 rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir, size_t n, json_t **metrics,

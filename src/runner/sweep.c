@@ -259,6 +259,14 @@ rx_status rx_run_sweep(rx_config *cfg, const char *const *cli_axes, int n_cli_ax
             if (errs.n) rx_clear_error();
             *config_error = 1;
         }
+        /* and every point can run here (backend, memory): refused up front, no sweep directory */
+        for (int p = 0; p < total && !s; p++)
+            if ((s = rx_run_preflight(point_cfg[p], opt)) != RX_OK) {
+                char why[1024];   /* rx_fail formats into the buffer rx_last_error() points at */
+                snprintf(why, sizeof why, "%s", rx_last_error());
+                rx_fail(s, "sweep point %d of %d: %s", p + 1, total, why);
+                *config_error = s == RX_ERR_CONFIG;
+            }
     }
     char sweep_dir[1200] = "";
     if (!s) {
