@@ -763,6 +763,23 @@ Test(runner, changed_data_is_not_served_from_the_stage_cache) {
     cr_assert_str_neq(run_field(changed.last, "train_hash"), run_field(first.last, "train_hash"));
 }
 
+/* a cached training whose checkpoint went bad: the error names the cache entry and --force */
+Test(runner, corrupt_cached_training_says_force_retrains) {
+    const char *root = own(strdup(T("results")));
+    result first = RUNEXP("first", TINY, "--results", root);
+    RUN_OK(first);
+    FILE *f = fopen(P("%s/checkpoints/last.safetensors", first.last), "r+b");
+    cr_assert(f);
+    cr_assert_eq(fseek(f, 20, SEEK_SET), 0);
+    cr_assert_eq(fwrite("garbage", 1, 7, f), 7);   /* inside the JSON header */
+    fclose(f);
+    result again = RUNEXP("again", TINY, "--results", root);
+    cr_assert_neq(again.code, 0);
+    cr_assert(strstr(again.err, first.last) && strstr(again.err, "--force trains again"), "%s", again.err);
+    result forced = RUNEXP("forced", TINY, "--results", root, "--force");
+    RUN_OK(forced);
+}
+
 Test(runner, sampler_sweep_trains_once) {
     const char *root = own(strdup(T("results")));
     result s = RUNEXP("sweep", TINY, "--results", root, "--sweep", "sampler.steps=1,2,4");

@@ -57,7 +57,12 @@ static rx_status reuse_training(rx_experiment *ex, rx_run *run, const char *cach
     char path[1400];
     snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", cached);
     rx_ckpt_group g[2] = {{"model", &ex->model->params, 0}, {"ema", &ex->ema, 1}};
-    RX_TRY(rx_ckpt_load(ex->ctx, path, g, ex->ema.n ? 2 : 1, ex->train_hash, NULL));
+    rx_status s = rx_ckpt_load(ex->ctx, path, g, ex->ema.n ? 2 : 1, ex->train_hash, NULL);
+    if (s) {   /* every later run of this config would find the same entry: say how to get past it */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", rx_last_error());
+        return rx_fail(s, "%s (the stage cache's training of %s; --force trains again)", why, cached);
+    }
     rx_run_log(run, "train: reusing the trained weights of %s (same training config)", cached);
     rx_run_set(run, "train_reused_from", json_string(cached));
     return RX_OK;
