@@ -599,6 +599,25 @@ Test(config_parse, positions_of_keys_and_values) {
     rx_config_errors_clear(&errs);
 }
 
+// A node that aliases itself would expand forever. Reference: the YAML text itself; the
+// mapping case is the one whose key leaked on the error path (issue 19: LeakSanitizer, so
+// run this under `make SANITIZE=1` to check the leak, not only the refusal).
+Test(config_parse, self_referential_alias_refused) {
+    static const char *const texts[] = {"a: &x\n  k: *x\n", "a: &x\n  - *x\n", "a: &x\n  k: [1, {j: *x}]\n"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        rx_config_errors errs = {0};
+        rx_cfg_node *root = NULL;
+        cr_expect_eq(rx_yaml_parse_string(texts[i], strlen(texts[i]), "self.yaml", &root, &errs), RX_ERR_CONFIG,
+                     "text %zu accepted", i);
+        cr_expect_null(root);
+        cr_expect_eq(errs.n, 1, "text %zu: %d errors", i, errs.n);
+        if (errs.n >= 1)
+            cr_expect(strstr(errs.items[0].message, "self.yaml:") && strstr(errs.items[0].message, "recursive alias"),
+                      "text %zu: %s", i, errs.items[0].message);
+        rx_config_errors_clear(&errs);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // sweep axes
 

@@ -388,7 +388,9 @@ static rx_cfg_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *f
                 continue;
             }
             rx_cfg_node *v = convert(doc, yv, file, depth + 1, errs);
-            if (!v || rx_cfg_map_put(n, k, v) != RX_OK) { rx_cfg_free(n); return NULL; }
+            // rx_cfg_map_put frees k and v when it fails; a failed convert leaves k to us
+            if (!v) { rx_cfg_free(k); rx_cfg_free(n); return NULL; }
+            if (rx_cfg_map_put(n, k, v) != RX_OK) { rx_cfg_free(n); return NULL; }
         }
         return n;
     }
