@@ -618,6 +618,34 @@ Test(config_parse, self_referential_alias_refused) {
     }
 }
 
+// libyaml's reader decodes the whole input before scanning and reports bad UTF-8 with a
+// byte offset only (issue 19: "bad UTF-8 on line 25 is reported at 1:1"). Reference: the
+// positions counted by hand in the texts below (1-based; a column is a character).
+Test(config_parse, bad_utf8_reported_at_its_line) {
+    char text[1024] = "";
+    for (int i = 1; i < 25; i++) snprintf(text + strlen(text), sizeof text - strlen(text), "k%d: %d\n", i, i);
+    strcat(text, "bad: \"\xc3\xa9\xff\"\n");   // line 25: 'bad: "' is 6 characters, e-acute the 7th
+    strcat(text, "after: 1\n");
+    static const struct { const char *tail; int line, col; const char *what; } cases[] = {
+        {NULL, 25, 8, "utf.yaml:25:8: yaml: invalid leading UTF-8 octet 0xff"},
+        {"x: \"a\x01\"\r\n", 1, 6, "utf.yaml:1:6: yaml: control characters are not allowed (U+0001)"},
+        {"x: 1\r\ny: 2\rz: \"\x80\"\n", 3, 5, "utf.yaml:3:5: yaml: invalid leading UTF-8 octet 0x80"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *t = cases[i].tail ? cases[i].tail : text;
+        rx_config_errors errs = {0};
+        rx_cfg_node *root = NULL;
+        cr_expect_eq(rx_yaml_parse_string(t, strlen(t), "utf.yaml", &root, &errs), RX_ERR_CONFIG, "case %zu accepted", i);
+        cr_expect_null(root);
+        cr_assert_eq(errs.n, 1, "case %zu: %d errors", i, errs.n);
+        cr_expect_eq(errs.items[0].line, cases[i].line, "case %zu: %s", i, errs.items[0].message);
+        cr_expect_eq(errs.items[0].col, cases[i].col, "case %zu: %s", i, errs.items[0].message);
+        cr_expect(strstr(errs.items[0].message, cases[i].what) == errs.items[0].message, "case %zu: %s", i,
+                  errs.items[0].message);
+        rx_config_errors_clear(&errs);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // sweep axes
 

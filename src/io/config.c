@@ -399,8 +399,36 @@ static rx_cfg_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *f
     }
 }
 
-static void yaml_error(rx_config_errors *errs, const yaml_parser_t *p, const char *name) {
+// Line and column (1-based, columns in characters as libyaml counts them) of byte `offset`
+// of UTF-8 text. Line breaks: \n, \r\n and \r (NEL, LS and PS are not counted).
+static void text_position(const char *text, size_t len, size_t offset, int *line, int *col) {
+    *line = 1;
+    *col = 1;
+    if (offset > len) offset = len;
+    for (size_t i = 0; i < offset; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n' || (c == '\r' && !(i + 1 < len && text[i + 1] == '\n'))) { (*line)++; *col = 1; }
+        else if (c != '\r' && (c & 0xC0) != 0x80) (*col)++;   // continuation bytes are not characters
+    }
+}
+
+static void yaml_error(rx_config_errors *errs, const yaml_parser_t *p, const char *name, const char *text, size_t len) {
     const yaml_mark_t *m = &p->problem_mark;
+    if (p->error == YAML_READER_ERROR) {
+        // The reader decodes the whole input before the scanner starts, so it never sets
+        // problem_mark (which would say 1:1); problem_offset is the byte offset of the bad
+        // input. Configs are UTF-8; for UTF-16 input the position is approximate.
+        int line, col;
+        text_position(text, len, p->problem_offset, &line, &col);
+        // problem_value is the offending byte for the "... octet" problems, else a code point
+        if (p->problem_value >= 0 && p->problem && strstr(p->problem, "octet"))
+            rx_config_error_loc(errs, name, line, col, "yaml: %s 0x%02x", p->problem, (unsigned)p->problem_value);
+        else if (p->problem_value >= 0 && p->problem)
+            rx_config_error_loc(errs, name, line, col, "yaml: %s (U+%04X)", p->problem, (unsigned)p->problem_value);
+        else
+            rx_config_error_loc(errs, name, line, col, "yaml: %s", p->problem ? p->problem : "bad input");
+        return;
+    }
     if (p->context)
         rx_config_error_loc(errs, name, (int)m->line + 1, (int)m->column + 1, "yaml: %s %s (line %d)",
                             p->problem ? p->problem : "syntax error", p->context, (int)p->context_mark.line + 1);
@@ -420,7 +448,7 @@ rx_status rx_yaml_parse_string(const char *text, size_t len, const char *name, r
     yaml_document_t doc;
     rx_status st = RX_OK;
     if (!yaml_parser_load(&parser, &doc)) {
-        yaml_error(errs, &parser, name);
+        yaml_error(errs, &parser, name, text, len);
     } else {
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         if (root) {
@@ -433,7 +461,7 @@ rx_status rx_yaml_parse_string(const char *text, size_t len, const char *name, r
             // one document per file: a second one is almost certainly a mistake
             yaml_document_t second;
             if (!yaml_parser_load(&parser, &second)) {
-                yaml_error(errs, &parser, name);
+                yaml_error(errs, &parser, name, text, len);
             } else {
                 yaml_node_t *r2 = yaml_document_get_root_node(&second);
                 if (r2)
