@@ -7,6 +7,7 @@
  * change them. Tests run from the repository root (as `make test` does). */
 #include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 #include "testutil.h"
 #include "io/config.h"
@@ -597,6 +598,140 @@ Test(config_parse, positions_of_keys_and_values) {
     cr_assert_eq(rx_yaml_parse_string("a: 1\n---\nb: 2\n", 14, "two", &root, &errs), RX_ERR_CONFIG);
     cr_assert(strstr(errs.items[0].message, "two:3:1: yaml: more than one document"), "%s", errs.items[0].message);
     rx_config_errors_clear(&errs);
+}
+
+// A node that aliases itself would expand forever. Reference: the YAML text itself; the
+// mapping case is the one whose key leaked on the error path (issue 19: LeakSanitizer, so
+// run this under `make SANITIZE=1` to check the leak, not only the refusal).
+Test(config_parse, self_referential_alias_refused) {
+    static const char *const texts[] = {"a: &x\n  k: *x\n", "a: &x\n  - *x\n", "a: &x\n  k: [1, {j: *x}]\n"};
+    static const char *const at[] = {"self.yaml:2:6: ", "self.yaml:2:5: ", "self.yaml:2:14: "};   // the alias
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        rx_config_errors errs = {0};
+        rx_cfg_node *root = NULL;
+        cr_expect_eq(rx_yaml_parse_string(texts[i], strlen(texts[i]), "self.yaml", &root, &errs), RX_ERR_CONFIG,
+                     "text %zu accepted", i);
+        cr_expect_null(root);
+        cr_expect_eq(errs.n, 1, "text %zu: %d errors", i, errs.n);
+        if (errs.n >= 1)
+            cr_expect(strstr(errs.items[0].message, at[i]) == errs.items[0].message &&
+                      strstr(errs.items[0].message, "recursive alias"), "text %zu: %s", i, errs.items[0].message);
+        rx_config_errors_clear(&errs);
+    }
+}
+
+// Issue 19: a ~500-byte "billion laughs" (8 levels of 10 aliases each, 10^8 nodes expanded)
+// took 45-90 s and ~19 GB before failing. Reference: the file's own text (the alias on line 6
+// is the first whose copy crosses 100,000 nodes: l0..l4 and l5's key and list are 12,353
+// nodes, *l4 is 11,111, so the eighth *l4 on line 6, at column 45, would make 101,241). The time bound is a guard against the exponential case,
+// not a benchmark: it fails in well under 0.1 s.
+Test(config_parse, alias_bomb_fails_fast_at_the_alias) {
+    char path[] = "/tmp/rx_test_bomb_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "l0: &l0 \"lol\"\n");
+    for (int i = 1; i <= 8; i++) {
+        fprintf(f, "l%d: &l%d [", i, i);
+        for (int j = 0; j < 10; j++) fprintf(f, "%s*l%d", j ? ", " : "", i - 1);
+        fprintf(f, "]\n");
+    }
+    fclose(f);
+    rx_config_errors errs = {0};
+    rx_cfg_node *root = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rx_status st = rx_yaml_parse_file(path, &root, &errs);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    unlink(path);
+    double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    cr_expect_eq(st, RX_ERR_CONFIG);
+    cr_expect_null(root);
+    cr_expect_lt(seconds, 2.0, "took %.2f s", seconds);
+    cr_assert_eq(errs.n, 1, "%d errors", errs.n);
+    char want[128];
+    snprintf(want, sizeof want, "%s:6:45: yaml: alias *l4 expands to 11111 nodes", path);
+    cr_expect(strstr(errs.items[0].message, want) == errs.items[0].message, "%s", errs.items[0].message);
+    cr_expect(strstr(errs.items[0].message, "limit of 100000 nodes"), "%s", errs.items[0].message);
+    rx_config_errors_clear(&errs);
+}
+
+// The limit counts every node, keys and alias copies included, and aliases below it still
+// expand. Reference: counting by hand: {k: [N items]} is N + 3 nodes.
+Test(config_parse, node_limit_is_exact_and_aliases_below_it_expand) {
+    for (int over = 0; over <= 1; over++) {
+        int items = 100000 - 3 + over;
+        size_t cap = 8 + 2 * (size_t)items;
+        char *text = malloc(cap);
+        cr_assert_not_null(text);
+        char *p = text + sprintf(text, "k: [");
+        for (int i = 0; i < items; i++) { *p++ = i ? ',' : '0'; if (i) *p++ = '0'; }
+        strcpy(p, "]\n");
+        rx_config_errors errs = {0};
+        rx_cfg_node *root = NULL;
+        rx_status st = rx_yaml_parse_string(text, strlen(text), "big.yaml", &root, &errs);
+        if (!over) {
+            cr_expect_eq(st, RX_OK, "%d items refused", items);
+            cr_expect_eq(root ? rx_cfg_map_get(root, "k")->n : -1, items);
+        } else {
+            cr_expect_eq(st, RX_ERR_CONFIG, "%d items accepted", items);
+            cr_expect(errs.n == 1 && strstr(errs.items[0].message, "big.yaml:1:") &&
+                      strstr(errs.items[0].message, "more than the limit of 100000 nodes"),
+                      "%s", errs.n ? errs.items[0].message : "(no error)");
+        }
+        rx_cfg_free(root);
+        rx_config_errors_clear(&errs);
+        free(text);
+    }
+    // nested aliases under the limit: l3 is 1 + 10 * 111 = 1111 nodes, copied with positions
+    const char *small = "l0: &l0 x\nl1: &l1 [*l0, *l0]\nl2: &l2 {a: *l1, b: *l1}\nl3: [*l2, *l2]\n";
+    rx_config_errors errs = {0};
+    rx_cfg_node *root = NULL;
+    cr_assert_eq(rx_yaml_parse_string(small, strlen(small), "ok.yaml", &root, &errs), RX_OK);
+    const rx_cfg_node *leaf = rx_cfg_path(root, "l3[1].b[1]");
+    cr_assert_not_null(leaf);
+    cr_expect_str_eq(leaf->text, "x");
+    cr_expect_eq(leaf->line, 1);   // the anchored scalar's position, as written
+    cr_expect_eq(leaf->col, 5);
+    rx_cfg_free(root);
+    // deeper than 64 levels through an alias: fails at the alias
+    char deep[1024] = "d: &d ";
+    for (int i = 0; i < 60; i++) strcat(deep, "[");
+    for (int i = 0; i < 60; i++) strcat(deep, "]");
+    strcat(deep, "\ne: [[[[[*d]]]]]\n");
+    cr_assert_eq(rx_yaml_parse_string(deep, strlen(deep), "deep.yaml", &root, &errs), RX_ERR_CONFIG);
+    cr_expect(strstr(errs.items[0].message, "deep.yaml:2:9: yaml: alias *d nests deeper than 64 levels") ==
+              errs.items[0].message, "%s", errs.items[0].message);
+    rx_config_errors_clear(&errs);
+}
+
+// libyaml's reader decodes the whole input before scanning and reports bad UTF-8 with a
+// byte offset only (issue 19: "bad UTF-8 on line 25 is reported at 1:1"). Reference: the
+// positions counted by hand in the texts below (1-based; a column is a character).
+Test(config_parse, bad_utf8_reported_at_its_line) {
+    char text[1024] = "";
+    for (int i = 1; i < 25; i++) snprintf(text + strlen(text), sizeof text - strlen(text), "k%d: %d\n", i, i);
+    strcat(text, "bad: \"\xc3\xa9\xff\"\n");   // line 25: 'bad: "' is 6 characters, e-acute the 7th
+    strcat(text, "after: 1\n");
+    static const struct { const char *tail; int line, col; const char *what; } cases[] = {
+        {NULL, 25, 8, "utf.yaml:25:8: yaml: invalid leading UTF-8 octet 0xff"},
+        {"x: \"a\x01\"\r\n", 1, 6, "utf.yaml:1:6: yaml: control characters are not allowed (U+0001)"},
+        {"x: 1\r\ny: 2\rz: \"\x80\"\n", 3, 5, "utf.yaml:3:5: yaml: invalid leading UTF-8 octet 0x80"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *t = cases[i].tail ? cases[i].tail : text;
+        rx_config_errors errs = {0};
+        rx_cfg_node *root = NULL;
+        cr_expect_eq(rx_yaml_parse_string(t, strlen(t), "utf.yaml", &root, &errs), RX_ERR_CONFIG, "case %zu accepted", i);
+        cr_expect_null(root);
+        cr_assert_eq(errs.n, 1, "case %zu: %d errors", i, errs.n);
+        cr_expect_eq(errs.items[0].line, cases[i].line, "case %zu: %s", i, errs.items[0].message);
+        cr_expect_eq(errs.items[0].col, cases[i].col, "case %zu: %s", i, errs.items[0].message);
+        cr_expect(strstr(errs.items[0].message, cases[i].what) == errs.items[0].message, "case %zu: %s", i,
+                  errs.items[0].message);
+        rx_config_errors_clear(&errs);
+    }
 }
 
 // ---------------------------------------------------------------------------

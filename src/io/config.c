@@ -331,9 +331,23 @@ rx_cfg_node *rx_cfg_path(const rx_cfg_node *root, const char *path) {
 }
 
 // ---------------------------------------------------------------------------
-// parsing (libyaml document API)
+// parsing (libyaml event API)
+//
+// The tree is built from libyaml's events rather than its document API: the document API
+// keeps an alias only as a shared node index, so neither where the alias was written nor
+// what expanding it costs is known until the copy is made. Here an alias is an event with
+// its own position, and its anchor's size is known before anything is copied.
 
 #define MAX_DEPTH 64
+
+// Nodes one file may create, keys and alias copies included. An alias copies its anchor's
+// whole subtree, so ~400 bytes of nested aliases (a "billion laughs") expand to 10^8 nodes:
+// tens of seconds and ~19 GB before this limit existed (issue 19). Measured: the largest
+// file in experiments/ and tests/configs/ has 188 nodes, the largest resolved config
+// (`runexp check`, every default filled) 247; 100,000 leaves room for long lists (sweeps,
+// file lists) while a file at the limit parses in ~0.06 s with ~16 MB peak RSS. The check
+// is made before an alias is copied, so a bomb stops having built at most this many nodes.
+#define MAX_NODES 100000
 
 static const char *type_noun(const rx_cfg_node *n) {
     if (!n) return "nothing";
@@ -342,63 +356,225 @@ static const char *type_noun(const rx_cfg_node *n) {
     return rx_cfg_is_null(n) ? "null" : "a scalar";
 }
 
-static rx_cfg_node *convert(yaml_document_t *doc, yaml_node_t *yn, const char *file, int depth,
-                        rx_config_errors *errs) {
-    int line = (int)yn->start_mark.line + 1, col = (int)yn->start_mark.column + 1;
-    if (depth > MAX_DEPTH) {
-        rx_config_error_loc(errs, file, line, col, "yaml: nested deeper than %d levels (recursive alias?)", MAX_DEPTH);
-        return NULL;
+typedef struct {
+    char        *name;
+    rx_cfg_node *node;     // NULL while the anchored node is still open: an alias to it is recursive
+    long         size;     // nodes in its subtree, keys included
+    int          height;   // levels below it (0 for a scalar)
+    int          line, col;
+} yaml_anchor;
+
+typedef struct {
+    rx_cfg_node *node;
+    rx_cfg_node *key;        // a mapping's key waiting for its value
+    int          drop_value; // the key was refused: its value is read, then dropped
+    int          anchor;     // index in the anchor table, or -1
+    long         size;
+    int          height;
+} open_node;
+
+typedef struct {
+    const char       *file;
+    rx_config_errors *errs;
+    open_node         open[MAX_DEPTH + 1];   // root at open[0]
+    int               depth;                 // open nodes
+    yaml_anchor      *anchors;
+    int               n_anchors, cap_anchors;
+    long              nodes;                 // created so far
+    rx_cfg_node      *root;
+    rx_cfg_node      *dropped;  // refused keys and their values: anchors may still point into them
+} yaml_loader;
+
+static void loader_free(yaml_loader *ld, int keep_root) {
+    for (int i = 0; i < ld->depth; i++) {
+        rx_cfg_free(ld->open[i].key);
+        rx_cfg_free(ld->open[i].node);
     }
-    switch (yn->type) {
-    case YAML_SCALAR_NODE: {
+    for (int i = 0; i < ld->n_anchors; i++) free(ld->anchors[i].name);
+    free(ld->anchors);
+    rx_cfg_free(ld->dropped);
+    if (!keep_root) rx_cfg_free(ld->root);
+}
+
+// Return values of the loader steps: go on, stop with an error in errs, stop out of memory.
+enum { LOAD_OK = 1, LOAD_ERROR = 0, LOAD_OOM = -1 };
+
+static int loader_drop(yaml_loader *ld, rx_cfg_node *n) {
+    if (!ld->dropped && !(ld->dropped = rx_cfg_new_seq(ld->file, 0, 0))) { rx_cfg_free(n); return LOAD_OOM; }
+    return rx_cfg_seq_push(ld->dropped, n) == RX_OK ? LOAD_OK : LOAD_OOM;
+}
+
+// Gives a finished node (size nodes, height levels) to the open node above it.
+static int loader_attach(yaml_loader *ld, rx_cfg_node *n, long size, int height) {
+    if (!n) return LOAD_OOM;
+    if (ld->depth == 0) { ld->root = n; return LOAD_OK; }
+    open_node *p = &ld->open[ld->depth - 1];
+    p->size += size;
+    if (height + 1 > p->height) p->height = height + 1;
+    if (p->node->type == RX_CFG_SEQ) return rx_cfg_seq_push(p->node, n) == RX_OK ? LOAD_OK : LOAD_OOM;
+    if (p->drop_value) {
+        p->drop_value = 0;
+        return loader_drop(ld, n);
+    }
+    if (!p->key) {
+        int first = n->type == RX_CFG_SCALAR ? rx_cfg_map_find(p->node, n->text) : -1;
+        if (n->type != RX_CFG_SCALAR)
+            rx_config_error_at(ld->errs, n, "yaml: a key must be a scalar, got %s", type_noun(n));
+        else if (first >= 0)
+            rx_config_error_at(ld->errs, n, "yaml: duplicate key '%s' (first at line %d)", n->text,
+                               p->node->keys[first]->line);
+        else {
+            p->key = n;
+            return LOAD_OK;
+        }
+        p->drop_value = 1;
+        return loader_drop(ld, n);
+    }
+    rx_cfg_node *k = p->key;
+    p->key = NULL;
+    return rx_cfg_map_put(p->node, k, n) == RX_OK ? LOAD_OK : LOAD_OOM;
+}
+
+// Counts `more` new nodes at depth `depth` reaching `height` levels further down, against the limits.
+static int loader_room(yaml_loader *ld, const yaml_mark_t *m, long more, int depth, int height, const char *alias) {
+    int line = (int)m->line + 1, col = (int)m->column + 1;
+    if (depth + height > MAX_DEPTH) {
+        if (alias)
+            rx_config_error_loc(ld->errs, ld->file, line, col, "yaml: alias *%s nests deeper than %d levels", alias,
+                                MAX_DEPTH);
+        else
+            rx_config_error_loc(ld->errs, ld->file, line, col, "yaml: nested deeper than %d levels", MAX_DEPTH);
+        return LOAD_ERROR;
+    }
+    if (more > MAX_NODES - ld->nodes) {
+        if (alias)
+            rx_config_error_loc(ld->errs, ld->file, line, col,
+                                "yaml: alias *%s expands to %ld nodes, which takes the file past the limit of "
+                                "%d nodes (nested aliases?)", alias, more, MAX_NODES);
+        else
+            rx_config_error_loc(ld->errs, ld->file, line, col, "yaml: the file has more than the limit of %d nodes",
+                                MAX_NODES);
+        return LOAD_ERROR;
+    }
+    ld->nodes += more;
+    return LOAD_OK;
+}
+
+static int loader_anchor(yaml_loader *ld, const yaml_char_t *name, const yaml_mark_t *m) {
+    if (!name) return -1;
+    if (ld->n_anchors == ld->cap_anchors) {
+        int cap = ld->cap_anchors ? 2 * ld->cap_anchors : 8;
+        yaml_anchor *grown = realloc(ld->anchors, (size_t)cap * sizeof *grown);
+        if (!grown) return -2;
+        ld->anchors = grown;
+        ld->cap_anchors = cap;
+    }
+    yaml_anchor *a = &ld->anchors[ld->n_anchors];
+    if (!(a->name = strdup((const char *)name))) return -2;
+    a->node = NULL;
+    a->size = 1;
+    a->height = 0;
+    a->line = (int)m->line + 1;
+    a->col = (int)m->column + 1;
+    return ld->n_anchors++;
+}
+
+static int loader_event(yaml_loader *ld, const yaml_event_t *ev) {
+    const yaml_mark_t *m = &ev->start_mark;
+    int line = (int)m->line + 1, col = (int)m->column + 1;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT: {
+        int st = loader_room(ld, m, 1, ld->depth, 0, NULL);
+        if (st != LOAD_OK) return st;
         // libyaml keeps the text with its length; config text never holds NUL bytes
-        char *text = strndup((const char *)yn->data.scalar.value, yn->data.scalar.length);
-        if (!text) return NULL;
-        rx_cfg_node *n = rx_cfg_new_scalar(text, yn->data.scalar.style != YAML_PLAIN_SCALAR_STYLE, file, line, col);
+        char *text = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+        if (!text) return LOAD_OOM;
+        rx_cfg_node *n = rx_cfg_new_scalar(text, ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE, ld->file, line, col);
         free(text);
-        return n;
+        if (!n) return LOAD_OOM;
+        int a = loader_anchor(ld, ev->data.scalar.anchor, m);
+        if (a == -2) { rx_cfg_free(n); return LOAD_OOM; }
+        if (a >= 0) ld->anchors[a].node = n;
+        return loader_attach(ld, n, 1, 0);
     }
-    case YAML_SEQUENCE_NODE: {
-        rx_cfg_node *n = rx_cfg_new_seq(file, line, col);
-        if (!n) return NULL;
-        for (yaml_node_item_t *it = yn->data.sequence.items.start; it < yn->data.sequence.items.top; it++) {
-            yaml_node_t *child = yaml_document_get_node(doc, *it);
-            rx_cfg_node *c = child ? convert(doc, child, file, depth + 1, errs) : NULL;
-            if (!c || rx_cfg_seq_push(n, c) != RX_OK) { rx_cfg_free(n); return NULL; }
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+        int st = loader_room(ld, m, 1, ld->depth, 0, NULL);
+        if (st != LOAD_OK) return st;
+        int is_map = ev->type == YAML_MAPPING_START_EVENT;
+        rx_cfg_node *n = is_map ? rx_cfg_new_map(ld->file, line, col) : rx_cfg_new_seq(ld->file, line, col);
+        if (!n) return LOAD_OOM;
+        int a = loader_anchor(ld, is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor, m);
+        if (a == -2) { rx_cfg_free(n); return LOAD_OOM; }
+        ld->open[ld->depth++] = (open_node){.node = n, .anchor = a, .size = 1};
+        return LOAD_OK;
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT: {
+        open_node o = ld->open[--ld->depth];
+        rx_cfg_free(o.key);   // libyaml always pairs a key with a value (an empty scalar at worst)
+        if (o.anchor >= 0) {
+            ld->anchors[o.anchor].node = o.node;
+            ld->anchors[o.anchor].size = o.size;
+            ld->anchors[o.anchor].height = o.height;
         }
-        return n;
+        return loader_attach(ld, o.node, o.size, o.height);
     }
-    case YAML_MAPPING_NODE: {
-        rx_cfg_node *n = rx_cfg_new_map(file, line, col);
-        if (!n) return NULL;
-        for (yaml_node_pair_t *pr = yn->data.mapping.pairs.start; pr < yn->data.mapping.pairs.top; pr++) {
-            yaml_node_t *yk = yaml_document_get_node(doc, pr->key), *yv = yaml_document_get_node(doc, pr->value);
-            if (!yk || !yv) { rx_cfg_free(n); return NULL; }
-            rx_cfg_node *k = convert(doc, yk, file, depth + 1, errs);
-            if (!k) { rx_cfg_free(n); return NULL; }
-            if (k->type != RX_CFG_SCALAR) {
-                rx_config_error_at(errs, k, "yaml: a key must be a scalar, got %s", type_noun(k));
-                rx_cfg_free(k);
-                continue;
-            }
-            if (rx_cfg_map_find(n, k->text) >= 0) {
-                const rx_cfg_node *first = n->keys[rx_cfg_map_find(n, k->text)];
-                rx_config_error_at(errs, k, "yaml: duplicate key '%s' (first at line %d)", k->text, first->line);
-                rx_cfg_free(k);
-                continue;
-            }
-            rx_cfg_node *v = convert(doc, yv, file, depth + 1, errs);
-            if (!v || rx_cfg_map_put(n, k, v) != RX_OK) { rx_cfg_free(n); return NULL; }
+    case YAML_ALIAS_EVENT: {
+        const char *name = (const char *)ev->data.alias.anchor;
+        const yaml_anchor *a = NULL;
+        for (int i = ld->n_anchors - 1; i >= 0 && !a; i--)   // the latest definition of a name counts
+            if (strcmp(ld->anchors[i].name, name) == 0) a = &ld->anchors[i];
+        if (!a) {
+            rx_config_error_loc(ld->errs, ld->file, line, col, "yaml: undefined alias *%s", name);
+            return LOAD_ERROR;
         }
-        return n;
+        if (!a->node) {
+            rx_config_error_loc(ld->errs, ld->file, line, col,
+                                "yaml: alias *%s is inside the node it names (line %d): a recursive alias", name,
+                                a->line);
+            return LOAD_ERROR;
+        }
+        int st = loader_room(ld, m, a->size, ld->depth, a->height, name);
+        if (st != LOAD_OK) return st;
+        // the copy keeps the anchored node's positions: errors about it point at what was written there
+        return loader_attach(ld, rx_cfg_clone(a->node), a->size, a->height);
     }
-    default:
-        return NULL;
+    default:   // stream and document events are handled by the caller
+        return LOAD_OK;
     }
 }
 
-static void yaml_error(rx_config_errors *errs, const yaml_parser_t *p, const char *name) {
+// Line and column (1-based, columns in characters as libyaml counts them) of byte `offset`
+// of UTF-8 text. Line breaks: \n, \r\n and \r (NEL, LS and PS are not counted).
+static void text_position(const char *text, size_t len, size_t offset, int *line, int *col) {
+    *line = 1;
+    *col = 1;
+    if (offset > len) offset = len;
+    for (size_t i = 0; i < offset; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c == '\n' || (c == '\r' && !(i + 1 < len && text[i + 1] == '\n'))) { (*line)++; *col = 1; }
+        else if (c != '\r' && (c & 0xC0) != 0x80) (*col)++;   // continuation bytes are not characters
+    }
+}
+
+static void yaml_error(rx_config_errors *errs, const yaml_parser_t *p, const char *name, const char *text, size_t len) {
     const yaml_mark_t *m = &p->problem_mark;
+    if (p->error == YAML_READER_ERROR) {
+        // The reader decodes the whole input before the scanner starts, so it never sets
+        // problem_mark (which would say 1:1); problem_offset is the byte offset of the bad
+        // input. Configs are UTF-8; for UTF-16 input the position is approximate.
+        int line, col;
+        text_position(text, len, p->problem_offset, &line, &col);
+        // problem_value is the offending byte for the "... octet" problems, else a code point
+        if (p->problem_value >= 0 && p->problem && strstr(p->problem, "octet"))
+            rx_config_error_loc(errs, name, line, col, "yaml: %s 0x%02x", p->problem, (unsigned)p->problem_value);
+        else if (p->problem_value >= 0 && p->problem)
+            rx_config_error_loc(errs, name, line, col, "yaml: %s (U+%04X)", p->problem, (unsigned)p->problem_value);
+        else
+            rx_config_error_loc(errs, name, line, col, "yaml: %s", p->problem ? p->problem : "bad input");
+        return;
+    }
     if (p->context)
         rx_config_error_loc(errs, name, (int)m->line + 1, (int)m->column + 1, "yaml: %s %s (line %d)",
                             p->problem ? p->problem : "syntax error", p->context, (int)p->context_mark.line + 1);
@@ -415,32 +591,34 @@ rx_status rx_yaml_parse_string(const char *text, size_t len, const char *name, r
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) return rx_fail(RX_ERR_OOM, "yaml: out of memory");
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    yaml_document_t doc;
+    yaml_loader ld = {.file = name, .errs = errs};
     rx_status st = RX_OK;
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_error(errs, &parser, name);
-    } else {
-        yaml_node_t *root = yaml_document_get_root_node(&doc);
-        if (root) {
-            int errs_before = errs->n;
-            *out = convert(&doc, root, name, 0, errs);
-            if (!*out && errs->n == errs_before) st = rx_fail(RX_ERR_OOM, "yaml: out of memory reading %s", name);
+    int documents = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            yaml_error(errs, &parser, name, text, len);
+            break;
         }
-        yaml_document_delete(&doc);
-        if (root && st == RX_OK) {
+        yaml_event_type_t type = ev.type;
+        int rc = LOAD_OK;
+        if (type == YAML_DOCUMENT_START_EVENT) {
+            documents++;
+        } else if (documents == 1) {
+            rc = loader_event(&ld, &ev);
+        } else if (type != YAML_DOCUMENT_END_EVENT && type != YAML_STREAM_END_EVENT && type != YAML_STREAM_START_EVENT) {
             // one document per file: a second one is almost certainly a mistake
-            yaml_document_t second;
-            if (!yaml_parser_load(&parser, &second)) {
-                yaml_error(errs, &parser, name);
-            } else {
-                yaml_node_t *r2 = yaml_document_get_root_node(&second);
-                if (r2)
-                    rx_config_error_loc(errs, name, (int)r2->start_mark.line + 1, (int)r2->start_mark.column + 1,
-                                        "yaml: more than one document in the file");
-                yaml_document_delete(&second);
-            }
+            rx_config_error_loc(errs, name, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
+                                "yaml: more than one document in the file");
+            rc = LOAD_ERROR;
         }
+        yaml_event_delete(&ev);
+        if (rc == LOAD_OOM) st = rx_fail(RX_ERR_OOM, "yaml: out of memory reading %s", name);
+        if (rc != LOAD_OK || type == YAML_STREAM_END_EVENT) break;
     }
+    int complete = st == RX_OK && ld.depth == 0;
+    loader_free(&ld, complete);
+    if (complete) *out = ld.root;
     yaml_parser_delete(&parser);
     if (st == RX_OK && errs->n > before) {
         st = rx_config_errors_status(errs);
