@@ -658,12 +658,14 @@ static int cmp_layout(const void *a, const void *b) {
 static rx_status add_checksums(json_t *meta, st_entry **layout, int n) {
     for (int i = 0; i < n; i++) {
         const st_entry *e = layout[i];
-        char key[1024], hex[17];
-        if ((size_t)snprintf(key, sizeof key, "%s%s", RX_ST_SUM_PREFIX, e->name) >= sizeof key)
-            return rx_fail(RX_ERR_ARG, "safetensors writer: tensor name '%s' is too long", e->name);
+        size_t klen = strlen(RX_ST_SUM_PREFIX) + strlen(e->name) + 1;
+        char *key = malloc(klen), hex[17];
+        if (!key) return rx_fail(RX_ERR_OOM, "safetensors writer: out of memory");
+        snprintf(key, klen, "%s%s", RX_ST_SUM_PREFIX, e->name);
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)st_xxh64(e->data, e->nbytes));
-        if (json_object_set_new(meta, key, json_string(hex)))
-            return rx_fail(RX_ERR_ARG, "safetensors writer: tensor name '%s' is not valid UTF-8", e->name);
+        int bad = json_object_set_new(meta, key, json_string(hex));
+        free(key);
+        if (bad) return rx_fail(RX_ERR_ARG, "safetensors writer: tensor name '%s' is not valid UTF-8", e->name);
     }
     return RX_OK;
 }
