@@ -428,3 +428,138 @@ Test(safetensors, writer_rejects_bad_input_and_leaves_no_temp_files) {
     closedir(d);
     cr_assert_eq(n, 1);
 }
+
+/* ---- checksums (issue 19): one flipped byte in a tensor's data is refused, naming it ----
+ * Reference: the XXH64 definition (xxHash spec, seed 0); the literal sums below are xxHash's
+ * own values (XXH64 of "" is 0xef46db3751d8e999; of "abc" 0x44bc2cf5ad770999), the rest of
+ * these tests assert refusal and acceptance, not values computed by the code under test. */
+
+/* A copy of the file at `from` with byte `k` of tensor `name`'s data XORed with `bits`,
+ * written to `to`. Offsets come from opening the intact file. */
+static void flip_tensor_byte(const char *from, const char *to, const char *name, uint64_t k, uint8_t bits) {
+    rx_st_file *f;
+    ASSERT_OK(rx_st_open(from, &f));
+    const rx_st_tensor *t = rx_st_find(f, name);
+    cr_assert_not_null(t, "%s missing", name);
+    cr_assert_lt(k, t->end - t->begin);
+    uint64_t at = (uint64_t)((const uint8_t *)rx_st_data(f, t) - (const uint8_t *)rx_st_data(f, rx_st_tensor_at(f, 0))) + k;
+    rx_st_close(f);
+    long len = 0;
+    uint8_t *buf = rx_test_read_file(from, &len);
+    cr_assert_not_null(buf);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    buf[8 + hlen + at] ^= bits;
+    ASSERT_OK(rx_fs_write_atomic(to, buf, (size_t)len));
+    free(buf);
+}
+
+Test(safetensors, checksum_mismatch_refused_naming_the_tensor) {
+    const char *good = strdup(tmp_path("good.safetensors"));   /* tmp_path's buffer is reused */
+    write_canonical(good);
+    const char *names[] = {"conv.weight", "conv.bias", "step", "labels", "mask", "half", "bhalf"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *bad = strdup(tmp_path("bad.safetensors"));
+        flip_tensor_byte(good, bad, names[i], 1, 0x01);      /* one bit, in the second byte */
+        char want[128];
+        snprintf(want, sizeof want, "tensor '%s': checksum mismatch (data corrupt)", names[i]);
+        expect_refused(bad, want);
+        free((char *)bad);
+    }
+    /* the sign bit of the last weight: 1.75 -> -1.75, a plausible value, still refused */
+    const char *bad = strdup(tmp_path("sign.safetensors"));
+    flip_tensor_byte(good, bad, "conv.weight", 71, 0x80);
+    expect_refused(bad, "tensor 'conv.weight': checksum mismatch (data corrupt)");
+    free((char *)bad);
+    /* the intact file still opens, and its checksum entries are not user metadata */
+    rx_st_file *f;
+    ASSERT_OK(rx_st_open(good, &f));
+    cr_assert_eq(rx_st_metadata_count(f), 3);
+    cr_assert_null(rx_st_metadata(f, RX_ST_SUM_PREFIX "conv.weight"));
+    rx_st_close(f);
+    free((char *)good);
+}
+
+/* The header a C-written file carries: one "runexp.xxh64.<name>" per tensor, 16 hex digits;
+ * the known XXH64 values of "" and "abc" (seed 0) from xxHash. */
+Test(safetensors, checksum_entries_are_xxh64_of_the_bytes) {
+    const char *path = tmp_path("abc.safetensors");
+    rx_st_writer *w;
+    ASSERT_OK(rx_st_writer_create(&w));
+    ASSERT_OK(rx_st_writer_add(w, "abc", RX_ST_U8, 1, (int64_t[]){3}, "abc"));
+    ASSERT_OK(rx_st_writer_add(w, "none", RX_ST_U8, 1, (int64_t[]){0}, NULL));
+    ASSERT_OK(rx_st_writer_write(w, path));
+    rx_st_writer_free(w);
+    long len = 0;
+    uint8_t *buf = rx_test_read_file(path, &len);
+    cr_assert_not_null(buf);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | buf[i];
+    json_error_t err;
+    json_t *root = json_loadb((const char *)buf + 8, n, 0, &err);
+    cr_assert_not_null(root, "%s", err.text);
+    json_t *meta = json_object_get(root, "__metadata__");
+    cr_assert_eq(json_object_size(meta), 2, "one entry per tensor, nothing else");
+    cr_assert_str_eq(json_string_value(json_object_get(meta, "runexp.xxh64.abc")), "44bc2cf5ad770999");
+    cr_assert_str_eq(json_string_value(json_object_get(meta, "runexp.xxh64.none")), "ef46db3751d8e999");
+    json_decref(root);
+    free(buf);
+}
+
+/* Documented behaviour: a file with no checksum entry at all (diffusers weights, Python's
+ * writer) is not verified, so a flipped byte there loads and reads the flipped value. */
+Test(safetensors, file_without_checksums_loads_even_when_flipped) {
+    const char *bad = tmp_path("numpy_flipped.safetensors");
+    flip_tensor_byte(FIX "st_numpy.safetensors", bad, "f32_ramp", 3, 0x80);   /* sign of ramp[0] = -1.0 */
+    rx_st_file *f;
+    ASSERT_OK(rx_st_open(bad, &f));
+    float ramp[6];
+    ASSERT_OK(rx_st_read_f32(f, "f32_ramp", ramp, 6));
+    cr_assert_eq(ramp[0], 1.0f, "the flipped sign is read as is");
+    cr_assert_eq(ramp[1], -0.5f);
+    rx_st_close(f);
+}
+
+/* A corrupt header that breaks the one-sum-per-tensor pairing is refused too (a flipped
+ * byte in a name makes a tensor lose its sum and a sum lose its tensor). */
+Test(safetensors, checksum_entries_must_pair_with_the_tensors) {
+    const char *a = "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}";
+    const char *b = "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}";
+    char h[512];
+    snprintf(h, sizeof h, "{\"__metadata__\":{\"runexp.xxh64.c\":\"0000000000000000\"},%s}", a);
+    expect_refused(write_raw("orphan.safetensors", h, -1, 1), "checksum for tensor 'c', which the file does not hold");
+    snprintf(h, sizeof h, "{\"__metadata__\":{\"runexp.xxh64.a\":\"0123\"},%s}", a);
+    expect_refused(write_raw("short.safetensors", h, -1, 1), "tensor 'a': checksum '0123' is not 16 hex digits");
+    snprintf(h, sizeof h, "{\"__metadata__\":{\"runexp.xxh64.a\":\"0123456789abcdeg\"},%s}", a);
+    expect_refused(write_raw("nonhex.safetensors", h, -1, 1), "is not 16 hex digits");
+    /* one byte 0x00: XXH64 is not 0, so a sum of 0 is a mismatch */
+    snprintf(h, sizeof h, "{\"__metadata__\":{\"runexp.xxh64.a\":\"0000000000000000\"},%s}", a);
+    expect_refused(write_raw("zero.safetensors", h, -1, 1), "tensor 'a': checksum mismatch (data corrupt)");
+    /* a right sum for 'a' (written by the writer below) but none for 'b' */
+    rx_st_writer *w;
+    ASSERT_OK(rx_st_writer_create(&w));
+    ASSERT_OK(rx_st_writer_add(w, "a", RX_ST_U8, 1, (int64_t[]){1}, "\0"));
+    ASSERT_OK(rx_st_writer_write(w, tmp_path("one.safetensors")));
+    rx_st_writer_free(w);
+    rx_st_file *f;
+    ASSERT_OK(rx_st_open(tmp_path("one.safetensors"), &f));
+    rx_st_close(f);
+    long len = 0;
+    char *buf = (char *)rx_test_read_file(tmp_path("one.safetensors"), &len);
+    cr_assert_not_null(buf);
+    char *sum = strstr(buf + 8, "\"runexp.xxh64.a\":\"");   /* the header text ends at the data byte 0 */
+    cr_assert_not_null(sum);
+    snprintf(h, sizeof h, "{\"__metadata__\":{\"runexp.xxh64.a\":\"%.16s\"},%s,%s}", sum + 18, a, b);
+    free(buf);
+    expect_refused(write_raw("missing.safetensors", h, -1, 2),
+                   "tensor 'b': no checksum, though the file has them for other tensors");
+}
+
+Test(safetensors, writer_reserves_the_checksum_prefix) {
+    rx_st_writer *w;
+    ASSERT_OK(rx_st_writer_create(&w));
+    cr_assert_eq(rx_st_writer_set_metadata(w, "runexp.xxh64.x", "0000000000000000"), RX_ERR_ARG);
+    cr_assert(strstr(rx_last_error(), "reserved"), "%s", rx_last_error());
+    ASSERT_OK(rx_st_writer_set_metadata(w, "runexp.other", "fine"));
+    rx_st_writer_free(w);
+}

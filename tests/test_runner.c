@@ -876,6 +876,27 @@ Test(runner, stage_cache_finds_the_newest_finished_run_with_the_hash_and_its_fil
 
 /* rx_ckpt_save -> rx_ckpt_load restores every group bit for bit; a file that does not
  * hold everything expected is refused before anything is copied (checkpoint.h) */
+/* byte `k` of tensor `name`'s data in the safetensors file at `from`, XORed with 0x01 and
+ * written to `to` (which may be `from`); offsets come from opening the intact file */
+static void flip_data_byte(const char *from, const char *to, const char *name, uint64_t k) {
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(from, &f));
+    const rx_st_tensor *t = rx_st_find(f, name);
+    cr_assert_not_null(t, "%s: no tensor %s", from, name);
+    cr_assert_lt(k, t->end - t->begin);
+    const uint8_t *data0 = (const uint8_t *)rx_st_data(f, rx_st_tensor_at(f, 0));   /* starts the data section */
+    uint64_t at = (uint64_t)((const uint8_t *)rx_st_data(f, t) - data0) + k;
+    rx_st_close(f);
+    long len = 0;
+    uint8_t *buf = rx_test_read_file(from, &len);
+    cr_assert_not_null(buf);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    buf[8 + hlen + at] ^= 0x01;
+    ASSERT_OK(rx_fs_write_atomic(to, buf, (size_t)len));
+    free(buf);
+}
+
 Test(runner, checkpoint_round_trip_and_all_or_nothing_load) {
     rx_ctx *c = NULL;
     ASSERT_OK(rx_ctx_create(rx_backend_cpu(), NULL, 1 << 20, &c));
@@ -938,6 +959,14 @@ Test(runner, checkpoint_round_trip_and_all_or_nothing_load) {
     free(bytes);
     cr_assert_eq(rx_ckpt_load(c, trunc_path, gd, G, NULL, NULL), RX_ERR_FORMAT);
     cr_assert(strstr(rx_last_error(), trunc_path), "%s", rx_last_error());
+    ASSERT_DST_UNTOUCHED();
+
+    /* one flipped bit in the last tensor of the last group: refused by its checksum, nothing copied */
+    const char *flip_path = own(strdup(T("flipped.safetensors")));
+    flip_data_byte(path, flip_path, "adam_v.conv.bias", 5);
+    cr_assert_eq(rx_ckpt_load(c, flip_path, gd, G, NULL, NULL), RX_ERR_FORMAT);
+    cr_assert(strstr(rx_last_error(), flip_path) &&
+              strstr(rx_last_error(), "tensor 'adam_v.conv.bias': checksum mismatch (data corrupt)"), "%s", rx_last_error());
     ASSERT_DST_UNTOUCHED();
 
     /* the intact file: everything back, bit for bit, with its metadata */
@@ -1050,6 +1079,51 @@ Test(runner, init_checkpoint_round_trip_and_bad_checkpoints) {
     cr_assert_neq(r.code, 0, "resume from a truncated checkpoint succeeded");
     cr_assert(strstr(r.err, ckpt), "%s", r.err);
     cr_assert_str_neq(run_field(dir_a, "status"), "done");
+}
+
+/* issue 19: one flipped bit in a checkpoint's tensor data. --resume, init= and export all refuse
+ * it (resume: exit 1, the run marked failed; init and export: exit 2) naming the file and the
+ * tensor, and leave the file as it was; before checksums, resume went on from the corrupt
+ * weight and export wrote it. */
+Test(runner, flipped_checkpoint_byte_refused_by_resume_init_and_export) {
+    const char *root = own(strdup(T("results")));
+    result a = RUNEXP("train", TINY, "--results", root);
+    RUN_OK(a);
+    const char *dir = own(strdup(a.last));
+    const char *ckpt = own(strdup(P("%s/checkpoints/last.safetensors", dir)));
+    const char *victim = "model.down_blocks.0.resnets.0.conv1.weight";
+    const char *want = own(strdup(P("tensor '%s': checksum mismatch (data corrupt)", victim)));
+    flip_data_byte(ckpt, ckpt, victim, 2);   /* a mantissa bit: the value stays plausible */
+    long len = 0;
+    char *flipped = own(rx_test_read_file(ckpt, &len));
+    cr_assert_not_null(flipped);
+
+    json_t *rec = load_json(P("%s/run.json", dir));
+    json_object_set_new(rec, "status", json_string("running"));   /* as if killed */
+    cr_assert_eq(json_dump_file(rec, P("%s/run.json", dir), 0), 0);
+    json_decref(rec);
+    result r = RUNEXP("resume", "--resume", dir);
+    /* exit 1 with the run marked failed, as for a truncated checkpoint (never restarted) */
+    cr_assert_eq(r.code, 1, "resume from a corrupt checkpoint: exit %d\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, ckpt) && strstr(r.err, want), "%s", r.err);
+    cr_assert_str_eq(run_field(dir, "status"), "failed");
+    const char *err = run_field(dir, "error");
+    cr_assert(err && strstr(err, want), "run.json error: %s", err ? err : "(none)");
+
+    r = RUNEXP("init", TINY, "--results", T("init"), "--set", "train=null", "--set", P("init=%s", ckpt));
+    cr_assert_eq(r.code, 2, "init from a corrupt checkpoint: exit %d\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, want), "%s", r.err);
+    cr_assert(!rx_fs_exists(T("init")), "something was written");
+
+    const char *out = own(strdup(T("weights.safetensors")));
+    r = RUNEXP("export", "export", ckpt, "--to", "weights", out);
+    cr_assert_eq(r.code, 2, "export of a corrupt checkpoint: exit %d\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, want), "%s", r.err);
+    cr_assert(!rx_fs_exists(out), "export wrote %s", out);
+
+    long len2 = 0;
+    char *after = own(rx_test_read_file(ckpt, &len2));
+    cr_assert(len2 == len && !memcmp(after, flipped, (size_t)len), "the corrupt checkpoint was modified");
 }
 
 /* train.max_minutes (Lightning's max_time): a run far longer than its time budget stops at a step

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host (the format is little-endian)"
@@ -99,8 +100,10 @@ struct rx_st_file {
     rx_st_tensor  *tensors;     /* ascending data offset */
     int            n;
     int           *by_name;     /* indices into tensors, sorted by name */
-    char         **meta_keys, **meta_vals;
+    char         **meta_keys, **meta_vals;     /* without the checksum entries */
     int            n_meta;
+    char         **sum_names, **sum_vals;     /* "runexp.xxh64.<name>" entries, prefix cut */
+    int            n_sums;
 };
 
 const char *rx_st_path(const rx_st_file *f) { return f->path; }
@@ -123,6 +126,9 @@ void rx_st_close(rx_st_file *f) {
     if (f->map) munmap(f->map, f->map_len);
     for (int i = 0; i < f->n; i++) free((char *)f->tensors[i].name);
     for (int i = 0; i < f->n_meta; i++) { free(f->meta_keys[i]); free(f->meta_vals[i]); }
+    for (int i = 0; i < f->n_sums; i++) { free(f->sum_names[i]); free(f->sum_vals[i]); }
+    free(f->sum_names);
+    free(f->sum_vals);
     free(f->tensors);
     free(f->by_name);
     free(f->meta_keys);
@@ -219,6 +225,86 @@ static int cmp_by_name(const void *a, const void *b) {
     return strcmp(sort_tensors[*(const int *)a].name, sort_tensors[*(const int *)b].name);
 }
 
+/* One __metadata__ object: checksum entries (RX_ST_SUM_PREFIX + tensor name) go to
+ * f->sum_*, everything else to f->meta_*. All values must be strings. */
+static rx_status parse_metadata(rx_st_file *f, json_t *meta) {
+    size_t nm = json_object_size(meta);
+    f->meta_keys = calloc(nm ? nm : 1, sizeof(char *));
+    f->meta_vals = calloc(nm ? nm : 1, sizeof(char *));
+    f->sum_names = calloc(nm ? nm : 1, sizeof(char *));
+    f->sum_vals = calloc(nm ? nm : 1, sizeof(char *));
+    if (!f->meta_keys || !f->meta_vals || !f->sum_names || !f->sum_vals)
+        return rx_fail(RX_ERR_OOM, "%s: out of memory", f->path);
+    const size_t plen = strlen(RX_ST_SUM_PREFIX);
+    const char *mk;
+    json_t *mv;
+    json_object_foreach(meta, mk, mv) {
+        if (!json_is_string(mv))
+            return rx_fail(RX_ERR_FORMAT, "%s: __metadata__['%s'] is not a string (metadata is string -> string)",
+                           f->path, mk);
+        int is_sum = !strncmp(mk, RX_ST_SUM_PREFIX, plen);
+        char **k = is_sum ? &f->sum_names[f->n_sums] : &f->meta_keys[f->n_meta];
+        char **v = is_sum ? &f->sum_vals[f->n_sums++] : &f->meta_vals[f->n_meta++];
+        *k = strdup(mk + (is_sum ? plen : 0));
+        *v = strdup(json_string_value(mv));
+        if (!*k || !*v) return rx_fail(RX_ERR_OOM, "%s: out of memory", f->path);
+    }
+    return RX_OK;
+}
+
+/* "0123456789abcdef" (exactly 16 hex digits) -> *out; 0 if malformed. */
+static int parse_hex64(const char *s, uint64_t *out) {
+    uint64_t v = 0;
+    int i = 0;
+    for (; s[i] && i < 16; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return 0;
+        v = v << 4 | (uint64_t)d;
+    }
+    if (i != 16 || s[i]) return 0;
+    *out = v;
+    return 1;
+}
+
+/* XXH64 (seed 0) of bytes; an empty tensor may have no pointer. */
+static uint64_t st_xxh64(const void *p, uint64_t n) { return XXH64(n ? p : "", (size_t)n, 0); }
+
+/* A file that carries checksums must carry one for every tensor and only for its
+ * tensors (a corrupt header can rename one), and every tensor's bytes must hash to
+ * it. Runs at open, so a corrupt file never yields a single value. Files without
+ * checksums (other writers) pass unverified. */
+static rx_status verify_checksums(const rx_st_file *f) {
+    if (!f->n_sums) return RX_OK;
+    uint64_t *want = calloc((size_t)f->n + 1, sizeof *want);
+    if (!want) return rx_fail(RX_ERR_OOM, "%s: out of memory", f->path);
+    char *have = calloc((size_t)f->n + 1, 1);
+    rx_status s = have ? RX_OK : rx_fail(RX_ERR_OOM, "%s: out of memory", f->path);
+    for (int i = 0; i < f->n_sums && !s; i++) {
+        const rx_st_tensor *t = rx_st_find(f, f->sum_names[i]);
+        uint64_t v;
+        if (!t)
+            s = rx_fail(RX_ERR_FORMAT, "%s: checksum for tensor '%s', which the file does not hold (header corrupt)",
+                        f->path, f->sum_names[i]);
+        else if (!parse_hex64(f->sum_vals[i], &v))
+            s = rx_fail(RX_ERR_FORMAT, "%s: tensor '%s': checksum '%s' is not 16 hex digits (header corrupt)",
+                        f->path, t->name, f->sum_vals[i]);
+        else { want[t - f->tensors] = v; have[t - f->tensors] = 1; }
+    }
+    for (int i = 0; i < f->n && !s; i++) {
+        const rx_st_tensor *t = &f->tensors[i];
+        if (!have[i])
+            s = rx_fail(RX_ERR_FORMAT, "%s: tensor '%s': no checksum, though the file has them for other tensors "
+                        "(header corrupt)", f->path, t->name);
+        else if (st_xxh64(f->data + t->begin, t->end - t->begin) != want[i])
+            s = rx_fail(RX_ERR_FORMAT, "%s: tensor '%s': checksum mismatch (data corrupt)", f->path, t->name);
+    }
+    free(want);
+    free(have);
+    return s;
+}
+
 /* Everything after the 8-byte length: JSON parse and all the checks. */
 static rx_status parse_header(rx_st_file *f, const char *hdr, size_t hlen) {
     const char *path = f->path;
@@ -250,26 +336,8 @@ static rx_status parse_header(rx_st_file *f, const char *hdr, size_t hlen) {
                 s = rx_fail(RX_ERR_FORMAT, "%s: __metadata__ is not a JSON object", path);
                 goto done;
             }
-            size_t nm = json_object_size(val);
-            f->meta_keys = calloc(nm ? nm : 1, sizeof(char *));
-            f->meta_vals = calloc(nm ? nm : 1, sizeof(char *));
-            if (!f->meta_keys || !f->meta_vals) { s = rx_fail(RX_ERR_OOM, "%s: out of memory", path); goto done; }
-            const char *mk;
-            json_t *mv;
-            json_object_foreach(val, mk, mv) {
-                if (!json_is_string(mv)) {
-                    s = rx_fail(RX_ERR_FORMAT, "%s: __metadata__['%s'] is not a string (metadata is string -> string)",
-                                path, mk);
-                    goto done;
-                }
-                f->meta_keys[f->n_meta] = strdup(mk);
-                f->meta_vals[f->n_meta] = strdup(json_string_value(mv));
-                f->n_meta++;
-                if (!f->meta_keys[f->n_meta - 1] || !f->meta_vals[f->n_meta - 1]) {
-                    s = rx_fail(RX_ERR_OOM, "%s: out of memory", path);
-                    goto done;
-                }
-            }
+            s = parse_metadata(f, val);
+            if (s) goto done;
             continue;
         }
         rx_st_tensor *t = &f->tensors[f->n];
@@ -377,6 +445,7 @@ rx_status rx_st_open(const char *path, rx_st_file **out) {
     f->data = (const uint8_t *)f->map + 8 + hlen;
     f->data_len = size - 8 - hlen;
     s = parse_header(f, (const char *)f->map + 8, (size_t)hlen);
+    if (!s) s = verify_checksums(f);
     if (s) goto fail;
     *out = f;
     return RX_OK;
@@ -550,6 +619,9 @@ rx_status rx_st_writer_add(rx_st_writer *w, const char *name, rx_st_dtype dtype,
 
 rx_status rx_st_writer_set_metadata(rx_st_writer *w, const char *key, const char *value) {
     if (!key || !value) return rx_fail(RX_ERR_ARG, "safetensors writer: NULL metadata key or value");
+    if (!strncmp(key, RX_ST_SUM_PREFIX, strlen(RX_ST_SUM_PREFIX)))
+        return rx_fail(RX_ERR_ARG, "safetensors writer: metadata key '%s': the prefix '%s' is reserved for the "
+                       "checksums the writer computes", key, RX_ST_SUM_PREFIX);
     char *v = strdup(value);
     if (!v) return rx_fail(RX_ERR_OOM, "safetensors writer: out of memory");
     for (int i = 0; i < w->n_meta; i++)
@@ -580,13 +652,31 @@ static int cmp_layout(const void *a, const void *b) {
     return x->order - y->order;
 }
 
+/* One metadata entry per tensor, in layout order: RX_ST_SUM_PREFIX + name ->
+ * XXH64 (seed 0) of its bytes as 16 lowercase hex digits. Hashed from the same
+ * buffers that are written next, so the sum is of exactly the bytes on disk. */
+static rx_status add_checksums(json_t *meta, st_entry **layout, int n) {
+    for (int i = 0; i < n; i++) {
+        const st_entry *e = layout[i];
+        size_t klen = strlen(RX_ST_SUM_PREFIX) + strlen(e->name) + 1;
+        char *key = malloc(klen), hex[17];
+        if (!key) return rx_fail(RX_ERR_OOM, "safetensors writer: out of memory");
+        snprintf(key, klen, "%s%s", RX_ST_SUM_PREFIX, e->name);
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)st_xxh64(e->data, e->nbytes));
+        int bad = json_object_set_new(meta, key, json_string(hex));
+        free(key);
+        if (bad) return rx_fail(RX_ERR_ARG, "safetensors writer: tensor name '%s' is not valid UTF-8", e->name);
+    }
+    return RX_OK;
+}
+
 /* The JSON header, compact, in layout order, metadata first (as Python writes it). */
 static rx_status build_header(rx_st_writer *w, st_entry **layout, char **out) {
     *out = NULL;
     json_t *root = json_object();
     if (!root) return rx_fail(RX_ERR_OOM, "safetensors writer: out of memory");
     rx_status s = RX_OK;
-    if (w->n_meta) {
+    if (w->n_meta || w->n) {
         json_t *meta = json_object();
         if (!meta || json_object_set_new(root, "__metadata__", meta)) { s = RX_ERR_OOM; goto done; }
         for (int i = 0; i < w->n_meta; i++)
@@ -594,6 +684,8 @@ static rx_status build_header(rx_st_writer *w, st_entry **layout, char **out) {
                 s = rx_fail(RX_ERR_ARG, "safetensors writer: metadata '%s' is not valid UTF-8", w->meta_keys[i]);
                 goto done;
             }
+        s = add_checksums(meta, layout, w->n);
+        if (s) goto done;
     }
     uint64_t pos = 0;
     for (int i = 0; i < w->n; i++) {

@@ -21,6 +21,17 @@
  * laid out largest dtype first (as Python's writer does), so with the 8-byte
  * aligned header every tensor is naturally aligned in the file.
  *
+ * Checksums: the writer puts one metadata entry per tensor,
+ *     "runexp.xxh64.<tensor name>": "<XXH64 of its bytes, seed 0, 16 lowercase hex digits>"
+ * (plain string -> string metadata, so Python's safetensors and diffusers load the file
+ * as before). rx_st_open verifies them all before returning: a flipped bit in a
+ * checkpoint must be refused, not resumed from or exported. A mismatch is
+ * RX_ERR_FORMAT "<file>: tensor '<name>': checksum mismatch (data corrupt)"; a file
+ * with checksums for some tensors but not others, or for a tensor it does not hold,
+ * is refused too (its header is corrupt). Files with no checksum entry at all
+ * (diffusers weights, other writers) load unverified. The checksum entries are not
+ * part of rx_st_metadata*; the prefix is reserved for the writer.
+ *
  * Host byte order must be little-endian (checked at compile time). */
 #ifndef RX_SAFETENSORS_H
 #define RX_SAFETENSORS_H
@@ -30,6 +41,8 @@
 #include "core/status.h"
 
 #define RX_ST_MAX_DIMS 8
+/* Metadata key prefix of the per-tensor checksums (see above). */
+#define RX_ST_SUM_PREFIX "runexp.xxh64."
 
 /* The dtypes of the safetensors spec that we know sizes for. */
 #define RX_ST_DTYPE_LIST(X) \
@@ -121,7 +134,8 @@ static inline rx_status rx_st_writer_add_f32(rx_st_writer *w, const char *name, 
                                              const int64_t *shape, const float *data) {
     return rx_st_writer_add(w, name, RX_ST_F32, ndim, shape, data);
 }
-/* Set (or replace) a metadata entry; both strings are copied. */
+/* Set (or replace) a metadata entry; both strings are copied. Keys starting with
+ * RX_ST_SUM_PREFIX are RX_ERR_ARG (the writer adds those itself). */
 rx_status rx_st_writer_set_metadata(rx_st_writer *w, const char *key, const char *value);
 /* Write everything to `path` atomically. The writer can be written again or freed. */
 rx_status rx_st_writer_write(rx_st_writer *w, const char *path);
