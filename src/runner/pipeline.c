@@ -162,8 +162,8 @@ rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir
         s = rx_config_save(cfg->root, path);
         if (!s) s = execute(&ex, &run, opt, 0, metrics);
         snprintf(run_dir, n, "%s", run.dir);
-        rx_run_close(&run);
     }
+    rx_run_close(&run);   /* also after a create that failed half way: it may hold the run's lock */
     rx_experiment_free(&ex);
     return s;
 }
