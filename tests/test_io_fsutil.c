@@ -2,7 +2,8 @@
  *
  * References: POSIX semantics (directory listings, readlink) and counting: 8
  * concurrent allocators must get exactly the numbers 1..8; 8 concurrent appenders
- * must leave exactly their lines, each intact. */
+ * must leave exactly their lines, each intact; 8 concurrent upserts of 8 keys must leave
+ * one line per key, the last value each writer gave it. */
 #include "testutil.h"
 #include "io/fsutil.h"
 #include "io/json_util.h"
@@ -236,6 +237,112 @@ Test(fsutil, lock_is_exclusive_across_processes) {
     }
     waitpid(pid, &st, 0);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "lock not released");
+}
+
+Test(fsutil, trylock_refuses_at_once_while_another_process_holds_it) {
+    const char *lp = tmp_path(".lock");
+    int fd, busy = -1;
+    ASSERT_OK(rx_fs_trylock(lp, &fd, &busy));
+    cr_assert_eq(busy, 0);
+    pid_t pid = fork();
+    if (pid == 0) {   /* flock locks belong to the open file: another process's open is refused */
+        int fd2, busy2 = 0;
+        rx_status s = rx_fs_trylock(lp, &fd2, &busy2);
+        _exit(s == RX_ERR_IO && busy2 == 1 && fd2 == -1 ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "trylock of a held lock did not report busy");
+    rx_fs_unlock(fd);
+    pid = fork();
+    if (pid == 0) {
+        int fd2, busy2 = 1;
+        _exit(rx_fs_trylock(lp, &fd2, &busy2) == RX_OK && busy2 == 0 ? 0 : 1);
+    }
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "trylock after unlock failed");
+    cr_assert_eq(rx_fs_trylock(tmp_path("nodir/.lock"), &fd, &busy), RX_ERR_IO);
+    cr_assert_eq(busy, 0);
+}
+
+Test(fsutil, stale_atomic_temps_removed_and_nothing_else) {
+    /* a temp file named by rx_atomic_begin itself, as a writer killed before commit leaves it */
+    rx_atomic_file af;
+    ASSERT_OK(rx_atomic_begin(tmp_path("last.safetensors"), &af));
+    fputs("half-written", af.fp);
+    fflush(af.fp);
+    char *stale = strdup(af.tmp_path);
+    fclose(af.fp);   /* no commit, no abort: the temp file stays, as after SIGKILL */
+    free(af.path);
+    free(af.tmp_path);
+    /* look-alikes that are not the helper's temp files, and real files, stay */
+    const char *keep[] = {"last.safetensors", "notes.tmp", ".notes.tmp", ".x.tmp.12.3.zz", "x.tmp.1.2.3",
+                          ".x.tmp.1.2.3.keep", ".tmp.1.2.3"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) ASSERT_OK(rx_fs_write_atomic(tmp_path(keep[i]), "k", 1));
+    ASSERT_OK(rx_fs_write_atomic(tmp_path(".metrics.jsonl.tmp.77.0.1f"), "old", 3));
+    cr_assert(rx_fs_exists(stale));
+    int removed = -1;
+    ASSERT_OK(rx_fs_remove_atomic_temps(tmpdir, &removed));
+    cr_assert_eq(removed, 2);
+    cr_assert(!rx_fs_exists(stale), "%s not removed", stale);
+    cr_assert_str_eq(listing(tmpdir), ".notes.tmp .tmp.1.2.3 .x.tmp.1.2.3.keep .x.tmp.12.3.zz last.safetensors notes.tmp x.tmp.1.2.3");
+    ASSERT_OK(rx_fs_remove_atomic_temps(tmp_path("missing"), &removed));   /* no directory: nothing to do */
+    cr_assert_eq(removed, 0);
+    free(stale);
+}
+
+static const char *upsert_path;
+static int upsert_child(int i) {
+    char key[16], line[128];
+    for (int k = 0; k < 20; k++) {   /* each writer rewrites its own row 20 times */
+        snprintf(key, sizeof key, "run%d", i);
+        snprintf(line, sizeof line, "%s,%s,%d", key, k < 19 ? "running" : "done", k);
+        if (rx_fs_upsert_line_locked(upsert_path, "id,status,n", key, line) != RX_OK) return 1;
+    }
+    return 0;
+}
+
+Test(fsutil, upsert_line_keeps_one_row_per_key) {
+    const char *p = tmp_path("index.csv");
+    ASSERT_OK(rx_fs_upsert_line_locked(p, "id,status,metrics", "0001-ab", "0001-ab,interrupted,"));
+    ASSERT_OK(rx_fs_upsert_line_locked(p, "id,status,metrics", "0002-cd", "0002-cd,done,fd=3"));
+    ASSERT_OK(rx_fs_upsert_line_locked(p, "id,status,metrics", "0001-ab", "0001-ab,done,fd=2\n"));
+    char *text;
+    ASSERT_OK(rx_fs_read_file(p, &text, NULL));
+    cr_assert_str_eq(text, "id,status,metrics\n0001-ab,done,fd=2\n0002-cd,done,fd=3\n");
+    free(text);
+    /* a file with two rows for a key (appended by an older runexp) and a torn last line */
+    const char *old = "id,status,metrics\n0001-ab,interrupted,\n0001-ab,done,\n0003-ef,fail";
+    ASSERT_OK(rx_fs_write_atomic(p, old, strlen(old)));
+    ASSERT_OK(rx_fs_upsert_line_locked(p, "id,status,metrics", "0001-ab", "0001-ab,done,x=1"));
+    ASSERT_OK(rx_fs_read_file(p, &text, NULL));
+    cr_assert_str_eq(text, "id,status,metrics\n0001-ab,done,x=1\n0003-ef,fail\n");
+    free(text);
+    cr_assert_str_eq(listing(tmpdir), ".index.csv.lock index.csv", "temp files left");
+
+    /* 8 processes at once: no row lost, none doubled */
+    upsert_path = tmp_path("many.csv");
+    int codes[8];
+    run_concurrently(8, upsert_child, codes);
+    for (int i = 0; i < 8; i++) cr_assert_eq(codes[i], 0);
+    ASSERT_OK(rx_fs_read_file(upsert_path, &text, NULL));
+    int seen[8] = {0}, lines = 0;
+    char *save = NULL;
+    char *ln = strtok_r(text, "\n", &save);
+    cr_assert_str_eq(ln, "id,status,n");
+    while ((ln = strtok_r(NULL, "\n", &save))) {
+        int w, k;
+        char st[16];
+        cr_assert_eq(sscanf(ln, "run%d,%15[^,],%d", &w, st, &k), 3, "bad line: %s", ln);
+        cr_assert(w >= 0 && w < 8);
+        cr_assert_str_eq(st, "done");
+        cr_assert_eq(k, 19);
+        seen[w]++;
+        lines++;
+    }
+    cr_assert_eq(lines, 8);
+    for (int w = 0; w < 8; w++) cr_assert_eq(seen[w], 1, "run%d has %d rows", w, seen[w]);
+    free(text);
 }
 
 Test(fsutil, latest_symlink_replaced_atomically) {

@@ -556,24 +556,34 @@ Test(runner, reproduce_from_saved_config_is_bit_identical) {
     assert_same_tensors(P("%s/samples/samples.safetensors", dir_a), P("%s/samples/samples.safetensors", dir_b));
 }
 
-/* losses of a resumed run (its metrics.jsonl holds the steps between the checkpoint and the
- * kill twice) equal the uninterrupted run's at the same step; every step 1..steps is there */
-static void assert_losses_match(const char *resumed, const char *reference, int steps) {
+/* metrics.jsonl of a resumed run = the uninterrupted run's, row for row: the same steps in
+ * the same order, and the same loss, lr and grad_norm bit for bit (the rows a killed run
+ * wrote after its checkpoint are cut on resume, not doubled). img_per_s is a timing and
+ * differs, as the time of any run does. */
+static void assert_metrics_match(const char *resumed, const char *reference, int rows) {
     static metrics_row rr[256], rf[256];
     int nr = read_metrics(P("%s/metrics.jsonl", resumed), rr, 256);
     int nf = read_metrics(P("%s/metrics.jsonl", reference), rf, 256);
-    cr_assert_eq(nf, steps);
-    int seen[257] = {0};
+    cr_assert_eq(nf, rows);
+    cr_assert_eq(nr, nf, "the resumed run has %d metrics rows, the uninterrupted run %d", nr, nf);
     for (int i = 0; i < nr; i++) {
-        cr_assert(rr[i].step >= 1 && rr[i].step <= steps);
-        const metrics_row *ref = &rf[rr[i].step - 1];
-        cr_assert_eq(ref->step, rr[i].step);
-        cr_assert_eq(rr[i].loss, ref->loss, "step %lld: loss %.17g after resume, %.17g uninterrupted", (long long)rr[i].step,
-                     rr[i].loss, ref->loss);
-        seen[rr[i].step] = 1;
+        cr_assert_eq(rr[i].step, rf[i].step, "row %d: step %lld after resume, %lld uninterrupted", i + 1,
+                     (long long)rr[i].step, (long long)rf[i].step);
+        cr_assert_eq(rr[i].loss, rf[i].loss, "step %lld: loss %.17g after resume, %.17g uninterrupted", (long long)rr[i].step,
+                     rr[i].loss, rf[i].loss);
+        cr_assert_eq(rr[i].lr, rf[i].lr, "step %lld: lr", (long long)rr[i].step);
+        cr_assert_eq(rr[i].grad_norm, rf[i].grad_norm, "step %lld: grad_norm %.17g after resume, %.17g uninterrupted",
+                     (long long)rr[i].step, rr[i].grad_norm, rf[i].grad_norm);
     }
-    for (int s = 1; s <= steps; s++) cr_assert(seen[s], "step %d missing from the resumed run's metrics", s);
-    cr_assert_eq(rr[nr - 1].step, steps);
+}
+
+/* index.csv holds exactly one row for the run (README: one row per run), with this status */
+static void assert_one_index_row(const char *exp_dir, const char *run_dir, const char *status) {
+    const char *id = strrchr(run_dir, '/') + 1;
+    const char *text = read_text(P("%s/index.csv", exp_dir));
+    cr_assert_not_null(text);
+    cr_assert_eq(count_substr(text, P("\n%s,", id)), 1, "index.csv rows for %s:\n%s", id, text);
+    cr_assert(strstr(text, P("\n%s,%s,", id, status)), "index.csv has no '%s' row for %s:\n%s", status, id, text);
 }
 
 Test(runner, resume_after_sigkill_is_bit_identical) {
@@ -586,18 +596,32 @@ Test(runner, resume_after_sigkill_is_bit_identical) {
     cr_assert_str_eq(run_field(dir, "status"), "running", "a killed run's record still says running");
     int64_t k = checkpoint_step(P("%s/checkpoints/last.safetensors", dir));
     cr_assert(k >= 10 && k < 100 && k % 10 == 0, "checkpoint at step %lld", (long long)k);
+    /* what a kill can leave besides: a metrics row cut short (this one always lies past the
+     * checkpoint, whatever step the kill hit) and the temp file of a checkpoint write that
+     * never reached its rename, named as io/fsutil's atomic helper names it */
+    FILE *m = fopen(P("%s/metrics.jsonl", dir), "a");
+    cr_assert_not_null(m);
+    fputs("{\"step\":", m);
+    fclose(m);
+    const char *stale = own(strdup(P("%s/checkpoints/.last.safetensors.tmp.%d.0.1f2e", dir, (int)pid)));
+    const char *other = own(strdup(P("%s/checkpoints/notes.tmp", dir)));   /* not the helper's: stays */
+    ASSERT_OK(rx_fs_write_atomic(stale, "half a checkpoint", 17));
+    ASSERT_OK(rx_fs_write_atomic(other, "mine", 4));
 
     result r = RUNEXP("resume", "--resume", dir);
     RUN_OK(r);
     cr_assert_str_eq(r.last, dir);
     cr_assert_str_eq(run_field(dir, "status"), "done");
     cr_assert(strstr(read_text(P("%s/log.txt", dir)), P("at step %lld", (long long)k)), "log does not say where it resumed");
+    cr_assert(!rx_fs_exists(stale), "the stale temp file of the killed checkpoint write is still there");
+    cr_assert(rx_fs_exists(other), "resume removed a file the atomic helper did not name");
+    assert_one_index_row(P("%s/long", root), dir, "done");
 
     const char *ref_root = own(strdup(T("reference")));
     result ref = RUNEXP("reference", LONG, "--results", ref_root);
     RUN_OK(ref);
     assert_same_tensors(P("%s/checkpoints/last.safetensors", dir), P("%s/checkpoints/last.safetensors", ref.last));
-    assert_losses_match(dir, ref.last, 100);
+    assert_metrics_match(dir, ref.last, 100);
     assert_same_tensors(P("%s/samples/samples.safetensors", dir), P("%s/samples/samples.safetensors", ref.last));
 
     r = RUNEXP("again", "--resume", dir);
@@ -639,19 +663,96 @@ Test(runner, sigint_checkpoints_marks_interrupted_and_resumes) {
     r = RUNEXP("resume", "--resume", dir);
     RUN_OK(r);
     cr_assert_str_eq(run_field(dir, "status"), "done");
+    assert_one_index_row(P("%s/long", root), dir, "done");   /* the interrupted row, updated */
     result ref = RUNEXP("reference", LONG, "--results", T("reference"));
     RUN_OK(ref);
     assert_same_tensors(P("%s/checkpoints/last.safetensors", dir), P("%s/checkpoints/last.safetensors", ref.last));
-    assert_losses_match(dir, ref.last, 100);
+    assert_metrics_match(dir, ref.last, 100);
+}
 
-    /* SIGTERM is handled like SIGINT */
-    const char *term_root = own(strdup(T("terminated")));
-    pid = spawn_runexp("term", (const char *const[]){LONG, "--results", term_root, NULL});
-    dir = wait_for_training(pid, P("%s/long", term_root), 0, 3);
+/* SIGTERM is handled like SIGINT, and an interrupt inside a logging window resumes exactly:
+ * with log_every 50 and no periodic checkpoints the interrupt lands mid-window, and the
+ * resumed run's row at step 50 must average steps 1..50 like the uninterrupted run's, not
+ * only the steps after the resume. Reference: the same config run uninterrupted. */
+Test(runner, sigterm_mid_window_resumes_the_logged_means) {
+    const char *root = own(strdup(T("terminated")));
+    pid_t pid = spawn_runexp("term", (const char *const[]){LONG, "--set", "train.log_every=50", "--set",
+                                                           "train.checkpoint_every=0", "--results", root, NULL});
+    const char *dir = wait_for_training(pid, P("%s/long", root), 0, 0);
     kill(pid, SIGTERM);
     cr_assert_eq(wait_exit(pid), 130);
     cr_assert_str_eq(run_field(dir, "status"), "interrupted");
-    cr_assert(rx_fs_exists(P("%s/checkpoints/last.safetensors", dir)));
+    const char *ckpt = P("%s/checkpoints/last.safetensors", dir);
+    int64_t k = checkpoint_step(ckpt);
+    cr_assert(k >= 1 && k < 100 && k % 50 != 0, "interrupted at step %lld: not inside a window (machine too slow?)",
+              (long long)k);
+    rx_st_file *f = NULL;
+    ASSERT_OK(rx_st_open(ckpt, &f));
+    cr_assert_str_eq(rx_st_metadata(f, "log_window_steps"), P("%lld", (long long)(k % 50)),
+                     "the checkpoint does not carry the open logging window");
+    rx_st_close(f);
+
+    result r = RUNEXP("resume", "--resume", dir);
+    RUN_OK(r);
+    cr_assert_str_eq(run_field(dir, "status"), "done");
+    assert_one_index_row(P("%s/long", root), dir, "done");
+    result ref = RUNEXP("reference", LONG, "--set", "train.log_every=50", "--set", "train.checkpoint_every=0", "--results",
+                        T("reference"));
+    RUN_OK(ref);
+    assert_same_tensors(P("%s/checkpoints/last.safetensors", dir), P("%s/checkpoints/last.safetensors", ref.last));
+    assert_metrics_match(dir, ref.last, 2);
+}
+
+/* One process at a time per run: the run itself and a --resume hold <run>/.lock, and a
+ * second --resume is refused at once (exit 2, nothing written) naming the run. References:
+ * the refusal's exit status and message; the run's files unchanged by the refused process. */
+/* idle: no other process writes to the run meanwhile, so its files must be byte for byte
+ * what they were (a resume that got in would set run.json "running" and cut metrics.jsonl) */
+static void assert_resume_refused(const char *tag, const char *dir, int idle) {
+    const char *metrics = own(strdup(read_text(P("%s/metrics.jsonl", dir))));
+    const char *record = own(strdup(read_text(P("%s/run.json", dir))));
+    result r = RUNEXP(tag, "--resume", dir);
+    cr_assert_eq(r.code, 2, "%s: a resume of a run another process holds: exit %d\n%s", tag, r.code, r.err);
+    cr_assert(strstr(r.err, dir) && strstr(r.err, "another runexp process"), "%s: %s", tag, r.err);
+    cr_assert_str_eq(r.last, "");
+    if (idle) {
+        cr_assert_str_eq(read_text(P("%s/metrics.jsonl", dir)), metrics, "%s: the refused resume changed metrics.jsonl", tag);
+        cr_assert_str_eq(read_text(P("%s/run.json", dir)), record, "%s: the refused resume changed run.json", tag);
+    }
+}
+
+Test(runner, a_second_resume_is_refused_while_the_run_is_held) {
+    const char *root = own(strdup(T("locked")));
+    /* the run itself holds its lock */
+    pid_t pid = spawn_runexp("long", (const char *const[]){LONG, "--results", root, NULL});
+    const char *dir = wait_for_training(pid, P("%s/long", root), 1, 13);
+    assert_resume_refused("while_running", dir, 0);
+    kill(pid, SIGKILL);   /* the lock dies with its holder */
+    cr_assert_eq(wait_exit(pid), 128 + SIGKILL);
+
+    /* a holder that is not runexp at all: the lock is the file, not a process name */
+    int fd, busy;
+    ASSERT_OK(rx_fs_trylock(P("%s/.lock", dir), &fd, &busy));
+    assert_resume_refused("while_held", dir, 1);
+    rx_fs_unlock(fd);
+
+    /* a resume holds it until it ends */
+    pid = spawn_runexp("first", (const char *const[]){"--resume", dir, NULL});
+    double t0 = now_s();
+    for (;;) {
+        int st;
+        cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "the first resume ended before a second could be tried");
+        const char *log = read_text(P("%s/log.txt", dir));
+        if (log && strstr(log, "train: resumed from")) break;
+        cr_assert_lt(now_s() - t0, 60.0, "the first resume did not start training in 60 s");
+        usleep(2000);
+    }
+    assert_resume_refused("second", dir, 0);
+    result first = collect("first", wait_exit(pid));
+    RUN_OK(first);
+    cr_assert_str_eq(run_field(dir, "status"), "done");
+    assert_one_index_row(P("%s/long", root), dir, "done");
+    cr_assert_eq(count_lines(P("%s/metrics.jsonl", dir)), 100, "metrics.jsonl: one row a step, no interleaving");
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -180,6 +180,45 @@ rx_status rx_fs_write_atomic(const char *path, const void *buf, size_t n) {
     return rx_atomic_commit(&af);
 }
 
+/* The suffix unique_suffix writes: <digits>.<digits>.<hex digits>. */
+static int is_unique_suffix(const char *s) {
+    for (int part = 0; part < 3; part++) {
+        const char *p = s;
+        const char *digits = part < 2 ? "0123456789" : "0123456789abcdef";
+        while (*s && strchr(digits, *s)) s++;
+        if (s == p) return 0;
+        if (part < 2 && *s++ != '.') return 0;
+    }
+    return *s == 0;
+}
+
+/* `.<name>.tmp.<suffix>`: what rx_atomic_begin creates */
+static int is_atomic_temp_name(const char *name) {
+    if (name[0] != '.') return 0;
+    const char *tmp = NULL;
+    for (const char *p = name + 1; (p = strstr(p, ".tmp.")); p++) tmp = p;   /* the last ".tmp." */
+    return tmp && tmp > name + 1 && is_unique_suffix(tmp + 5);
+}
+
+rx_status rx_fs_remove_atomic_temps(const char *dir, int *removed) {
+    if (removed) *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? RX_OK : rx_fail(RX_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    rx_status s = RX_OK;
+    for (struct dirent *e; !s && (e = readdir(d));) {
+        if (!is_atomic_temp_name(e->d_name)) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (unlink(path) != 0 && errno != ENOENT)
+            s = rx_fail(RX_ERR_IO, "cannot remove the stale temp file %s: %s", path, strerror(errno));
+        else if (removed) (*removed)++;
+    }
+    closedir(d);
+    return s;
+}
+
 rx_status rx_fs_read_file(const char *path, char **out, size_t *len) {
     *out = NULL;
     if (len) *len = 0;
@@ -219,6 +258,25 @@ rx_status rx_fs_lock(const char *path, int *fd_out) {
         rx_status s = rx_fail(RX_ERR_IO, "lock %s: flock: %s", path, strerror(errno));
         close(fd);
         return s;
+    }
+    *fd_out = fd;
+    return RX_OK;
+}
+
+rx_status rx_fs_trylock(const char *path, int *fd_out, int *busy) {
+    *fd_out = -1;
+    *busy = 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return rx_fail(RX_ERR_IO, "lock %s: %s", path, strerror(errno));
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        close(fd);
+        if (err == EWOULDBLOCK) {
+            *busy = 1;
+            return rx_fail(RX_ERR_IO, "lock %s: held by another process", path);
+        }
+        return rx_fail(RX_ERR_IO, "lock %s: flock: %s", path, strerror(err));
     }
     *fd_out = fd;
     return RX_OK;
@@ -268,6 +326,61 @@ rx_status rx_fs_append_locked(const char *path, const char *header, const char *
     close(fd);
     if (rc != 0) return rx_fail(RX_ERR_IO, "append to %s: %s", path, strerror(err));
     return RX_OK;
+}
+
+/* a line of text starts with `key` and then a comma */
+static int line_has_key(const char *line, size_t n, const char *key) {
+    size_t k = strlen(key);
+    return n > k && !memcmp(line, key, k) && line[k] == ',';
+}
+
+rx_status rx_fs_upsert_line_locked(const char *path, const char *header, const char *key, const char *line) {
+    char *dir = dir_of(path);
+    size_t cap = strlen(path) + 16;
+    char *lock_path = malloc(cap);
+    if (!dir || !lock_path) {
+        free(dir);
+        free(lock_path);
+        return rx_fail(RX_ERR_OOM, "update %s: out of memory", path);
+    }
+    snprintf(lock_path, cap, "%s/.%s.lock", dir, base_of(path));
+    free(dir);
+    int fd;
+    rx_status s = rx_fs_lock(lock_path, &fd);
+    free(lock_path);
+    if (s) return s;
+    char *old = NULL;
+    size_t old_n = 0;
+    if (rx_fs_exists(path)) s = rx_fs_read_file(path, &old, &old_n);
+    size_t line_n = strlen(line);
+    while (line_n && line[line_n - 1] == '\n') line_n--;
+    size_t out_cap = old_n + line_n + (header ? strlen(header) : 0) + 3;
+    char *out = s ? NULL : malloc(out_cap);
+    if (!s && !out) s = rx_fail(RX_ERR_OOM, "update %s: out of memory", path);
+    if (!s) {
+        size_t n = 0;
+        int placed = 0;
+        if (old_n == 0 && header) n += (size_t)snprintf(out, out_cap, "%s\n", header);
+        /* every old line (a torn last line gets its newline back), the key's first one replaced */
+        for (const char *p = old; p && p < old + old_n;) {
+            const char *nl = memchr(p, '\n', (size_t)(old + old_n - p));
+            size_t len = nl ? (size_t)(nl - p) : (size_t)(old + old_n - p);
+            if (line_has_key(p, len, key)) {
+                if (!placed) { memcpy(out + n, line, line_n); n += line_n; out[n++] = '\n'; placed = 1; }
+            } else if (len) {
+                memcpy(out + n, p, len);
+                n += len;
+                out[n++] = '\n';
+            }
+            p += len + 1;
+        }
+        if (!placed) { memcpy(out + n, line, line_n); n += line_n; out[n++] = '\n'; }
+        s = rx_fs_write_atomic(path, out, n);
+    }
+    free(out);
+    free(old);
+    rx_fs_unlock(fd);
+    return s;
 }
 
 /* ---- run directories ---- */

@@ -54,6 +54,12 @@ void      rx_atomic_abort(rx_atomic_file *af);
 /* Whole buffer → `path`, atomically (the helpers above). */
 rx_status rx_fs_write_atomic(const char *path, const void *buf, size_t n);
 
+/* Remove from `dir` (not recursively) the temp files rx_atomic_begin names
+ * (`.<name>.tmp.<pid>.<counter>.<hex>`) that a killed writer left behind; other
+ * files are never touched. Only safe while no other process writes atomically into
+ * `dir` (a run directory under its run lock). *removed (may be NULL) counts them. */
+rx_status rx_fs_remove_atomic_temps(const char *dir, int *removed);
+
 /* Read a whole file into a malloc'd, NUL-terminated buffer (*len excludes the NUL). */
 rx_status rx_fs_read_file(const char *path, char **out, size_t *len);
 
@@ -61,12 +67,22 @@ rx_status rx_fs_read_file(const char *path, char **out, size_t *len);
  * Exclusive advisory lock (flock) on `path`, created if missing. Blocks until
  * acquired. The lock is released by rx_fs_unlock or when the process dies. */
 rx_status rx_fs_lock(const char *path, int *fd_out);
+/* The same without waiting: when another process holds the lock, returns RX_ERR_IO
+ * with *busy = 1 (and no fd); *busy = 0 on any other outcome. */
+rx_status rx_fs_trylock(const char *path, int *fd_out, int *busy);
 void      rx_fs_unlock(int fd);
 
 /* Append `line` (a trailing '\n' is added if missing) to `path` under an
  * exclusive lock on the file itself, then fsync. If the file is new or empty and
  * `header` is not NULL, the header line is written first: for index.csv. */
 rx_status rx_fs_append_locked(const char *path, const char *header, const char *line);
+
+/* Put `line` in `path` as the one line that starts with `key` followed by a comma:
+ * replaces the first such line (and drops any later duplicates) or appends it, with
+ * `header` first in a new file. The whole file is rewritten atomically under an flock
+ * on `<dir>/.<name>.lock` (not on the file itself: the rename gives the file a new
+ * inode, which a lock on the old one would not exclude). For index.csv: one row per run. */
+rx_status rx_fs_upsert_line_locked(const char *path, const char *header, const char *key, const char *line);
 
 /* ---- run directories --------------------------------------------------------
  * Create `<parent>/<NNNN>-<tag>` where NNNN is one more than the largest number

@@ -4,6 +4,7 @@
 #include "kernels/backend.h"
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void key_of(char *out, size_t n, const char *prefix, const char *name) {
@@ -46,6 +47,12 @@ rx_status rx_ckpt_save(rx_ctx *c, const char *path, const rx_ckpt_group *groups,
     snprintf(buf, sizeof buf, "%" PRIu64, meta->seed);
     if (!s) s = rx_st_writer_set_metadata(w, "seed", buf);
     if (!s && meta->config_yaml) s = rx_st_writer_set_metadata(w, "config", meta->config_yaml);
+    if (meta->log_steps) {   /* %.17g: the double comes back bit for bit */
+        snprintf(buf, sizeof buf, "%.17g", meta->log_loss_sum);
+        if (!s) s = rx_st_writer_set_metadata(w, "log_window_loss_sum", buf);
+        snprintf(buf, sizeof buf, "%" PRId64, meta->log_steps);
+        if (!s) s = rx_st_writer_set_metadata(w, "log_window_steps", buf);
+    }
     if (!s) s = rx_st_writer_write(w, path);
     rx_st_writer_free(w);
     free(host);
@@ -119,6 +126,15 @@ rx_status rx_ckpt_load(rx_ctx *c, const char *path, const rx_ckpt_group *groups,
     const char *h = rx_st_metadata(f, "config_hash");
     if (!s) snprintf(m.config_hash, sizeof m.config_hash, "%s", h ? h : "");
     m.seed = (uint64_t)seed;
+    if (!s && rx_st_metadata(f, "log_window_steps")) {
+        s = parse_i64(f, "log_window_steps", &m.log_steps);
+        const char *v = rx_st_metadata(f, "log_window_loss_sum");
+        char *end = NULL;
+        if (v) m.log_loss_sum = strtod(v, &end);
+        if (!s && (!v || !*v || *end || m.log_steps < 0))
+            s = rx_fail(RX_ERR_FORMAT, "%s: checkpoint metadata: bad logging window ('%s' over %lld steps)", path,
+                        v ? v : "(none)", (long long)m.log_steps);
+    }
     if (!s && expect_hash && strcmp(m.config_hash, expect_hash) != 0)
         s = rx_fail(RX_ERR_CONFIG, "%s: checkpoint of training config %s, but this run's training config and data hash to %s", path,
                     m.config_hash, expect_hash);

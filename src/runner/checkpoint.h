@@ -23,6 +23,11 @@ typedef struct rx_ckpt_meta {
     char    config_hash[17];     /* hash of the config subtree training depends on */
     uint64_t seed;
     const char *config_yaml;     /* save: the resolved config (lets `runexp export` rebuild the model); may be NULL */
+    /* the logging window open at `step` (train.c): the sum of its losses and its number of
+     * steps, so that a run resumed mid-window logs the mean the uninterrupted run logs.
+     * Both 0 when the window closed at `step` (and in checkpoints written before them). */
+    double  log_loss_sum;
+    int64_t log_steps;
 } rx_ckpt_meta;
 
 rx_status rx_ckpt_save(rx_ctx *c, const char *path, const rx_ckpt_group *groups, int n_groups, const rx_ckpt_meta *meta);

@@ -178,18 +178,21 @@ rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir
         s = rx_config_save(cfg->root, path);
         if (!s) s = execute(&ex, &run, opt, 0, metrics);
         snprintf(run_dir, n, "%s", run.dir);
-        rx_run_close(&run);
     }
+    rx_run_close(&run);   /* also after a create that failed half way: it may hold the run's lock */
     rx_experiment_free(&ex);
     return s;
 }
 
 rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *run_dir, char *out_dir, size_t n,
                         int *config_error) {
-    rx_experiment ex;
-    rx_status s = rx_experiment_build(&ex, cfg, opt);
+    /* the run's lock first: a resume refused because another process holds the run loads
+     * nothing and writes nothing */
     rx_run run = {0};
-    if (!s) s = rx_run_open(&run, run_dir);
+    rx_status s = rx_run_open(&run, run_dir);
+    rx_experiment ex;
+    memset(&ex, 0, sizeof ex);
+    if (!s) s = rx_experiment_build(&ex, cfg, opt);
     if (!s) {
         run.quiet = opt->quiet;
         const char *st = json_string_value(json_object_get(run.record, "status"));
@@ -199,8 +202,9 @@ rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *r
                         run.config_hash);
         if (s) *config_error = 1;
         else {
-            rx_run_set_status(&run, "running", NULL);
-            s = execute(&ex, &run, opt, 1, NULL);
+            s = rx_run_remove_stale_temps(&run);
+            if (!s) rx_run_set_status(&run, "running", NULL);
+            if (!s) s = execute(&ex, &run, opt, 1, NULL);
         }
         snprintf(out_dir, n, "%s", run.dir);
     } else if (s == RX_ERR_CONFIG || s == RX_ERR_IO) *config_error = 1;

@@ -54,6 +54,20 @@ static rx_status open_files(rx_run *r) {
     return RX_OK;
 }
 
+/* the run's lock: a second process resuming the run (or resuming it while it still runs)
+ * would interleave its checkpoints and metrics with this one's */
+static rx_status take_lock(rx_run *r) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/.lock", r->dir);
+    int busy = 0;
+    rx_status s = rx_fs_trylock(path, &r->lock_fd, &busy);
+    if (s && busy)
+        return rx_fail(RX_ERR_IO, "run %s is in use: another runexp process holds its lock (%s); "
+                       "wait for it to end or stop it first", r->dir, path);
+    if (!s) r->locked = 1;
+    return s;
+}
+
 rx_status rx_run_create(rx_run *r, const char *results_root, const char *experiment, const char *config_hash) {
     memset(r, 0, sizeof *r);
     r->t_start = rx_now();
@@ -65,6 +79,7 @@ rx_status rx_run_create(rx_run *r, const char *results_root, const char *experim
     RX_TRY(rx_fs_alloc_run_dir(r->exp_dir, tag, r->dir, sizeof r->dir, NULL));
     const char *slash = strrchr(r->dir, '/');
     snprintf(r->id, sizeof r->id, "%.63s", slash ? slash + 1 : r->dir);
+    RX_TRY(take_lock(r));   /* before run.json exists, so no --resume can come first */
     char sub[1200];
     snprintf(sub, sizeof sub, "%s/samples", r->dir);
     RX_TRY(rx_fs_mkdir_p(sub));
@@ -99,6 +114,8 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
     if (slash) *slash = 0; else snprintf(r->exp_dir, sizeof r->exp_dir, ".");
     char path[1200];
     snprintf(path, sizeof path, "%s/run.json", r->dir);
+    if (!rx_fs_exists(path)) return rx_fail(RX_ERR_IO, "%s: no run.json (is this a run directory?)", dir);
+    RX_TRY(take_lock(r));
     if (rx_json_load_file(path, &r->record) != RX_OK)
         return rx_fail_ctx(RX_ERR_IO, "%s: is this a run directory? ", dir);
     const char *e = json_string_value(json_object_get(r->record, "experiment"));
@@ -106,6 +123,53 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
     snprintf(r->experiment, sizeof r->experiment, "%s", e ? e : "");
     snprintf(r->config_hash, sizeof r->config_hash, "%s", h ? h : "");
     return open_files(r);
+}
+
+rx_status rx_run_remove_stale_temps(rx_run *r) {
+    const char *subs[] = {"", "/checkpoints", "/samples"};
+    for (int i = 0; i < 3; i++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s%s", r->dir, subs[i]);
+        int n = 0;
+        RX_TRY(rx_fs_remove_atomic_temps(path, &n));
+        if (n) rx_run_log(r, "resume: removed %d temp file%s an interrupted write left in %s", n, n > 1 ? "s" : "", path);
+    }
+    return RX_OK;
+}
+
+rx_status rx_run_metrics_cut(rx_run *r, int64_t step) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
+    char *text = NULL;
+    size_t n = 0;
+    RX_TRY(rx_fs_read_file(path, &text, &n));
+    char *out = malloc(n + 1);
+    if (!out) { free(text); return rx_fail(RX_ERR_OOM, "%s: out of memory", path); }
+    size_t kept = 0;
+    int64_t dropped = 0;
+    /* a line without its newline is one a kill cut short: dropped like the rows after the
+     * checkpoint, which the resumed training writes again */
+    for (char *p = text, *nl; p < text + n && (nl = memchr(p, '\n', (size_t)(text + n - p))); p = nl + 1) {
+        *nl = 0;
+        json_t *row = json_loads(p, 0, NULL);
+        json_t *st = row ? json_object_get(row, "step") : NULL;
+        if (json_is_integer(st) && json_integer_value(st) <= step) {
+            size_t len = (size_t)(nl - p);
+            memcpy(out + kept, p, len);
+            out[kept + len] = '\n';
+            kept += len + 1;
+        } else dropped++;
+        json_decref(row);
+    }
+    rx_status s = RX_OK;
+    if (kept != n) {
+        s = rx_fs_write_atomic(path, out, kept);
+        if (!s) rx_run_log(r, "resume: metrics.jsonl cut back to step %lld (%lld later row%s dropped)", (long long)step,
+                           (long long)dropped, dropped == 1 ? "" : "s");
+    }
+    free(out);
+    free(text);
+    return s;
 }
 
 rx_status rx_run_save_record(rx_run *r) {
@@ -161,7 +225,7 @@ rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
     snprintf(path, sizeof path, "%s/index.csv", r->exp_dir);
     snprintf(line, sizeof line, "%s,%s,%s,%s", r->id, status ? status : "", r->config_hash,
              primary_metrics_csv ? primary_metrics_csv : "");
-    RX_TRY(rx_fs_append_locked(path, "id,status,config_hash,metrics", line));
+    RX_TRY(rx_fs_upsert_line_locked(path, "id,status,config_hash,metrics", r->id, line));
     snprintf(path, sizeof path, "%s/latest", r->exp_dir);
     return rx_fs_symlink_replace(r->id, path);
 }
@@ -169,6 +233,8 @@ rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
 void rx_run_close(rx_run *r) {
     if (r->log) fclose(r->log);
     if (r->record) json_decref(r->record);
+    if (r->locked) rx_fs_unlock(r->lock_fd);
     r->log = NULL;
     r->record = NULL;
+    r->locked = 0;
 }

@@ -2,7 +2,8 @@
  *
  *   results/<experiment>/<NNNN>-<hash8>/
  *     config.yaml  run.json  metrics.jsonl  eval.json  log.txt  samples/  checkpoints/
- *   results/<experiment>/index.csv   one row per run (under a file lock)
+ *     .lock        flock held while a process runs or resumes the run (one at a time)
+ *   results/<experiment>/index.csv   one row per run, updated in place (under a file lock)
  *   results/<experiment>/latest      symlink to the newest run
  *
  * run.json is rewritten atomically at every status change, so a crash leaves the last
@@ -25,13 +26,21 @@ typedef struct rx_run {
     FILE *log;               /* log.txt                      */
     int quiet;               /* no progress on stderr        */
     double t_start;
+    int locked, lock_fd;     /* the run's .lock, held until rx_run_close */
 } rx_run;
 
 double    rx_now(void);      /* wall clock seconds */
 /* Allocate a new run directory under results_root/<experiment>/ and open its records. */
 rx_status rx_run_create(rx_run *r, const char *results_root, const char *experiment, const char *config_hash);
-/* Reopen an existing run directory (resume). */
+/* Reopen an existing run directory (resume), taking its lock first: while another process
+ * runs or resumes it, fails at once (RX_ERR_IO) naming the run. */
 rx_status rx_run_open(rx_run *r, const char *dir);
+/* Resume: remove the temp files a killed atomic write left in the run directory and its
+ * checkpoints/ and samples/ (log.txt says which). */
+rx_status rx_run_remove_stale_temps(rx_run *r);
+/* Resume from a checkpoint at `step`: metrics.jsonl keeps only its rows with step <= step
+ * (rewritten atomically), so the rows the resumed training logs again are not doubled. */
+rx_status rx_run_metrics_cut(rx_run *r, int64_t step);
 /* status: running | done | failed | interrupted; error may be NULL */
 rx_status rx_run_set_status(rx_run *r, const char *status, const char *error);
 rx_status rx_run_save_record(rx_run *r);
@@ -40,7 +49,7 @@ void      rx_run_stage_time(rx_run *r, const char *stage, double seconds);
 /* log line to log.txt (always) and stderr (unless quiet) */
 void      rx_run_log(rx_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 rx_status rx_run_metrics(rx_run *r, json_t *row);                          /* one line of metrics.jsonl; steals row */
-/* index.csv row + latest symlink */
+/* index.csv row (the run's own row replaced, so a resumed run keeps one) + latest symlink */
 rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv);
 void      rx_run_close(rx_run *r);
 

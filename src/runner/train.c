@@ -56,12 +56,22 @@ static void ckpt_groups(rx_experiment *ex, rx_adamw *opt, rx_ckpt_group g[4], in
     *n = k;
 }
 
-static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, int64_t step) {
+/* the steps since the last log line */
+typedef struct log_window {
+    double t;               /* when it opened, or when this process resumed inside it */
+    double loss_sum;        /* over every step of the window, also those before a resume */
+    int64_t n;
+    int64_t n_timed;        /* steps since t: what img_per_s counts */
+} log_window;
+
+/* w: the logging window still open at `step` (its partial sums go into the checkpoint) */
+static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, int64_t step, const log_window *w) {
     rx_ckpt_group g[4];
     int n;
     ckpt_groups(ex, opt, g, &n);
     char *yaml = rx_config_emit_string(ex->cfg->root);
-    rx_ckpt_meta meta = {.step = step, .seed = ex->seed, .config_yaml = yaml};
+    rx_ckpt_meta meta = {.step = step, .seed = ex->seed, .config_yaml = yaml, .log_loss_sum = w->loss_sum,
+                         .log_steps = w->n};
     snprintf(meta.config_hash, sizeof meta.config_hash, "%s", ex->train_hash);
     char path[1200];
     snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", run->dir);
@@ -207,10 +217,14 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
 }
 
 /* the step training continues after: that of the run's own checkpoint when resuming from
- * one (weights, EMA and optimizer state loaded from it), else 0 */
-static rx_status resume_point(trainer *t, int resume, int64_t *start) {
+ * one (weights, EMA, optimizer state and the open logging window loaded from it), else 0.
+ * metrics.jsonl keeps only the rows up to it: the rows a killed run logged after its last
+ * checkpoint are logged again, from the same state, by the resumed training. */
+static rx_status resume_point(trainer *t, int resume, int64_t *start, log_window *w) {
     *start = 0;
-    if (!resume || access(t->ckpt, F_OK) != 0) return RX_OK;
+    *w = (log_window){rx_now(), 0, 0, 0};
+    if (!resume) return RX_OK;
+    if (access(t->ckpt, F_OK) != 0) return rx_run_metrics_cut(t->run, 0);
     rx_ckpt_group g[4];
     int n;
     ckpt_groups(t->ex, &t->opt, g, &n);
@@ -218,23 +232,18 @@ static rx_status resume_point(trainer *t, int resume, int64_t *start) {
     RX_TRY(rx_ckpt_load(t->ex->ctx, t->ckpt, g, n, t->ex->train_hash, &meta));
     *start = meta.step;
     t->opt.step = meta.step;
+    w->loss_sum = meta.log_loss_sum;
+    w->n = meta.log_steps;
     rx_run_log(t->run, "train: resumed from %s at step %lld", t->ckpt, (long long)meta.step);
-    return RX_OK;
+    return rx_run_metrics_cut(t->run, meta.step);
 }
-
-/* the steps since the last log line */
-typedef struct log_window {
-    double t;               /* when it opened */
-    double loss_sum;
-    int64_t n;
-} log_window;
 
 /* the window closing at `step`: one metrics.jsonl row and a progress (or log) line; the next
  * window opens */
 static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float lr, double gnorm) {
     const int B = t->plan.B;
     const int64_t steps = t->plan.steps;
-    double now = rx_now(), ips = w->n * B / (now - w->t + 1e-9), loss = w->loss_sum / w->n;
+    double now = rx_now(), ips = w->n_timed * B / (now - w->t + 1e-9), loss = w->loss_sum / w->n;
     json_t *row = json_object();
     json_object_set_new(row, "step", json_integer(step));
     json_object_set_new(row, "loss", json_real(loss));
@@ -246,17 +255,16 @@ static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float
     if (isatty(STDERR_FILENO)) progress(t->run, step, steps, (float)loss, ips, eta);
     else rx_run_log(t->run, "train: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s", (long long)step,
                     (long long)steps, loss, lr, gnorm, ips);
-    *w = (log_window){now, 0, 0};
+    *w = (log_window){now, 0, 0, 0};
     return s;
 }
 
 /* steps start+1 .. plan.steps, logging and checkpointing on the way; stops early at
  * max_minutes (checkpointed) or an interrupt (checkpointed, RX_ERR_INTERRUPTED) */
-static rx_status train_loop(trainer *t, int64_t start) {
+static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     rx_experiment *ex = t->ex;
     rx_run *run = t->run;
     const train_plan *p = &t->plan;
-    log_window w = {rx_now(), 0, 0};
     int64_t last_ckpt = start;
     rx_status s = RX_OK;
     for (int64_t step = start + 1; step <= p->steps && !s; step++) {
@@ -275,13 +283,14 @@ static rx_status train_loop(trainer *t, int64_t start) {
         }
         w.loss_sum += loss;
         w.n++;
+        w.n_timed++;
         /* a checkpoint step also closes the logging window, so a run resumed from it logs the
          * same lines as the uninterrupted run */
         const int out_of_time = p->max_s > 0 && step < p->steps && rx_now() - t->t0 >= p->max_s;
         const int ckpt_now = (p->ckpt_every > 0 && step % p->ckpt_every == 0) || step == p->steps || out_of_time;
         if (step % p->log_every == 0 || ckpt_now) s = log_window_close(t, &w, step, lr, gnorm);
         if (!s && ckpt_now) {
-            s = save_checkpoint(ex, run, &t->opt, step);
+            s = save_checkpoint(ex, run, &t->opt, step, &w);   /* the window just closed: empty */
             last_ckpt = step;
         }
         if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
@@ -291,7 +300,9 @@ static rx_status train_loop(trainer *t, int64_t start) {
             break;
         }
         if (!s && rx_interrupt_requested) {
-            s = save_checkpoint(ex, run, &t->opt, step);
+            /* mid-window: the checkpoint carries the window's sums, and the resumed run's
+             * next row averages the same steps as the uninterrupted run's */
+            s = save_checkpoint(ex, run, &t->opt, step, &w);
             if (!s) s = rx_fail(RX_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint written; continue with: runexp --resume %s",
                                 (long long)step, run->dir);
         }
@@ -304,7 +315,8 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     rx_status s = trainer_open(&t, ex, run);
     if (s) { trainer_close(&t); return s; }
     int64_t start = 0;
-    s = resume_point(&t, resume, &start);
+    log_window w;
+    s = resume_point(&t, resume, &start, &w);
     if (!s) s = rx_loader_seek(t.loader, start);
     const rx_dataset *data = ex->train_data;
     rx_run_log(run, "train: %lld steps, batch %d, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
@@ -312,7 +324,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
                ex->data_c, ex->data_h, ex->data_w);
     ex->ctx->training = 1;
     rx_set_grad_enabled(ex->ctx, 1);
-    if (!s) s = train_loop(&t, start);
+    if (!s) s = train_loop(&t, start, w);
     ex->ctx->training = 0;
     trainer_close(&t);
     rx_run_stage_time(run, "train", rx_now() - t.t0);
