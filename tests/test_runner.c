@@ -881,6 +881,26 @@ Test(runner, corrupt_cached_training_says_force_retrains) {
     RUN_OK(forced);
 }
 
+/* two runs of one experiment that end in the other order: `latest` stays on the newer one */
+Test(runner, latest_names_the_newest_finished_run) {
+    const char *root = own(strdup(T("results")));
+    rx_run older, newer;
+    ASSERT_OK(rx_run_create(&older, root, "exp", "00000000aaaaaaaa"));
+    ASSERT_OK(rx_run_create(&newer, root, "exp", "00000000bbbbbbbb"));
+    char link[256];
+    const char *latest = own(strdup(P("%s/exp/latest", root)));
+    ASSERT_OK(rx_run_set_status(&newer, "done", NULL));
+    ASSERT_OK(rx_run_finish(&newer, NULL));
+    ASSERT_OK(rx_run_set_status(&older, "done", NULL));
+    ASSERT_OK(rx_run_finish(&older, NULL));   /* finishes last, started first */
+    const ssize_t n = readlink(latest, link, sizeof link - 1);
+    cr_assert_gt(n, 0);
+    link[n] = 0;
+    cr_assert_str_eq(link, newer.id, "latest -> %s, the newest run is %s", link, newer.id);
+    rx_run_close(&older);
+    rx_run_close(&newer);
+}
+
 Test(runner, sampler_sweep_trains_once) {
     const char *root = own(strdup(T("results")));
     result s = RUNEXP("sweep", TINY, "--results", root, "--sweep", "sampler.steps=1,2,4");

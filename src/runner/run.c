@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -219,6 +221,23 @@ rx_status rx_run_metrics(rx_run *r, json_t *row) {
     return s;
 }
 
+/* `latest` names the newest run (the highest number) of those that have finished, not the last
+ * to finish: a long run started earlier ending after a newer one does not take it back. Under
+ * the experiment's lock, so two runs finishing at once compare with each other's result. */
+static rx_status point_latest(const rx_run *r) {
+    char path[1200], lock[1200], target[256];
+    snprintf(path, sizeof path, "%s/latest", r->exp_dir);
+    snprintf(lock, sizeof lock, "%s/.latest.lock", r->exp_dir);
+    int fd = -1;
+    RX_TRY(rx_fs_lock(lock, &fd));
+    const ssize_t n = readlink(path, target, sizeof target - 1);
+    rx_status s = RX_OK;
+    if (n > 0) target[n] = 0;
+    if (n <= 0 || atol(target) <= atol(r->id)) s = rx_fs_symlink_replace(r->id, path);
+    rx_fs_unlock(fd);
+    return s;
+}
+
 rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
     char path[1200], line[2048];
     const char *status = json_string_value(json_object_get(r->record, "status"));
@@ -226,8 +245,7 @@ rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
     snprintf(line, sizeof line, "%s,%s,%s,%s", r->id, status ? status : "", r->config_hash,
              primary_metrics_csv ? primary_metrics_csv : "");
     RX_TRY(rx_fs_upsert_line_locked(path, "id,status,config_hash,metrics", r->id, line));
-    snprintf(path, sizeof path, "%s/latest", r->exp_dir);
-    return rx_fs_symlink_replace(r->id, path);
+    return point_latest(r);
 }
 
 void rx_run_close(rx_run *r) {
