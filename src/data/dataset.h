@@ -31,6 +31,8 @@ typedef struct rx_dataset_file {
     const char *file;   /* file name                                                    */
     const char *url;    /* official location                                            */
     const char *md5;    /* of the file as published (the authors' page, or torchvision) */
+    int64_t     size;   /* its size in bytes as published: a file of this size must have this md5
+                         * when opened (data/integrity.h); 0 = not checked on open            */
 } rx_dataset_file;
 
 typedef struct rx_dataset_impl {
