@@ -118,13 +118,15 @@ typedef struct {
     rx_gz_reader *gz;
     uint8_t *buf;
     rx_status st;
+    char msg[1024];   // the reader's message: libarchive may replace its own error string later
 } gz_client;
 
 static la_ssize_t gz_client_read(struct archive *a, void *data, const void **out) {
     gz_client *c = data;
     size_t got = 0;
     if ((c->st = rx_gz_read(c->gz, c->buf, 1 << 20, &got)) != RX_OK) {
-        archive_set_error(a, EIO, "%s", rx_last_error());
+        snprintf(c->msg, sizeof c->msg, "%s", rx_last_error());
+        archive_set_error(a, EIO, "%s", c->msg);
         return -1;
     }
     *out = c->buf;
@@ -135,7 +137,7 @@ static la_ssize_t gz_client_read(struct archive *a, void *data, const void **out
 // mismatch, a truncated stream), with the member being read; else libarchive's.
 static rx_status archive_failure(const gz_client *c, struct archive *a, const char *where) {
     const char *msg = archive_error_string(a) ? archive_error_string(a) : "read error";
-    if (c->st) return rx_fail(c->st, "cifar10: while reading %s: %s", where, msg);
+    if (c->st) return rx_fail(c->st, "cifar10: while reading %s: %s", where, c->msg);
     return rx_fail(RX_ERR_FORMAT, "cifar10: %s: %s (truncated or corrupt archive?)", where, msg);
 }
 
