@@ -8,7 +8,8 @@
  * Where files are looked for (rx_data_root): the component's `root` parameter when
  * given; else $RUNEXP_DATA; else ./data. A data set that is not found is RX_ERR_IO with a
  * message that lists every path tried and the command that gets it (`make data`,
- * `runexp data fetch <name>`). Files that exist but are corrupt are RX_ERR_FORMAT. */
+ * `runexp data fetch <name>`). Files that exist but are corrupt are RX_ERR_FORMAT, checked when
+ * opened (gzip CRC and length, exact sizes, published md5s: data/integrity.h). */
 #ifndef RX_DATA_DATASET_H
 #define RX_DATA_DATASET_H
 
