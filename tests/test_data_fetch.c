@@ -204,6 +204,16 @@ Test(data_fetch, verified_md5_is_cached_by_path_size_mtime) {
     set_mtime(file, later);
     cr_expect_eq(rx_data_verify_md5(file, MD5_ABC), RX_ERR_FORMAT, "a changed mtime must recompute the md5");
 
+    // verified again under the new mtime: its line replaces the old one (one line per file)
+    write_text(file, "abc");
+    set_mtime(file, later);
+    cr_assert_eq(rx_data_verify_md5(file, MD5_ABC), RX_OK, "%s", rx_last_error());
+    text = rx_test_read_file(cache, &n);
+    cr_assert(text);
+    snprintf(key, sizeof key, MD5_ABC "\t3\t%lld.%09ld\t%s\n", (long long)later.tv_sec, (long)later.tv_nsec, real);
+    cr_expect_str_eq(text, key);
+    free(text);
+
     // a cache that cannot be written: verified each time, no error
     write_text(file, "abc");
     cr_assert_eq(setenv("XDG_CACHE_HOME", "/proc/rx_no_cache_here", 1), 0);
