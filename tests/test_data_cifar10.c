@@ -189,3 +189,101 @@ Test(data_cifar10, bad_split_is_arg_error) {
     cr_expect(strstr(rx_last_error(), "val"));
     rx_params_free(p);
 }
+
+// --- integrity (issue 19) -----------------------------------------------------------------
+// References: the gzip trailer (RFC 1952: CRC-32 and length), the batch size of the binary
+// version (10,000 records of 3,073 bytes) and the published md5 of cifar-10-binary.tar.gz.
+
+static void rm_rf(const char *dir) {
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static rx_status try_load(const char *root, const char *split, rx_dataset **d) {
+    rx_params *p = cifar_params(root);
+    rx_status st = rx_dataset_load(&rx_comp_dataset_cifar10, p, split, d);
+    rx_params_free(p);
+    return st;
+}
+
+// Bit 0 of byte 160,000,000 of the shared archive lies in test_batch.bin's compressed data;
+// the flipped stream still inflates to the whole tar (checked with Python's zlib), so only
+// the gzip CRC-32 tells. Loading only the train split must still refuse it.
+Test(data_cifar10, flipped_bit_in_test_batch_refused_when_loading_train) {
+    char tmp[] = "/tmp/rx_cifar_XXXXXX", dir[4200], cmd[8800], path[4400];
+    cr_assert(mkdtemp(tmp));
+    snprintf(dir, sizeof dir, "%s/cifar10", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    snprintf(cmd, sizeof cmd, "cp '%s/cifar10/cifar-10-binary.tar.gz' '%s/'", rx_test_data_src(), dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(path, sizeof path, "%s/cifar-10-binary.tar.gz", dir);
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f);
+    cr_assert_eq(fseek(f, 160000000L, SEEK_SET), 0);
+    int c = fgetc(f);
+    cr_assert(c != EOF);
+    cr_assert_eq(fseek(f, 160000000L, SEEK_SET), 0);
+    fputc(c ^ 1, f);
+    fclose(f);
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(tmp, "train", &d), RX_ERR_FORMAT, "a corrupt archive was loaded");
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, path) && strstr(msg, "gzip data corrupt (CRC mismatch)"), "%s", msg);
+    cr_expect_null(d);
+    rm_rf(tmp);
+}
+
+// The folder form with the five train batches intact in size (sparse zero files: label 0,
+// black images) and test_batch.bin 730,000 bytes short: a run that only trains is refused,
+// naming the file; at its exact size the train split loads; without it, too, it is refused.
+Test(data_cifar10, every_batch_is_sized_whichever_split_is_loaded) {
+    char tmp[] = "/tmp/rx_cifar_XXXXXX", dir[4200], path[4400];
+    cr_assert(mkdtemp(tmp));
+    snprintf(dir, sizeof dir, "%s/cifar-10-batches-bin", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    const char *names[6] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                            "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"};
+    for (int k = 0; k < 6; k++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        FILE *f = fopen(path, "wb");
+        cr_assert(f);
+        fclose(f);
+        cr_assert_eq(truncate(path, k < 5 ? 30730000 : 30000000), 0);
+    }
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(tmp, "train", &d), RX_ERR_FORMAT, "a truncated test batch went unnoticed");
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, path) && strstr(msg, "30,000,000 bytes, expected 30,730,000"), "%s", msg);
+    cr_assert_eq(truncate(path, 30730000), 0);
+    cr_assert_eq(try_load(tmp, "train", &d), RX_OK, "%s", rx_last_error());
+    cr_expect(d->n == 50000 && d->labels[49999] == 0);
+    rx_dataset_free(d);
+    d = NULL;
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(try_load(tmp, "train", &d), RX_ERR_IO);
+    cr_expect(strstr(rx_last_error(), "has no test_batch.bin"), "%s", rx_last_error());
+    rm_rf(tmp);
+}
+
+// An archive of the published size (170,052,171 bytes) must have the published md5; this one
+// is zeros (sparse), so the md5 refuses it before anything is decoded.
+Test(data_cifar10, published_size_requires_published_md5) {
+    char tmp[] = "/tmp/rx_cifar_XXXXXX", dir[4200], path[4400], cache[4200];
+    cr_assert(mkdtemp(tmp));
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    cr_assert_eq(setenv("XDG_CACHE_HOME", cache, 1), 0);
+    snprintf(dir, sizeof dir, "%s/cifar10", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/cifar-10-binary.tar.gz", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fclose(f);
+    cr_assert_eq(truncate(path, 170052171), 0);
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(tmp, "test", &d), RX_ERR_FORMAT);
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, path) && strstr(msg, "md5 ") && strstr(msg, "expected c32a1d4ab5d03f1284b67883e8d87530"), "%s",
+              msg);
+    rm_rf(tmp);
+}

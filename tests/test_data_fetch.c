@@ -6,6 +6,8 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -13,6 +15,7 @@
 #include "core/params.h"
 #include "data/dataset.h"
 #include "data/fetch.h"
+#include "data/integrity.h"
 
 // rx_md5_file of `n` bytes written to a temp file
 static void md5_of_bytes(const void *data, size_t n, char out[33]) {
@@ -145,4 +148,102 @@ Test(data_fetch, download_checks_md5) {
         cr_expect(!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."), "left behind: %s", e->d_name);
     closedir(dir);
     rm_tree(dest), rm_tree(mirror);
+}
+
+// --- md5 on open, cached (data/integrity.h) -------------------------------------------
+// Reference: RFC 1321, md5("abc") = 900150983cd24fb0d6963f7d28e17f72.
+#define MD5_ABC "900150983cd24fb0d6963f7d28e17f72"
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void set_mtime(const char *path, struct timespec t) {
+    struct timespec ts[2] = {t, t};
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0, "%s", path);
+}
+
+// The cache's key is (path, size, mtime): a file rewritten with the same size and mtime is
+// taken from the cache (which shows the md5 is not computed again); a new mtime recomputes it.
+Test(data_fetch, verified_md5_is_cached_by_path_size_mtime) {
+    char tmp[] = "/tmp/rx_md5c_XXXXXX", cache_home[4200], file[4200], cache[4300], real[PATH_MAX];
+    cr_assert(mkdtemp(tmp));
+    snprintf(cache_home, sizeof cache_home, "%s/cache", tmp);
+    snprintf(file, sizeof file, "%s/f.bin", tmp);
+    cr_assert_eq(setenv("XDG_CACHE_HOME", cache_home, 1), 0);
+    cr_assert_eq(rx_data_md5_cache_path(cache, sizeof cache), RX_OK);
+    cr_expect(strstr(cache, cache_home) == cache, "%s", cache);
+
+    write_text(file, "abd");
+    cr_expect_eq(rx_data_verify_md5(file, MD5_ABC), RX_ERR_FORMAT);
+    cr_expect(strstr(rx_last_error(), file) && strstr(rx_last_error(), "expected " MD5_ABC), "%s", rx_last_error());
+    cr_expect(access(cache, F_OK) != 0, "a failed verification was cached");
+
+    write_text(file, "abc");
+    struct stat sb;
+    cr_assert_eq(stat(file, &sb), 0);
+    cr_assert_eq(rx_data_verify_md5(file, MD5_ABC), RX_OK, "%s", rx_last_error());
+    long n = 0;
+    char *text = rx_test_read_file(cache, &n);
+    cr_assert(text, "no cache file %s", cache);
+    cr_assert(realpath(file, real));
+    char key[PATH_MAX + 100];
+    snprintf(key, sizeof key, MD5_ABC "\t3\t%lld.%09ld\t%s\n", (long long)sb.st_mtim.tv_sec, (long)sb.st_mtim.tv_nsec, real);
+    cr_expect_str_eq(text, key);
+    free(text);
+
+    write_text(file, "abd");   // same size; the old mtime put back
+    set_mtime(file, sb.st_mtim);
+    cr_expect_eq(rx_data_verify_md5(file, MD5_ABC), RX_OK, "the cache was not used: %s", rx_last_error());
+
+    struct timespec later = sb.st_mtim;
+    later.tv_sec += 1;
+    set_mtime(file, later);
+    cr_expect_eq(rx_data_verify_md5(file, MD5_ABC), RX_ERR_FORMAT, "a changed mtime must recompute the md5");
+
+    // verified again under the new mtime: its line replaces the old one (one line per file)
+    write_text(file, "abc");
+    set_mtime(file, later);
+    cr_assert_eq(rx_data_verify_md5(file, MD5_ABC), RX_OK, "%s", rx_last_error());
+    text = rx_test_read_file(cache, &n);
+    cr_assert(text);
+    snprintf(key, sizeof key, MD5_ABC "\t3\t%lld.%09ld\t%s\n", (long long)later.tv_sec, (long)later.tv_nsec, real);
+    cr_expect_str_eq(text, key);
+    free(text);
+
+    // a cache that cannot be written: verified each time, no error
+    write_text(file, "abc");
+    cr_assert_eq(setenv("XDG_CACHE_HOME", "/proc/rx_no_cache_here", 1), 0);
+    cr_expect_eq(rx_data_verify_md5(file, MD5_ABC), RX_OK, "%s", rx_last_error());
+    write_text(file, "abd");
+    set_mtime(file, sb.st_mtim);
+    cr_expect_eq(rx_data_verify_md5(file, MD5_ABC), RX_ERR_FORMAT);
+
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_expect_eq(system(cmd), 0);
+}
+
+// rx_data_check_listed: the md5 is asked of a listed file only when it has the published size.
+Test(data_fetch, listed_file_checked_at_published_size_only) {
+    char tmp[] = "/tmp/rx_md5c_XXXXXX", file[4200], cache_home[4200];
+    cr_assert(mkdtemp(tmp));
+    snprintf(cache_home, sizeof cache_home, "%s/cache", tmp);
+    cr_assert_eq(setenv("XDG_CACHE_HOME", cache_home, 1), 0);
+    snprintf(file, sizeof file, "%s/f.bin", tmp);
+    write_text(file, "abd");
+    const rx_dataset_file three[] = {{"f.bin", NULL, MD5_ABC, 3}, {0}}, four[] = {{"f.bin", NULL, MD5_ABC, 4}, {0}},
+                          other[] = {{"g.bin", NULL, MD5_ABC, 3}, {0}};
+    cr_expect_eq(rx_data_check_listed(three, file), RX_ERR_FORMAT);
+    cr_expect(strstr(rx_last_error(), "md5 "), "%s", rx_last_error());
+    cr_expect_eq(rx_data_check_listed(four, file), RX_OK);
+    cr_expect_eq(rx_data_check_listed(other, file), RX_OK);
+    write_text(file, "abc");
+    cr_expect_eq(rx_data_check_listed(three, file), RX_OK, "%s", rx_last_error());
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_expect_eq(system(cmd), 0);
 }

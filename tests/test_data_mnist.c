@@ -183,3 +183,145 @@ Test(data_mnist, missing_lists_places_and_command) {
     cr_expect(strstr(msg, "/nonexistent/rx/MNIST/raw"), "%s", msg);
     cr_expect(strstr(msg, "runexp data fetch mnist"), "%s", msg);
 }
+
+// --- integrity (issue 19): what the formats carry -------------------------------------
+// References: the gzip trailer (RFC 1952: CRC-32 and ISIZE of the member's data), the idx
+// header's record count, and the published md5s (torchvision's MNIST list).
+
+// Copies ../shared/data/mnist/<name> to dir/<name>.
+static void copy_real(const char *dir, const char *name) {
+    char src[4200], dst[4400];
+    snprintf(src, sizeof src, "%s/mnist/%s", rx_test_data_src(), name);
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    long n = 0;
+    char *buf = rx_test_read_file(src, &n);
+    cr_assert(buf, "%s", src);
+    write_bytes(dst, buf, (size_t)n, 0);
+    free(buf);
+}
+
+// Flips bit `bit` of byte `off` (from the end when off < 0) of dir/name.
+static void flip_bit(const char *dir, const char *name, long off, int bit) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f, "%s", path);
+    cr_assert_eq(fseek(f, off, off < 0 ? SEEK_END : SEEK_SET), 0);
+    long at = ftell(f);
+    int c = fgetc(f);
+    cr_assert(c != EOF);
+    cr_assert_eq(fseek(f, at, SEEK_SET), 0);
+    fputc(c ^ (1 << bit), f);
+    fclose(f);
+}
+
+// tmp/mnist/ with real copies of the test split; the md5 cache under tmp/cache.
+static void real_test_split(char *tmp, char *dir, size_t cap) {
+    cr_assert(mkdtemp(tmp));
+    snprintf(dir, cap, "%s/mnist", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    cr_assert_eq(setenv("XDG_CACHE_HOME", cache, 1), 0);
+    copy_real(dir, "t10k-images-idx3-ubyte.gz");
+    copy_real(dir, "t10k-labels-idx1-ubyte.gz");
+}
+
+static void expect_refused(const char *tmp, const char *split, const char *file, const char *what) {
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load(&rx_comp_dataset_mnist, tmp, split, &d), RX_ERR_FORMAT, "%s: loaded", what);
+    const char *msg = rx_last_error();
+    cr_expect(strstr(msg, file), "%s: message does not name %s: %s", what, file, msg);
+    cr_expect(strstr(msg, what), "%s: %s", what, msg);
+    cr_expect_null(d);
+}
+
+// Bit 6 of byte 808,255 (mid-file) of the real test images: the flipped stream still inflates
+// to 7,840,016 bytes (checked with Python's zlib), so only the gzip CRC-32 tells.
+Test(data_mnist, flipped_bit_in_gzip_payload_is_crc_mismatch) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX", dir[4200];
+    real_test_split(tmp, dir, sizeof dir);
+    rx_dataset *d = load(&rx_comp_dataset_mnist, tmp, "test");  // the intact copy loads
+    cr_expect_eq(d->labels[0], 7);
+    rx_dataset_free(d);
+    flip_bit(dir, "t10k-images-idx3-ubyte.gz", 808255, 6);
+    expect_refused(tmp, "test", "t10k-images-idx3-ubyte.gz", "gzip data corrupt (CRC mismatch)");
+    rm_tree(tmp);
+}
+
+// The trailer's ISIZE (last 4 bytes): the data is intact but its recorded length is not.
+Test(data_mnist, gzip_length_is_checked) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX", dir[4200];
+    real_test_split(tmp, dir, sizeof dir);
+    flip_bit(dir, "t10k-labels-idx1-ubyte.gz", -1, 0);
+    expect_refused(tmp, "test", "t10k-labels-idx1-ubyte.gz", "gzip data corrupt (length mismatch)");
+    rm_tree(tmp);
+}
+
+Test(data_mnist, bytes_after_the_gzip_stream_are_refused) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX", dir[4200], path[4400];
+    real_test_split(tmp, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    FILE *f = fopen(path, "ab");
+    cr_assert(f);
+    fputs("junk", f);
+    fclose(f);
+    expect_refused(tmp, "test", "t10k-labels-idx1-ubyte.gz", "4 bytes of trailing data after the gzip stream");
+    rm_tree(tmp);
+}
+
+// A plain idx file with one record more than its header counts.
+Test(data_mnist, records_beyond_the_header_count_are_refused) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX";
+    cr_assert(mkdtemp(tmp));
+    make_idx(tmp, 3, 3, 0x803, 0);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/mnist/t10k-images-idx3-ubyte", tmp);
+    FILE *f = fopen(path, "ab");
+    cr_assert(f);
+    for (int k = 0; k < 20; k++) fputc(k, f);
+    fclose(f);
+    expect_refused(tmp, "test", "t10k-images-idx3-ubyte", "20 bytes more than its header describes");
+    rm_tree(tmp);
+}
+
+// A file of the published size must be the published file. The shared train labels hold the
+// original bytes gzipped without a name (28,857 bytes); a 23-character gzip comment (RFC 1952
+// FCOMMENT) makes them 28,881 bytes, the published size, with another md5 than torchvision's
+// d53e105e...: refused. A 24-character comment (another size) is a repackaging: it loads.
+static void labels_with_comment(const char *dir, int comment_len) {
+    char src[4200], dst[4400];
+    snprintf(src, sizeof src, "%s/mnist/train-labels-idx1-ubyte.gz", rx_test_data_src());
+    snprintf(dst, sizeof dst, "%s/train-labels-idx1-ubyte.gz", dir);
+    long n = 0;
+    uint8_t *buf = rx_test_read_file(src, &n);
+    cr_assert(buf && n == 28857, "%s: %ld bytes", src, n);
+    cr_assert_eq(buf[3], 0, "the shared labels' gzip header has flags");
+    buf[3] = 0x10;  // FCOMMENT
+    FILE *f = fopen(dst, "wb");
+    cr_assert(f);
+    cr_assert_eq(fwrite(buf, 1, 10, f), 10);
+    for (int k = 0; k < comment_len; k++) fputc('x', f);
+    fputc(0, f);
+    cr_assert_eq(fwrite(buf + 10, 1, (size_t)n - 10, f), (size_t)n - 10);
+    fclose(f);
+    free(buf);
+}
+
+Test(data_mnist, published_size_requires_published_md5) {
+    char tmp[] = "/tmp/rx_mnist_XXXXXX", dir[4200], cache[4200];
+    cr_assert(mkdtemp(tmp));
+    snprintf(dir, sizeof dir, "%s/mnist", tmp);
+    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    cr_assert_eq(setenv("XDG_CACHE_HOME", cache, 1), 0);
+    copy_real(dir, "train-images-idx3-ubyte.gz");
+    labels_with_comment(dir, 23);
+    expect_refused(tmp, "train", "train-labels-idx1-ubyte.gz", "expected d53e105ee54ea40749a09fcbcd1e9432");
+    cr_expect(strstr(rx_last_error(), "md5 "), "%s", rx_last_error());
+    labels_with_comment(dir, 24);
+    rx_dataset *d = load(&rx_comp_dataset_mnist, tmp, "train");
+    cr_expect(d->n == 60000 && d->labels[0] == 5);
+    rx_dataset_free(d);
+    rm_tree(tmp);
+}

@@ -380,6 +380,9 @@ static const struct bad_case {
     {"missing experiment file", {CFG_DIR "no_such.yaml"}, "no_such.yaml"},
     {"bad sweep point", {TINY, "--sweep", "sampler.steps=2,0"}, "out of range"},
     {"missing data set", {TINY, "--set", "dataset={name: imagefolder, path: " CFG_DIR "no_such_dir}"}, "no_such_dir"},
+    /* tests/fixtures/gen_corrupt_mnist.py: the images' gzip CRC-32 does not match their data */
+    {"corrupt data set", {TINY, "--set", "dataset={name: mnist, root: tests/fixtures/corrupt_mnist}"},
+     "corrupt_mnist/mnist/train-images-idx3-ubyte.gz: gzip data corrupt (CRC mismatch)"},
     {"missing init checkpoint", {TINY, "--set", "init=" CFG_DIR "no_such.safetensors"}, "no_such.safetensors"},
     {"resume of a non-run directory", {"--resume", CFG_DIR}, "not a run directory"},
     {"unknown option", {TINY, "--bogus"}, "unknown option '--bogus'"},

@@ -8,7 +8,8 @@
  * Where files are looked for (rx_data_root): the component's `root` parameter when
  * given; else $RUNEXP_DATA; else ./data. A data set that is not found is RX_ERR_IO with a
  * message that lists every path tried and the command that gets it (`make data`,
- * `runexp data fetch <name>`). Files that exist but are corrupt are RX_ERR_FORMAT. */
+ * `runexp data fetch <name>`). Files that exist but are corrupt are RX_ERR_FORMAT, checked when
+ * opened (gzip CRC and length, exact sizes, published md5s: data/integrity.h). */
 #ifndef RX_DATA_DATASET_H
 #define RX_DATA_DATASET_H
 
@@ -31,6 +32,8 @@ typedef struct rx_dataset_file {
     const char *file;   /* file name                                                    */
     const char *url;    /* official location                                            */
     const char *md5;    /* of the file as published (the authors' page, or torchvision) */
+    int64_t     size;   /* its size in bytes as published: a file of this size must have this md5
+                         * when opened (data/integrity.h); 0 = not checked on open            */
 } rx_dataset_file;
 
 typedef struct rx_dataset_impl {

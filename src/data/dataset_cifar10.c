@@ -9,7 +9,13 @@
  * Read either straight from cifar-10-binary.tar.gz with libarchive (no extraction; one
  * streaming pass through the gzip) or from the extracted folder. Searched, in order, under the
  * base directory B (rx_data_root): B/cifar10/cifar-10-binary.tar.gz, B/cifar10/cifar-10-batches-bin/,
- * B/cifar-10-binary.tar.gz, B/cifar-10-batches-bin/. */
+ * B/cifar-10-binary.tar.gz, B/cifar-10-batches-bin/.
+ *
+ * Integrity (data/integrity.h), whichever split is asked for: the archive is read to its end,
+ * so the gzip CRC and length are checked, and every batch member (train and test) must be there
+ * with its exact size; in the folder form every batch file must have its exact size. So a
+ * truncated test_batch.bin stops a run that only trains, at the start rather than at its
+ * evaluation. An archive of the published size must have the published md5 (cached). */
 #include "data/dataset.h"
 
 #include <archive.h>
@@ -20,15 +26,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/integrity.h"
+
 enum { CIFAR_SIDE = 32, CIFAR_PLANE = 1024, CIFAR_IMAGE = 3 * 1024, CIFAR_RECORD = 1 + 3 * 1024,
        CIFAR_PER_FILE = 10000, CIFAR_CLASSES = 10 };
 
 static const char *const cifar_train_files[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
                                                 "data_batch_4.bin", "data_batch_5.bin"};
 static const char *const cifar_test_files[] = {"test_batch.bin"};
+// Every batch of the data set, checked whichever split is loaded.
+static const char *const cifar_all_files[6] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                               "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"};
 // Used when batches.meta.txt is absent (it is optional for the folder form).
 static const char *const cifar_default_classes[CIFAR_CLASSES] = {
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+
+static const rx_dataset_file cifar10_files[] = {
+    {"cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
+     170052171},
+    {0}};
 
 static const rx_param_spec cifar10_params[] = {
     {"root", RX_P_PATH, "null", RX_NO_RANGE, NULL,
@@ -42,6 +58,7 @@ typedef struct {
     int *have;                 // [nfiles] 1 once that file was decoded
     char meta[1024];           // batches.meta.txt, when seen
     int have_meta;
+    const rx_dataset_file *listed;   // the published files (md5, size)
 } cifar_load;
 
 // Member/file basename -> index in the split's file list, or -1.
@@ -50,6 +67,15 @@ static int split_file_index(const cifar_load *L, const char *path) {
     base = base ? base + 1 : path;
     for (int k = 0; k < L->nfiles; k++)
         if (!strcmp(base, L->files[k])) return k;
+    return -1;
+}
+
+// Member/file basename -> index in cifar_all_files, or -1.
+static int batch_index(const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    for (int k = 0; k < 6; k++)
+        if (!strcmp(base, cifar_all_files[k])) return k;
     return -1;
 }
 
@@ -75,11 +101,44 @@ static rx_status decode_batch(cifar_load *L, int k, const uint8_t *buf, const ch
 }
 
 static rx_status check_size(int64_t size, const char *where) {
-    if (size != (int64_t)CIFAR_PER_FILE * CIFAR_RECORD)
-        return rx_fail(RX_ERR_FORMAT,
-                       "cifar10: %s is %lld bytes, expected %d records of %d bytes (%lld): record count mismatch",
-                       where, (long long)size, CIFAR_PER_FILE, CIFAR_RECORD, (long long)CIFAR_PER_FILE * CIFAR_RECORD);
+    const int64_t want = (int64_t)CIFAR_PER_FILE * CIFAR_RECORD;
+    if (size != want) {
+        char a[32], b[32];
+        return rx_fail(RX_ERR_FORMAT, "cifar10: %s: %s bytes, expected %s (%d records of %d bytes): record count mismatch",
+                       where, rx_fmt_count(size, a, sizeof a), rx_fmt_count(want, b, sizeof b), CIFAR_PER_FILE,
+                       CIFAR_RECORD);
+    }
     return RX_OK;
+}
+
+// libarchive reads the tar through our gzip reader (data/integrity.h), which checks the CRC
+// and length; libarchive's own gzip filter stops at the tar's end-of-archive blocks, before
+// the trailer. The reader's status is kept so that its message reaches the caller.
+typedef struct {
+    rx_gz_reader *gz;
+    uint8_t *buf;
+    rx_status st;
+    char msg[1024];   // the reader's message: libarchive may replace its own error string later
+} gz_client;
+
+static la_ssize_t gz_client_read(struct archive *a, void *data, const void **out) {
+    gz_client *c = data;
+    size_t got = 0;
+    if ((c->st = rx_gz_read(c->gz, c->buf, 1 << 20, &got)) != RX_OK) {
+        snprintf(c->msg, sizeof c->msg, "%s", rx_last_error());
+        archive_set_error(a, EIO, "%s", c->msg);
+        return -1;
+    }
+    *out = c->buf;
+    return (la_ssize_t)got;
+}
+
+// A failed libarchive call: the gzip reader's own message when it was the cause (a CRC
+// mismatch, a truncated stream), with the member being read; else libarchive's.
+static rx_status archive_failure(const gz_client *c, struct archive *a, const char *where) {
+    const char *msg = archive_error_string(a) ? archive_error_string(a) : "read error";
+    if (c->st) return rx_fail(c->st, "cifar10: while reading %s: %s", where, c->msg);
+    return rx_fail(RX_ERR_FORMAT, "cifar10: %s: %s (truncated or corrupt archive?)", where, msg);
 }
 
 // Reads exactly n bytes of the current archive member.
@@ -99,59 +158,77 @@ static rx_status archive_read_exact(struct archive *a, uint8_t *buf, size_t n, c
 }
 
 static rx_status load_from_archive(cifar_load *L, const char *path, uint8_t *buf) {
+    RX_TRY(rx_data_check_listed(L->listed, path));
+    gz_client c = {0};
+    RX_TRY(rx_gz_open(path, &c.gz));
     struct archive *a = archive_read_new();
-    if (!a) return rx_fail(RX_ERR_OOM, "cifar10: archive_read_new failed");
-    archive_read_support_filter_all(a);
+    c.buf = malloc(1 << 20);
+    if (!a || !c.buf) {
+        if (a) archive_read_free(a);
+        free(c.buf);
+        rx_gz_close(c.gz);
+        return rx_fail(RX_ERR_OOM, "cifar10: out of memory");
+    }
+    archive_read_support_filter_all(a);   // gzip is undone by the reader; other compressions here
     archive_read_support_format_tar(a);
     rx_status st = RX_OK;
-    if (archive_read_open_filename(a, path, 1 << 20) != ARCHIVE_OK) {
-        st = rx_fail(RX_ERR_FORMAT, "cifar10: %s: cannot open as a tar.gz archive: %s", path,
-                     archive_error_string(a) ? archive_error_string(a) : "unknown error");
-        archive_read_free(a);
-        return st;
-    }
-    int remaining = L->nfiles;
+    if (archive_read_open(a, &c, NULL, gz_client_read, NULL) != ARCHIVE_OK) st = archive_failure(&c, a, path);
+    int seen[6] = {0};
     struct archive_entry *e;
-    while (remaining > 0 || !L->have_meta) {
+    // every member, to the end of the archive: all six batches are checked, not only the split's
+    while (st == RX_OK) {
         int r = archive_read_next_header(a, &e);
         if (r == ARCHIVE_EOF) break;
         if (r < ARCHIVE_WARN) {
-            st = rx_fail(RX_ERR_FORMAT, "cifar10: %s: %s (truncated or corrupt archive?)", path,
-                         archive_error_string(a) ? archive_error_string(a) : "bad header");
+            st = archive_failure(&c, a, path);
             break;
         }
         const char *name = archive_entry_pathname(e);
         if (!name) continue;
         char where[4400];
         if (snprintf(where, sizeof where, "%s:%s", path, name) >= (int)sizeof where) where[sizeof where - 1] = 0;
-        int k = split_file_index(L, name);
-        if (k >= 0 && !L->have[k]) {
+        int b = batch_index(name), k = split_file_index(L, name);
+        if (b >= 0) {
             if ((st = check_size(archive_entry_size(e), where)) != RX_OK) break;
-            if ((st = archive_read_exact(a, buf, (size_t)CIFAR_PER_FILE * CIFAR_RECORD, where)) != RX_OK) break;
-            if ((st = decode_batch(L, k, buf, where)) != RX_OK) break;
-            remaining--;
+            seen[b] = 1;
+        }
+        if (k >= 0 && !L->have[k]) {
+            st = archive_read_exact(a, buf, (size_t)CIFAR_PER_FILE * CIFAR_RECORD, where);
+            if (st != RX_OK && c.st) st = archive_failure(&c, a, where);
+            if (st == RX_OK) st = decode_batch(L, k, buf, where);
         } else if (is_meta_file(name) && !L->have_meta) {
             la_ssize_t n = archive_read_data(a, L->meta, sizeof L->meta - 1);
-            if (n < 0) {
-                st = rx_fail(RX_ERR_FORMAT, "cifar10: %s: %s", where, archive_error_string(a));
-                break;
-            }
-            L->meta[n] = 0;
-            L->have_meta = 1;
+            if (n < 0) st = archive_failure(&c, a, where);
+            else L->meta[n] = 0, L->have_meta = 1;
         }
-        // other members are skipped by the next archive_read_next_header
+        // other members' data is skipped by the next archive_read_next_header
     }
     archive_read_free(a);
-    if (st == RX_OK && remaining > 0)
-        for (int k = 0; k < L->nfiles; k++)
-            if (!L->have[k])
-                return rx_fail(RX_ERR_FORMAT, "cifar10: %s has no %s (incomplete or not the CIFAR-10 binary archive)",
-                               path, L->files[k]);
+    // the rest of the gzip stream (tar padding) and its trailer: CRC32 and length are checked at the end
+    if (st == RX_OK && (st = rx_gz_drain(c.gz)) != RX_OK) st = rx_fail_ctx(st, "cifar10: after the tar's end: ");
+    rx_gz_close(c.gz);
+    free(c.buf);
+    for (int k = 0; st == RX_OK && k < 6; k++)
+        if (!seen[k])
+            st = rx_fail(RX_ERR_FORMAT, "cifar10: %s has no %s (incomplete or not the CIFAR-10 binary archive)", path,
+                         cifar_all_files[k]);
     return st;
 }
 
 static rx_status load_from_dir(cifar_load *L, const char *dir, uint8_t *buf) {
     char path[4096];
+    // every batch of the data set has its exact size, whichever split is loaded: sizes first,
+    // then the files that are missing (a folder missing its test batch is incomplete)
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < 6; k++) {
+            RX_TRY(rx_data_path_join(path, sizeof path, dir, cifar_all_files[k]));
+            struct stat sb;
+            int there = !stat(path, &sb);
+            if (pass == 0 && there) RX_TRY(check_size((int64_t)sb.st_size, path));
+            if (pass == 1 && !there)
+                return rx_fail(RX_ERR_IO, "cifar10: %s has no %s (%s): incomplete data set", dir, cifar_all_files[k],
+                               strerror(errno));
+        }
     for (int k = 0; k < L->nfiles; k++) {
         RX_TRY(rx_data_path_join(path, sizeof path, dir, L->files[k]));
         FILE *f = fopen(path, "rb");
@@ -214,7 +291,7 @@ static rx_status cifar10_load(const rx_params *p, const char *split, rx_dataset 
     }
     if (found < 0) return rx_data_not_found("cifar10", tried);
 
-    cifar_load L = {.files = train ? cifar_train_files : cifar_test_files, .nfiles = train ? 5 : 1};
+    cifar_load L = {.files = train ? cifar_train_files : cifar_test_files, .nfiles = train ? 5 : 1, .listed = cifar10_files};
     char name[64];
     snprintf(name, sizeof name, "cifar10/%s", split);
     RX_TRY(rx_dataset_alloc(name, L.nfiles * CIFAR_PER_FILE, 3, CIFAR_SIDE, CIFAR_SIDE, CIFAR_CLASSES, &L.d));
@@ -230,9 +307,6 @@ static rx_status cifar10_load(const rx_params *p, const char *split, rx_dataset 
     return RX_OK;
 }
 
-static const rx_dataset_file cifar10_files[] = {
-    {"cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530"},
-    {0}};
 static const rx_dataset_impl cifar10_impl = {cifar10_load, cifar10_files, NULL};
 const rx_component rx_comp_dataset_cifar10 = {
     RX_KIND_DATASET, "cifar10",
