@@ -90,7 +90,7 @@ WHOLE    = -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive
 $(BIN): $(BUILD)/obj/src/runner/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/testutil.h tests/gradcheck.h $(LIB)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(WHOLE) -lcriterion $(LDLIBS)
 

@@ -32,6 +32,7 @@ static const char *tmp_path(const char *name) {
 }
 
 #define ASSERT_OK(expr) do { rx_status s_ = (expr); cr_assert_eq(s_, RX_OK, "%s -> %s", #expr, rx_last_error()); } while (0)
+#include "st_corrupt.h"   /* uses ASSERT_OK */
 
 /* ---- the canonical file the C writer produces (gen_safetensors.py --check mirrors it) ---- */
 
@@ -434,33 +435,13 @@ Test(safetensors, writer_rejects_bad_input_and_leaves_no_temp_files) {
  * own values (XXH64 of "" is 0xef46db3751d8e999; of "abc" 0x44bc2cf5ad770999), the rest of
  * these tests assert refusal and acceptance, not values computed by the code under test. */
 
-/* A copy of the file at `from` with byte `k` of tensor `name`'s data XORed with `bits`,
- * written to `to`. Offsets come from opening the intact file. */
-static void flip_tensor_byte(const char *from, const char *to, const char *name, uint64_t k, uint8_t bits) {
-    rx_st_file *f;
-    ASSERT_OK(rx_st_open(from, &f));
-    const rx_st_tensor *t = rx_st_find(f, name);
-    cr_assert_not_null(t, "%s missing", name);
-    cr_assert_lt(k, t->end - t->begin);
-    uint64_t at = (uint64_t)((const uint8_t *)rx_st_data(f, t) - (const uint8_t *)rx_st_data(f, rx_st_tensor_at(f, 0))) + k;
-    rx_st_close(f);
-    long len = 0;
-    uint8_t *buf = rx_test_read_file(from, &len);
-    cr_assert_not_null(buf);
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
-    buf[8 + hlen + at] ^= bits;
-    ASSERT_OK(rx_fs_write_atomic(to, buf, (size_t)len));
-    free(buf);
-}
-
 Test(safetensors, checksum_mismatch_refused_naming_the_tensor) {
     const char *good = strdup(tmp_path("good.safetensors"));   /* tmp_path's buffer is reused */
     write_canonical(good);
     const char *names[] = {"conv.weight", "conv.bias", "step", "labels", "mask", "half", "bhalf"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *bad = strdup(tmp_path("bad.safetensors"));
-        flip_tensor_byte(good, bad, names[i], 1, 0x01);      /* one bit, in the second byte */
+        rx_test_flip_tensor_byte(good, bad, names[i], 1, 0x01);      /* one bit, in the second byte */
         char want[128];
         snprintf(want, sizeof want, "tensor '%s': checksum mismatch (data corrupt)", names[i]);
         expect_refused(bad, want);
@@ -468,7 +449,7 @@ Test(safetensors, checksum_mismatch_refused_naming_the_tensor) {
     }
     /* the sign bit of the last weight: 1.75 -> -1.75, a plausible value, still refused */
     const char *bad = strdup(tmp_path("sign.safetensors"));
-    flip_tensor_byte(good, bad, "conv.weight", 71, 0x80);
+    rx_test_flip_tensor_byte(good, bad, "conv.weight", 71, 0x80);
     expect_refused(bad, "tensor 'conv.weight': checksum mismatch (data corrupt)");
     free((char *)bad);
     /* the intact file still opens, and its checksum entries are not user metadata */
@@ -510,7 +491,7 @@ Test(safetensors, checksum_entries_are_xxh64_of_the_bytes) {
  * writer) is not verified, so a flipped byte there loads and reads the flipped value. */
 Test(safetensors, file_without_checksums_loads_even_when_flipped) {
     const char *bad = tmp_path("numpy_flipped.safetensors");
-    flip_tensor_byte(FIX "st_numpy.safetensors", bad, "f32_ramp", 3, 0x80);   /* sign of ramp[0] = -1.0 */
+    rx_test_flip_tensor_byte(FIX "st_numpy.safetensors", bad, "f32_ramp", 3, 0x80);   /* sign of ramp[0] = -1.0 */
     rx_st_file *f;
     ASSERT_OK(rx_st_open(bad, &f));
     float ramp[6];

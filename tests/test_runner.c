@@ -96,6 +96,7 @@ static void teardown(void) {
 TestSuite(runner, .init = setup, .fini = teardown, .timeout = 120);
 
 #define ASSERT_OK(expr) do { rx_status s_ = (expr); cr_assert_eq(s_, RX_OK, "%s -> %s", #expr, rx_last_error()); } while (0)
+#include "st_corrupt.h"   /* uses ASSERT_OK */
 
 /* printf into one of 32 rotating buffers (enough for any one statement) */
 static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -1000,27 +1001,6 @@ Test(runner, stage_cache_finds_the_newest_finished_run_with_the_hash_and_its_fil
 
 /* rx_ckpt_save -> rx_ckpt_load restores every group bit for bit; a file that does not
  * hold everything expected is refused before anything is copied (checkpoint.h) */
-/* byte `k` of tensor `name`'s data in the safetensors file at `from`, XORed with 0x01 and
- * written to `to` (which may be `from`); offsets come from opening the intact file */
-static void flip_data_byte(const char *from, const char *to, const char *name, uint64_t k) {
-    rx_st_file *f = NULL;
-    ASSERT_OK(rx_st_open(from, &f));
-    const rx_st_tensor *t = rx_st_find(f, name);
-    cr_assert_not_null(t, "%s: no tensor %s", from, name);
-    cr_assert_lt(k, t->end - t->begin);
-    const uint8_t *data0 = (const uint8_t *)rx_st_data(f, rx_st_tensor_at(f, 0));   /* starts the data section */
-    uint64_t at = (uint64_t)((const uint8_t *)rx_st_data(f, t) - data0) + k;
-    rx_st_close(f);
-    long len = 0;
-    uint8_t *buf = rx_test_read_file(from, &len);
-    cr_assert_not_null(buf);
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
-    buf[8 + hlen + at] ^= 0x01;
-    ASSERT_OK(rx_fs_write_atomic(to, buf, (size_t)len));
-    free(buf);
-}
-
 Test(runner, checkpoint_round_trip_and_all_or_nothing_load) {
     rx_ctx *c = NULL;
     ASSERT_OK(rx_ctx_create(rx_backend_cpu(), NULL, 1 << 20, &c));
@@ -1087,7 +1067,7 @@ Test(runner, checkpoint_round_trip_and_all_or_nothing_load) {
 
     /* one flipped bit in the last tensor of the last group: refused by its checksum, nothing copied */
     const char *flip_path = own(strdup(T("flipped.safetensors")));
-    flip_data_byte(path, flip_path, "adam_v.conv.bias", 5);
+    rx_test_flip_tensor_byte(path, flip_path, "adam_v.conv.bias", 5, 0x01);
     cr_assert_eq(rx_ckpt_load(c, flip_path, gd, G, NULL, NULL), RX_ERR_FORMAT);
     cr_assert(strstr(rx_last_error(), flip_path) &&
               strstr(rx_last_error(), "tensor 'adam_v.conv.bias': checksum mismatch (data corrupt)"), "%s", rx_last_error());
@@ -1217,7 +1197,7 @@ Test(runner, flipped_checkpoint_byte_refused_by_resume_init_and_export) {
     const char *ckpt = own(strdup(P("%s/checkpoints/last.safetensors", dir)));
     const char *victim = "model.down_blocks.0.resnets.0.conv1.weight";
     const char *want = own(strdup(P("tensor '%s': checksum mismatch (data corrupt)", victim)));
-    flip_data_byte(ckpt, ckpt, victim, 2);   /* a mantissa bit: the value stays plausible */
+    rx_test_flip_tensor_byte(ckpt, ckpt, victim, 2, 0x01);   /* a mantissa bit: the value stays plausible */
     long len = 0;
     char *flipped = own(rx_test_read_file(ckpt, &len));
     cr_assert_not_null(flipped);
