@@ -294,3 +294,54 @@ Test(step_memory, forward_without_grad_frees_block_intermediates) {
     free(with_grad);
     free(without);
 }
+
+// ---------------------------------------------------------------------------
+// the forward plan when the graph changes between steps (autograd/liveness.h)
+
+/* y1 = x W^T, s = 2 y1, y2 = y1 + s, loss = mean(y2 * y2). Neither scale's nor add's backward
+ * reads its input, so the plan gives y1 back right after the add. With `reread`, a mul then
+ * reads y1 again, which the learned graph did not; with `scale_w`, the first recorded node is a
+ * scale of W instead of the linear. Returns the loss (NULL on an error). */
+static rx_tensor *small_graph(rx_ctx *c, rx_tensor *W, int reread, int scale_w) {
+    rx_tensor *x = rx_full(c, RX_SHAPE(4, 8), 0.5f);
+    rx_tensor *y1 = rx_linear(c, x, scale_w ? rx_scale(c, W, 1.0f, 0.0f) : W, NULL);
+    rx_tensor *y2 = rx_add(c, y1, rx_scale(c, y1, 2.0f, 0.0f));
+    if (reread) y2 = rx_mul(c, y2, y1);
+    return rx_mean(c, rx_mul(c, y2, y2));
+}
+
+Test(step_memory, forward_plan_stops_when_the_graph_changes) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_tensor *W = rx_param(c, "w", RX_SHAPE(8, 8), 1);
+    rx_test_randn(c, W, 5, 0.3f);
+    ASSERT_OK(rx_fwd_plan_create(c));
+    c->release_in_backward = 1;
+    /* learn on the plain graph, then the same graph runs with the plan */
+    for (int step = 0; step < 2; step++) {
+        rx_fwd_plan_begin(c);
+        rx_tensor *loss = small_graph(c, W, 0, 0);
+        cr_assert_not_null(loss, "%s", rx_last_error());
+        ASSERT_OK(rx_backward(c, loss));
+        rx_step_end(c);
+    }
+    int64_t nodes = 0, frees = 0;
+    rx_fwd_plan_size(c, &nodes, &frees);
+    cr_assert_gt(frees, 0, "the plan gives something back (%lld nodes)", (long long)nodes);
+    /* a graph that differs from its first node: the plan does not follow it, nothing is given
+     * back, and the step runs (and then learns the new graph) */
+    rx_fwd_plan_begin(c);
+    rx_tensor *loss = small_graph(c, W, 1, 1);
+    cr_assert_not_null(loss, "a graph that leaves the plan at once runs: %s", rx_last_error());
+    ASSERT_OK(rx_backward(c, loss));
+    rx_step_end(c);
+    /* relearn the plain graph, then a graph equal to it until after the add that re-reads y1:
+     * the op fails with an internal error naming the plan instead of reading freed memory */
+    rx_fwd_plan_begin(c);
+    ASSERT_OK(rx_backward(c, small_graph(c, W, 0, 0)));
+    rx_step_end(c);
+    rx_fwd_plan_begin(c);
+    cr_assert_null(small_graph(c, W, 1, 0), "re-reading a tensor the plan gave back must fail");
+    cr_assert_eq(rx_ctx_status(c), RX_ERR_INTERNAL);
+    cr_assert(strstr(rx_last_error(), "given back by the forward plan"), "%s", rx_last_error());
+    rx_ctx_destroy(c);
+}
