@@ -224,7 +224,7 @@ rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *r
         if (s) *config_error = 1;
         else {
             s = rx_run_remove_stale_temps(&run);
-            if (!s) rx_run_set_status(&run, "running", NULL);
+            if (!s) s = rx_run_set_status(&run, "running", NULL);
             if (!s) s = execute(&ex, &run, opt, 1, NULL);
         }
         snprintf(out_dir, n, "%s", run.dir);
