@@ -8,6 +8,7 @@
  * eval.json's metric) and index.csv holding one row per run. */
 #include "runexp_harness.h"
 
+#include <sys/mount.h>
 #include <sys/resource.h>
 
 #define CFG_DIR "tests/configs/runner/"
@@ -15,7 +16,15 @@
 #define CLASSIFIER CFG_DIR "classifier.yaml"
 #define FAULT_STEPS 60
 
-TestSuite(faults, .init = setup, .fini = teardown, .timeout = 240);
+/* a read-only bind mount made by a test, taken down before the temporary directory goes */
+static char ro_mount[1200];
+static void faults_teardown(void) {
+    if (ro_mount[0]) umount2(ro_mount, MNT_DETACH);
+    ro_mount[0] = 0;
+    teardown();
+}
+
+TestSuite(faults, .init = setup, .fini = faults_teardown, .timeout = 240);
 
 /* a classifier checkpoint for faults.yaml's eval stage (the --set for it) */
 static const char *eval_weights_set(void) {
@@ -248,4 +257,39 @@ Test(faults, disk_full_fails_cleanly_and_resume_finishes_the_run) {
     }
     cr_log_info("faults: disk full (RLIMIT_FSIZE) at %s: each failed with exit 1 naming the file, nothing half-written; "
                 "the resumable ones resumed bit-identical", figure);
+}
+
+/* --resume of a run directory that cannot be written names the directory and the reason, and
+ * writes nothing. Read-only: a read-only bind mount of the run where the tests run as root
+ * (root ignores permission bits), else the directory's mode 0555. */
+Test(faults, resume_of_a_read_only_run_directory_names_it_and_why) {
+    const char *root = own(strdup(T("ro")));
+    int code = run_limited("limited", 4000, (const char *const[]){CFG_DIR "tiny.yaml", "--results", root, NULL});
+    cr_assert_eq(code, 1, "the run limited to 4000-byte files should fail at its first checkpoint");
+    char names[4][64];
+    cr_assert_eq(list_runs(P("%s/tiny", root), names, 4), 1);
+    const char *dir = own(strdup(P("%s/tiny/%s", root, names[0])));
+    const char *before = read_text(P("%s/run.json", dir));
+    const char *target = dir;
+    if (geteuid() == 0) {
+        const char *mnt = own(strdup(T("mnt/%s", names[0])));
+        ASSERT_OK(rx_fs_mkdir_p(mnt));
+        if (mount(dir, mnt, NULL, MS_BIND, NULL) != 0)
+            cr_skip_test("running as root, and a read-only bind mount is refused here (%s): no read-only directory to test",
+                         strerror(errno));
+        snprintf(ro_mount, sizeof ro_mount, "%s", mnt);
+        if (mount(NULL, mnt, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
+            cr_skip_test("running as root, and remounting a bind mount read-only is refused here (%s)", strerror(errno));
+        target = mnt;
+    } else {
+        cr_assert_eq(chmod(dir, 0555), 0);
+    }
+    result r = RUNEXP("resume", "--resume", target);
+    if (geteuid() != 0) chmod(dir, 0755);
+    cr_assert_eq(r.code, 2, "--resume of a read-only run: exit %d\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, target), "the error does not name the directory:\n%s", r.err);
+    cr_assert(strstr(r.err, "cannot write") && (strstr(r.err, strerror(EROFS)) || strstr(r.err, strerror(EACCES))),
+              "the error gives no reason:\n%s", r.err);
+    cr_assert_str_eq(read_text(P("%s/run.json", dir)), before, "run.json changed");
+    cr_log_info("faults: --resume of a read-only run directory: %s", r.err);
 }
