@@ -121,10 +121,11 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
      * cannot take them (read-only mount, permissions) is named with the reason before anything */
     const char *sub[] = {"", "/checkpoints", "/samples"};
     for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s%s", r->dir, sub[i]);
-        if (access(path, W_OK) != 0 && (i == 0 || errno != ENOENT))
+        char d[1200];
+        snprintf(d, sizeof d, "%s%s", r->dir, sub[i]);
+        if (access(d, W_OK) != 0 && (i == 0 || errno != ENOENT))
             return rx_fail(RX_ERR_IO, "%s: cannot write there (%s); resuming writes the run's checkpoints, metrics and run.json",
-                           path, strerror(errno));
+                           d, strerror(errno));
     }
     RX_TRY(take_lock(r));
     if (rx_json_load_file(path, &r->record) != RX_OK)
