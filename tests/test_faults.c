@@ -5,7 +5,9 @@
  * classifier.yaml), about 0.7 s in all, so that faults land in training, checkpoint writes,
  * sampling and evaluation. Reference: an uninterrupted run of the same config, compared bit for
  * bit (final checkpoint tensors, samples.safetensors, metrics.jsonl's step/loss/lr/grad_norm,
- * eval.json's metric) and index.csv holding one row per run. */
+ * eval.json's metric) and index.csv holding one row per run. Three faults: SIGKILL at seeded
+ * random moments, a full disk (RLIMIT_FSIZE) at several writes, a read-only run directory.
+ * About 16 s in all on one core. */
 #include "runexp_harness.h"
 
 #include <sys/mount.h>
@@ -125,28 +127,31 @@ Test(faults, sigkill_at_random_moments_then_resume_is_bit_identical) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         double u = (double)(rng >> 11) / 9007199254740992.0;
         double delay = duration * (0.02 + 0.96 * (i + u) / 10);   /* one in each tenth */
-        const char *root = own(strdup(T("kill%d", i)));
-        const char *exp = own(strdup(P("%s/faults", root)));
-        pid = spawn_runexp(P("run%d", i), (const char *const[]){FAULTS, "--results", root, "--set", weights, NULL});
-        const char *dir = NULL;
-        double t1 = now_s();
-        while (!(dir = run_dir_now(exp))) {
-            cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "run %d ended before its run.json appeared", i);
-            cr_assert_lt(now_s() - t1, 60.0);
-            usleep(200);
-        }
-        double t_start = now_s();
-        while (now_s() - t_start < delay && waitpid(pid, &st, WNOHANG) == 0) usleep(200);
-        int ended = waitpid(pid, &st, WNOHANG) != 0;
-        const char *where;
-        if (!ended) {
+        /* a run faster than the measured one (the machine less loaded) can end before its
+         * kill: then a fresh run, killed 25% earlier, up to 4 tries */
+        const char *dir = NULL, *exp = NULL, *where = NULL;
+        for (int attempt = 0; attempt < 4 && !where; attempt++) {
+            const char *root = own(strdup(T("kill%d.%d", i, attempt)));
+            exp = own(strdup(P("%s/faults", root)));
+            pid = spawn_runexp(P("run%d.%d", i, attempt), (const char *const[]){FAULTS, "--results", root, "--set", weights, NULL});
+            double t1 = now_s();
+            while (!(dir = run_dir_now(exp))) {
+                cr_assert_eq(waitpid(pid, &st, WNOHANG), 0, "run %d ended before its run.json appeared", i);
+                cr_assert_lt(now_s() - t1, 60.0);
+                usleep(200);
+            }
+            double t_start = now_s();
+            while (now_s() - t_start < delay && waitpid(pid, &st, WNOHANG) == 0) usleep(200);
+            if (waitpid(pid, &st, WNOHANG) != 0) {   /* ended before the kill */
+                delay *= 0.75;
+                continue;
+            }
             kill(pid, SIGKILL);
             cr_assert_eq(wait_exit(pid), 128 + SIGKILL);
             where = landed(dir);
             killed++;
-        } else {
-            where = "ended before the kill";
         }
+        cr_assert_not_null(where, "kill %d: 4 runs in a row ended before their kill (last delay %.3f s)", i, delay / 0.75);
         char one[128];
         snprintf(one, sizeof one, "%s%.2fs:%s", i ? ", " : "", delay, where);
         strncat(figure, one, sizeof figure - strlen(figure) - 1);
@@ -157,9 +162,8 @@ Test(faults, sigkill_at_random_moments_then_resume_is_bit_identical) {
         }
         assert_same_as_reference(exp, dir, ref);
     }
-    cr_log_info("faults: %d of 10 SIGKILLs landed (run %.2f s from run.json to exit), each resumed bit-identical: %s",
+    cr_log_info("faults: %d of 10 SIGKILLs survived (run %.2f s from run.json to exit), each resumed bit-identical: %s",
                 killed, duration, figure);
-    cr_assert_geq(killed, 8, "only %d of the 10 kills hit a running process: %s", killed, figure);
 }
 
 /* ---------------------------------------------------------------------------------------
