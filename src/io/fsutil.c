@@ -313,6 +313,7 @@ rx_status rx_fs_append_locked(const char *path, const char *header, const char *
     /* Size is checked under the lock, so exactly one writer sees the empty file. */
     struct stat st;
     int rc = fstat(fd, &st);
+    if (rc != 0) st.st_size = -1;
     if (rc == 0 && st.st_size == 0 && header) {
         rc = write_all(fd, header, strlen(header));
         if (rc == 0 && (!*header || header[strlen(header) - 1] != '\n')) rc = write_all(fd, "\n", 1);
@@ -322,6 +323,9 @@ rx_status rx_fs_append_locked(const char *path, const char *header, const char *
     if (rc == 0 && (n == 0 || line[n - 1] != '\n')) rc = write_all(fd, "\n", 1);
     if (rc == 0) rc = fsync(fd);
     int err = errno;
+    /* a write cut short (a full disk, EFBIG) is taken back: the file stays as it was, whole
+     * lines only, instead of ending in half a row */
+    if (rc != 0 && st.st_size >= 0) (void)!ftruncate(fd, st.st_size);
     flock(fd, LOCK_UN);
     close(fd);
     if (rc != 0) return rx_fail(RX_ERR_IO, "append to %s: %s", path, strerror(err));

@@ -119,7 +119,15 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     if (!s) s = run_stages(ex, run, opt, resume, &metrics);
     char err[2048];
     snprintf(err, sizeof err, "%s", s ? rx_last_error() : "");
-    rx_status s2 = rx_run_set_status(run, s == RX_OK ? "done" : s == RX_ERR_INTERRUPTED ? "interrupted" : "failed", s ? err : NULL);
+    const char *status = s == RX_OK ? "done" : s == RX_ERR_INTERRUPTED ? "interrupted" : "failed";
+    rx_status s2 = rx_run_set_status(run, status, s ? err : NULL);
+    char err2[2048] = "";
+    /* a full disk can refuse the final run.json: it then still says running, so log.txt (and
+     * stderr) must say what the status is and why the record could not take it */
+    if (s2) {
+        snprintf(err2, sizeof err2, "run.json could not record status '%s': %s", status, rx_last_error());
+        rx_run_log(run, "runexp: %s", err2);
+    }
     char csv[1024];
     metrics_csv(metrics, csv, sizeof csv);
     rx_status s3 = rx_run_finish(run, csv);
@@ -128,7 +136,20 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     if (metrics_out) *metrics_out = metrics;
     else json_decref(metrics);
     if (s) rx_fail(s, "%s", err);
+    else if (s2) rx_fail(s2, "%s", err2);
     return s ? s : s2 ? s2 : s3;
+}
+
+/* a run whose directory exists but that failed before its stages (its config.yaml could not be
+ * written): run.json and index.csv say failed and why, as after a failed stage */
+static rx_status fail_before_stages(rx_run *run, rx_status s) {
+    char err[2048];
+    snprintf(err, sizeof err, "%s", rx_last_error());
+    rx_run_log(run, "runexp: run failed: %s", err);
+    if (rx_run_set_status(run, "failed", err) != RX_OK)
+        rx_run_log(run, "runexp: run.json could not record status 'failed': %s", rx_last_error());
+    rx_run_finish(run, "");
+    return rx_fail(s, "%s", err);
 }
 
 /* a run that cannot fit is refused before anything is allocated or written (smoke runs are
@@ -176,7 +197,7 @@ rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir
         char path[1200];
         snprintf(path, sizeof path, "%s/config.yaml", run.dir);
         s = rx_config_save(cfg->root, path);
-        if (!s) s = execute(&ex, &run, opt, 0, metrics);
+        s = s ? fail_before_stages(&run, s) : execute(&ex, &run, opt, 0, metrics);
         snprintf(run_dir, n, "%s", run.dir);
     }
     rx_run_close(&run);   /* also after a create that failed half way: it may hold the run's lock */
@@ -203,7 +224,7 @@ rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *r
         if (s) *config_error = 1;
         else {
             s = rx_run_remove_stale_temps(&run);
-            if (!s) rx_run_set_status(&run, "running", NULL);
+            if (!s) s = rx_run_set_status(&run, "running", NULL);
             if (!s) s = execute(&ex, &run, opt, 1, NULL);
         }
         snprintf(out_dir, n, "%s", run.dir);

@@ -117,6 +117,16 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
     char path[1200];
     snprintf(path, sizeof path, "%s/run.json", r->dir);
     if (!rx_fs_exists(path)) return rx_fail(RX_ERR_IO, "%s: no run.json (is this a run directory?)", dir);
+    /* a resumed run writes its lock, checkpoints, metrics and run.json here: a directory that
+     * cannot take them (read-only mount, permissions) is named with the reason before anything */
+    const char *sub[] = {"", "/checkpoints", "/samples"};
+    for (int i = 0; i < 3; i++) {
+        char d[1200];
+        snprintf(d, sizeof d, "%s%s", r->dir, sub[i]);
+        if (access(d, W_OK) != 0 && (i == 0 || errno != ENOENT))
+            return rx_fail(RX_ERR_IO, "%s: cannot write there (%s); resuming writes the run's checkpoints, metrics and run.json",
+                           d, strerror(errno));
+    }
     RX_TRY(take_lock(r));
     if (rx_json_load_file(path, &r->record) != RX_OK)
         return rx_fail_ctx(RX_ERR_IO, "%s: is this a run directory? ", dir);
