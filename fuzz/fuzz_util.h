@@ -12,7 +12,8 @@
 static const char *fz_dir(void) {
     static char dir[64];
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/rxfuzz-XXXXXX");
+        const char *tmp = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/rxfuzz-XXXXXX", tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
         if (!mkdtemp(dir)) abort();
         // keep the md5 cache of the data readers inside the temp dir, not in $HOME
         setenv("XDG_CACHE_HOME", dir, 1);
