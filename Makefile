@@ -5,6 +5,8 @@
 #   make demo       runs experiments/quickstart.yaml
 #   make deps       installs missing Debian packages (as root), else prints the apt-get command
 #   make SANITIZE=1 test   AddressSanitizer + UndefinedBehaviorSanitizer build of the suite
+#   make fuzz       libFuzzer harnesses (fuzz/*.c) in build-fuzz/, with clang; not part of make test
+#   make fuzz-run FUZZ_SECONDS=600   runs each target that long from fuzz/corpus/<target>/
 
 PREFIX   ?= /usr/local
 BUILD    ?= build
@@ -137,6 +139,60 @@ deps:
 	fi
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
+
+# --- fuzzing (issue 19): libFuzzer + ASan + UBSan, CPU only. The library's sources are
+# compiled with clang -fsanitize=fuzzer-no-link into build-fuzz/ (never mixed with build/);
+# each fuzz/<target>.c is linked with -fsanitize=fuzzer. fuzz-run works in a scratch corpus
+# (build-fuzz/corpus/<target>, seeded from fuzz/corpus/<target>) and leaves crash-*/leak-*/
+# timeout-* files in build-fuzz/artifacts/.
+FUZZ_CC      ?= $(shell command -v clang-14 2>/dev/null || command -v clang 2>/dev/null)
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= $(sort $(basename $(notdir $(wildcard fuzz/*.c))))
+FUZZ_SAN     := -Wno-pass-failed -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp \
+                $(WARN) $(PKG_CFLAGS) -MMD -MP $(FUZZ_SAN)
+FUZZ_OBJ     := $(SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_LIB     := $(FUZZ_BUILD)/librunexp.a
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+
+.PHONY: fuzz fuzz-run fuzz-check-cc
+fuzz-check-cc:
+	@if [ -z "$(FUZZ_CC)" ]; then echo "make fuzz: clang not found (libFuzzer needs it): apt-get install clang-14 libclang-rt-14-dev"; exit 1; fi
+	@echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' > /tmp/rx-fuzz-probe-$$$$.c && \
+	  $(FUZZ_CC) -fsanitize=fuzzer /tmp/rx-fuzz-probe-$$$$.c -o /tmp/rx-fuzz-probe-$$$$ 2>/dev/null; ok=$$?; \
+	  rm -f /tmp/rx-fuzz-probe-$$$$ /tmp/rx-fuzz-probe-$$$$.c; \
+	  if [ $$ok != 0 ]; then echo "make fuzz: $(FUZZ_CC) cannot link -fsanitize=fuzzer: apt-get install libclang-rt-14-dev"; exit 1; fi
+
+fuzz: fuzz-check-cc
+	@$(MAKE) --no-print-directory CUDA=0 $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	@rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/%: fuzz/%.c fuzz/fuzz_util.h $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_LIB) $(PKG_LIBS) -fopenmp -lm -lpthread -o $@
+
+fuzz-run: fuzz
+	@mkdir -p $(FUZZ_BUILD)/artifacts $(FUZZ_BUILD)/tmp; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  echo "== $$t: $(FUZZ_SECONDS) s"; \
+	  TMPDIR=$(abspath $(FUZZ_BUILD)/tmp) LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) ASAN_OPTIONS=detect_leaks=1 \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t- -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t > $(FUZZ_BUILD)/$$t.log 2>&1; rc=$$?; \
+	  execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_BUILD)/$$t.log); \
+	  echo "$$t: $$execs executions in $(FUZZ_SECONDS) s, exit $$rc (log $(FUZZ_BUILD)/$$t.log)"; \
+	  [ $$rc = 0 ] || fail="$$fail $$t"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "fuzz-run: findings in$$fail (see $(FUZZ_BUILD)/artifacts/)"; exit 1; fi
+
+-include $(FUZZ_OBJ:.o=.d)
 
 -include $(OBJ:.o=.d) $(CU_OBJ:.o=.d) $(BUILD)/obj/src/runner/main.d

@@ -151,6 +151,26 @@ Test(data_mnist, count_mismatch_is_format_error) {
     rm_tree(tmp);
 }
 
+// make fuzz finding: an 800-byte image file whose header promises 1 x 65536 x 44854 pixels
+// (2.9 GB) was allocated before the read found the data missing; refused from the header.
+Test(data_mnist, header_promising_more_than_the_file_holds_is_refused_before_allocating) {
+    for (int gz = 0; gz < 2; gz++) {
+        char tmp[] = "/tmp/rx_mnist_XXXXXX";
+        cr_assert(mkdtemp(tmp));
+        make_idx(tmp, 1, 1, 0x803, gz);
+        char path[4400];
+        snprintf(path, sizeof path, "%s/mnist/t10k-images-idx3-ubyte%s", tmp, gz ? ".gz" : "");
+        uint8_t img[16 + 20] = {0};
+        put_be32(img, 0x803), put_be32(img + 4, 1), put_be32(img + 8, 65536), put_be32(img + 12, 44854);
+        write_bytes(path, img, sizeof img, gz);
+        rx_dataset *d = NULL;
+        cr_assert_eq(try_load(&rx_comp_dataset_mnist, tmp, "test", &d), RX_ERR_FORMAT);
+        cr_expect(strstr(rx_last_error(), "more than its"), "%s", rx_last_error());
+        cr_expect_null(d);
+        rm_tree(tmp);
+    }
+}
+
 // The first 100 kB of the real gzipped train images: the stream ends inside the pixels.
 Test(data_mnist, truncated_gzip_is_format_error) {
     char tmp[] = "/tmp/rx_mnist_XXXXXX";

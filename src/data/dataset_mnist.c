@@ -129,6 +129,14 @@ static rx_status idx_load(const idx_dataset *info, const rx_params *p, const cha
     if (st == RX_OK && (idim[0] > 100000000u || idim[1] < 1 || idim[1] > 65536 || idim[2] < 1 || idim[2] > 65536 ||
                         (uint64_t)idim[0] * idim[1] * idim[2] > (1ull << 36)))
         st = rx_fail(RX_ERR_FORMAT, "%s: implausible image dims %u x %u x %u", img_path, idim[0], idim[1], idim[2]);
+    // A header may not promise more pixels than the file can hold: deflate expands at most
+    // 1032:1, so a small or corrupt file is refused here instead of allocating up to 64 GiB
+    // first (found by make fuzz: a 800-byte file asking for 2.9 GB).
+    struct stat isb;
+    if (st == RX_OK && !stat(img_path, &isb) &&
+        (uint64_t)idim[0] * idim[1] * idim[2] > (uint64_t)isb.st_size * 1032u + 1024u)
+        st = rx_fail(RX_ERR_FORMAT, "%s: header promises %u x %u x %u pixels, more than its %lld bytes can hold",
+                     img_path, idim[0], idim[1], idim[2], (long long)isb.st_size);
 
     // data
     rx_dataset *d = NULL;
