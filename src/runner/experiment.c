@@ -1,13 +1,12 @@
 /* experiment.c — from a resolved config to live components. */
 #include "experiment.h"
-#include <errno.h>
-#include <xxhash.h>
 #include "checkpoint.h"
+#include "eval/features.h"
 #include "autograd/optim.h"
 #include "kernels/cuda_backend.h"
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 static rx_status section(const rx_config *cfg, const char *path, rx_section_ref *out) {
     return rx_config_section_params(cfg, path, &out->comp, &out->params);
@@ -60,19 +59,6 @@ static rx_status choose_backend(rx_experiment *ex, const char *want, int device_
     return rx_ctx_create(be, state, 0, &ex->ctx);
 }
 
-/* XXH64 of a file's bytes into st */
-static rx_status hash_file(XXH64_state_t *st, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return rx_fail(RX_ERR_IO, "%s: %s", path, strerror(errno));
-    unsigned char *buf = malloc(1 << 20);
-    size_t n;
-    while (buf && (n = fread(buf, 1, 1 << 20, f)) > 0) XXH64_update(st, buf, n);
-    const int bad = !buf || ferror(f);
-    free(buf);
-    fclose(f);
-    return bad ? rx_fail(RX_ERR_IO, "%s: read error", path) : RX_OK;
-}
-
 /* The train stage's cache key (and its checkpoints' config_hash) covers what training reads
  * besides the config: the training images and labels as loaded, so a data set replaced under
  * the same name (RUNEXP_DATA pointing elsewhere, a re-made image folder) trains again instead of
@@ -90,7 +76,10 @@ static rx_status fold_train_inputs(rx_experiment *ex, const char *const *weights
     XXH64_update(st, d->pixels, (size_t)d->n * d->channels * d->height * d->width);
     XXH64_update(st, d->labels, (size_t)d->n * sizeof *d->labels);
     rx_status s = RX_OK;
-    for (int i = 0; i < n_weights && !s; i++) s = hash_file(st, weights[i]);
+    for (int i = 0; i < n_weights && !s; i++) {   /* each file's own XXH64 (rx_file_hash), folded in */
+        char h[17];
+        if ((s = rx_file_hash(weights[i], h)) == RX_OK) XXH64_update(st, h, 16);
+    }
     if (!s) snprintf(ex->train_hash, sizeof ex->train_hash, "%016llx", (unsigned long long)XXH64_digest(st));
     XXH64_freeState(st);
     return s;
