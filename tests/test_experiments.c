@@ -5,6 +5,7 @@
  * directory layout of issue 3 (config.yaml, run.json done, metrics.jsonl with finite
  * losses, samples/grid.png when sampling, eval.json with finite metrics when evaluating). */
 #include "testutil.h"
+#include "io/fsutil.h"
 #include <dirent.h>
 #include <jansson.h>
 #include <sys/stat.h>
@@ -16,6 +17,12 @@ static char results_root[256];
 static void make_root(void) {
     snprintf(results_root, sizeof results_root, "/tmp/runexp-exp-XXXXXX");
     cr_assert(mkdtemp(results_root));
+}
+
+/* the seed experiment's smoke checkpoints alone are GBs: each test removes its results */
+static void remove_root(void) {
+    if (results_root[0]) rx_fs_remove_tree(results_root);
+    results_root[0] = 0;
 }
 
 /* runs build/runexp with args; returns the exit status and the last stdout line */
@@ -94,7 +101,7 @@ static void check_run_dir(const char *dir) {
     }
 }
 
-Test(experiments, smoke_experiments_run_end_to_end, .timeout = 600) {
+Test(experiments, smoke_experiments_run_end_to_end, .timeout = 600, .fini = remove_root) {
     make_root();
     DIR *d = opendir("experiments/smoke");
     cr_assert(d, "experiments/smoke missing");
@@ -131,7 +138,7 @@ Test(experiments, smoke_experiments_run_end_to_end, .timeout = 600) {
     cr_expect_geq(n, 3);
 }
 
-Test(experiments, every_experiment_smoke_runs, .timeout = 900) {
+Test(experiments, every_experiment_smoke_runs, .timeout = 900, .fini = remove_root) {
     make_root();
     const char *dirs[] = {"experiments", "experiments/features"};
     int n = 0;
