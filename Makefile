@@ -96,6 +96,12 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(WHOLE) -lcriterion $(LDLIBS)
 
+# the LD_PRELOAD shim of test_faults (a full disk for one named file; tests/shim/enospc.c)
+$(BUILD)/tests/enospc_shim.so: tests/shim/enospc.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -std=c11 -Wall -Wextra -fPIC -shared -o $@ $< -ldl
+$(BUILD)/tests/test_faults: $(BUILD)/tests/enospc_shim.so
+
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)

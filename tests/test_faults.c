@@ -5,8 +5,9 @@
  * classifier.yaml), about 0.7 s in all, so that faults land in training, checkpoint writes,
  * sampling and evaluation. Reference: an uninterrupted run of the same config, compared bit for
  * bit (final checkpoint tensors, samples.safetensors, metrics.jsonl's step/loss/lr/grad_norm,
- * eval.json's metric) and index.csv holding one row per run. Three faults: SIGKILL at seeded
- * random moments, a full disk (RLIMIT_FSIZE) at several writes, a read-only run directory.
+ * eval.json's metric) and index.csv holding one row per run. Four faults: SIGKILL at seeded
+ * random moments, a full disk (RLIMIT_FSIZE) at several writes, a full disk (ENOSPC through an
+ * LD_PRELOAD shim) for the grid, eval.json and the final run.json, a read-only run directory.
  * About 16 s in all on one core. */
 #include "runexp_harness.h"
 
@@ -261,6 +262,67 @@ Test(faults, disk_full_fails_cleanly_and_resume_finishes_the_run) {
     }
     cr_log_info("faults: disk full (RLIMIT_FSIZE) at %s: each failed with exit 1 naming the file, nothing half-written; "
                 "the resumable ones resumed bit-identical", figure);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * disk full for one named file, after everything before it went through: an LD_PRELOAD shim
+ * (tests/shim/enospc.c) answers the atomic helper's temp file for that name with /dev/full,
+ * so the kernel's own ENOSPC reaches the code. Covers what RLIMIT_FSIZE cannot reach: the
+ * sample grid and eval.json (written after the larger checkpoint) and the final run.json. */
+
+static result run_with_full_disk(const char *tag, const char *file, const char *after, const char *root,
+                                 const char *weights) {
+    char shim[1100];
+    snprintf(shim, sizeof shim, "%s", runexp_bin);
+    *strrchr(shim, '/') = 0;
+    strncat(shim, "/tests/enospc_shim.so", sizeof shim - strlen(shim) - 1);
+    cr_assert_eq(access(shim, R_OK), 0, "%s is missing: make builds it with test_faults", shim);
+    setenv("LD_PRELOAD", shim, 1);
+    setenv("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=0", 1);   /* SANITIZE=1: the shim comes first */
+    setenv("RX_ENOSPC_FILE", file, 1);
+    if (after) setenv("RX_ENOSPC_AFTER", after, 1);
+    result r = RUNEXP(tag, FAULTS, "--results", root, "--set", weights, "--set", "seed=3");
+    unsetenv("LD_PRELOAD");
+    unsetenv("ASAN_OPTIONS");
+    unsetenv("RX_ENOSPC_FILE");
+    unsetenv("RX_ENOSPC_AFTER");
+    return r;
+}
+
+Test(faults, disk_full_at_the_grid_eval_json_and_final_run_json_loses_nothing) {
+    const char *weights = eval_weights_set();
+    result rf = RUNEXP("reference", FAULTS, "--results", T("reference"), "--set", weights, "--set", "seed=3");
+    RUN_OK(rf);
+    /* file that finds the disk full, the file after whose rename it fills (NULL: from the start),
+     * and the status run.json is left with: the final record is the one that could not be written */
+    static const struct { const char *file, *after, *path, *status; } pts[] = {
+        {"grid.png", NULL, "samples/grid.png", "failed"},
+        {"eval.json", NULL, "eval.json", "failed"},
+        {"run.json", "eval.json", "run.json", "running"},
+    };
+    for (int i = 0; i < 3; i++) {
+        const char *root = own(strdup(T("enospc%d", i)));
+        result r = run_with_full_disk(P("enospc%d", i), pts[i].file, pts[i].after, root, weights);
+        cr_assert_eq(r.code, 1, "%s on a full disk: exit %d (want 1, a failed run):\n%s", pts[i].file, r.code, r.err);
+        cr_assert(strstr(r.err, pts[i].file) && strstr(r.err, strerror(ENOSPC)),
+                  "%s on a full disk: stderr does not name the file and the reason:\n%s", pts[i].file, r.err);
+        char names[4][64];
+        cr_assert_eq(list_runs(P("%s/faults", root), names, 4), 1);
+        const char *dir = own(strdup(P("%s/faults/%s", root, names[0])));
+        if (strcmp(pts[i].file, "run.json"))
+            cr_assert(!rx_fs_exists(P("%s/%s", dir, pts[i].path)), "a half-written %s is in place", pts[i].path);
+        assert_no_temps(dir);
+        assert_no_temps(P("%s/samples", dir));
+        /* run.json is whole (it parses) and holds the last record that could be written */
+        cr_assert_str_eq(run_field(dir, "status"), pts[i].status, "%s on a full disk: run.json status", pts[i].file);
+        const char *log = read_text(P("%s/log.txt", dir));
+        cr_assert(log && strstr(log, pts[i].file) && strstr(log, strerror(ENOSPC)), "log.txt does not say why:\n%s", log);
+        result res = RUNEXP(P("enospc_resume%d", i), "--resume", dir);
+        cr_assert_eq(res.code, 0, "%s: --resume after the disk filled exited %d:\n%s", pts[i].file, res.code, res.err);
+        assert_same_as_reference(P("%s/faults", root), dir, rf.last);
+        cr_log_info("faults: disk full (ENOSPC from /dev/full) at %s: exit 1, %s says '%s', resumed bit-identical",
+                    pts[i].path, "run.json", pts[i].status);
+    }
 }
 
 /* --resume of a run directory that cannot be written names the directory and the reason, and

@@ -14,6 +14,8 @@
 typedef struct {
     jmp_buf jb;
     char    msg[256];
+    FILE   *fp;   // writing: the file, through our own write/flush callbacks
+    int     err;  // writing: errno of the failed write or flush (libpng's own says only "Write Error")
 } png_err_ctx;
 
 static void on_png_error(png_structp png, png_const_charp msg) {
@@ -22,6 +24,22 @@ static void on_png_error(png_structp png, png_const_charp msg) {
     longjmp(ctx->jb, 1);
 }
 static void on_png_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+
+/* libpng's default writer (fwrite) loses errno: a full disk would read "Write Error" */
+static void on_png_write(png_structp png, png_bytep data, size_t n) {
+    png_err_ctx *ctx = png_get_io_ptr(png);
+    if (fwrite(data, 1, n, ctx->fp) != n) {
+        ctx->err = errno ? errno : EIO;
+        png_error(png, strerror(ctx->err));
+    }
+}
+static void on_png_flush(png_structp png) {
+    png_err_ctx *ctx = png_get_io_ptr(png);
+    if (fflush(ctx->fp) != 0) {
+        ctx->err = errno ? errno : EIO;
+        png_error(png, strerror(ctx->err));
+    }
+}
 
 uint8_t rx_png_to_byte(float x, rx_png_range range) {
     float u = range == RX_PNG_RANGE_SIGNED ? (x + 1.0f) * 0.5f : x;
@@ -56,9 +74,11 @@ static rx_status write_interleaved(const char *path, const uint8_t *pix, int C, 
         png_destroy_write_struct(&png, &info);
         rx_atomic_abort(&af);
         free(rows);
-        return rx_fail(RX_ERR_IO, "writing %s: libpng: %s", path, ctx.msg);
+        return ctx.err ? rx_fail(RX_ERR_IO, "writing %s: %s", path, strerror(ctx.err))
+                       : rx_fail(RX_ERR_IO, "writing %s: libpng: %s", path, ctx.msg);
     }
-    png_init_io(png, af.fp);
+    ctx.fp = af.fp;
+    png_set_write_fn(png, &ctx, on_png_write, on_png_flush);
     png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, 8, color_type[C], PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
