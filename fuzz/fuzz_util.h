@@ -22,7 +22,7 @@ static const char *fz_dir(void) {
 }
 
 /* writes data to fz_dir()/rel (creating one level of subdirectory when rel has one) */
-static const char *fz_write(const char *rel, const uint8_t *data, size_t size) {
+__attribute__((unused)) static const char *fz_write(const char *rel, const uint8_t *data, size_t size) {
     static char path[512];
     const char *slash = strchr(rel, '/');
     if (slash) {
