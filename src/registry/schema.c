@@ -74,6 +74,15 @@ static const rx_param_spec eval_params[] = {
     {0},
 };
 
+/* what a run writes besides log.txt and metrics.jsonl; not part of the run's hash (what it
+ * computes), so switching it never changes a run's identity (experiment.c) */
+static const rx_param_spec log_params[] = {
+    {"tensorboard", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
+     "also write events.out.tfevents.* in the run directory: each metrics.jsonl column as a train/ scalar, "
+     "each eval metric as an eval/ scalar, the sample grid and the resolved config (tensorboard --logdir results/)"},
+    {0},
+};
+
 static const rx_section_spec eval_children[] = {
     {"features", RX_SECTION_COMPONENT, RX_KIND_FEATURES, NULL, NULL, NULL, 1,
      "feature extractor whose statistics the metrics compare; null for classifier runs (they report test accuracy)"},
@@ -95,6 +104,7 @@ static const rx_section_spec top_children[] = {
     {"train", RX_SECTION_PARAMS, 0, train_params, NULL, NULL, 1, "training stage; null = no training (use init)"},
     {"sample", RX_SECTION_PARAMS, 0, sample_params, NULL, NULL, 1, "sampling stage; null = no samples"},
     {"eval", RX_SECTION_PARAMS, 0, eval_params, eval_children, "null", 1, "evaluation stage; absent or null = none"},
+    {"log", RX_SECTION_PARAMS, 0, log_params, NULL, NULL, 0, "what a run logs besides log.txt and metrics.jsonl"},
     {"sweep", RX_SECTION_SWEEP, 0, NULL, NULL, "null", 1,
      "grid over keys: {\"guidance.scale\": [1, 2, 3], \"sampler.steps\": {start: 10, stop: 50, step: 10}}"},
     {0},

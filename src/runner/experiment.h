@@ -44,6 +44,7 @@ struct rx_experiment {
     const char *backend_name, *device_name;
     rx_section_ref top, dataset, model_sec, schedule_sec, objective, optimizer, lr_schedule, sampler, guidance;
     const rx_params *train, *sample, *eval;     /* NULL: stage disabled */
+    const rx_params *log;                       /* the log section (tensorboard) */
     rx_transform_step transforms[16];
     int n_transforms;
     rx_model *model;
@@ -103,7 +104,8 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 rx_status rx_classify_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
 rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 
-/* eval.json in the run directory: record (not stolen), written atomically */
+/* eval.json in the run directory: record (not stolen), written atomically; its metrics also
+ * go to TensorBoard as eval/<metric> (rx_run_tb_scalars) */
 rx_status rx_eval_write(const rx_run *run, json_t *record);
 /* the experiment's transforms without their random augmentations: what evaluation sees */
 rx_transform_chain rx_eval_transforms(const rx_experiment *ex, rx_transform_step steps[16]);

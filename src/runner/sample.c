@@ -154,6 +154,7 @@ rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
         snprintf(path, sizeof path, "%s/samples/grid.png", run->dir);
         rx_png_grid grid = {rows, cols, 2, 1.0f, RX_PNG_RANGE_SIGNED};
         s = rx_png_write_grid_f32(path, x, N < rows * cols ? N : rows * cols, C, H, W, &grid);
+        if (!s) s = rx_run_tb_image(run, "samples/grid", path);   /* the file's bytes: one PNG encoder */
     }
     if (!s) {
         for (int64_t i = 0; i < (int64_t)N * d; i++) u8[i] = rx_png_to_byte(x[i], RX_PNG_RANGE_SIGNED);
