@@ -328,6 +328,44 @@ Test(tfevents, off_by_default_and_not_part_of_the_run_hash) {
     cr_assert_str_eq(strrchr(on.last, '/'), strrchr(off.last, '/'), "the directory tag is the run hash's first 8");
 }
 
+/* train.sample_every: a grid every 2 steps (not at the last, the sample stage's), as a file and
+ * as samples/grid at its step. Reference: the same run without previews, whose checkpoint,
+ * metrics (but timing) and samples must be the same bit for bit (sampling between steps
+ * leaves the training alone). */
+Test(tfevents, previews_at_sample_every_leave_training_unchanged) {
+    result ref = RUNEXP("ref", "tests/configs/runner/tiny.yaml", "--results", T("ref"));
+    RUN_OK(ref);
+    result r = RUNEXP("previews", "tests/configs/runner/tiny.yaml", "--set", "train.sample_every=2", "--set",
+                      "log.tensorboard=true", "--results", T("previews"));
+    RUN_OK(r);
+    assert_same_tensors(P("%s/checkpoints/last.safetensors", r.last), P("%s/checkpoints/last.safetensors", ref.last));
+    assert_same_tensors(P("%s/samples/samples.safetensors", r.last), P("%s/samples/samples.safetensors", ref.last));
+    assert_metrics_match(r.last, ref.last, 6);
+    cr_assert(!rx_fs_exists(P("%s/samples/grid_step000006.png", r.last)), "the last step's grid is grid.png");
+
+    char files[4][256];
+    cr_assert_eq(list_event_files(r.last, files, 4), 1);
+    events e = {0};
+    read_events(P("%s/%s", r.last, files[0]), &e);
+    const int64_t want[3] = {2, 4, 6};
+    int k = 0;
+    for (int i = 0; i < e.n; i++) {
+        if (e.ev[i]->what_case != TENSORBOARD__EVENT__WHAT_SUMMARY || strcmp(value_of(&e, i)->tag, "samples/grid")) continue;
+        cr_assert_lt(k, 3);
+        cr_assert_eq(e.ev[i]->step, want[k], "grid %d at step %lld", k, (long long)e.ev[i]->step);
+        const char *file = k < 2 ? P("%s/samples/grid_step%06lld.png", r.last, (long long)want[k]) : P("%s/samples/grid.png", r.last);
+        long n = 0;
+        uint8_t *png = own(rx_test_read_file(file, &n));
+        cr_assert_not_null(png, "%s missing", file);
+        const Tensorboard__Summary__Image *img = value_of(&e, i)->image;
+        cr_assert(img->encoded_image_string.len == (size_t)n && !memcmp(img->encoded_image_string.data, png, n),
+                  "grid at step %lld is not %s", (long long)want[k], file);
+        k++;
+    }
+    cr_assert_eq(k, 3);
+    free_events(&e);
+}
+
 /* TensorBoard's reading of a directory (file_version 2): files in name order; a SessionLog
  * START at step s drops what was read before with step >= s. Returns the train/loss steps kept. */
 static int loss_steps_after_purge(const events *e, int64_t *steps, int max) {

@@ -44,7 +44,9 @@ static const rx_param_spec train_params[] = {
     {"ema_start", RX_P_INT, "0", 0, 1e12, NULL, "step from which the EMA is updated (copied from the weights before)"},
     {"log_every", RX_P_INT, "100", 1, 1e12, NULL, "steps between metrics.jsonl lines"},
     {"checkpoint_every", RX_P_INT, "5000", 0, 1e12, NULL, "steps between checkpoints; 0 = only at the end"},
-    {"sample_every", RX_P_INT, "0", 0, 1e12, NULL, "steps between preview sample grids; 0 = none during training"},
+    {"sample_every", RX_P_INT, "0", 0, 1e12, NULL,
+     "steps between preview grids of the sample stage's images (samples/grid_stepNNNNNN.png; TensorBoard's samples/grid); "
+     "0 = none during training"},
     {"max_minutes", RX_P_FLOAT, "0", 0, 1e9, NULL,
      "stop after this many minutes of training (as Lightning's max_time): checkpoint, then sample and evaluate; "
      "0 = run all steps"},

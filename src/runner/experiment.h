@@ -94,6 +94,11 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
 /* the train and sample stages (what they write inside the run directory: run.h) */
 rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume);
 rx_status rx_stage_sample(rx_experiment *ex, rx_run *run);
+/* train.sample_every: the sample stage's grid from the weights at `step` (EMA when the sample
+ * stage uses it), as samples/grid_step<NNNNNN>.png and TensorBoard's samples/grid at `step`;
+ * nothing without a sample stage. Training is unchanged by it (noise keyed by (seed, i, step),
+ * grad mode and weights restored). */
+rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step);
 
 /* RX_TASK_DENOISE: weighted MSE against the objective's target; eval compares generated
  * images with the reference split (eval.json metrics) */

@@ -287,12 +287,12 @@ rx_status rx_run_tb_scalars(const rx_run *r, const char *prefix, json_t *values)
     return RX_OK;
 }
 
-rx_status rx_run_tb_image(const rx_run *r, const char *tag, const char *png_path) {
+rx_status rx_run_tb_image(const rx_run *r, const char *tag, const char *png_path, int64_t step) {
     if (!r->tb) return RX_OK;
     char *png = NULL;
     size_t n = 0;
     RX_TRY(rx_fs_read_file(png_path, &png, &n));
-    rx_status s = rx_tfevents_add_image_png(r->tb, tag, r->tb_step, png, n);
+    rx_status s = rx_tfevents_add_image_png(r->tb, tag, step, png, n);
     free(png);
     return s;
 }

@@ -62,10 +62,10 @@ rx_status rx_run_metrics(rx_run *r, json_t *row);
 /* TensorBoard (log.tensorboard): a new events file in the run directory (a resume gets its own),
  * with the resolved config as the text `config` at step 0 (in the run's first events file only) */
 rx_status rx_run_tensorboard_open(rx_run *r, const char *config_yaml);
-/* each number in the JSON object `values` as the scalar <prefix><key> at tb_step; each PNG
- * file as an image; both do nothing without TensorBoard */
+/* each number in the JSON object `values` as the scalar <prefix><key> at tb_step; a PNG file
+ * as an image at `step`; both do nothing without TensorBoard */
 rx_status rx_run_tb_scalars(const rx_run *r, const char *prefix, json_t *values);
-rx_status rx_run_tb_image(const rx_run *r, const char *tag, const char *png_path);
+rx_status rx_run_tb_image(const rx_run *r, const char *tag, const char *png_path, int64_t step);
 /* index.csv row (the run's own row replaced, so a resumed run keeps one) + latest symlink */
 rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv);
 void      rx_run_close(rx_run *r);
