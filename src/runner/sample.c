@@ -4,7 +4,9 @@
  * callback uploads x and t, runs the model's forward with grad off and downloads the
  * output. Image i's noise is keyed by (seed, i, step), so samples do not depend on the
  * batch size. Output: samples/grid.png (class-conditional: one row per class) and
- * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads. */
+ * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads.
+ * During training (train.sample_every) the same grid from the weights so far:
+ * samples/grid_step<NNNNNN>.png (rx_sample_preview). */
 #include "experiment.h"
 #include "checkpoint.h"
 #include "io/png.h"

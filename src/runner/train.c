@@ -10,7 +10,8 @@
  *
  * Checkpoints (checkpoints/last.safetensors, atomically replaced) every checkpoint_every
  * steps, at the end, and on SIGINT/SIGTERM; a non-finite loss stops the run as failed,
- * naming the step and the last good checkpoint. */
+ * naming the step and the last good checkpoint. Every sample_every steps a preview grid
+ * (sample.c), which touches neither the weights nor any random stream of training. */
 #include "experiment.h"
 #include "checkpoint.h"
 #include "autograd/optim.h"
