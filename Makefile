@@ -21,10 +21,11 @@ CUDA_HOME?= $(patsubst %/bin/nvcc,%,$(NVCC))
 ARCH     ?= -march=native
 export RUNEXP_DATA_SRC ?= $(abspath ../shared/data)
 
-PKGS     := yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash cairo nettle
+PKGS     := yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash cairo nettle libprotobuf-c libisal
 DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libjansson-dev \
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
-            libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist
+            libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist \
+            libprotobuf-c-dev protobuf-c-compiler libisal-dev
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # OpenBLAS's OpenMP build, named explicitly: one thread pool for our kernels and BLAS (the
@@ -34,7 +35,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -L$(BLAS_DIR) -Wl,-
 
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wno-missing-field-initializers
 CFLAGS   ?= -O3 $(ARCH) -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp $(WARN) $(PKG_CFLAGS) -MMD -MP
+CFLAGS   += -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I$(GEN) -I/usr/include/x86_64-linux-gnu/openblas-openmp $(WARN) $(PKG_CFLAGS) -MMD -MP
 LDLIBS   += $(PKG_LIBS) -fopenmp -lm -lpthread
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -43,7 +44,16 @@ BUILD    := build-san
 export LSAN_OPTIONS = suppressions=$(abspath tests/lsan.supp)
 endif
 
-SRC      := $(filter-out src/runner/main.c,$(shell find src -name '*.c' | sort))
+# TensorBoard's protocol buffers (third_party/tensorboard) -> C with protoc-c, generated into
+# build/gen/ (never committed; the same for every build configuration, so one place for all)
+GEN      := build/gen
+PROTO_DIR:= third_party/tensorboard
+PROTO    := $(sort $(wildcard $(PROTO_DIR)/tensorboard/compat/proto/*.proto))
+PROTO_C  := $(PROTO:$(PROTO_DIR)/%.proto=$(GEN)/%.pb-c.c)
+PROTO_H  := $(PROTO_C:.c=.h)
+PROTOC_C ?= protoc-c
+
+SRC      := $(filter-out src/runner/main.c,$(shell find src -name '*.c' | sort)) $(PROTO_C)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
 CU_SRC   := $(shell find src/kernels/cuda -name '*.cu' 2>/dev/null | sort)
 ifeq ($(CUDA),1)
@@ -73,6 +83,14 @@ all: $(BIN) $(LIB)
 FLAGS_STAMP := $(BUILD)/flags-$(shell printf '%s' "$(CC) $(CFLAGS) $(NVCC) $(NVFLAGS) $(CUDA)" | md5sum | cut -c1-12)
 $(FLAGS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/flags-* && touch $@
+
+# one protoc-c call writes every .pb-c.c/.h (a grouped target: make runs it once)
+$(PROTO_C) $(PROTO_H) &: $(PROTO)
+	@mkdir -p $(GEN)
+	$(PROTOC_C) -I$(PROTO_DIR) --c_out=$(GEN) $(PROTO)
+
+# every object (and test) may include a generated header: they exist before any compiles
+$(OBJ) $(BUILD)/obj/src/runner/main.o: | $(PROTO_H)
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -157,7 +175,7 @@ FUZZ_BUILD   := build-fuzz
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= $(sort $(basename $(notdir $(wildcard fuzz/*.c))))
 FUZZ_SAN     := -Wno-pass-failed -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZ_CFLAGS  := -O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I/usr/include/x86_64-linux-gnu/openblas-openmp \
+FUZZ_CFLAGS  := -O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I$(GEN) -I/usr/include/x86_64-linux-gnu/openblas-openmp \
                 $(WARN) $(PKG_CFLAGS) -MMD -MP $(FUZZ_SAN)
 FUZZ_OBJ     := $(SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_LIB     := $(FUZZ_BUILD)/librunexp.a
@@ -174,6 +192,7 @@ fuzz-check-cc:
 fuzz: fuzz-check-cc
 	@$(MAKE) --no-print-directory CUDA=0 $(FUZZ_BINS)
 
+$(FUZZ_OBJ): | $(PROTO_H)
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@

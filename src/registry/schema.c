@@ -44,7 +44,9 @@ static const rx_param_spec train_params[] = {
     {"ema_start", RX_P_INT, "0", 0, 1e12, NULL, "step from which the EMA is updated (copied from the weights before)"},
     {"log_every", RX_P_INT, "100", 1, 1e12, NULL, "steps between metrics.jsonl lines"},
     {"checkpoint_every", RX_P_INT, "5000", 0, 1e12, NULL, "steps between checkpoints; 0 = only at the end"},
-    {"sample_every", RX_P_INT, "0", 0, 1e12, NULL, "steps between preview sample grids; 0 = none during training"},
+    {"sample_every", RX_P_INT, "0", 0, 1e12, NULL,
+     "steps between preview grids of the sample stage's images (samples/grid_stepNNNNNN.png; TensorBoard's samples/grid); "
+     "0 = none during training"},
     {"max_minutes", RX_P_FLOAT, "0", 0, 1e9, NULL,
      "stop after this many minutes of training (as Lightning's max_time): checkpoint, then sample and evaluate; "
      "0 = run all steps"},
@@ -74,6 +76,15 @@ static const rx_param_spec eval_params[] = {
     {0},
 };
 
+/* what a run writes besides log.txt and metrics.jsonl; not part of the run's hash (what it
+ * computes), so switching it never changes a run's identity (experiment.c) */
+static const rx_param_spec log_params[] = {
+    {"tensorboard", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
+     "also write events.out.tfevents.* in the run directory: each metrics.jsonl column as a train/ scalar, "
+     "each eval metric as an eval/ scalar, the sample grid and the resolved config (tensorboard --logdir results/)"},
+    {0},
+};
+
 static const rx_section_spec eval_children[] = {
     {"features", RX_SECTION_COMPONENT, RX_KIND_FEATURES, NULL, NULL, NULL, 1,
      "feature extractor whose statistics the metrics compare; null for classifier runs (they report test accuracy)"},
@@ -95,6 +106,7 @@ static const rx_section_spec top_children[] = {
     {"train", RX_SECTION_PARAMS, 0, train_params, NULL, NULL, 1, "training stage; null = no training (use init)"},
     {"sample", RX_SECTION_PARAMS, 0, sample_params, NULL, NULL, 1, "sampling stage; null = no samples"},
     {"eval", RX_SECTION_PARAMS, 0, eval_params, eval_children, "null", 1, "evaluation stage; absent or null = none"},
+    {"log", RX_SECTION_PARAMS, 0, log_params, NULL, NULL, 0, "what a run logs besides log.txt and metrics.jsonl"},
     {"sweep", RX_SECTION_SWEEP, 0, NULL, NULL, "null", 1,
      "grid over keys: {\"guidance.scale\": [1, 2, 3], \"sampler.steps\": {start: 10, stop: 50, step: 10}}"},
     {0},

@@ -269,7 +269,8 @@ static json_t *eval_record(const eval_job *j, json_t *metrics, const image_set *
 rx_status rx_eval_write(const rx_run *run, json_t *record) {
     char path[1200];
     snprintf(path, sizeof path, "%s/eval.json", run->dir);
-    return rx_json_write_atomic(path, record);
+    RX_TRY(rx_json_write_atomic(path, record));
+    return rx_run_tb_scalars(run, "eval/", json_object_get(record, "metrics"));
 }
 
 rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {

@@ -5,6 +5,7 @@
 #include "autograd/optim.h"
 #include "kernels/cuda_backend.h"
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -28,6 +29,32 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
                                             "objective", "optimizer", "lr_schedule", "train",
                                             "sampler", "guidance", "sample", "eval"};
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
+
+/* The run's identity (its directory's tag, --resume's check that config.yaml was not edited):
+ * the resolved config without its log section, which says what else is written, not what is
+ * computed. So runs made before the section existed keep their hash and still resume, and a
+ * run's saved config may switch TensorBoard on before a resume. The same keys emitted in the
+ * same order: for a config without `log` exactly rx_config_hash(root). */
+static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
+    if (root->type != RX_CFG_MAP) return rx_config_hash(root, out);
+    rx_cfg_node **keys = malloc((root->n ? (size_t)root->n : 1) * sizeof *keys);
+    rx_cfg_node **items = malloc((root->n ? (size_t)root->n : 1) * sizeof *items);
+    rx_status s = keys && items ? RX_OK : rx_fail(RX_ERR_OOM, "config: out of memory hashing");
+    rx_cfg_node view = *root;   /* borrows root's nodes; owns only the two arrays */
+    view.n = 0;
+    for (int i = 0; !s && i < root->n; i++) {
+        if (root->keys[i]->text && !strcmp(root->keys[i]->text, "log")) continue;
+        keys[view.n] = root->keys[i];
+        items[view.n++] = root->items[i];
+    }
+    view.keys = keys;
+    view.items = items;
+    view.cap = view.n;
+    if (!s) s = rx_config_hash(&view, out);
+    free(keys);
+    free(items);
+    return s;
+}
 
 /* what a run does for each objective task */
 static const rx_task tasks[] = {
@@ -93,7 +120,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     const rx_params *top = ex->top.params;
     ex->name = rx_param_str(top, "experiment");
     ex->seed = (uint64_t)rx_param_int(top, "seed");
-    RX_TRY(rx_config_hash(cfg->root, ex->hash));
+    RX_TRY(run_hash(cfg->root, ex->hash));
     RX_TRY(rx_config_hash_sections(cfg->root, train_sections, COUNT(train_sections), ex->train_hash));
     RX_TRY(rx_config_hash_sections(cfg->root, sample_sections, COUNT(sample_sections), ex->sample_hash));
     RX_TRY(rx_config_hash_sections(cfg->root, eval_sections, COUNT(eval_sections), ex->eval_hash));
@@ -108,6 +135,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->train = stage_params(cfg, "train");
     ex->sample = stage_params(cfg, "sample");
     ex->eval = stage_params(cfg, "eval");
+    ex->log = stage_params(cfg, "log");
     ex->n_transforms = rx_config_section_count(cfg, "transforms");
     if (ex->n_transforms > 16) return rx_fail(RX_ERR_CONFIG, "transforms: at most 16");
     for (int i = 0; i < ex->n_transforms; i++)

@@ -44,6 +44,7 @@ struct rx_experiment {
     const char *backend_name, *device_name;
     rx_section_ref top, dataset, model_sec, schedule_sec, objective, optimizer, lr_schedule, sampler, guidance;
     const rx_params *train, *sample, *eval;     /* NULL: stage disabled */
+    const rx_params *log;                       /* the log section (tensorboard) */
     rx_transform_step transforms[16];
     int n_transforms;
     rx_model *model;
@@ -93,6 +94,11 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
 /* the train and sample stages (what they write inside the run directory: run.h) */
 rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume);
 rx_status rx_stage_sample(rx_experiment *ex, rx_run *run);
+/* train.sample_every: the sample stage's grid from the weights at `step` (EMA when the sample
+ * stage uses it), as samples/grid_step<NNNNNN>.png and TensorBoard's samples/grid at `step`;
+ * nothing without a sample stage. Training is unchanged by it (noise keyed by (seed, i, step),
+ * grad mode and weights restored). */
+rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step);
 
 /* RX_TASK_DENOISE: weighted MSE against the objective's target; eval compares generated
  * images with the reference split (eval.json metrics) */
@@ -103,7 +109,8 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 rx_status rx_classify_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
 rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 
-/* eval.json in the run directory: record (not stolen), written atomically */
+/* eval.json in the run directory: record (not stolen), written atomically; its metrics also
+ * go to TensorBoard as eval/<metric> (rx_run_tb_scalars) */
 rx_status rx_eval_write(const rx_run *run, json_t *record);
 /* the experiment's transforms without their random augmentations: what evaluation sees */
 rx_transform_chain rx_eval_transforms(const rx_experiment *ex, rx_transform_step steps[16]);

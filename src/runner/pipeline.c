@@ -107,6 +107,16 @@ static void metrics_csv(json_t *metrics, char *out, size_t n) {
     }
 }
 
+/* log.tensorboard: this process's events file, opened before any stage logs */
+static rx_status open_tensorboard(rx_experiment *ex, rx_run *run) {
+    if (!ex->log || !rx_param_bool(ex->log, "tensorboard")) return RX_OK;
+    char *yaml = rx_config_emit_string(ex->cfg->root);
+    if (!yaml) return rx_fail(RX_ERR_OOM, "tensorboard: out of memory emitting the config");
+    rx_status s = rx_run_tensorboard_open(run, yaml);
+    free(yaml);
+    return s;
+}
+
 static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics_out) {
     json_t *metrics = NULL;
     rx_run_set(run, "backend", json_string(ex->backend_name));
@@ -116,6 +126,7 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     rx_run_set(run, "parameters", json_integer(rx_model_param_count(ex->model)));
     rx_run_log(run, "runexp: %s -> %s (backend %s, %s)", ex->name, run->dir, ex->backend_name, ex->device_name);
     rx_status s = rx_run_save_record(run);
+    if (!s) s = open_tensorboard(ex, run);
     if (!s) s = run_stages(ex, run, opt, resume, &metrics);
     char err[2048];
     snprintf(err, sizeof err, "%s", s ? rx_last_error() : "");

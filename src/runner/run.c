@@ -1,6 +1,8 @@
 #include "run.h"
 #include "io/fsutil.h"
 #include "io/json_util.h"
+#include "io/tfevents.h"
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -174,7 +176,9 @@ rx_status rx_run_metrics_cut(rx_run *r, int64_t step) {
         json_decref(row);
     }
     rx_status s = RX_OK;
-    if (kept != n) {
+    r->tb_step = step;
+    if (r->tb) s = rx_tfevents_session_start(r->tb, step + 1);
+    if (!s && kept != n) {
         s = rx_fs_write_atomic(path, out, kept);
         if (!s) rx_run_log(r, "resume: metrics.jsonl cut back to step %lld (%lld later row%s dropped)", (long long)step,
                            (long long)dropped, dropped == 1 ? "" : "s");
@@ -227,7 +231,69 @@ rx_status rx_run_metrics(rx_run *r, json_t *row) {
     char path[1200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
     rx_status s = rx_json_append_line(path, row);
+    json_t *st = json_object_get(row, "step");
+    if (json_is_integer(st)) r->tb_step = json_integer_value(st);
+    if (!s) s = rx_run_tb_scalars(r, "train/", row);
     json_decref(row);
+    return s;
+}
+
+/* whether an earlier process of the run (one resumed now) wrote an events file */
+static rx_status has_events_file(const char *dir, int *yes) {
+    DIR *d = opendir(dir);
+    if (!d) return rx_fail(RX_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+    *yes = 0;
+    for (struct dirent *e; !*yes && (e = readdir(d));) *yes = !strncmp(e->d_name, "events.out.tfevents.", 20);
+    closedir(d);
+    return RX_OK;
+}
+
+rx_status rx_run_tensorboard_open(rx_run *r, const char *config_yaml) {
+    if (r->tb) return RX_OK;
+    int earlier = 0;
+    RX_TRY(has_events_file(r->dir, &earlier));
+    RX_TRY(rx_tfevents_open(r->dir, &r->tb));
+    rx_run_log(r, "tensorboard: %s", rx_tfevents_path(r->tb));
+    if (earlier) return RX_OK;   /* the config is there (a resume cannot change it: run hash) */
+    /* the text plugin renders markdown: indented by 4, the YAML shows as it is written */
+    size_t n = strlen(config_yaml), lines = 1;
+    for (size_t i = 0; i < n; i++) lines += config_yaml[i] == '\n';
+    char *md = malloc(n + 4 * lines + 1), *o = md;
+    if (!md) return rx_fail(RX_ERR_OOM, "tensorboard: out of memory for the config text");
+    for (const char *p = config_yaml; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
+        memcpy(o, "    ", 4);
+        memcpy(o + 4, p, len);
+        o += 4 + len;
+        p += len;
+    }
+    *o = 0;
+    rx_status s = rx_tfevents_add_text(r->tb, "config", 0, md);
+    free(md);
+    return s;
+}
+
+rx_status rx_run_tb_scalars(const rx_run *r, const char *prefix, json_t *values) {
+    if (!r->tb || !json_is_object(values)) return RX_OK;
+    const char *k;
+    json_t *v;
+    json_object_foreach(values, k, v) {
+        if (!json_is_number(v) || !strcmp(k, "step")) continue;
+        char tag[256];
+        snprintf(tag, sizeof tag, "%s%s", prefix, k);
+        RX_TRY(rx_tfevents_add_scalar(r->tb, tag, r->tb_step, json_number_value(v)));
+    }
+    return RX_OK;
+}
+
+rx_status rx_run_tb_image(const rx_run *r, const char *tag, const char *png_path, int64_t step) {
+    if (!r->tb) return RX_OK;
+    char *png = NULL;
+    size_t n = 0;
+    RX_TRY(rx_fs_read_file(png_path, &png, &n));
+    rx_status s = rx_tfevents_add_image_png(r->tb, tag, step, png, n);
+    free(png);
     return s;
 }
 
@@ -259,6 +325,13 @@ rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
 }
 
 void rx_run_close(rx_run *r) {
+    /* each record was flushed as written, so a failed close (already past every write's
+     * check) is said in log.txt, not made the run's failure */
+    if (rx_tfevents_close(r->tb) != RX_OK) {
+        rx_run_log(r, "tensorboard: %s", rx_last_error());
+        rx_clear_error();
+    }
+    r->tb = NULL;
     if (r->log) fclose(r->log);
     if (r->record) json_decref(r->record);
     if (r->locked) rx_fs_unlock(r->lock_fd);

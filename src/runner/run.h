@@ -2,6 +2,7 @@
  *
  *   results/<experiment>/<NNNN>-<hash8>/
  *     config.yaml  run.json  metrics.jsonl  eval.json  log.txt  samples/  checkpoints/
+ *     events.out.tfevents.*  with log.tensorboard: one per process that ran the run (io/tfevents.h)
  *     .lock        flock held while a process runs or resumes the run (one at a time)
  *   results/<experiment>/index.csv   one row per run, updated in place (under a file lock)
  *   results/<experiment>/latest      symlink to the newest run
@@ -16,6 +17,8 @@
 #include <jansson.h>
 #include "core/status.h"
 
+struct rx_tfevents;
+
 typedef struct rx_run {
     char dir[1024];          /* results/<exp>/<NNNN>-<hash8> */
     char exp_dir[1024];      /* results/<exp>                */
@@ -27,6 +30,8 @@ typedef struct rx_run {
     int quiet;               /* no progress on stderr        */
     double t_start;
     int locked, lock_fd;     /* the run's .lock, held until rx_run_close */
+    struct rx_tfevents *tb;  /* TensorBoard events (log.tensorboard), or NULL */
+    int64_t tb_step;         /* the last training step logged: eval scalars and images go there */
 } rx_run;
 
 double    rx_now(void);      /* wall clock seconds */
@@ -39,7 +44,10 @@ rx_status rx_run_open(rx_run *r, const char *dir);
  * checkpoints/ and samples/ (log.txt says which). */
 rx_status rx_run_remove_stale_temps(rx_run *r);
 /* Resume from a checkpoint at `step`: metrics.jsonl keeps only its rows with step <= step
- * (rewritten atomically), so the rows the resumed training logs again are not doubled. */
+ * (rewritten atomically), so the rows the resumed training logs again are not doubled. The
+ * TensorBoard events get a SessionLog START at step + 1 in this process's new events file:
+ * TensorBoard then drops the events of earlier files with a step past the checkpoint, the
+ * same cut (event files are append-only and never rewritten). */
 rx_status rx_run_metrics_cut(rx_run *r, int64_t step);
 /* status: running | done | failed | interrupted; error may be NULL */
 rx_status rx_run_set_status(rx_run *r, const char *status, const char *error);
@@ -48,7 +56,16 @@ void      rx_run_set(rx_run *r, const char *key, json_t *value);            /* s
 void      rx_run_stage_time(rx_run *r, const char *stage, double seconds);
 /* log line to log.txt (always) and stderr (unless quiet) */
 void      rx_run_log(rx_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-rx_status rx_run_metrics(rx_run *r, json_t *row);                          /* one line of metrics.jsonl; steals row */
+/* one line of metrics.jsonl; steals row. With TensorBoard on, every other numeric column of
+ * the row also goes there as train/<column> at the row's step. */
+rx_status rx_run_metrics(rx_run *r, json_t *row);
+/* TensorBoard (log.tensorboard): a new events file in the run directory (a resume gets its own),
+ * with the resolved config as the text `config` at step 0 (in the run's first events file only) */
+rx_status rx_run_tensorboard_open(rx_run *r, const char *config_yaml);
+/* each number in the JSON object `values` as the scalar <prefix><key> at tb_step; a PNG file
+ * as an image at `step`; both do nothing without TensorBoard */
+rx_status rx_run_tb_scalars(const rx_run *r, const char *prefix, json_t *values);
+rx_status rx_run_tb_image(const rx_run *r, const char *tag, const char *png_path, int64_t step);
 /* index.csv row (the run's own row replaced, so a resumed run keeps one) + latest symlink */
 rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv);
 void      rx_run_close(rx_run *r);

@@ -4,7 +4,9 @@
  * callback uploads x and t, runs the model's forward with grad off and downloads the
  * output. Image i's noise is keyed by (seed, i, step), so samples do not depend on the
  * batch size. Output: samples/grid.png (class-conditional: one row per class) and
- * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads. */
+ * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads.
+ * During training (train.sample_every) the same grid from the weights so far:
+ * samples/grid_step<NNNNNN>.png (rx_sample_preview). */
 #include "experiment.h"
 #include "checkpoint.h"
 #include "io/png.h"
@@ -120,41 +122,84 @@ rx_status rx_generator_close(rx_generator *g) {
     return s;
 }
 
-rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
-    double t0 = rx_now();
-    rx_model *m = ex->model;
-    int N = (int)rx_param_int(ex->sample, "num_images");
-    int B = (int)rx_param_int(ex->sample, "batch_size");
-    if (ex->smoke) { N = N < 4 ? N : 4; B = N; }
-    int C = m->in_channels, H = m->sample_size, W = m->sample_size;
-    int64_t d = (int64_t)C * H * W;
-    int rows, cols;
-    grid_shape(ex, N, &rows, &cols);
-
-    float *x = malloc((size_t)N * d * sizeof *x);
-    int32_t *labels = malloc((size_t)N * sizeof *labels);
+/* the sample stage's images: N of them (labels as the grid's rows), B per sampler call, into
+ * x [N, C, H, W] and labels [N]; `what` names them in log.txt. An interrupt stops the sample
+ * stage between batches; a preview goes on, for the training loop checkpoints right after it. */
+static rx_status generate_images(rx_experiment *ex, rx_run *run, int N, int B, int cols, float *x, int32_t *labels,
+                                 const char *what, int stop_on_interrupt) {
+    const double t0 = rx_now();
+    const int64_t d = (int64_t)ex->model->in_channels * ex->model->sample_size * ex->model->sample_size;
     int64_t *index = malloc((size_t)N * sizeof *index);
-    uint8_t *u8 = malloc((size_t)N * d);
-    rx_status s = (x && labels && index && u8) ? RX_OK : rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", N);
-    for (int i = 0; i < N && !s; i++) { labels[i] = label_of(ex, i, cols); index[i] = i; }
+    if (!index) return rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", N);
+    for (int i = 0; i < N; i++) { labels[i] = label_of(ex, i, cols); index[i] = i; }
     rx_generator g;
-    if (!s) s = rx_generator_open(ex, &g);
+    rx_status s = rx_generator_open(ex, &g);
     for (int b0 = 0; b0 < N && !s; b0 += B) {
         int n = N - b0 < B ? N - b0 : B;
         s = rx_generate(&g, index + b0, n, labels + b0, x + (int64_t)b0 * d);
-        if (!s) rx_run_log(run, "sample: %d/%d images (%.1f s)", b0 + n, N, rx_now() - t0);
-        if (!s && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "sample: interrupted");
+        if (!s) rx_run_log(run, "%s: %d/%d images (%.1f s)", what, b0 + n, N, rx_now() - t0);
+        if (!s && stop_on_interrupt && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "%s: interrupted", what);
     }
     rx_status s2 = rx_generator_close(&g);
     if (!s) s = s2;
     for (int64_t i = 0; !s && i < (int64_t)N * d; i++)
-        if (!isfinite(x[i])) s = rx_fail(RX_ERR_NUMERIC, "sample: non-finite value in image %lld", (long long)(i / d));
+        if (!isfinite(x[i])) s = rx_fail(RX_ERR_NUMERIC, "%s: non-finite value in image %lld", what, (long long)(i / d));
+    free(index);
+    return s;
+}
+
+/* the grid's image count and shape, as the sample section (shrunk for a smoke run) says */
+typedef struct grid_plan { int N, B, rows, cols; } grid_plan;
+
+static grid_plan grid_plan_of(const rx_experiment *ex) {
+    grid_plan g = {(int)rx_param_int(ex->sample, "num_images"), (int)rx_param_int(ex->sample, "batch_size"), 0, 0};
+    if (ex->smoke) { g.N = g.N < 4 ? g.N : 4; g.B = g.N; }
+    grid_shape(ex, g.N, &g.rows, &g.cols);
+    return g;
+}
+
+/* x's images as the PNG grid at `path`, and to TensorBoard as samples/grid at `step` */
+static rx_status write_grid(rx_experiment *ex, rx_run *run, const float *x, const grid_plan *gp, const char *path,
+                            int64_t step) {
+    const rx_model *m = ex->model;
+    rx_png_grid grid = {gp->rows, gp->cols, 2, 1.0f, RX_PNG_RANGE_SIGNED};
+    const int n = gp->N < gp->rows * gp->cols ? gp->N : gp->rows * gp->cols;
+    RX_TRY(rx_png_write_grid_f32(path, x, n, m->in_channels, m->sample_size, m->sample_size, &grid));
+    return rx_run_tb_image(run, "samples/grid", path, step);   /* the file's bytes: one PNG encoder */
+}
+
+rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step) {
+    if (!ex->sample || !ex->task->generates) return RX_OK;
+    const grid_plan gp = grid_plan_of(ex);
+    const int64_t d = (int64_t)ex->model->in_channels * ex->model->sample_size * ex->model->sample_size;
+    float *x = malloc((size_t)gp.N * d * sizeof *x);
+    int32_t *labels = malloc((size_t)gp.N * sizeof *labels);
+    rx_status s = x && labels ? RX_OK : rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", gp.N);
     char path[1200];
-    if (!s) {
-        snprintf(path, sizeof path, "%s/samples/grid.png", run->dir);
-        rx_png_grid grid = {rows, cols, 2, 1.0f, RX_PNG_RANGE_SIGNED};
-        s = rx_png_write_grid_f32(path, x, N < rows * cols ? N : rows * cols, C, H, W, &grid);
-    }
+    snprintf(path, sizeof path, "%s/samples/grid_step%06lld.png", run->dir, (long long)step);
+    if (!s) s = generate_images(ex, run, gp.N, gp.B, gp.cols, x, labels, "preview", 0);
+    if (!s) s = write_grid(ex, run, x, &gp, path, step);
+    if (!s) rx_run_log(run, "preview: wrote %s", path);
+    free(x);
+    free(labels);
+    return s;
+}
+
+rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
+    double t0 = rx_now();
+    rx_model *m = ex->model;
+    const grid_plan gp = grid_plan_of(ex);
+    const int N = gp.N;
+    int C = m->in_channels, H = m->sample_size, W = m->sample_size;
+    int64_t d = (int64_t)C * H * W;
+    float *x = malloc((size_t)N * d * sizeof *x);
+    int32_t *labels = malloc((size_t)N * sizeof *labels);
+    uint8_t *u8 = malloc((size_t)N * d);
+    rx_status s = (x && labels && u8) ? RX_OK : rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", N);
+    if (!s) s = generate_images(ex, run, N, gp.B, gp.cols, x, labels, "sample", 1);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/samples/grid.png", run->dir);
+    if (!s) s = write_grid(ex, run, x, &gp, path, run->tb_step);
     if (!s) {
         for (int64_t i = 0; i < (int64_t)N * d; i++) u8[i] = rx_png_to_byte(x[i], RX_PNG_RANGE_SIGNED);
         rx_st_writer *w = NULL;
@@ -166,8 +211,8 @@ rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
         if (!s) s = rx_st_writer_write(w, path);
         rx_st_writer_free(w);
     }
-    free(x); free(labels); free(index); free(u8);
+    free(x); free(labels); free(u8);
     rx_run_stage_time(run, "sample", rx_now() - t0);
-    if (!s) rx_run_log(run, "sample: wrote %s/samples/grid.png (%dx%d)", run->dir, rows, cols);
+    if (!s) rx_run_log(run, "sample: wrote %s/samples/grid.png (%dx%d)", run->dir, gp.rows, gp.cols);
     return s;
 }

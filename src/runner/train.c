@@ -10,7 +10,8 @@
  *
  * Checkpoints (checkpoints/last.safetensors, atomically replaced) every checkpoint_every
  * steps, at the end, and on SIGINT/SIGTERM; a non-finite loss stops the run as failed,
- * naming the step and the last good checkpoint. */
+ * naming the step and the last good checkpoint. Every sample_every steps a preview grid
+ * (sample.c), which touches neither the weights nor any random stream of training. */
 #include "experiment.h"
 #include "checkpoint.h"
 #include "autograd/optim.h"
@@ -160,12 +161,13 @@ typedef struct train_plan {
     int B;                                  /* batch */
     int64_t steps, log_every, ckpt_every;   /* ckpt_every 0: only at the end */
     double max_s;                           /* wall-clock limit in seconds; 0 = none */
+    int64_t sample_every;                   /* preview grids; 0 = none */
 } train_plan;
 
 static train_plan plan_of(const rx_experiment *ex) {
     train_plan p = {(int)rx_param_int(ex->train, "batch_size"), rx_param_int(ex->train, "steps"),
                     rx_param_int(ex->train, "log_every"), rx_param_int(ex->train, "checkpoint_every"),
-                    60.0 * rx_param_float(ex->train, "max_minutes")};
+                    60.0 * rx_param_float(ex->train, "max_minutes"), rx_param_int(ex->train, "sample_every")};
     if (ex->smoke) { p.B = 2; p.steps = 2; p.log_every = 1; }
     return p;
 }
@@ -293,6 +295,9 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             s = save_checkpoint(ex, run, &t->opt, step, &w);   /* the window just closed: empty */
             last_ckpt = step;
         }
+        /* the last step's grid is the sample stage's own */
+        if (!s && p->sample_every > 0 && step % p->sample_every == 0 && step < p->steps && !out_of_time)
+            s = rx_sample_preview(ex, run, step);
         if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
             rx_run_log(run, "train: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
                        p->max_s / 60, (long long)step, (long long)p->steps);
