@@ -34,11 +34,13 @@ rx_status rx_dataset_image_store(uint8_t *dst, int C, int H, int W, const uint8_
         if (h <= w) rh = size, rw = (int)((int64_t)size * w / h);
         else rw = size, rh = (int)((int64_t)size * h / w);
     }
-    float *planar = malloc((size_t)C * h * w * sizeof *planar);
-    float *resized = malloc((size_t)C * rh * rw * sizeof *resized);
-    float *tmp = malloc((size_t)C * h * rw * sizeof *tmp);
+    // one allocation for the three buffers, once per image of a data set (io/jpeg.c says why
+    // fewer large allocations per image matter with glibc)
+    const size_t n_planar = (size_t)C * h * w, n_resized = (size_t)C * rh * rw, n_tmp = (size_t)C * h * rw;
+    float *planar = malloc((n_planar + n_resized + n_tmp) * sizeof *planar);
+    float *resized = planar ? planar + n_planar : NULL, *tmp = planar ? resized + n_resized : NULL;
     rx_status st = RX_OK;
-    if (!planar || !resized || !tmp) st = rx_fail(RX_ERR_OOM, "%s: out of memory", name);
+    if (!planar) st = rx_fail(RX_ERR_OOM, "%s: out of memory", name);
     if (st == RX_OK) {
         to_float(src, (size_t)h * w, nc, C, planar);
         if (rh != h || rw != w) st = rx_resize_bilinear_aa(planar, C, h, w, resized, rh, rw, tmp);
@@ -51,6 +53,6 @@ rx_status rx_dataset_image_store(uint8_t *dst, int C, int H, int W, const uint8_
                 for (int x = 0; x < W; x++)
                     dst[((size_t)c * H + y) * W + x] = to_byte(resized[((size_t)c * rh + top + y) * rw + left + x]);
     }
-    free(planar), free(resized), free(tmp);
+    free(planar);
     return st;
 }
