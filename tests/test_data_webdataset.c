@@ -215,6 +215,18 @@ Test(webdataset, missing_shards_urls_and_config_errors) {
     cr_expect_eq(load_wds(P("[\"%s\"]", T("junk.tar")), "0", "train", &d), RX_ERR_FORMAT);
     cr_expect(strstr(rx_last_error(), "junk.tar"), "%s", rx_last_error());
     cr_expect_null(d);
+    // a shard cut inside its second member's data
+    uint8_t *rgb = fx_smooth_rgb(64, 48, 1);
+    fx_bytes j = fx_jpeg(rgb, 64, 48, 3, 90);
+    const char *names[] = {"a.jpg", "b.jpg"};
+    fx_bytes bytes[] = {j, j};
+    fx_write_tar(T("cut.tar"), names, bytes, 2);
+    fx_bytes whole = file_bytes(T("cut.tar"));
+    fx_write(T("cut.tar"), whole.data, 512 + ((j.len + 511) / 512) * 512 + 512 + j.len / 2);
+    cr_expect_eq(load_wds(P("[\"%s\"]", T("cut.tar")), "0", "train", &d), RX_ERR_FORMAT);
+    cr_expect(strstr(rx_last_error(), "cut.tar") && strstr(rx_last_error(), "b.jpg"), "%s", rx_last_error());
+    cr_expect_null(d);
+    free(whole.data), free(j.data), free(rgb);
 }
 
 // ---- end to end -----------------------------------------------------------------------------

@@ -178,6 +178,24 @@ Test(jpeg, corrupt_and_truncated_refused_with_the_file_name) {
     free(j.data), free(px);
 }
 
+// A header promising 60000 x 60000 pixels (SOF patched) is refused before any allocation, at
+// PIL's DecompressionBombError limit (2 x Image.MAX_IMAGE_PIXELS = 178,956,970 pixels).
+Test(jpeg, decompression_bomb_refused_as_pil) {
+    uint8_t px[16 * 16 * 3] = {0}, *out = NULL;
+    fx_bytes j = fx_jpeg(px, 16, 16, 3, 90);
+    size_t at = 2;
+    while (at + 9 < j.len && !(j.data[at] == 0xFF && j.data[at + 1] == 0xC0)) at++;
+    cr_assert_lt(at + 9, j.len, "no SOF0 marker");
+    j.data[at + 5] = 60000 >> 8, j.data[at + 6] = 60000 & 0xFF;   // height
+    j.data[at + 7] = 60000 >> 8, j.data[at + 8] = 60000 & 0xFF;   // width
+    int c, h, w;
+    cr_assert_eq(rx_jpeg_decode("bomb.jpg", j.data, j.len, 0, &out, &c, &h, &w), RX_ERR_FORMAT);
+    cr_expect(strstr(rx_last_error(), "bomb.jpg") && strstr(rx_last_error(), "60000x60000") &&
+              strstr(rx_last_error(), "178956970"), "%s", rx_last_error());
+    cr_expect_null(out);
+    free(j.data);
+}
+
 // 16-bit gray written with libpng: each sample becomes its high byte (PIL clips instead;
 // see io/png.h); rx_png_read, for files, keeps its rounded scaling.
 Test(jpeg, sixteen_bit_gray_png_takes_the_high_byte) {

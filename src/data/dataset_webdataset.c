@@ -190,11 +190,12 @@ static rx_status read_shard(const char *shard, wds_build *b) {
         st = rx_fail(RX_ERR_FORMAT, "webdataset %s: cannot read as a tar file: %s", shard, archive_error_string(a));
     wds_sample s = {0};
     struct archive_entry *e;
+    const int n_before = b->n;
     while (st == RX_OK) {
         int r = archive_read_next_header(a, &e);
         if (r == ARCHIVE_EOF) break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            st = rx_fail(RX_ERR_FORMAT, "webdataset %s: corrupt tar after %d samples: %s", shard, b->n,
+            st = rx_fail(RX_ERR_FORMAT, "webdataset %s: corrupt tar after its sample %d: %s", shard, b->n - n_before,
                          archive_error_string(a));
             break;
         }

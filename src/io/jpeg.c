@@ -118,8 +118,10 @@ static rx_status tj_decode(const char *name, tjhandle tj, const uint8_t *buf, si
     const char *msg;
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, w, h, &sub, &cs))
         return rx_fail(RX_ERR_FORMAT, "%s: not a readable JPEG: %s", name, tjGetErrorStr2(tj));
-    if (*w <= 0 || *h <= 0 || (int64_t)*w * *h > (int64_t)1 << 30)
-        return rx_fail(RX_ERR_FORMAT, "%s: JPEG of %dx%d pixels (refused: more than 2^30)", name, *w, *h);
+    // PIL's decompression-bomb limit: a few hundred bytes can promise 65535 x 65535 pixels
+    if (*w <= 0 || *h <= 0 || (int64_t)*w * *h > RX_JPEG_MAX_PIXELS)
+        return rx_fail(RX_ERR_FORMAT, "%s: JPEG of %dx%d pixels: refused, more than %lld (PIL's DecompressionBombError "
+                       "limit)", name, *w, *h, (long long)RX_JPEG_MAX_PIXELS);
     // libjpeg converts neither CMYK nor YCCK to RGB: decode to CMYK, convert as PIL does
     const int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK, gray = cs == TJCS_GRAY;
     const int pf = gray ? TJPF_GRAY : cmyk ? TJPF_CMYK : TJPF_RGB;

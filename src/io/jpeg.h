@@ -25,6 +25,10 @@
 #include <stdint.h>
 #include "core/status.h"
 
+/* Larger images are refused (RX_ERR_FORMAT) before anything is allocated: PIL's limit, twice
+ * Image.MAX_IMAGE_PIXELS, where it raises DecompressionBombError. */
+#define RX_JPEG_MAX_PIXELS (2LL * 89478485)
+
 /* Decode a JPEG held in memory; `name` (a path, or "shard.tar:key.jpg") is for messages.
  * *out is malloc'd [C,H,W]; free with free(). */
 rx_status rx_jpeg_decode(const char *name, const uint8_t *buf, size_t len, int want_channels, uint8_t **out,
