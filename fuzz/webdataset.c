@@ -20,6 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t n = (size_t)d->n * d->channels * d->height * d->width;
         for (size_t i = 0; i < n; i += 97) sink ^= d->pixels[i];
         if (n) sink ^= d->pixels[n - 1];
+        (void)sink;
         rx_dataset_free(d);
     }
     rx_params_free(p);
