@@ -21,8 +21,8 @@ CUDA_HOME?= $(patsubst %/bin/nvcc,%,$(NVCC))
 ARCH     ?= -march=native
 export RUNEXP_DATA_SRC ?= $(abspath ../shared/data)
 
-PKGS     := yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash cairo nettle libprotobuf-c libisal
-DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libjansson-dev \
+PKGS     := yaml-0.1 libpng libturbojpeg jansson libarchive zlib libcurl libxxhash cairo nettle libprotobuf-c libisal
+DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libturbojpeg0-dev libjansson-dev \
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
             libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist \
             libprotobuf-c-dev protobuf-c-compiler libisal-dev

@@ -1,14 +1,18 @@
 /* imagefolder: round trip of PNGs written here with libpng (reference: the bytes written),
  * channel conversion (torchvision Grayscale luma formula), resize+crop shape, and clear
- * errors for files that are not PNGs, truncated PNGs and bad layouts. */
+ * errors for files that are not PNGs, truncated PNGs and bad layouts. JPEG and PNG mixed in
+ * one folder (reference: io/image.h's decoders, themselves checked against PIL in
+ * test_io_jpeg), gray and CMYK JPEGs, 16-bit PNGs, and a corrupt JPEG named in the error. */
 #include "registry/components.h"
 #include "testutil.h"
+#include "image_fixture.h"
 
 #include <png.h>
 #include <sys/stat.h>
 
 #include "core/params.h"
 #include "data/dataset.h"
+#include "io/image.h"
 
 static char g_tmp[64];
 
@@ -197,11 +201,92 @@ Test(data_imagefolder, layout_errors) {
 
     mkdirs("empty");
     cr_expect_eq(try_load("empty", "0", "3", "train", &d), RX_ERR_FORMAT);
-    cr_expect(strstr(rx_last_error(), "no .png images"), "%s", rx_last_error());
+    cr_expect(strstr(rx_last_error(), "no images (.png, .jpg, .jpeg)"), "%s", rx_last_error());
 
     cr_expect_eq(try_load("does_not_exist", "0", "3", "train", &d), RX_ERR_IO);
     cr_expect(strstr(rx_last_error(), "not found"), "%s", rx_last_error());
 
     cr_expect_eq(try_load(NULL, "0", "3", "train", &d), RX_ERR_CONFIG);
     cr_expect(strstr(rx_last_error(), "path"), "%s", rx_last_error());
+}
+
+static const char *tmp_file(const char *rel) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", g_tmp, rel);
+    return path;
+}
+
+// The JPEG of fx_smooth_rgb(w, h, seed) (nc = 3), its gray version (nc = 1) or CMYK (nc = 4).
+static void write_jpeg(const char *rel, int w, int h, int nc, int seed) {
+    uint8_t *rgb = fx_smooth_rgb(w, h, seed), *px = malloc((size_t)w * h * 4);
+    cr_assert_not_null(px);
+    for (int i = 0; i < w * h; i++)
+        for (int c = 0; c < nc; c++) px[i * nc + c] = nc == 1 ? rgb[i * 3] : nc == 3 ? rgb[i * 3 + c] : (uint8_t)(rgb[i * 3 + c % 3] ^ (c == 3 ? 0x55 : 0));
+    fx_bytes j = fx_jpeg(px, w, h, nc, 90);
+    fx_write(tmp_file(rel), j.data, j.len);
+    free(j.data), free(px), free(rgb);
+}
+
+// dataset image i == the file decoded by io/image.h, converted to 3 channels (gray repeated)
+static void expect_image(const rx_dataset *d, int i, const char *rel) {
+    uint8_t *px;
+    int c, h, w;
+    cr_assert_eq(rx_image_read(tmp_file(rel), 0, &px, &c, &h, &w), RX_OK, "%s", rx_last_error());
+    cr_assert(h == d->height && w == d->width && d->channels == 3);
+    const size_t hw = (size_t)h * w;
+    for (int ch = 0; ch < 3; ch++)
+        for (size_t k = 0; k < hw; k++)
+            cr_assert_eq(d->pixels[((size_t)i * 3 + ch) * hw + k], px[(c >= 3 ? ch : 0) * hw + k], "%s channel %d pixel %zu", rel, ch, k);
+    free(px);
+}
+
+// .png, .JPG, .jpeg, .Jpeg side by side, in strcmp order; gray and CMYK JPEGs become RGB.
+Test(data_imagefolder, mixed_png_and_jpeg_any_case) {
+    mkdirs("mixed"), mkdirs("mixed/a"), mkdirs("mixed/b");
+    write_png("mixed/a/1.png", 12, 10, 3, 1);
+    write_jpeg("mixed/a/2.JPG", 12, 10, 3, 2);
+    write_jpeg("mixed/a/3.jpeg", 12, 10, 1, 3);
+    write_jpeg("mixed/b/4.Jpeg", 12, 10, 4, 4);
+    write_text("mixed/b/5.gif", "GIF89a", 6);   // not an image this reads: skipped
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load("mixed", "0", "3", "train", &d), RX_OK, "%s", rx_last_error());
+    cr_assert(d->n == 4 && d->num_classes == 2 && d->height == 10 && d->width == 12);
+    const char *order[4] = {"mixed/a/1.png", "mixed/a/2.JPG", "mixed/a/3.jpeg", "mixed/b/4.Jpeg"};
+    const int labels[4] = {0, 0, 0, 1};
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(d->labels[i], labels[i]);
+        expect_image(d, i, order[i]);
+    }
+    rx_dataset_free(d);
+}
+
+Test(data_imagefolder, corrupt_jpeg_is_named) {
+    mkdirs("cj"), mkdirs("cj/k");
+    write_jpeg("cj/k/a.jpg", 40, 30, 3, 1);
+    write_jpeg("cj/k/b.jpg", 40, 30, 3, 2);
+    long n = 0;
+    char *buf = rx_test_read_file(tmp_file("cj/k/b.jpg"), &n);
+    cr_assert(buf && n > 100);
+    write_text("cj/k/b.jpg", buf, (size_t)n * 2 / 3);   // cut inside the entropy-coded data
+    free(buf);
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load("cj", "0", "3", "train", &d), RX_ERR_FORMAT);
+    cr_expect(strstr(rx_last_error(), "b.jpg") && strstr(rx_last_error(), "corrupt JPEG"), "%s", rx_last_error());
+    cr_expect_null(d);
+}
+
+// A 16-bit RGB PNG beside an 8-bit one: high bytes, as PIL (reference: the samples written).
+Test(data_imagefolder, sixteen_bit_png) {
+    mkdirs("p16");
+    uint16_t v[2 * 3 * 3];
+    for (int k = 0; k < 18; k++) v[k] = (uint16_t)(k * 3851 + 7);
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION, img.width = 3, img.height = 2, img.format = PNG_FORMAT_LINEAR_RGB;
+    cr_assert(png_image_write_to_file(&img, tmp_file("p16/a.png"), 0, v, 0, NULL), "%s", img.message);
+    rx_dataset *d = NULL;
+    cr_assert_eq(try_load("p16", "0", "3", "train", &d), RX_OK, "%s", rx_last_error());
+    for (int c = 0; c < 3; c++)
+        for (int k = 0; k < 6; k++) cr_expect_eq(d->pixels[c * 6 + k], v[k * 3 + c] >> 8, "channel %d pixel %d", c, k);
+    rx_dataset_free(d);
 }

@@ -161,7 +161,7 @@ static void convert_pixel(const uint8_t *p, int c_in, uint8_t out[4], int c_out)
 /* libpng part of rx_png_read: fp positioned after the checked signature ->
  * malloc'd interleaved 8-bit pixels [H][W][c_in]. Kept apart so that no local
  * of the caller lives across the setjmp. */
-static rx_status decode_png(const char *path, FILE *fp, uint8_t **out, int *c_out, int *h_out, int *w_out) {
+static rx_status decode_png(const char *path, FILE *fp, int high_byte, uint8_t **out, int *c_out, int *h_out, int *w_out) {
     png_err_ctx ctx = {0};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -185,7 +185,9 @@ static rx_status decode_png(const char *path, FILE *fp, uint8_t **out, int *c_ou
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
-    if (depth == 16) png_set_scale_16(png);     /* v * 255 / 65535, rounded (strip_16 would truncate) */
+    /* v * 255 / 65535 rounded (scale_16), or v >> 8 (strip_16, what PIL does) */
+    if (depth == 16 && high_byte) png_set_strip_16(png);
+    else if (depth == 16) png_set_scale_16(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
@@ -207,29 +209,26 @@ static rx_status decode_png(const char *path, FILE *fp, uint8_t **out, int *c_ou
     return RX_OK;
 }
 
-rx_status rx_png_read(const char *path, int want_channels, uint8_t **out, int *C, int *H, int *W) {
-    *out = NULL;
-    if (want_channels < 0 || want_channels > 4)
-        return rx_fail(RX_ERR_ARG, "reading %s: want_channels %d (0 = as stored, or 1..4)", path, want_channels);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return rx_fail(RX_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+/* Signature check, libpng decode, then [H,W,c_in] -> [c_out,H,W]. fp is closed here. */
+static rx_status read_png_stream(const char *name, FILE *fp, int high_byte, int want_channels, uint8_t **out, int *C,
+                                 int *H, int *W) {
     uint8_t sig[8];
     size_t got = fread(sig, 1, 8, fp);
     if (got < 8 || png_sig_cmp(sig, 0, 8)) {
         fclose(fp);
-        return rx_fail(RX_ERR_FORMAT, "%s: not a PNG file (%s)", path, got < 8 ? "shorter than the PNG signature"
+        return rx_fail(RX_ERR_FORMAT, "%s: not a PNG file (%s)", name, got < 8 ? "shorter than the PNG signature"
                                                                               : "bad signature");
     }
     uint8_t *pix = NULL;
     int c_in = 0, h = 0, w = 0;
-    rx_status s = decode_png(path, fp, &pix, &c_in, &h, &w);
+    rx_status s = decode_png(name, fp, high_byte, &pix, &c_in, &h, &w);
     fclose(fp);
     RX_TRY(s);
 
     int c_out = want_channels ? want_channels : c_in;
     size_t plane = (size_t)w * h;
     uint8_t *planar = malloc(plane * c_out);
-    if (!planar) { free(pix); return rx_fail(RX_ERR_OOM, "reading %s: out of memory", path); }
+    if (!planar) { free(pix); return rx_fail(RX_ERR_OOM, "reading %s: out of memory", name); }
     for (size_t p = 0; p < plane; p++) {          /* [H,W,c_in] -> [c_out,H,W] */
         uint8_t v[4];
         convert_pixel(pix + p * c_in, c_in, v, c_out);
@@ -241,4 +240,25 @@ rx_status rx_png_read(const char *path, int want_channels, uint8_t **out, int *C
     *H = h;
     *W = w;
     return RX_OK;
+}
+
+rx_status rx_png_read(const char *path, int want_channels, uint8_t **out, int *C, int *H, int *W) {
+    *out = NULL;
+    if (want_channels < 0 || want_channels > 4)
+        return rx_fail(RX_ERR_ARG, "reading %s: want_channels %d (0 = as stored, or 1..4)", path, want_channels);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return rx_fail(RX_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    return read_png_stream(path, fp, 0, want_channels, out, C, H, W);
+}
+
+rx_status rx_png_decode(const char *name, const uint8_t *buf, size_t len, int want_channels, uint8_t **out, int *C,
+                        int *H, int *W) {
+    *out = NULL;
+    if (want_channels < 0 || want_channels > 4)
+        return rx_fail(RX_ERR_ARG, "reading %s: want_channels %d (0 = as stored, or 1..4)", name, want_channels);
+    if (len < 8) return rx_fail(RX_ERR_FORMAT, "%s: not a PNG file (shorter than the PNG signature)", name);
+    /* a read-only stream over the bytes lets libpng's stdio path serve both entry points */
+    FILE *fp = fmemopen((void *)buf, len, "rb");
+    if (!fp) return rx_fail(RX_ERR_OOM, "reading %s: fmemopen: %s", name, strerror(errno));
+    return read_png_stream(name, fp, 1, want_channels, out, C, H, W);
 }

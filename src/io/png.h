@@ -9,6 +9,7 @@
 #ifndef RX_PNG_H
 #define RX_PNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "core/status.h"
 
@@ -50,5 +51,13 @@ rx_status rx_png_write_grid_f32(const char *path, const float *imgs, int N, int 
  * alpha dropped (not composited) or added as 255.
  * Not a PNG / corrupt: RX_ERR_FORMAT naming the file. */
 rx_status rx_png_read(const char *path, int want_channels, uint8_t **out, int *C, int *H, int *W);
+
+/* The same from bytes in memory, for data sets (io/image.h): `name` is for messages, and
+ * 16-bit samples become 8-bit by their high byte (v >> 8), as PIL reads 16-bit RGB(A) PNGs,
+ * so that imagefolder and webdataset give torchvision's pixels. (For 16-bit gray PIL's
+ * convert("RGB") clips every value above 255 to 255, whitening nearly every image; the high
+ * byte is taken there too.) */
+rx_status rx_png_decode(const char *name, const uint8_t *buf, size_t len, int want_channels, uint8_t **out, int *C,
+                        int *H, int *W);
 
 #endif
