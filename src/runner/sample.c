@@ -10,6 +10,7 @@
 #include "io/png.h"
 #include "io/safetensors.h"
 #include <math.h>
+#include "runner/progress.h"
 #include <string.h>
 
 typedef struct model_fn_ctx {
@@ -142,7 +143,9 @@ rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
     for (int b0 = 0; b0 < N && !s; b0 += B) {
         int n = N - b0 < B ? N - b0 : B;
         s = rx_generate(&g, index + b0, n, labels + b0, x + (int64_t)b0 * d);
-        if (!s) rx_run_log(run, "sample: %d/%d images (%.1f s)", b0 + n, N, rx_now() - t0);
+        char eta[32];
+        if (!s) rx_run_log(run, "sample: %d/%d images (%.1f s, ETA %s)", b0 + n, N, rx_now() - t0,
+                           rx_eta_format(rx_eta_seconds(b0 + n, N, rx_now() - t0), eta, sizeof eta));
         if (!s && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "sample: interrupted");
     }
     rx_status s2 = rx_generator_close(&g);
