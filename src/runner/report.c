@@ -243,7 +243,8 @@ static rx_status load_summary(report *rep, char *text) {
     char parent[1024], name[1200], dir[2300];
     snprintf(parent, sizeof parent, "%s", rep->dir);
     char *slash = strrchr(parent, '/');
-    if (slash) *slash = 0; else snprintf(parent, sizeof parent, "..");
+    if (slash) *slash = 0;
+    else snprintf(parent, sizeof parent, "%s", strcmp(rep->dir, ".") ? "." : "..");   /* "sweep-0001" or "." */
     const int cols = csv_count(lines[0]);
     int row_of[4097];
     for (int i = 1; i < n; i++) {
