@@ -327,7 +327,7 @@ static const char *style =
     "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;"
     "max-width:24em;overflow-wrap:anywhere}"
     "th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}.failed{color:#b00}"
-    "figure{display:inline-block;margin:0 16px 16px 0;vertical-align:top}svg.plot{width:600px;max-width:100%;height:auto}"
+    "figure{display:inline-block;margin:0 16px 16px 0;vertical-align:top}svg.plot{width:560px;max-width:100%;height:auto}"
     "img.grid{width:320px;image-rendering:pixelated;border:1px solid #ccc}figcaption{font-size:12px;max-width:320px}"
     ".note{color:#666}";
 
