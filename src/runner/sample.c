@@ -9,8 +9,8 @@
 #include "checkpoint.h"
 #include "io/png.h"
 #include "io/safetensors.h"
-#include <math.h>
 #include "runner/progress.h"
+#include <math.h>
 #include <string.h>
 
 typedef struct model_fn_ctx {

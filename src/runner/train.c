@@ -255,8 +255,9 @@ static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float
     json_object_set_new(row, "img_per_s", json_real(ips));
     rx_status s = rx_run_metrics(t->run, row);
     char eta[32];
-    rx_eta_format(rx_eta_seconds((double)(step - t->start_step), (double)(steps - t->start_step), now - t->t_loop), eta,
-                  sizeof eta);
+    double left = rx_eta_seconds((double)(step - t->start_step), (double)(steps - t->start_step), now - t->t_loop);
+    if (t->plan.max_s > 0 && left > t->plan.max_s - (now - t->t0)) left = fmax(0, t->plan.max_s - (now - t->t0));
+    rx_eta_format(left, eta, sizeof eta);   /* max_minutes stops the run earlier */
     if (isatty(STDERR_FILENO)) progress(t->run, step, steps, (float)loss, ips, eta);
     else rx_run_log(t->run, "train: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s ETA %s", (long long)step,
                     (long long)steps, loss, lr, gnorm, ips, eta);
