@@ -2,8 +2,9 @@
 #   make            build/runexp and build/librunexp.a (CUDA backend too when nvcc is found; CUDA=0 skips it)
 #   make test       the whole Criterion suite on the CPU (CUDA tests skip without a GPU)
 #   make test-cuda  the CUDA parity suite (needs a GPU; skips cleanly without one)
-#   make demo       runs experiments/quickstart.yaml
+#   make demo       runs experiments/quickstart.yaml, then writes its report (results/quickstart/report.html)
 #   make deps       installs missing Debian packages (as root), else prints the apt-get command
+#   make deps-report  installs chromium (optional, large): test_report's browser check skips without it
 #   make SANITIZE=1 test   AddressSanitizer + UndefinedBehaviorSanitizer build of the suite
 #   make fuzz       libFuzzer harnesses (fuzz/*.c) in build-fuzz/, with clang; not part of make test
 #   make fuzz-run FUZZ_SECONDS=600   runs each target that long from fuzz/corpus/<target>/
@@ -26,6 +27,7 @@ DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev l
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
             libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist \
             libprotobuf-c-dev protobuf-c-compiler libisal-dev
+DEB_PKGS_REPORT := chromium
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # OpenBLAS's OpenMP build, named explicitly: one thread pool for our kernels and BLAS (the
@@ -74,7 +76,7 @@ CUDA_TESTS := $(CUDA_TEST_SRC:tests/cuda/%.c=$(BUILD)/tests/cuda/%)
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-run test-cuda test-cuda-run demo deps install clean bench data docs
+.PHONY: all test test-run test-cuda test-cuda-run demo deps deps-report install clean bench data docs
 all: $(BIN) $(LIB)
 
 # Objects depend on the flags they were built with: the stamp's name is a hash of them, so
@@ -140,6 +142,8 @@ bench: all $(BENCHES)
 demo: deps
 	@$(MAKE) --no-print-directory all data
 	$(BIN) experiments/quickstart.yaml
+	@echo "make demo: the run's report (open it in a browser):"
+	$(BIN) report results/quickstart
 
 # data/ from $$RUNEXP_DATA_SRC (../shared/data here) or the official downloads; present files are kept
 data: all
@@ -154,13 +158,21 @@ install: all
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/librunexp.a
 
 # Installs what is missing (root), else prints the exact command. Cheap when all is present.
-deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# $(1): the target's name, $(2): the Debian packages.
+define install_missing
+	@missing=""; for p in $(2); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then echo "make deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then echo "make $(1): installing$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
-	  else echo "make deps: missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
+	  else echo "make $(1): missing packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
 	fi
+endef
+deps:
+	$(call install_missing,deps,$(DEB_PKGS))
+# Optional: headless Chromium for test_report's browser check (a large package, so not in
+# deps; without it that one check skips). CI installs it (.ci/run).
+deps-report:
+	$(call install_missing,deps-report,$(DEB_PKGS_REPORT))
 
 clean:
 	rm -rf build build-san build-fuzz

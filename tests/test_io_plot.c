@@ -1,4 +1,4 @@
-/* test_io_plot.c — cairo line plots.
+/* test_io_plot.c — cairo line plots, and the same figure as SVG.
  *
  * References: the PNG decoder of io/png.c (read the plot back: size, colours),
  * and the nice-number definition (step in {1, 2, 5} x 10^k, ticks cover the data). */
@@ -87,4 +87,25 @@ Test(plot, nice_ticks) {
         cr_assert(first <= lo + 1e-9 * step && first + (n - 1) * step >= hi - 1e-9 * step, "[%g,%g]", lo, hi);
         cr_assert(n >= 2 && n <= 16, "%d ticks for [%g, %g]", n, lo, hi);
     }
+}
+
+/* The SVG figure places points where the PNG does. Reference: plot.c's layout (800x500, margins
+ * left 80, right 24, top 48, bottom 64) and the nice ticks of [0, 1] (x: 0..1 by 0.1, y: 0..1
+ * by 0.2), so (0, 0) is pixel (80, 436) and (1, 1) is (776, 48); a NaN breaks the line. */
+Test(plot, svg_places_points_and_escapes_text) {
+    const double x[] = {0, 0.5, 1}, y[] = {0, NAN, 1};
+    rx_plot_series s[2] = {{"a<b", x, y, 3}, {NULL, x, y, 0}};
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    cr_assert_not_null(f);
+    ASSERT_OK(rx_plot_lines_svg(f, "loss & lr", "step", "loss", s, 2));
+    cr_assert_eq(fclose(f), 0);
+    cr_assert(!strncmp(buf, "<svg ", 5) && strstr(buf, "</svg>\n"), "%s", buf);
+    cr_assert(strstr(buf, " d=\"M80.0 436.0M776.0 48.0\""), "the line, broken at the NaN:\n%s", buf);
+    cr_assert(strstr(buf, "<circle cx=\"80.0\" cy=\"436.0\"") && strstr(buf, "<circle cx=\"776.0\" cy=\"48.0\""));
+    cr_assert(strstr(buf, "<title>loss &amp; lr</title>") && strstr(buf, ">a&lt;b</text>") && strstr(buf, ">series 1</text>"));
+    cr_assert_null(strstr(buf, " id="), "no ids: many figures share one page");
+    free(buf);
+    cr_assert_eq(rx_plot_lines_svg(stdout, NULL, NULL, NULL, s, 0), RX_ERR_ARG, "no series: refused before writing");
 }

@@ -82,6 +82,10 @@ rx_status rx_cli_parse(int argc, char **argv, rx_cli *cli) {
             return rx_fail(RX_ERR_ARG, "usage: runexp data fetch NAME|--all");
         cli->command = RX_CMD_DATA_FETCH;
         cli->file = npos == 3 ? positional[2] : NULL;
+    } else if (!strcmp(positional[0], "report")) {
+        if (npos != 2) return rx_fail(RX_ERR_ARG, "usage: runexp report results/EXPERIMENT | SWEEP_DIR | RUN_DIR");
+        cli->command = RX_CMD_REPORT;
+        cli->file = positional[1];
     } else {
         if (npos != 1) return rx_fail(RX_ERR_ARG, "unexpected argument '%s'", positional[1]);
         cli->command = RX_CMD_RUN;

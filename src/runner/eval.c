@@ -13,6 +13,7 @@
 #include "eval/featstats.h"
 #include "io/fsutil.h"
 #include "io/json_util.h"
+#include "runner/progress.h"
 #include <math.h>
 #include <string.h>
 #include <xxhash.h>
@@ -138,6 +139,7 @@ static rx_status generated_set(const eval_job *j, image_set *gen, int *used_ema)
     rx_generator g;
     memset(&g, 0, sizeof g);
     if (!s) s = rx_generator_open(ex, &g);
+    const double t_gen = rx_now();   /* the ETA's rate: generation only */
     *used_ema = g.use_ema;
     int K = m->num_classes;
     for (int64_t b0 = 0; b0 < N && !s; b0 += B) {
@@ -151,7 +153,10 @@ static rx_status generated_set(const eval_job *j, image_set *gen, int *used_ema)
         float *feats = gen->features + (j->rows ? b0 * fx->feat_dim : 0);
         if (!s) s = j->fi->extract(ex->ctx, j->fx, x, n, C, H, W, feats, gen->logits ? gen->logits + b0 * fx->num_classes : NULL);
         if (!s) s = rx_featstats_add(&gen->stats, feats, n);
-        if (!s) rx_run_log(j->run, "eval: generated %lld/%lld images (%.1f s)", (long long)(b0 + n), (long long)N, rx_now() - j->t0);
+        char eta[32];
+        rx_eta_format(rx_eta_seconds((double)(b0 + n), (double)N, rx_now() - t_gen), eta, sizeof eta);
+        if (!s) rx_run_log(j->run, "eval: generated %lld/%lld images (%.1f s, ETA %s)", (long long)(b0 + n), (long long)N,
+                           rx_now() - j->t0, eta);
         if (!s && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "eval: interrupted");
     }
     rx_status s2 = rx_generator_close(&g);

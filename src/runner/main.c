@@ -6,10 +6,11 @@
  *   runexp --resume RUN_DIR
  *   runexp export CHECKPOINT --to diffusers DIR [--config RUN_DIR/config.yaml]
  *   runexp data fetch NAME|--all [--dest DIR]
+ *   runexp report results/EXP | SWEEP_DIR | RUN_DIR
  *
  * Exit status: 0 success; 2 bad config, arguments or input files (nothing run, nothing
  * written); 1 a run that failed (run.json says why); 130 interrupted by SIGINT/SIGTERM.
- * The last line a run prints on stdout is its run (or sweep) directory. */
+ * The last line a run prints on stdout is its run (or sweep) directory; report prints its HTML file. */
 #include "runner/runner.h"
 #include "registry/registry.h"
 #include <signal.h>
@@ -30,6 +31,7 @@ static void usage(FILE *f) {
         "  runexp --resume RUN_DIR            continue an interrupted run exactly\n"
         "  runexp export CHECKPOINT --to diffusers DIR   write diffusers weights + config.json\n"
         "  runexp data fetch NAME|--all       copy ($RUNEXP_DATA_SRC) or download a data set into data/\n"
+        "  runexp report DIR                  DIR/report.html: runs, curves, samples of results/EXP, a sweep or a run\n"
         "  runexp --help | --version\n\n"
         "exit status: 0 ok, 1 run failed, 2 bad config/arguments/input, 130 interrupted\n");
 }
@@ -94,6 +96,7 @@ int main(int argc, char **argv) {
     case RX_CMD_RESUME: s = rx_cmd_resume(&cli, out_dir, sizeof out_dir, &config_error); break;
     case RX_CMD_EXPORT: s = rx_cmd_export(&cli, &config_error); break;
     case RX_CMD_DATA_FETCH: s = rx_cmd_data_fetch(&cli, &config_error); break;
+    case RX_CMD_REPORT: s = rx_cmd_report(&cli, out_dir, sizeof out_dir, &config_error); break;
     }
     rx_cli_free(&cli);
     if (s) {

@@ -4,11 +4,12 @@
 
 #include "runner/experiment.h"
 
-typedef enum { RX_CMD_RUN, RX_CMD_CHECK, RX_CMD_RESUME, RX_CMD_EXPORT, RX_CMD_DATA_FETCH } rx_cmd;
+typedef enum { RX_CMD_RUN, RX_CMD_CHECK, RX_CMD_RESUME, RX_CMD_EXPORT, RX_CMD_DATA_FETCH, RX_CMD_REPORT } rx_cmd;
 
 typedef struct rx_cli {
     rx_cmd command;
-    const char *file;            /* RUN, CHECK: the experiment; EXPORT: the checkpoint; RESUME: run dir; DATA: name */
+    const char *file;            /* RUN, CHECK: the experiment; EXPORT: the checkpoint; RESUME: run dir; DATA: name;
+                                    REPORT: an experiment, sweep or run directory */
     const char **sets; int n_sets;
     const char **sweeps; int n_sweeps;
     const char *backend;
@@ -26,5 +27,12 @@ rx_status rx_cmd_run(const rx_cli *cli, char *out_dir, size_t n, int *config_err
 rx_status rx_cmd_resume(const rx_cli *cli, char *out_dir, size_t n, int *config_error);
 rx_status rx_cmd_export(const rx_cli *cli, int *config_error);
 rx_status rx_cmd_data_fetch(const rx_cli *cli, int *config_error);
+/* DIR/report.html (runner/report.c); out_path gets its path, printed last like a run directory */
+rx_status rx_cmd_report(const rx_cli *cli, char *out_path, size_t n, int *config_error);
+
+/* One self-contained HTML page of the runs in `dir` (an experiment directory with index.csv, a
+ * sweep directory with summary.csv, or one run directory), written atomically to out_path.
+ * *not_found is set when dir is none of these. */
+rx_status rx_report_write(const char *dir, const char *out_path, int *not_found);
 
 #endif

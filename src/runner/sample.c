@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "io/png.h"
 #include "io/safetensors.h"
+#include "runner/progress.h"
 #include <math.h>
 #include <string.h>
 
@@ -137,7 +138,9 @@ static rx_status generate_images(rx_experiment *ex, rx_run *run, int N, int B, i
     for (int b0 = 0; b0 < N && !s; b0 += B) {
         int n = N - b0 < B ? N - b0 : B;
         s = rx_generate(&g, index + b0, n, labels + b0, x + (int64_t)b0 * d);
-        if (!s) rx_run_log(run, "%s: %d/%d images (%.1f s)", what, b0 + n, N, rx_now() - t0);
+        char eta[32];
+        if (!s) rx_run_log(run, "%s: %d/%d images (%.1f s, ETA %s)", what, b0 + n, N, rx_now() - t0,
+                           rx_eta_format(rx_eta_seconds(b0 + n, N, rx_now() - t0), eta, sizeof eta));
         if (!s && stop_on_interrupt && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "%s: interrupted", what);
     }
     rx_status s2 = rx_generator_close(&g);

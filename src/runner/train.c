@@ -17,6 +17,7 @@
 #include "autograd/optim.h"
 #include "autograd/liveness.h"
 #include "runner/memory_plan.h"
+#include "runner/progress.h"
 #include "data/loader.h"
 #include <math.h>
 #include <string.h>
@@ -142,14 +143,14 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
     return RX_OK;
 }
 
-static void progress(rx_run *run, int64_t step, int64_t total, float loss, double ips, double eta) {
+static void progress(rx_run *run, int64_t step, int64_t total, float loss, double ips, const char *eta) {
     if (run->quiet) return;
     if (isatty(STDERR_FILENO)) {
         int width = 30, done = total ? (int)(width * step / total) : width;
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
         bar[width] = 0;
-        fprintf(stderr, "\rtrain [%s] %lld/%lld loss %.4f  %.1f img/s  ETA %.0fs   ", bar, (long long)step,
+        fprintf(stderr, "\rtrain [%s] %lld/%lld loss %.4f  %.1f img/s  ETA %s   ", bar, (long long)step,
                 (long long)total, loss, ips, eta);
         if (step == total) fputc('\n', stderr);
         fflush(stderr);
@@ -182,6 +183,8 @@ typedef struct trainer {
     rx_train_batch batch;
     char ckpt[1200];        /* <run>/checkpoints/last.safetensors */
     double t0;              /* the stage's start: max_minutes counts from it */
+    int64_t start_step;     /* the step the loop starts after (a resume's checkpoint), */
+    double t_loop;          /* and when: the ETA's rate is measured from there */
 } trainer;
 
 static void trainer_close(trainer *t) {
@@ -253,10 +256,13 @@ static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float
     json_object_set_new(row, "grad_norm", json_real(gnorm));
     json_object_set_new(row, "img_per_s", json_real(ips));
     rx_status s = rx_run_metrics(t->run, row);
-    double eta = (steps - step) * B / (ips > 0 ? ips : 1);
+    char eta[32];
+    double left = rx_eta_seconds((double)(step - t->start_step), (double)(steps - t->start_step), now - t->t_loop);
+    if (t->plan.max_s > 0 && left > t->plan.max_s - (now - t->t0)) left = fmax(0, t->plan.max_s - (now - t->t0));
+    rx_eta_format(left, eta, sizeof eta);   /* max_minutes stops the run earlier */
     if (isatty(STDERR_FILENO)) progress(t->run, step, steps, (float)loss, ips, eta);
-    else rx_run_log(t->run, "train: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s", (long long)step,
-                    (long long)steps, loss, lr, gnorm, ips);
+    else rx_run_log(t->run, "train: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s ETA %s", (long long)step,
+                    (long long)steps, loss, lr, gnorm, ips, eta);
     *w = (log_window){now, 0, 0, 0};
     return s;
 }
@@ -329,6 +335,8 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
                ex->data_c, ex->data_h, ex->data_w);
     ex->ctx->training = 1;
     rx_set_grad_enabled(ex->ctx, 1);
+    t.start_step = start;
+    t.t_loop = rx_now();
     if (!s) s = train_loop(&t, start, w);
     ex->ctx->training = 0;
     trainer_close(&t);
