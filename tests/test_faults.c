@@ -270,7 +270,7 @@ Test(faults, disk_full_fails_cleanly_and_resume_finishes_the_run) {
  * so the kernel's own ENOSPC reaches the code. Covers what RLIMIT_FSIZE cannot reach: the
  * sample grid and eval.json (written after the larger checkpoint) and the final run.json. */
 
-static result run_with_full_disk(const char *tag, const char *file, const char *after, const char *root,
+static result run_with_full_disk(const char *tag, const char *file, const char *after, int sticky, const char *root,
                                  const char *weights) {
     char shim[1100];
     snprintf(shim, sizeof shim, "%s", runexp_bin);
@@ -281,11 +281,13 @@ static result run_with_full_disk(const char *tag, const char *file, const char *
     setenv("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=0", 1);   /* SANITIZE=1: the shim comes first */
     setenv("RX_ENOSPC_FILE", file, 1);
     if (after) setenv("RX_ENOSPC_AFTER", after, 1);
+    if (sticky) setenv("RX_ENOSPC_STICKY", "1", 1);
     result r = RUNEXP(tag, FAULTS, "--results", root, "--set", weights, "--set", "seed=3");
     unsetenv("LD_PRELOAD");
     unsetenv("ASAN_OPTIONS");
     unsetenv("RX_ENOSPC_FILE");
     unsetenv("RX_ENOSPC_AFTER");
+    unsetenv("RX_ENOSPC_STICKY");
     return r;
 }
 
@@ -294,16 +296,20 @@ Test(faults, disk_full_at_the_grid_eval_json_and_final_run_json_loses_nothing) {
     result rf = RUNEXP("reference", FAULTS, "--results", T("reference"), "--set", weights, "--set", "seed=3");
     RUN_OK(rf);
     /* file that finds the disk full, the file after whose rename it fills (NULL: from the start),
-     * and the status run.json is left with: the final record is the one that could not be written */
-    static const struct { const char *file, *after, *path, *status; } pts[] = {
-        {"grid.png", NULL, "samples/grid.png", "failed"},
-        {"eval.json", NULL, "eval.json", "failed"},
-        {"run.json", "eval.json", "run.json", "running"},
+     * whether the disk stays full when the run gives its reserve back (.lock, run.h), the exit
+     * status and the status run.json is left with. The final run.json takes its status from the
+     * reserve; on a disk that stays full it keeps the last record it could write ("running"),
+     * log.txt says why, and --resume finishes the run. */
+    static const struct { const char *file, *after; int sticky, code; const char *path, *status; } pts[] = {
+        {"grid.png", NULL, 0, 1, "samples/grid.png", "failed"},
+        {"eval.json", NULL, 0, 1, "eval.json", "failed"},
+        {"run.json", "eval.json", 0, 0, "run.json", "done"},
+        {"run.json", "eval.json", 1, 1, "run.json", "running"},
     };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         const char *root = own(strdup(T("enospc%d", i)));
-        result r = run_with_full_disk(P("enospc%d", i), pts[i].file, pts[i].after, root, weights);
-        cr_assert_eq(r.code, 1, "%s on a full disk: exit %d (want 1, a failed run):\n%s", pts[i].file, r.code, r.err);
+        result r = run_with_full_disk(P("enospc%d", i), pts[i].file, pts[i].after, pts[i].sticky, root, weights);
+        cr_assert_eq(r.code, pts[i].code, "%s on a full disk: exit %d (want %d):\n%s", pts[i].file, r.code, pts[i].code, r.err);
         cr_assert(strstr(r.err, pts[i].file) && strstr(r.err, strerror(ENOSPC)),
                   "%s on a full disk: stderr does not name the file and the reason:\n%s", pts[i].file, r.err);
         char names[4][64];
@@ -317,11 +323,17 @@ Test(faults, disk_full_at_the_grid_eval_json_and_final_run_json_loses_nothing) {
         cr_assert_str_eq(run_field(dir, "status"), pts[i].status, "%s on a full disk: run.json status", pts[i].file);
         const char *log = read_text(P("%s/log.txt", dir));
         cr_assert(log && strstr(log, pts[i].file) && strstr(log, strerror(ENOSPC)), "log.txt does not say why:\n%s", log);
-        result res = RUNEXP(P("enospc_resume%d", i), "--resume", dir);
-        cr_assert_eq(res.code, 0, "%s: --resume after the disk filled exited %d:\n%s", pts[i].file, res.code, res.err);
-        assert_same_as_reference(P("%s/faults", root), dir, rf.last);
-        cr_log_info("faults: disk full (ENOSPC from /dev/full) at %s: exit 1, %s says '%s', resumed bit-identical",
-                    pts[i].path, "run.json", pts[i].status);
+        if (pts[i].code == 0) {
+            cr_assert(strstr(log, "reserve"), "log.txt does not say the reserve was used:\n%s", log);
+            assert_same_as_reference(P("%s/faults", root), dir, rf.last);
+        } else {
+            result res = RUNEXP(P("enospc_resume%d", i), "--resume", dir);
+            cr_assert_eq(res.code, 0, "%s: --resume after the disk filled exited %d:\n%s", pts[i].file, res.code, res.err);
+            assert_same_as_reference(P("%s/faults", root), dir, rf.last);
+        }
+        cr_log_info("faults: disk full (ENOSPC from /dev/full) at %s%s: exit %d, run.json says '%s', %s bit-identical",
+                    pts[i].path, pts[i].sticky ? " (stays full)" : "", pts[i].code, pts[i].status,
+                    pts[i].code ? "resumed" : "finished");
     }
 }
 

@@ -131,7 +131,7 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     char err[2048];
     snprintf(err, sizeof err, "%s", s ? rx_last_error() : "");
     const char *status = s == RX_OK ? "done" : s == RX_ERR_INTERRUPTED ? "interrupted" : "failed";
-    rx_status s2 = rx_run_set_status(run, status, s ? err : NULL);
+    rx_status s2 = rx_run_set_final_status(run, status, s ? err : NULL);
     char err2[2048] = "";
     /* a full disk can refuse the final run.json: it then still says running, so log.txt (and
      * stderr) must say what the status is and why the record could not take it */
@@ -157,7 +157,7 @@ static rx_status fail_before_stages(rx_run *run, rx_status s) {
     char err[2048];
     snprintf(err, sizeof err, "%s", rx_last_error());
     rx_run_log(run, "runexp: run failed: %s", err);
-    if (rx_run_set_status(run, "failed", err) != RX_OK)
+    if (rx_run_set_final_status(run, "failed", err) != RX_OK)
         rx_run_log(run, "runexp: run.json could not record status 'failed': %s", rx_last_error());
     rx_run_finish(run, "");
     return rx_fail(s, "%s", err);

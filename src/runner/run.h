@@ -3,7 +3,8 @@
  *   results/<experiment>/<NNNN>-<hash8>/
  *     config.yaml  run.json  metrics.jsonl  eval.json  log.txt  samples/  checkpoints/
  *     events.out.tfevents.*  with log.tensorboard: one per process that ran the run (io/tfevents.h)
- *     .lock        flock held while a process runs or resumes the run (one at a time)
+ *     .lock        flock held while a process runs or resumes the run (one at a time); it also
+ *                  keeps RX_RUN_RESERVE_BYTES of disk for the final run.json (rx_run_set_final_status)
  *   results/<experiment>/index.csv   one row per run, updated in place (under a file lock)
  *   results/<experiment>/latest      symlink to the newest run
  *
@@ -30,6 +31,7 @@ typedef struct rx_run {
     int quiet;               /* no progress on stderr        */
     double t_start;
     int locked, lock_fd;     /* the run's .lock, held until rx_run_close */
+    int reserved;            /* .lock holds RX_RUN_RESERVE_BYTES of disk for the final records */
     struct rx_tfevents *tb;  /* TensorBoard events (log.tensorboard), or NULL */
     int64_t tb_step;         /* the last training step logged: eval scalars and images go there */
 } rx_run;
@@ -52,6 +54,10 @@ rx_status rx_run_metrics_cut(rx_run *r, int64_t step);
 /* status: running | done | failed | interrupted; error may be NULL */
 rx_status rx_run_set_status(rx_run *r, const char *status, const char *error);
 rx_status rx_run_save_record(rx_run *r);
+/* The run's last status: when run.json cannot take it (a full disk), the disk reserve kept in
+ * .lock is given back and the write tried once more, so a finished run does not stay "running". */
+#define RX_RUN_RESERVE_BYTES (64 * 1024)
+rx_status rx_run_set_final_status(rx_run *r, const char *status, const char *error);
 void      rx_run_set(rx_run *r, const char *key, json_t *value);            /* steals value */
 void      rx_run_stage_time(rx_run *r, const char *stage, double seconds);
 /* log line to log.txt (always) and stderr (unless quiet) */

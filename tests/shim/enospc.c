@@ -6,8 +6,9 @@
  * when the atomic-write helper (io/fsutil.c) opens the temp file for a target whose name is
  * RX_ENOSPC_FILE (".NAME.tmp.*"), the open is answered with a descriptor of /dev/full, whose
  * writes fail with ENOSPC. With RX_ENOSPC_AFTER=OTHER the shim arms only once a file named OTHER
- * has been renamed into place (e.g. the final run.json write, after eval.json). Nothing in the
- * product knows about it. */
+ * has been renamed into place (e.g. the final run.json write, after eval.json). Space comes
+ * back as on a real disk when a file is truncated (ftruncate disarms the shim), unless
+ * RX_ENOSPC_STICKY is set: a disk that stays full. Nothing in the product knows about it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 static int armed = -1;   // -1: not yet decided from the environment
 
@@ -62,5 +64,13 @@ int rename(const char *from, const char *to) {
     int rc = real_rename(from, to);
     const char *after = getenv("RX_ENOSPC_AFTER");
     if (rc == 0 && after && is_named(to, after)) armed = 1;
+    return rc;
+}
+
+int ftruncate(int fd, off_t length) {
+    static int (*real_ftruncate)(int, off_t);
+    if (!real_ftruncate) real_ftruncate = (int (*)(int, off_t))dlsym(RTLD_NEXT, "ftruncate");
+    int rc = real_ftruncate(fd, length);
+    if (rc == 0 && is_armed() && !getenv("RX_ENOSPC_STICKY")) armed = 0;   // blocks given back
     return rc;
 }
