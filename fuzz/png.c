@@ -1,20 +1,28 @@
-/* fuzz target: the PNG reader (rx_png_read), every want_channels value (0..4) chosen by the
- * input's length. */
+/* fuzz target: the PNG readers, both: rx_png_read from a file (libpng's simplified API, the
+ * path the samples and fixtures take) and rx_png_decode from memory (the imagefolder and
+ * webdataset path: 16-bit, palette, gray + alpha), every want_channels value (0..4) chosen by
+ * the input's length. */
 #include "fuzz_util.h"
 #include "core/status.h"
 #include "io/png.h"
+
+static void touch(uint8_t *img, int C, int H, int W) {
+    volatile uint8_t sink = 0;
+    size_t n = (size_t)C * H * W;
+    for (size_t i = 0; i < n; i += 97) sink ^= img[i];   // touch the whole buffer
+    if (n) sink ^= img[n - 1];
+    (void)sink;
+    free(img);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = fz_write("in.png", data, size);
     uint8_t *img = NULL;
     int C, H, W;
-    if (rx_png_read(path, (int)(size % 5), &img, &C, &H, &W) == RX_OK) {
-        volatile uint8_t sink = 0;
-        size_t n = (size_t)C * H * W;
-        for (size_t i = 0; i < n; i += 97) sink ^= img[i];   // touch the whole buffer
-        if (n) sink ^= img[n - 1];
-        free(img);
-    }
+    if (rx_png_read(path, (int)(size % 5), &img, &C, &H, &W) == RX_OK) touch(img, C, H, W);
+    rx_clear_error();
+    img = NULL;
+    if (rx_png_decode("in.png", data, size, (int)(size % 5), &img, &C, &H, &W) == RX_OK) touch(img, C, H, W);
     rx_clear_error();
     return 0;
 }
