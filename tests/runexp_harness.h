@@ -93,6 +93,21 @@ typedef struct result {
     const char *last;      /* last line of stdout ("" if none) */
 } result;
 
+/* runs bin with argv (argv[0] included, NULL-terminated), stdin from /dev/null, stdout/stderr to
+ * <tmp>/<tag>.out/.err */
+static pid_t spawn_program(const char *bin, const char *const *argv, const char *tag) {
+    posix_spawn_file_actions_t fa;
+    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, T("%s.out", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, T("%s.err", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "posix_spawn %s: %s", bin, strerror(rc));
+    return pid;
+}
+
 /* argv after the program name, NULL-terminated; stdout/stderr go to <tmp>/<tag>.out/.err */
 static pid_t spawn_runexp(const char *tag, const char *const *args) {
     const char *argv[64] = {runexp_bin};
@@ -102,16 +117,7 @@ static pid_t spawn_runexp(const char *tag, const char *const *args) {
         argv[n] = args[n - 1];
     }
     argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, T("%s.out", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, T("%s.err", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid;
-    int rc = posix_spawn(&pid, runexp_bin, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(rc, 0, "posix_spawn %s: %s", runexp_bin, strerror(rc));
-    return pid;
+    return spawn_program(runexp_bin, argv, tag);
 }
 
 static int wait_exit(pid_t pid) {

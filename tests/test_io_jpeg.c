@@ -145,15 +145,15 @@ Test(jpeg, cmyk_converted_by_pils_formula) {
 Test(jpeg, want_channels_converts_gray_and_colour) {
     uint8_t *rgb, *gray, *back;
     int c, h, w;
-    cr_assert_eq(rx_jpeg_read(FIX "rgb420.jpg", 0, &rgb, &c, &h, &w), RX_OK);
-    cr_assert_eq(rx_jpeg_read(FIX "rgb420.jpg", 1, &gray, &c, &h, &w), RX_OK);
+    cr_assert_eq(rx_image_read(FIX "rgb420.jpg", 0, &rgb, &c, &h, &w), RX_OK);
+    cr_assert_eq(rx_image_read(FIX "rgb420.jpg", 1, &gray, &c, &h, &w), RX_OK);
     cr_assert_eq(c, 1);
     const size_t n = (size_t)h * w;
     for (size_t i = 0; i < n; i++) {   // PIL's convert("L"): BT.601 luma, rounded
         double l = 0.299 * rgb[i] + 0.587 * rgb[n + i] + 0.114 * rgb[2 * n + i];
         cr_assert(fabs(gray[i] - l) <= 0.5 + 1e-3, "pixel %zu: %d vs %.3f", i, gray[i], l);
     }
-    cr_assert_eq(rx_jpeg_read(FIX "gray.jpg", 3, &back, &c, &h, &w), RX_OK);
+    cr_assert_eq(rx_image_read(FIX "gray.jpg", 3, &back, &c, &h, &w), RX_OK);
     cr_assert_eq(c, 3);
     for (size_t i = 0; i < (size_t)h * w; i++) cr_assert(back[i] == back[h * w + i] && back[i] == back[2 * h * w + i]);
     free(rgb), free(gray), free(back);
@@ -164,17 +164,17 @@ Test(jpeg, corrupt_and_truncated_refused_with_the_file_name) {
     fx_bytes j = fx_jpeg(px, 64, 48, 3, 90);
     int c, h, w;
     fx_write(tmp_path("cut.jpg"), j.data, j.len / 2);
-    cr_assert_eq(rx_jpeg_read(tmp_path("cut.jpg"), 0, &out, &c, &h, &w), RX_ERR_FORMAT);
+    cr_assert_eq(rx_image_read(tmp_path("cut.jpg"), 0, &out, &c, &h, &w), RX_ERR_FORMAT);
     cr_expect(strstr(rx_last_error(), "cut.jpg") && strstr(rx_last_error(), "corrupt JPEG"), "%s", rx_last_error());
     cr_expect_null(out);
     fx_write(tmp_path("text.jpg"), "GIF89a not a jpeg", 17);
-    cr_assert_eq(rx_jpeg_read(tmp_path("text.jpg"), 0, &out, &c, &h, &w), RX_ERR_FORMAT);
+    cr_assert_eq(rx_image_read(tmp_path("text.jpg"), 0, &out, &c, &h, &w), RX_ERR_FORMAT);
     cr_expect(strstr(rx_last_error(), "text.jpg") && strstr(rx_last_error(), "not a JPEG"), "%s", rx_last_error());
     memset(j.data + 2, 0xFF, 40);   // the header's markers destroyed
     fx_write(tmp_path("bad.jpg"), j.data, j.len);
-    cr_assert_eq(rx_jpeg_read(tmp_path("bad.jpg"), 0, &out, &c, &h, &w), RX_ERR_FORMAT);
+    cr_assert_eq(rx_image_read(tmp_path("bad.jpg"), 0, &out, &c, &h, &w), RX_ERR_FORMAT);
     cr_expect(strstr(rx_last_error(), "bad.jpg"), "%s", rx_last_error());
-    cr_assert_eq(rx_jpeg_read(tmp_path("missing.jpg"), 0, &out, &c, &h, &w), RX_ERR_IO);
+    cr_assert_eq(rx_image_read(tmp_path("missing.jpg"), 0, &out, &c, &h, &w), RX_ERR_IO);
     free(j.data), free(px);
 }
 

@@ -185,15 +185,7 @@ static const char *render(const char *chromium, const char *page, const char *sh
     const char *argv[] = {chromium, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
                           P("--user-data-dir=%s", T("chromium-profile")), "--enable-logging=stderr", "--v=0",
                           P("--screenshot=%s", shot), "--window-size=1280,2000", P("file://%s", page), NULL};
-    posix_spawn_file_actions_t fa;
-    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, T("%s.out", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, T("%s.err", tag), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid;
-    int rc = posix_spawn(&pid, chromium, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert_eq(rc, 0, "posix_spawn %s: %s", chromium, strerror(rc));
+    pid_t pid = spawn_program(chromium, argv, tag);
     int code = wait_exit(pid);
     const char *err = read_text(T("%s.err", tag));
     cr_assert_eq(code, 0, "chromium exited %d:\n%s", code, err);

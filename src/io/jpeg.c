@@ -181,13 +181,3 @@ rx_status rx_jpeg_decode(const char *name, const uint8_t *buf, size_t len, int w
     *out = block, *C = c_out, *H = h, *W = w;
     return RX_OK;
 }
-
-rx_status rx_jpeg_read(const char *path, int want_channels, uint8_t **out, int *C, int *H, int *W) {
-    *out = NULL;
-    char *buf;
-    size_t n;
-    RX_TRY(rx_fs_read_file(path, &buf, &n));
-    rx_status s = rx_jpeg_decode(path, (const uint8_t *)buf, n, want_channels, out, C, H, W);
-    free(buf);
-    return s;
-}

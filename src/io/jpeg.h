@@ -34,8 +34,7 @@
 rx_status rx_jpeg_decode(const char *name, const uint8_t *buf, size_t len, int want_channels, uint8_t **out,
                          int *C, int *H, int *W);
 
-/* The same from a file. Missing / unreadable: RX_ERR_IO. */
-rx_status rx_jpeg_read(const char *path, int want_channels, uint8_t **out, int *C, int *H, int *W);
+/* From a file: rx_image_read (io/image.h), which picks this decoder by extension. */
 
 /* The EXIF orientation (1..8) of a JPEG in memory; 1 when it has none or it is unreadable
  * (PIL ignores a broken EXIF block the same way). */
