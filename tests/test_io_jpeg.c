@@ -196,6 +196,43 @@ Test(jpeg, decompression_bomb_refused_as_pil) {
     free(j.data);
 }
 
+// A truncated file whose header promises a large image (fuzz/jpeg's timeout: 324 bytes, libjpeg
+// padding the missing data with gray) is refused before allocating: a Huffman-coded JPEG spends at
+// least a bit per 8x8 block, so it holds at most 512 pixels a byte (formula in io/jpeg.c). The
+// most compressible real JPEGs (one flat colour, quality 1, baseline and progressive, gray and
+// 4:2:0, made by TurboJPEG) stay well inside that bound and decode.
+Test(jpeg, truncated_file_promising_a_huge_image_refused_before_allocating) {
+    uint8_t *out = NULL;
+    int c, h, w;
+    cr_assert_eq(rx_image_read(FIX "fuzz_truncated_huge.jpg", 0, &out, &c, &h, &w), RX_ERR_FORMAT);
+    cr_expect(strstr(rx_last_error(), "fuzz_truncated_huge.jpg") && strstr(rx_last_error(), "512 pixels a byte"), "%s",
+              rx_last_error());
+    cr_expect_null(out);
+    const int side = 2048;
+    uint8_t *flat = malloc((size_t)side * side * 3);
+    cr_assert_not_null(flat);
+    memset(flat, 90, (size_t)side * side * 3);
+    const struct { int pf, sub, flags; } kinds[] = {{TJPF_GRAY, TJSAMP_GRAY, 0}, {TJPF_GRAY, TJSAMP_GRAY, TJFLAG_PROGRESSIVE},
+                                                     {TJPF_RGB, TJSAMP_420, 0}, {TJPF_RGB, TJSAMP_420, TJFLAG_PROGRESSIVE}};
+    for (int k = 0; k < 4; k++) {
+        tjhandle tj = tjInitCompress();
+        cr_assert_not_null(tj);
+        unsigned char *jpeg = NULL;
+        unsigned long len = 0;
+        cr_assert_eq(tjCompress2(tj, flat, side, 0, side, kinds[k].pf, &jpeg, &len, kinds[k].sub, 1, kinds[k].flags), 0);
+        tjDestroy(tj);
+        cr_log_info("jpeg: flat %dx%d, kind %d: %lu bytes, %.0f pixels a byte", side, side, k, len, (double)side * side / len);
+        cr_expect_eq(rx_jpeg_decode("flat.jpg", jpeg, len, 0, &out, &c, &h, &w), RX_OK, "kind %d: %s", k, rx_last_error());
+        // flat in, flat out; quality 1 quantizes the DC by up to 255/8 levels / 2 (formula) around 90
+        const size_t n = (size_t)c * h * w;
+        cr_expect(out && w == side && h == side && abs((int)out[0] - 90) <= 16 && out[n - 1] == out[0] && out[n / 2] == out[0],
+                  "kind %d decoded wrong (%d)", k, out ? out[0] : -1);
+        free(out), out = NULL;
+        tjFree(jpeg);
+    }
+    free(flat);
+}
+
 // 16-bit gray written with libpng: each sample becomes its high byte (PIL clips instead;
 // see io/png.h); rx_png_read, for files, keeps its rounded scaling.
 Test(jpeg, sixteen_bit_gray_png_takes_the_high_byte) {

@@ -122,6 +122,14 @@ static rx_status tj_decode(const char *name, tjhandle tj, const uint8_t *buf, si
     if (*w <= 0 || *h <= 0 || (int64_t)*w * *h > RX_JPEG_MAX_PIXELS)
         return rx_fail(RX_ERR_FORMAT, "%s: JPEG of %dx%d pixels: refused, more than %lld (PIL's DecompressionBombError "
                        "limit)", name, *w, *h, (long long)RX_JPEG_MAX_PIXELS);
+    // A Huffman-coded JPEG spends at least one bit per 8x8 block (the DC code of its first scan),
+    // so a file holds at most 512 pixels a byte: more is a truncated file (which libjpeg would pad
+    // with gray) promising a huge image, refused before allocating it (fuzz/jpeg found 324 bytes
+    // making it allocate and decode hundreds of MB). Arithmetic coding could go below a bit per
+    // block; such files are rare, and refused too when they promise that much.
+    if ((uint64_t)*w * (uint64_t)*h > (uint64_t)RX_JPEG_MAX_PIXELS_PER_BYTE * len)
+        return rx_fail(RX_ERR_FORMAT, "%s: JPEG of %dx%d pixels in %zu bytes: truncated (a JPEG holds at most %d pixels a "
+                       "byte)", name, *w, *h, len, RX_JPEG_MAX_PIXELS_PER_BYTE);
     // libjpeg converts neither CMYK nor YCCK to RGB: decode to CMYK, convert as PIL does
     const int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK, gray = cs == TJCS_GRAY;
     const int pf = gray ? TJPF_GRAY : cmyk ? TJPF_CMYK : TJPF_RGB;

@@ -28,6 +28,8 @@
 /* Larger images are refused (RX_ERR_FORMAT) before anything is allocated: PIL's limit, twice
  * Image.MAX_IMAGE_PIXELS, where it raises DecompressionBombError. */
 #define RX_JPEG_MAX_PIXELS (2LL * 89478485)
+/* at least one bit per 8x8 block (Huffman coding): a larger promise is a truncated file */
+#define RX_JPEG_MAX_PIXELS_PER_BYTE 512
 
 /* Decode a JPEG held in memory; `name` (a path, or "shard.tar:key.jpg") is for messages.
  * *out is malloc'd [C,H,W]; free with free(). */
