@@ -8,8 +8,9 @@
  * a tiny synthetic data set (nothing reads it), train.batch_size = B, no EMA (the PyTorch side
  * has none: the step compared is zero grads, forward, MSE, backward, clip, AdamW) and
  * sample.num_images = sample.batch_size = N. Then into DIR:
- *   model/              the initial weights through rx_model_export_diffusers (what `runexp export
- *                       --to diffusers` writes), for PyTorch's from_pretrained
+ *   model/              the initial weights (+ 0.01·N(0,1), see perturb_params) through
+ *                       rx_model_export_diffusers (what `runexp export --to diffusers` writes),
+ *                       for PyTorch's from_pretrained
  *   inputs.safetensors  parity_x / parity_t / parity_labels and parity_out, the model's output on
  *                       them (eval mode, before any step changes the weights); the training batch
  *                       of step 1 (xt, t, target, weight, labels as the objective makes them);
@@ -231,6 +232,28 @@ static rx_status check_components(const rx_experiment *ex) {
     return RX_OK;
 }
 
+/* DiT's adaLN-Zero initialisation zeroes its output, which would make the parity check vacuous:
+ * every parameter gets PERTURB·N(0,1) added (Philox, keyed by the seed and the parameter's index)
+ * before the export, so both sides start from the same weights that all reach the output. The
+ * work timed does not depend on the values. */
+#define PERTURB 0.01f
+
+static rx_status perturb_params(rx_experiment *ex) {
+    const rx_paramset *ps = &ex->model->params;
+    for (int i = 0; i < ps->n; i++) {
+        rx_tensor *p = ps->t[i];
+        float *h = malloc(p->numel * sizeof *h), *z = malloc(p->numel * sizeof *z);
+        rx_status s = h && z ? rx_tensor_to_host(ex->ctx, p, h) : rx_fail(RX_ERR_OOM, "compare: out of memory");
+        if (!s) rx_rng_normal(ex->seed, RX_STREAM(RX_RNG_TEST, 1000 + i), 0, z, p->numel);
+        for (int64_t j = 0; j < p->numel && !s; j++) h[j] += PERTURB * z[j];
+        if (!s) s = rx_tensor_from_host(ex->ctx, p, h);
+        free(h);
+        free(z);
+        RX_TRY(s);
+    }
+    return RX_OK;
+}
+
 static rx_status setup(bench *b, const options *o) {
     memset(b, 0, sizeof *b);
     RX_TRY(resolve(o, &b->cfg));
@@ -238,6 +261,7 @@ static rx_status setup(bench *b, const options *o) {
     rx_experiment *ex = &b->ex;
     RX_TRY(rx_experiment_build(ex, b->cfg, &ro));
     RX_TRY(check_components(ex));
+    RX_TRY(perturb_params(ex));
     char model_dir[1200];
     snprintf(model_dir, sizeof model_dir, "%s/model", o->dir);
     RX_TRY(rx_model_export_diffusers(ex->ctx, ex->model, model_dir));   /* the weights before any step */

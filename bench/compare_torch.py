@@ -34,7 +34,7 @@ def load(a):
         from diffusers import DiTTransformer2DModel as cls
     else:
         from diffusers import UNet2DModel as cls
-    model = cls.from_pretrained(os.path.join(a.dir, "model")).to(a.device)
+    model = cls.from_pretrained(os.path.join(a.dir, "model"), low_cpu_mem_usage=False).to(a.device)
     inputs = {k: v.to(a.device) for k, v in load_file(os.path.join(a.dir, "inputs.safetensors")).items()}
     return torch, model, inputs, setup
 
