@@ -146,9 +146,10 @@ def main():
     import torch
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)   # one op at a time, as runexp
-    if a.device != "cpu":
-        torch.backends.cudnn.benchmark = True   # fp32 without TF32: runexp's --backend cuda runs the config's precision
-    torch_, model, inp, setup = load(a)
+    _, model, inp, setup = load(a)
+    if a.device != "cpu":   # the math runexp's CUDA backend runs: the config's `tf32` (default true)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = setup.get("tf32", True)
+        torch.backends.cudnn.benchmark = True
     diff, scale = parity(torch, model, inp)
     import diffusers
     print("READY threads=%d torch=%s diffusers=%s params=%d parity_max_abs=%.3e parity_ref_max=%.3e" % (
