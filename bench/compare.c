@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "clock.h"
 
 enum { MAX_SETS = 32 };
 
@@ -59,18 +60,6 @@ typedef struct bench {
     int64_t *index;         /* [N] image indices: they key each image's noise */
     float *x;               /* [N, d] samples; [2N, d] scratch for warm_sample */
 } bench;
-
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *what) {
     fprintf(stderr, "bench/compare: %s: %s\n", what, rx_last_error());
@@ -326,14 +315,14 @@ static int serve(bench *b, const options *o) {
     while (fgets(line, sizeof line, stdin)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!strcmp(line, "quit")) break;
-        const double w0 = wall_s(), c0 = cpu_s();
+        const double w0 = now_s(), c0 = cpu_s();
         rx_status s;
         if (!strcmp(line, "step")) s = cmd_step(b);
         else if (!strcmp(line, "warm_sample")) s = cmd_warm_sample(b, o->images);
         else if (!strcmp(line, "sample")) s = cmd_sample(b, o->images);
         else s = rx_fail(RX_ERR_ARG, "compare: unknown command '%s'", line);
         if (s) die(line);
-        printf("TIME %s %.6f %.6f\n", line, wall_s() - w0, cpu_s() - c0);
+        printf("TIME %s %.6f %.6f\n", line, now_s() - w0, cpu_s() - c0);
         fflush(stdout);
     }
     return 0;

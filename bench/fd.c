@@ -17,22 +17,9 @@
 #include "eval/featstats.h"
 #include "eval/frechet.h"
 #include "eval/kid.h"
+#include "clock.h"
 
 enum { D = 2048, N_COV = 5000, CHUNK = 1000 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* CPU seconds of all threads: on a shared, busy machine wall time says little, while
- * CPU time / threads approximates the wall time on an idle one. */
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* rows [CHUNK, D] of set `set`, chunk `c` */
 static void make_features(float *x, float *z, int set, int c) {

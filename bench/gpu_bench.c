@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "clock.h"
 
 typedef struct {
     const char *name;
@@ -47,12 +48,6 @@ static const bench_model models[] = {
     {"default", default_kv, 32, 32},
     {"cifar32", cifar32_kv, 32, 128},
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 #define CHECK(expr)                                                                        \
     do {                                                                                   \

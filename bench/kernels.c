@@ -22,12 +22,7 @@
 
 #include "core/philox.h"
 #include "kernels/ops.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "clock.h"
 
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -43,13 +38,6 @@ static double median(double *t, int n) {
     qsort(t, n, sizeof *t, cmp_double);
     if (g_best) return t[0];
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
-/* CPU seconds of this process (all threads) */
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* evicts the op's tensors from every cache level (L3 here is 32 MiB) */

@@ -12,13 +12,7 @@
 #include "registry/components.h"
 #include "core/params.h"
 #include "data/loader.h"
-
-static double clock_s(clockid_t id) {
-    struct timespec t;
-    clock_gettime(id, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+#include "clock.h"
 
 static int fail(const char *what) {
     fprintf(stderr, "bench/loader: %s: %s\n", what, rx_last_error());
@@ -39,10 +33,10 @@ static int run(const rx_dataset *d, const rx_transform_chain *chain, int prefetc
     if (!x) return 1;
     double t0 = 0, c0 = 0;
     for (int b = 0; b < nb + 3; b++) {
-        if (b == 3) t0 = now(), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        if (b == 3) t0 = now_s(), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         if (rx_loader_next(l, x, y, NULL)) return fail("next");
     }
-    *rate = nb / (now() - t0);
+    *rate = nb / (now_s() - t0);
     *cpu = (clock_s(CLOCK_THREAD_CPUTIME_ID) - c0) / nb;
     free(x);
     rx_loader_free(l);
@@ -67,10 +61,10 @@ int main(int argc, char **argv) {
         rx_params_from_defaults("transform/normalize", rx_comp_transform_normalize.params, &pn))
         return fail("params");
 
-    double t0 = now();
+    double t0 = now_s();
     rx_dataset *d;
     if (rx_dataset_load(&rx_comp_dataset_cifar10, pd, "train", &d)) return fail("cifar10");
-    printf("loaded %s: %d images [%d,%d,%d] in %.2f s\n", d->name, d->n, d->channels, d->height, d->width, now() - t0);
+    printf("loaded %s: %d images [%d,%d,%d] in %.2f s\n", d->name, d->n, d->channels, d->height, d->width, now_s() - t0);
 
     const rx_transform_step steps[3] = {{&rx_comp_transform_resize, pr},
                                         {&rx_comp_transform_random_flip, pf},
