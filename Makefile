@@ -26,7 +26,7 @@ PKGS     := yaml-0.1 libpng libturbojpeg jansson libarchive zlib libcurl libxxha
 DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libturbojpeg0-dev libjansson-dev \
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
             libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist \
-            libprotobuf-c-dev protobuf-c-compiler libisal-dev
+            libprotobuf-c-dev protobuf-c-compiler libisal-dev libopenmpi-dev openmpi-bin
 DEB_PKGS_REPORT := chromium
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -66,6 +66,29 @@ NVFLAGS  ?= -O3 -std=c++17 -Isrc -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,
             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
             -gencode arch=compute_90,code=compute_90 -DRX_HAVE_CUDA=1
 endif
+# Data-parallel training (src/dist/): MPI when pkg-config finds Open MPI (MPI=0 skips it), NCCL
+# when CUDA and MPI are in and nccl.h/libnccl.so are in the CUDA toolkit or NCCL_HOME (the
+# nvidia-nccl-cu12 wheel's nvidia/nccl folder; README "Distributed training"). Only src/dist/
+# sees the headers: their flags are kept out of the flag stamp, so finding MPI later rebuilds
+# that folder alone (its own stamp below).
+MPI      ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+NCCL_HOME?= $(CUDA_HOME)
+NCCL     ?= $(if $(and $(filter 1,$(CUDA)),$(filter 1,$(MPI)),$(wildcard $(NCCL_HOME)/include/nccl.h)),1,0)
+DIST_CFLAGS :=
+ifeq ($(MPI),1)
+DIST_CFLAGS += -DRX_HAVE_MPI=1 $(shell pkg-config --cflags ompi-c)
+LDLIBS   += $(shell pkg-config --libs ompi-c)
+endif
+ifeq ($(NCCL),1)
+DIST_CFLAGS += -DRX_HAVE_NCCL=1 -I$(NCCL_HOME)/include
+LDLIBS   += -L$(NCCL_HOME)/lib64 -L$(NCCL_HOME)/lib -Wl,-rpath,$(NCCL_HOME)/lib64 -lnccl
+endif
+DIST_STAMP := $(BUILD)/dist-flags-$(shell printf '%s' "$(DIST_CFLAGS)" | md5sum | cut -c1-12)
+$(DIST_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/dist-flags-* && touch $@
+$(BUILD)/obj/src/dist/%.o: CFLAGS += $(DIST_CFLAGS)
+$(filter $(BUILD)/obj/src/dist/%,$(OBJ)): $(DIST_STAMP)
+
 LIB      := $(BUILD)/librunexp.a
 BIN      := $(BUILD)/runexp
 

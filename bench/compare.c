@@ -128,7 +128,7 @@ static rx_status first_batch(rx_experiment *ex, rx_train_batch *b) {
     const int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
     rx_rng_normal(ex->seed, RX_STREAM(RX_RNG_TEST, 14), 0, b->x0, B * d);
     for (int i = 0; i < B; i++) b->labels[i] = K > 0 ? i % K : -1;
-    RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, 1, B, (int)d, b->x0, K > 0 ? b->labels : NULL,
+    RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, 1, 0, B, (int)d, b->x0, K > 0 ? b->labels : NULL,
                            K, b->xt, b->t, b->target, b->weight, b->labels_out));
     for (int i = 0; i < B; i++) b->labels_f[i] = K > 0 ? (float)b->labels_out[i] : 0;
     return RX_OK;

@@ -235,7 +235,7 @@ static double train_tiny(tiny_model *M, const rx_component *obj, const rx_params
     double tail_loss = 0;
     for (int step = 0; step < steps; step++) {
         data_batch(step, n, x0);
-        rx_status st = ((const rx_objective_impl *)obj->impl)->make_batch(op, s, 1, step, n, 2, x0, NULL, 0, xt, t, tg, w, NULL);
+        rx_status st = ((const rx_objective_impl *)obj->impl)->make_batch(op, s, 1, step, 0, n, 2, x0, NULL, 0, xt, t, tg, w, NULL);
         cr_assert(st == RX_OK, "%s", rx_last_error());
         memset(M->g, 0, sizeof M->g);
         double loss = 0;

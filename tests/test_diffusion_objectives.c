@@ -33,7 +33,7 @@ static void batch_free(batch *b) {
 static rx_status make(const rx_component *obj, const rx_params *op, const rx_schedule *s, uint64_t seed, int64_t step,
                       batch *b) {
     const rx_objective_impl *impl = obj->impl;
-    return impl->make_batch(op, s, seed, step, b->n, b->d, b->x0, b->labels, 10, b->xt, b->t, b->target, b->w,
+    return impl->make_batch(op, s, seed, step, 0, b->n, b->d, b->x0, b->labels, 10, b->xt, b->t, b->target, b->w,
                             b->labels_out);
 }
 
@@ -153,7 +153,7 @@ Test(diffusion_objectives, label_dropout_rate) {
     batch b;
     batch_alloc(&b, 4, 3);
     const rx_objective_impl *impl = rx_comp_objective_ddpm.impl;
-    cr_expect(impl->make_batch(op, &s, 1, 0, 4, 3, b.x0, NULL, 0, b.xt, b.t, b.target, b.w, NULL) == RX_OK);
+    cr_expect(impl->make_batch(op, &s, 1, 0, 0, 4, 3, b.x0, NULL, 0, b.xt, b.t, b.target, b.w, NULL) == RX_OK);
     b.labels[2] = 11;   // outside [0, num_classes]
     cr_expect_eq(make(&rx_comp_objective_ddpm, op, &s, 1, 0, &b), RX_ERR_ARG);
     batch_free(&b);

@@ -16,6 +16,8 @@ struct rx_loader {
     int64_t             sample_elems; // oc * oh * ow
     int64_t             work_elems;   // per-image scratch for the chain
     int64_t             bpe;          // batches per epoch
+    int                 out_b;        // images per returned batch: B, or B / shard_count
+    int                 shard_first;  // this shard's first image within a global batch
 
     // producer-private
     int32_t            *perm;         // [n] order of perm_epoch
@@ -47,17 +49,18 @@ void rx_data_shuffle(int32_t *perm, int n, uint64_t seed, int64_t epoch) {
     }
 }
 
-// Writes batch b into x [B, sample_elems], y [B], info.
+// Writes batch b (this shard of it) into x [out_b, sample_elems], y [out_b], info.
 static rx_status produce(rx_loader *l, int64_t b, float *x, int32_t *y, rx_batch_info *info) {
     const rx_dataset *d = l->d;
-    const int B = l->o.batch_size;
+    const int B = l->out_b;
     int64_t epoch = b / l->bpe, step = b % l->bpe;
     if (l->o.shuffle && l->perm_epoch != epoch) {
         rx_data_shuffle(l->perm, d->n, l->o.seed, epoch);
         l->perm_epoch = epoch;
     }
-    int64_t first = step * B;
+    int64_t first = step * l->o.batch_size + l->shard_first;
     int count = (int)(d->n - first < B ? d->n - first : B);
+    if (count < 0) count = 0;   /* a partial last batch that ends before this shard */
     const size_t img = (size_t)d->channels * d->height * d->width;
     for (int r = 0; r < count; r++) {
         int32_t idx = l->o.shuffle ? l->perm[first + r] : (int32_t)(first + r);
@@ -73,7 +76,7 @@ static rx_status produce(rx_loader *l, int64_t b, float *x, int32_t *y, rx_batch
 
 static void *producer_main(void *arg) {
     rx_loader *l = arg;
-    const int B = l->o.batch_size, depth = l->o.prefetch;
+    const int B = l->out_b, depth = l->o.prefetch;
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (!l->stop && l->next_produce - l->next_consume >= depth) pthread_cond_wait(&l->consumed, &l->mu);
@@ -123,12 +126,18 @@ rx_status rx_loader_create_opts(const rx_dataset *d, const rx_transform_chain *t
     if (o->batch_size < 1 || o->prefetch < 0 || o->prefetch > 64)
         return rx_fail(RX_ERR_ARG, "loader: batch_size %d must be >= 1 and prefetch %d in [0, 64]", o->batch_size,
                        o->prefetch);
+    const int shards = o->shard_count > 1 ? o->shard_count : 1;
+    if (o->batch_size % shards || o->shard_rank < 0 || o->shard_rank >= shards)
+        return rx_fail(RX_ERR_ARG, "loader: batch %d cannot be split in %d shards (shard %d)", o->batch_size, shards,
+                       o->shard_rank);
     if (d->n < 1 || (o->drop_last && d->n < o->batch_size))
         return rx_fail(RX_ERR_ARG, "loader: dataset %s has %d images, fewer than one batch of %d", d->name, d->n,
                        o->batch_size);
     rx_loader *l = calloc(1, sizeof *l);
     if (!l) return rx_fail(RX_ERR_OOM, "loader: out of memory");
     l->d = d, l->o = *o, l->perm_epoch = -1;
+    l->out_b = o->batch_size / shards;
+    l->shard_first = o->shard_rank * l->out_b;
     rx_status st = rx_transform_chain_shape(t, d->channels, d->height, d->width, &l->oc, &l->oh, &l->ow, &l->work_elems);
     if (st != RX_OK) { free(l); return rx_fail_ctx(st, "loader on %s: ", d->name); }
     int nsteps = t ? t->n : 0;
@@ -140,8 +149,8 @@ rx_status rx_loader_create_opts(const rx_dataset *d, const rx_transform_chain *t
     int slots = o->prefetch ? o->prefetch : 1;
     l->perm = malloc((size_t)d->n * sizeof *l->perm);
     l->work = malloc((size_t)2 * l->work_elems * sizeof *l->work);
-    l->slot_x = o->prefetch ? malloc((size_t)slots * o->batch_size * l->sample_elems * sizeof *l->slot_x) : NULL;
-    l->slot_y = o->prefetch ? malloc((size_t)slots * o->batch_size * sizeof *l->slot_y) : NULL;
+    l->slot_x = o->prefetch ? malloc((size_t)slots * l->out_b * l->sample_elems * sizeof *l->slot_x) : NULL;
+    l->slot_y = o->prefetch ? malloc((size_t)slots * l->out_b * sizeof *l->slot_y) : NULL;
     l->slot_info = calloc((size_t)slots, sizeof *l->slot_info);
     if (!l->steps || !l->perm || !l->work || !l->slot_info || (o->prefetch && (!l->slot_x || !l->slot_y))) {
         rx_loader_free(l);
@@ -167,7 +176,7 @@ rx_status rx_loader_next(rx_loader *l, float *x, int32_t *labels, rx_batch_info 
     if (!l || !x || !labels) return rx_fail(RX_ERR_ARG, "rx_loader_next: NULL argument");
     rx_batch_info tmp;
     if (!info) info = &tmp;
-    const int B = l->o.batch_size;
+    const int B = l->out_b;
     if (!l->o.prefetch) {  // synchronous
         RX_TRY(produce(l, l->next_consume, x, labels, info));
         l->next_consume++;

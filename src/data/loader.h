@@ -8,7 +8,11 @@
  * So rx_loader_seek(l, b) resumes a run exactly, and the batches do not depend on the
  * prefetch depth or on timing. batches_per_epoch = n / B with drop_last, else ceil(n / B);
  * without drop_last the epoch's last batch is partial (count < B; the rest of x is zero and
- * labels are -1). */
+ * labels are -1).
+ *
+ * Sharded (data-parallel training, dist/dist.h): shard r of S gets images
+ * [r*B/S, (r+1)*B/S) of each global batch, so the S shards together read exactly the
+ * single-process order; x and labels then hold B/S images. */
 #ifndef RX_DATA_LOADER_H
 #define RX_DATA_LOADER_H
 
@@ -24,12 +28,15 @@ typedef struct rx_loader_opts {
     int      drop_last;   /* 1: every batch is full; the epoch's n % B leftover images are skipped */
     int      shuffle;     /* 1: a fresh permutation each epoch; 0: dataset order */
     int      prefetch;    /* batches prepared ahead by the background thread; 0 = no thread */
+    int      shard_rank, shard_count;   /* this shard of each batch; 0/0 (or 0/1): the whole batch.
+                                           batch_size (global) must divide by shard_count */
 } rx_loader_opts;
 
 typedef struct rx_batch_info {
     int64_t batch;        /* global batch number b */
     int64_t epoch, step;  /* b = epoch * batches_per_epoch + step */
-    int     count;        /* images in this batch (< B only for a partial last batch) */
+    int     count;        /* images in this batch, or this shard of it (< B, or < B/S, only for a
+                             partial last batch) */
 } rx_batch_info;
 
 /* shuffle on, prefetch 2. The dataset and the chain's params must outlive the loader

@@ -89,11 +89,13 @@ typedef struct rx_objective_impl {
     rx_objective_task task;
     // RX_TASK_DENOISE only (make_batch and prediction_type are NULL for the other tasks).
     // One training batch. From x0 [n,d] and labels [n] (NULL: unconditional), draw t and noise
-    // from Philox keyed by (seed, step) and write x_t [n,d], model time t [n], target [n,d],
+    // from Philox keyed by (seed, step, first + i) for example i and write x_t [n,d], model time t [n], target [n,d],
     // per-example loss weight [n] (1, or min-SNR-gamma) and labels_out [n] (labels with each one
     // replaced by the null label num_classes with probability p_uncond; untouched when labels
     // is NULL). The loss is mean_i weight[i] * mean_j (out[i,j] - target[i,j])^2.
-    rx_status (*make_batch)(const rx_params *p, const rx_schedule *s, uint64_t seed, int64_t step,
+    // first: the index of x0[0] in the step's global batch (0 for one process; a data-parallel
+    // rank's shard starts later), so a rank's examples draw what one process would draw for them.
+    rx_status (*make_batch)(const rx_params *p, const rx_schedule *s, uint64_t seed, int64_t step, int64_t first,
                             int n, int d, const float *x0, const int32_t *labels, int num_classes,
                             float *xt, float *t, float *target, float *weight, int32_t *labels_out);
     int (*prediction_type)(const rx_params *p);   // rx_prediction_type

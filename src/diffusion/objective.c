@@ -12,7 +12,7 @@
  * Both: each label becomes the null label (= num_classes) with probability p_uncond
  * (classifier-free guidance training, Ho & Salimans 2022).
  *
- * Randomness: example i of batch `step` uses one Philox block of RX_STREAM(RX_RNG_TRAIN_TIME, step)
+ * Randomness: example i of batch `step` (i counted in the global batch: first + the row) uses one Philox block of RX_STREAM(RX_RNG_TRAIN_TIME, step)
  * (u0: time, u1: label drop, u2,u3: logit-normal) and its noise from
  * RX_STREAM(RX_RNG_TRAIN_NOISE, step) at block i*ceil(d/4): the same (seed, step) gives the same batch. */
 #include "diffusion/diffusion.h"
@@ -62,27 +62,27 @@ static rx_status check_batch_args(const char *name, int n, int d, const float *x
 }
 
 // one Philox block of uniforms for example i: {time, label drop, normal u0, normal u1}
-static void example_uniforms(uint64_t seed, int64_t step, int i, float u[4]) {
+static void example_uniforms(uint64_t seed, int64_t step, int64_t i, float u[4]) {
     rx_rng_uniform(seed, RX_STREAM(RX_RNG_TRAIN_TIME, (uint64_t)step), (uint64_t)i, u, 4);
 }
 
-static void drop_labels(const rx_params *p, uint64_t seed, int64_t step, int n, const int32_t *labels,
+static void drop_labels(const rx_params *p, uint64_t seed, int64_t step, int64_t first, int n, const int32_t *labels,
                         int num_classes, int32_t *labels_out) {
     if (!labels) return;
     const double p_uncond = rx_param_float(p, "p_uncond");
     for (int i = 0; i < n; i++) {
         float u[4];
-        example_uniforms(seed, step, i, u);
+        example_uniforms(seed, step, first + i, u);
         labels_out[i] = u[1] < p_uncond ? num_classes : labels[i];
     }
 }
 
 // noise of example i into dst [d]
-static void example_noise(uint64_t seed, int64_t step, int i, int d, float *dst) {
+static void example_noise(uint64_t seed, int64_t step, int64_t i, int d, float *dst) {
     rx_rng_normal(seed, RX_STREAM(RX_RNG_TRAIN_NOISE, (uint64_t)step), (uint64_t)i * (uint64_t)((d + 3) / 4), dst, d);
 }
 
-static rx_status ddpm_make_batch(const rx_params *p, const rx_schedule *s, uint64_t seed, int64_t step, int n, int d,
+static rx_status ddpm_make_batch(const rx_params *p, const rx_schedule *s, uint64_t seed, int64_t step, int64_t first, int n, int d,
                                  const float *x0, const int32_t *labels, int num_classes, float *xt, float *t,
                                  float *target, float *weight, int32_t *labels_out) {
     RX_TRY(check_batch_args("ddpm", n, d, x0, labels, num_classes, xt, t, target, weight, labels_out, step));
@@ -95,13 +95,13 @@ static rx_status ddpm_make_batch(const rx_params *p, const rx_schedule *s, uint6
     #pragma omp parallel for if ((int64_t)n * d > RX_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         float u[4];
-        example_uniforms(seed, step, i, u);
+        example_uniforms(seed, step, first + i, u);
         int ti = (int)(u[0] * T);
         if (ti > T - 1) ti = T - 1;
         const double abar = s->alphas_cumprod[ti], sa = sqrt(abar), sb = sqrt(1 - abar);
         const float *x = x0 + (size_t)i * d;
         float *xo = xt + (size_t)i * d, *tg = target + (size_t)i * d;
-        example_noise(seed, step, i, d, tg);   // eps, in place
+        example_noise(seed, step, first + i, d, tg);   // eps, in place
         for (int j = 0; j < d; j++) {
             const double e = tg[j];
             xo[j] = (float)(sa * x[j] + sb * e);
@@ -116,11 +116,11 @@ static rx_status ddpm_make_batch(const rx_params *p, const rx_schedule *s, uint6
         }
         weight[i] = (float)w;
     }
-    drop_labels(p, seed, step, n, labels, num_classes, labels_out);
+    drop_labels(p, seed, step, first, n, labels, num_classes, labels_out);
     return RX_OK;
 }
 
-static rx_status flow_make_batch(const rx_params *p, const rx_schedule *s, uint64_t seed, int64_t step, int n, int d,
+static rx_status flow_make_batch(const rx_params *p, const rx_schedule *s, uint64_t seed, int64_t step, int64_t first, int n, int d,
                                  const float *x0, const int32_t *labels, int num_classes, float *xt, float *t,
                                  float *target, float *weight, int32_t *labels_out) {
     RX_TRY(check_batch_args("flow_matching", n, d, x0, labels, num_classes, xt, t, target, weight, labels_out, step));
@@ -134,7 +134,7 @@ static rx_status flow_make_batch(const rx_params *p, const rx_schedule *s, uint6
     #pragma omp parallel for if ((int64_t)n * d > RX_OMP_MIN_WORK)
     for (int i = 0; i < n; i++) {
         float u[4];
-        example_uniforms(seed, step, i, u);
+        example_uniforms(seed, step, first + i, u);
         double sg = u[0];
         if (logit_normal) {   // Box-Muller on (u2, u3), then sigmoid(m + sd*z)
             const double z = sqrt(-2.0 * log((double)u[2])) * cos(6.283185307179586 * u[3]);
@@ -143,7 +143,7 @@ static rx_status flow_make_batch(const rx_params *p, const rx_schedule *s, uint6
         sg = shift * sg / (1 + (shift - 1) * sg);
         const float *x = x0 + (size_t)i * d;
         float *xo = xt + (size_t)i * d, *tg = target + (size_t)i * d;
-        example_noise(seed, step, i, d, tg);
+        example_noise(seed, step, first + i, d, tg);
         for (int j = 0; j < d; j++) {
             const double e = tg[j];
             xo[j] = (float)((1 - sg) * x[j] + sg * e);
@@ -152,7 +152,7 @@ static rx_status flow_make_batch(const rx_params *p, const rx_schedule *s, uint6
         t[i] = (float)(sg * T);
         weight[i] = 1.0f;
     }
-    drop_labels(p, seed, step, n, labels, num_classes, labels_out);
+    drop_labels(p, seed, step, first, n, labels, num_classes, labels_out);
     return RX_OK;
 }
 

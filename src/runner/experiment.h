@@ -64,6 +64,8 @@ void      rx_experiment_free(rx_experiment *ex);
 /* one training batch from the loader and the host scratch a loss fills */
 typedef struct rx_train_batch {
     int n;                                      /* images */
+    int64_t first;                              /* index of x0[0] in the step's global batch: 0, or
+                                                   where this data-parallel rank's shard starts */
     float *x0;                                  /* [n, C, H, W] after the transforms */
     int32_t *labels;                            /* [n] */
     float *xt, *t, *target, *weight;            /* a diffusion batch: [n,C,H,W], [n], [n,C,H,W], [n] */

@@ -10,9 +10,15 @@
  *
  * Exit status: 0 success; 2 bad config, arguments or input files (nothing run, nothing
  * written); 1 a run that failed (run.json says why); 130 interrupted by SIGINT/SIGTERM.
- * The last line a run prints on stdout is its run (or sweep) directory; report prints its HTML file. */
+ * The last line a run prints on stdout is its run (or sweep) directory; report prints its HTML file.
+ *
+ * Data-parallel: `mpirun -np N runexp FILE`, `srun runexp FILE` or a torchrun-style launcher
+ * start N processes (dist/dist.h). Rank 0 prints and owns the run; another rank prints only its
+ * own errors. A failure every rank agreed on ends each one normally; any other failure aborts
+ * the job (MPI_Abort), so no rank waits forever on one that is gone. */
 #include "runner/runner.h"
 #include "registry/registry.h"
+#include "dist/dist.h"
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -37,6 +43,7 @@ static void usage(FILE *f) {
 }
 
 static void on_signal(int sig) {
+    if (rx_dist_on_signal(sig)) return;        /* a rank stuck in a collective: it exits there */
     if (rx_interrupt_requested) _exit(130);   /* second Ctrl-C: stop now */
     rx_interrupt_requested = sig;
 }
@@ -59,7 +66,12 @@ int main(int argc, char **argv) {
     }
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(stdout); return 0; }
-    if (!strcmp(argv[1], "--version")) { printf("runexp %s\n", RUNEXP_VERSION); return 0; }
+    if (!strcmp(argv[1], "--version")) {
+        char mpi[256], nccl[256];
+        rx_dist_describe(mpi, sizeof mpi, nccl, sizeof nccl);
+        printf("runexp %s\n%s\n%s\n", RUNEXP_VERSION, mpi, nccl);
+        return 0;
+    }
 
     if (!strcmp(argv[1], "list")) {
         int kind = -1, markdown = 0;
@@ -83,6 +95,19 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    if (cli.command == RX_CMD_RUN || cli.command == RX_CMD_RESUME) {
+        s = rx_dist_init();
+        if (!s && rx_dist_world()->world > 1 && cli.n_sweeps)
+            s = rx_fail(RX_ERR_CONFIG, "--sweep runs its points one after another in one process; under a "
+                        "multi-rank launcher run one point per job (or --launcher slurm)");
+        if (s) {
+            fprintf(stderr, "runexp: %s\n", rx_last_error());
+            rx_cli_free(&cli);
+            if (rx_dist_world()->world > 1) rx_dist_abort(2);
+            return 2;
+        }
+    }
+
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
@@ -99,11 +124,15 @@ int main(int argc, char **argv) {
     case RX_CMD_REPORT: s = rx_cmd_report(&cli, out_dir, sizeof out_dir, &config_error); break;
     }
     rx_cli_free(&cli);
-    if (s) {
-        if (*rx_last_error()) fprintf(stderr, "runexp: %s\n", rx_last_error());
-        if (out_dir[0]) printf("%s\n", out_dir);
-        return config_error ? 2 : exit_code(s);
+    const rx_dist *dw = rx_dist_world();
+    const int code = s ? (config_error ? 2 : exit_code(s)) : 0;
+    if (s && *rx_last_error()) {
+        if (dw->world > 1) fprintf(stderr, "runexp rank %d of %d: %s\n", dw->rank, dw->world, rx_last_error());
+        else fprintf(stderr, "runexp: %s\n", rx_last_error());
     }
-    if (out_dir[0]) printf("%s\n", out_dir);
-    return 0;
+    if (out_dir[0] && dw->rank == 0) printf("%s\n", out_dir);
+    fflush(stdout);
+    if (s && dw->world > 1 && !rx_dist_failure_agreed()) rx_dist_abort(code);   /* rank 0 has recorded it */
+    rx_dist_finalize();
+    return code;
 }

@@ -5,6 +5,7 @@
 #include "kernels/cuda_backend.h"
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
+#include "dist/dist.h"
 #include <dirent.h>
 #include <string.h>
 #include <yaml.h>
@@ -69,21 +70,28 @@ static rx_status reuse_training(rx_experiment *ex, rx_run *run, const char *cach
 }
 
 /* train (or reuse an earlier run's training), then sample and eval as the objective's task
- * says; each stage's hash goes to run.json before it runs */
+ * says; each stage's hash goes to run.json before it runs. Data-parallel: rank 0 looks in the
+ * stage cache and tells the others; every rank trains; sample and eval are rank 0's. */
 static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics) {
     rx_status s = RX_OK;
     if (ex->train) {
         rx_run_set(run, "train_hash", json_string(ex->train_hash));
-        char cached[1200];
-        if (!opt->force && !resume &&
-            rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors", run->dir,
-                                cached, sizeof cached)) {
+        char cached[1200] = "";
+        int32_t reuse = !opt->force && !resume && rx_dist_is_root() &&
+                        rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors",
+                                            run->dir, cached, sizeof cached);
+        if (rx_dist_world()->world > 1) {
+            RX_TRY(rx_dist_broadcast(&reuse, sizeof reuse));
+            RX_TRY(rx_dist_broadcast(cached, sizeof cached));
+        }
+        if (reuse) {
             s = reuse_training(ex, run, cached);
         } else {
             rx_run_set_status(run, "running", NULL);
             s = rx_stage_train(ex, run, resume);
         }
     }
+    if (!rx_dist_is_root()) return s;   /* not yet split over the ranks: rank 0 samples and evaluates */
     if (!s && ex->sample && ex->task->generates) {
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);
@@ -124,6 +132,12 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     rx_run_set(run, "versions", versions());
     rx_run_set(run, "smoke", json_boolean(opt->smoke));
     rx_run_set(run, "parameters", json_integer(rx_model_param_count(ex->model)));
+    const rx_dist *dw = rx_dist_world();
+    json_t *dist = json_object();
+    json_object_set_new(dist, "launcher", json_string(dw->launcher));
+    json_object_set_new(dist, "ranks", json_integer(dw->world));
+    json_object_set_new(dist, "transport", json_string(dw->ops->name));
+    rx_run_set(run, "dist", dist);
     rx_run_log(run, "runexp: %s -> %s (backend %s, %s)", ex->name, run->dir, ex->backend_name, ex->device_name);
     rx_status s = rx_run_save_record(run);
     if (!s) s = open_tensorboard(ex, run);
@@ -179,6 +193,13 @@ rx_status rx_run_preflight(const rx_config *cfg, const rx_run_options *opt) {
     const rx_params *top = NULL;
     if (rx_config_section_params(cfg, "", NULL, &top) != RX_OK) return RX_OK;   /* the build names the error */
     const char *want = opt->backend ? opt->backend : rx_param_str(top, "backend");
+    const rx_params *train = NULL;
+    const int ranks = rx_dist_world()->world;
+    if (ranks > 1 && !opt->smoke && rx_config_section_params(cfg, "train", NULL, &train) == RX_OK &&
+        rx_param_int(train, "batch_size") % ranks)
+        return rx_fail(RX_ERR_CONFIG, "train.batch_size = %lld is the global batch: it must divide by the %d ranks "
+                       "the launcher started", (long long)rx_param_int(train, "batch_size"), ranks);
+    rx_clear_error();
     if (!strcmp(want, "cuda") && rx_cuda_device_count() <= 0)
         return rx_fail(RX_ERR_CONFIG, "backend: cuda requested but no CUDA device answers on this machine "
                                       "(backend: cpu or auto runs on the CPU)");
@@ -204,10 +225,10 @@ rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir
     rx_run run;
     s = rx_run_create(&run, root, ex.name, ex.hash);
     if (!s) {
-        run.quiet = opt->quiet;
+        run.quiet = opt->quiet || run.follower;
         char path[1200];
         snprintf(path, sizeof path, "%s/config.yaml", run.dir);
-        s = rx_config_save(cfg->root, path);
+        if (!run.follower) s = rx_config_save(cfg->root, path);
         s = s ? fail_before_stages(&run, s) : execute(&ex, &run, opt, 0, metrics);
         snprintf(run_dir, n, "%s", run.dir);
     }
@@ -226,12 +247,13 @@ rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *r
     memset(&ex, 0, sizeof ex);
     if (!s) s = rx_experiment_build(&ex, cfg, opt);
     if (!s) {
-        run.quiet = opt->quiet;
+        run.quiet = opt->quiet || run.follower;
         const char *st = json_string_value(json_object_get(run.record, "status"));
         if (st && !strcmp(st, "done")) s = rx_fail(RX_ERR_ARG, "--resume %s: this run is already done", run_dir);
         else if (strcmp(run.config_hash, ex.hash))
             s = rx_fail(RX_ERR_CONFIG, "--resume %s: config.yaml was edited (hash %s, run.json says %s)", run_dir, ex.hash,
                         run.config_hash);
+        s = rx_dist_agree(s, NULL, 0);   /* rank 0 read run.json: the others follow its verdict */
         if (s) *config_error = 1;
         else {
             s = rx_run_remove_stale_temps(&run);

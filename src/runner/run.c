@@ -2,6 +2,7 @@
 #include "io/fsutil.h"
 #include "io/json_util.h"
 #include "io/tfevents.h"
+#include "dist/dist.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -77,7 +78,7 @@ static rx_status take_lock(rx_run *r) {
     return s;
 }
 
-rx_status rx_run_create(rx_run *r, const char *results_root, const char *experiment, const char *config_hash) {
+static rx_status create_run(rx_run *r, const char *results_root, const char *experiment, const char *config_hash) {
     memset(r, 0, sizeof *r);
     r->t_start = rx_now();
     snprintf(r->experiment, sizeof r->experiment, "%s", experiment);
@@ -111,7 +112,7 @@ rx_status rx_run_create(rx_run *r, const char *results_root, const char *experim
     return rx_run_save_record(r);
 }
 
-rx_status rx_run_open(rx_run *r, const char *dir) {
+static rx_status open_run(rx_run *r, const char *dir) {
     memset(r, 0, sizeof *r);
     r->t_start = rx_now();
     snprintf(r->dir, sizeof r->dir, "%s", dir);
@@ -144,7 +145,51 @@ rx_status rx_run_open(rx_run *r, const char *dir) {
     return open_files(r);
 }
 
+/* Data-parallel: rank 0 made (or failed to make, s0) the run; every other rank learns its
+ * directory and follows it. One process: s0. */
+static rx_status share_run(rx_run *r, rx_status s0, const char *what) {
+    const rx_dist *dw = rx_dist_world();
+    if (dw->world == 1) return s0;
+    struct { int32_t status; char dir[1024], experiment[128], config_hash[17]; } msg;
+    memset(&msg, 0, sizeof msg);
+    if (dw->rank == 0) {
+        msg.status = s0;
+        memcpy(msg.dir, r->dir, sizeof msg.dir);
+        memcpy(msg.experiment, r->experiment, sizeof msg.experiment);
+        memcpy(msg.config_hash, r->config_hash, sizeof msg.config_hash);
+    }
+    rx_status s = rx_dist_broadcast(&msg, sizeof msg);
+    if (dw->rank == 0) return s0 ? s0 : s;
+    if (s) return s;
+    if (msg.status)
+        return rx_fail((rx_status)msg.status, "rank 0 could not %s the run directory (its message is on its stderr)", what);
+    memset(r, 0, sizeof *r);
+    r->t_start = rx_now();
+    r->follower = 1;
+    r->quiet = 1;
+    memcpy(r->dir, msg.dir, sizeof r->dir);
+    memcpy(r->experiment, msg.experiment, sizeof r->experiment);
+    memcpy(r->config_hash, msg.config_hash, sizeof r->config_hash);
+    snprintf(r->exp_dir, sizeof r->exp_dir, "%s", r->dir);
+    char *slash = strrchr(r->exp_dir, '/');
+    snprintf(r->id, sizeof r->id, "%.63s", slash ? slash + 1 : r->dir);
+    if (slash) *slash = 0;
+    r->record = json_object();   /* kept in memory only */
+    return r->record ? RX_OK : rx_fail(RX_ERR_OOM, "run: out of memory");
+}
+
+rx_status rx_run_create(rx_run *r, const char *results_root, const char *experiment, const char *config_hash) {
+    if (!rx_dist_is_root()) return share_run(r, RX_OK, "create");
+    return share_run(r, create_run(r, results_root, experiment, config_hash), "create");
+}
+
+rx_status rx_run_open(rx_run *r, const char *dir) {
+    if (!rx_dist_is_root()) return share_run(r, RX_OK, "open");
+    return share_run(r, open_run(r, dir), "open");
+}
+
 rx_status rx_run_remove_stale_temps(rx_run *r) {
+    if (r->follower) return RX_OK;
     const char *subs[] = {"", "/checkpoints", "/samples"};
     for (int i = 0; i < 3; i++) {
         char path[1200];
@@ -157,6 +202,7 @@ rx_status rx_run_remove_stale_temps(rx_run *r) {
 }
 
 rx_status rx_run_metrics_cut(rx_run *r, int64_t step) {
+    if (r->follower) return RX_OK;
     char path[1200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
     char *text = NULL;
@@ -194,6 +240,7 @@ rx_status rx_run_metrics_cut(rx_run *r, int64_t step) {
 }
 
 rx_status rx_run_save_record(rx_run *r) {
+    if (r->follower) return RX_OK;
     char path[1200];
     snprintf(path, sizeof path, "%s/run.json", r->dir);
     return rx_json_write_atomic(path, r->record);
@@ -246,6 +293,7 @@ void rx_run_log(rx_run *r, const char *fmt, ...) {
 }
 
 rx_status rx_run_metrics(rx_run *r, json_t *row) {
+    if (r->follower) { json_decref(row); return RX_OK; }
     char path[1200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
     rx_status s = rx_json_append_line(path, row);
@@ -267,6 +315,7 @@ static rx_status has_events_file(const char *dir, int *yes) {
 }
 
 rx_status rx_run_tensorboard_open(rx_run *r, const char *config_yaml) {
+    if (r->follower) return RX_OK;
     if (r->tb) return RX_OK;
     int earlier = 0;
     RX_TRY(has_events_file(r->dir, &earlier));
@@ -333,6 +382,7 @@ static rx_status point_latest(const rx_run *r) {
 }
 
 rx_status rx_run_finish(rx_run *r, const char *primary_metrics_csv) {
+    if (r->follower) return RX_OK;
     char path[1200], line[2048];
     const char *status = json_string_value(json_object_get(r->record, "status"));
     snprintf(path, sizeof path, "%s/index.csv", r->exp_dir);

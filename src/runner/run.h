@@ -9,7 +9,11 @@
  *   results/<experiment>/latest      symlink to the newest run
  *
  * run.json is rewritten atomically at every status change, so a crash leaves the last
- * status on disk ("running" then means killed; --resume continues it). */
+ * status on disk ("running" then means killed; --resume continues it).
+ *
+ * Data-parallel runs (dist/dist.h): rank 0 creates or opens the run and broadcasts its
+ * directory; every other rank holds a follower rx_run on the same directory, whose writes
+ * (records, log, metrics, TensorBoard, index) do nothing: rank 0 owns the run's files. */
 #ifndef RX_RUN_H
 #define RX_RUN_H
 
@@ -34,6 +38,7 @@ typedef struct rx_run {
     int reserved;            /* .lock holds RX_RUN_RESERVE_BYTES of disk for the final records */
     struct rx_tfevents *tb;  /* TensorBoard events (log.tensorboard), or NULL */
     int64_t tb_step;         /* the last training step logged: eval scalars and images go there */
+    int follower;            /* a data-parallel rank other than 0: writes nothing (see above) */
 } rx_run;
 
 double    rx_now(void);      /* wall clock seconds */

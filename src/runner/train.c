@@ -11,7 +11,15 @@
  * Checkpoints (checkpoints/last.safetensors, atomically replaced) every checkpoint_every
  * steps, at the end, and on SIGINT/SIGTERM; a non-finite loss stops the run as failed,
  * naming the step and the last good checkpoint. Every sample_every steps a preview grid
- * (sample.c), which touches neither the weights nor any random stream of training. */
+ * (sample.c), which touches neither the weights nor any random stream of training.
+ *
+ * Data-parallel (dist/dist.h): train.batch_size is the global batch; rank r of W trains on
+ * images [r*B/W, (r+1)*B/W) of each global batch (the loader's shard), drawing their noise and
+ * times as those examples of the global batch (make_batch's `first`), so the W shards together
+ * are the single process's batch. Each step every rank agrees on the summed loss (and on
+ * whether any rank failed), then the gradients are averaged (dist: MPI or NCCL) before
+ * clipping, so the clip sees the global norm and every rank applies the same update. Rank 0
+ * alone writes: checkpoints, metrics, log, previews (its run directory: run.c). */
 #include "experiment.h"
 #include "checkpoint.h"
 #include "autograd/optim.h"
@@ -19,6 +27,7 @@
 #include "runner/memory_plan.h"
 #include "runner/progress.h"
 #include "data/loader.h"
+#include "dist/dist.h"
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -66,8 +75,14 @@ typedef struct log_window {
     int64_t n_timed;        /* steps since t: what img_per_s counts */
 } log_window;
 
-/* w: the logging window still open at `step` (its partial sums go into the checkpoint) */
+/* w: the logging window still open at `step` (its partial sums go into the checkpoint).
+ * Rank 0's alone: the others hold the same weights and optimizer state. */
 static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, int64_t step, const log_window *w) {
+    const rx_dist *dw = rx_dist_world();
+    if (dw->world > 1)   /* what a rank stopped inside a collective says (dist.h) */
+        rx_dist_set_note("runexp rank %d of %d: the last checkpoint is step %lld in %s/checkpoints; continue with: "
+                         "runexp --resume %s", dw->rank, dw->world, (long long)step, run->dir, run->dir);
+    if (dw->rank != 0) return RX_OK;
     rx_ckpt_group g[4];
     int n;
     ckpt_groups(ex, opt, g, &n);
@@ -89,7 +104,7 @@ rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx
     int B = b->n, C = ex->data_c, H = ex->data_h, W = ex->data_w;
     int64_t d = (int64_t)C * H * W;
     int K = m->num_classes;
-    RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, step, B, (int)d, b->x0,
+    RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, step, b->first, B, (int)d, b->x0,
                            K > 0 ? b->labels : NULL, K, b->xt, b->t, b->target, b->weight, b->labels_out));
     rx_tensor *X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->xt);
     rx_tensor *T = rx_from_host(c, RX_SHAPE(B), b->t);
@@ -119,16 +134,23 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
         RX_TRY(rx_fwd_plan_create(c));
     }
     rx_fwd_plan_begin(c);   /* the forward gives back what no backward reads (autograd/liveness.h) */
-    RX_TRY(ex->task->loss(ex, b, step, &loss));
+    rx_status s = ex->task->loss(ex, b, step, &loss);
     c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
-    RX_TRY(rx_backward(c, loss));
-    RX_TRY(rx_tensor_to_host(c, loss, loss_out));
+    if (!s) s = rx_backward(c, loss);
+    if (!s) s = rx_tensor_to_host(c, loss, loss_out);
+    /* every rank's shard is B/W images: the global batch's mean loss is the mean of the ranks'
+     * (one process: the loss itself, exactly); a failure on any rank stops every rank here */
+    const int ranks = rx_dist_world()->world;
+    double loss_sum = s ? 0 : *loss_out;
+    RX_TRY(rx_dist_agree(s, &loss_sum, 1));
+    if (ranks > 1) *loss_out = (float)(loss_sum / ranks);
     /* a non-finite loss stops the run (the caller names the step and the last good
      * checkpoint); the optimizer must not see its gradients first */
     if (!isfinite(*loss_out)) {
         rx_step_end(c);
         return RX_OK;
     }
+    RX_TRY(rx_dist_grad_mean(c, &m->params));   /* before the clip: its norm is the global batch's */
     const rx_lr_schedule_impl *sched = ex->lr_schedule.comp->impl;
     float lr = sched->lr_at(ex->lr_schedule.params, opt->cfg.lr, step - 1, total_steps);
     rx_optim_stats st;
@@ -180,7 +202,7 @@ typedef struct trainer {
     train_plan plan;
     rx_loader *loader;
     rx_adamw opt;
-    rx_train_batch batch;
+    rx_train_batch batch;   /* this rank's shard: plan.B / ranks images */
     char ckpt[1200];        /* <run>/checkpoints/last.safetensors */
     double t0;              /* the stage's start: max_minutes counts from it */
     int64_t start_step;     /* the step the loop starts after (a resume's checkpoint), */
@@ -205,8 +227,15 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
     if (ex->model->num_classes > 0 && data->num_classes > ex->model->num_classes)
         return rx_fail(RX_ERR_CONFIG, "model.num_classes = %d but dataset %s has %d classes", ex->model->num_classes,
                        data->name, data->num_classes);
+    const rx_dist *dw = rx_dist_world();
+    if (t->plan.B % dw->world)
+        return rx_fail(RX_ERR_CONFIG, "train.batch_size = %d is the global batch: it must divide by the %d ranks",
+                       t->plan.B, dw->world);
+    const int local_b = t->plan.B / dw->world;
     rx_transform_chain chain = {ex->transforms, ex->n_transforms};
-    rx_status s = rx_loader_create(data, &chain, t->plan.B, ex->seed, 1, &t->loader);
+    rx_loader_opts lo = {.batch_size = t->plan.B, .seed = ex->seed, .drop_last = 1, .shuffle = 1, .prefetch = 2,
+                         .shard_rank = dw->rank, .shard_count = dw->world};
+    rx_status s = rx_loader_create_opts(data, &chain, &lo, &t->loader);
     if (!s) {
         int lc, lh, lw;
         rx_loader_image_shape(t->loader, &lc, &lh, &lw);
@@ -217,7 +246,16 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
     }
     const rx_optimizer_impl *oi = ex->optimizer.comp->impl;
     if (!s) s = oi->create(ex->ctx, ex->optimizer.params, &ex->model->params, &t->opt);
-    if (!s) s = rx_train_batch_alloc(&t->batch, t->plan.B, (int64_t)ex->data_c * ex->data_h * ex->data_w);
+    if (!s) s = rx_train_batch_alloc(&t->batch, local_b, (int64_t)ex->data_c * ex->data_h * ex->data_w);
+    t->batch.first = (int64_t)dw->rank * local_b;
+    if (!s && dw->world > 1 && ex->ctx->mem->device == RX_DEV_CUDA) {
+        s = rx_dist_nccl_open(ex->ctx);
+        if (s == RX_ERR_CONFIG) {   /* no NCCL in this build: the MPI host path still averages them */
+            rx_run_log(run, "train: %s", rx_last_error());
+            rx_clear_error();
+            s = RX_OK;
+        }
+    }
     return s;
 }
 
@@ -280,7 +318,12 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
         s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
         float loss = 0, lr = 0;
         double gnorm = 0;
-        if (!s) s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
+        if (s) {   /* the other ranks wait in this step's agreement (rx_train_step): say so there */
+            double none = 0;
+            s = rx_dist_agree(s, &none, 1);
+            break;
+        }
+        s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
         if (s) break;
         if (!isfinite(loss)) {
             char msg[1400];
@@ -294,7 +337,13 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
         w.n_timed++;
         /* a checkpoint step also closes the logging window, so a run resumed from it logs the
          * same lines as the uninterrupted run */
-        const int out_of_time = p->max_s > 0 && step < p->steps && rx_now() - t->t0 >= p->max_s;
+        int out_of_time = p->max_s > 0 && step < p->steps && rx_now() - t->t0 >= p->max_s;
+        int interrupted = rx_interrupt_requested != 0;
+        if (rx_dist_world()->world > 1) {   /* clocks and signals differ by rank: all stop at the same step */
+            double stop[2] = {out_of_time, interrupted};
+            if ((s = rx_dist_agree(RX_OK, stop, 2))) break;
+            out_of_time = stop[0] > 0, interrupted = stop[1] > 0;
+        }
         const int ckpt_now = (p->ckpt_every > 0 && step % p->ckpt_every == 0) || step == p->steps || out_of_time;
         if (step % p->log_every == 0 || ckpt_now) s = log_window_close(t, &w, step, lr, gnorm);
         if (!s && ckpt_now) {
@@ -302,7 +351,8 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             last_ckpt = step;
         }
         /* the last step's grid is the sample stage's own */
-        if (!s && p->sample_every > 0 && step % p->sample_every == 0 && step < p->steps && !out_of_time)
+        if (!s && p->sample_every > 0 && step % p->sample_every == 0 && step < p->steps && !out_of_time &&
+            rx_dist_is_root())
             s = rx_sample_preview(ex, run, step);
         if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
             rx_run_log(run, "train: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
@@ -310,7 +360,7 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             rx_run_set(run, "train_stopped_at_step", json_integer(step));
             break;
         }
-        if (!s && rx_interrupt_requested) {
+        if (!s && interrupted) {
             /* mid-window: the checkpoint carries the window's sums, and the resumed run's
              * next row averages the same steps as the uninterrupted run's */
             s = save_checkpoint(ex, run, &t->opt, step, &w);
@@ -321,23 +371,57 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     return s;
 }
 
+/* Data-parallel: every rank must hold the same parameters (same init, same averaged update
+ * each step). Rank 0 gathers each rank's XXH64 of all parameter bytes into run.json
+ * (param_xxh64_per_rank) and fails the run when they differ. */
+static rx_status check_replicas(rx_experiment *ex, rx_run *run) {
+    const rx_dist *dw = rx_dist_world();
+    if (dw->world == 1) return RX_OK;
+    uint64_t h = 0;
+    RX_TRY(rx_dist_agree(rx_dist_param_hash(ex->ctx, &ex->model->params, &h), NULL, 0));
+    uint64_t *all = calloc((size_t)dw->world, sizeof *all);
+    rx_status s = all ? RX_OK : rx_fail(RX_ERR_OOM, "dist: out of memory");
+    RX_TRY(rx_dist_agree(s, NULL, 0));
+    s = rx_dist_gather_u64(h, all);
+    if (!s && dw->rank == 0) {
+        json_t *arr = json_array();
+        int same = 1;
+        for (int r = 0; r < dw->world; r++) {
+            char hex[17];
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long)all[r]);
+            json_array_append_new(arr, json_string(hex));
+            same &= all[r] == all[0];
+        }
+        rx_run_set(run, "param_xxh64_per_rank", arr);
+        if (same) rx_run_log(run, "train: parameters identical on all %d ranks (xxh64 %016llx)", dw->world,
+                             (unsigned long long)all[0]);
+        else s = rx_fail(RX_ERR_NUMERIC, "train: the %d ranks ended with different parameters (run.json "
+                         "param_xxh64_per_rank): their updates diverged", dw->world);
+    }
+    free(all);
+    return rx_dist_agree(s, NULL, 0);
+}
+
 rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     trainer t;
-    rx_status s = trainer_open(&t, ex, run);
+    rx_status s = rx_dist_agree(trainer_open(&t, ex, run), NULL, 0);   /* a rank that cannot start stops all */
     if (s) { trainer_close(&t); return s; }
     int64_t start = 0;
     log_window w;
     s = resume_point(&t, resume, &start, &w);
     if (!s) s = rx_loader_seek(t.loader, start);
+    s = rx_dist_agree(s, NULL, 0);
     const rx_dataset *data = ex->train_data;
-    rx_run_log(run, "train: %lld steps, batch %d, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
-               (long long)t.plan.steps, t.plan.B, (long long)rx_model_param_count(ex->model), data->name, data->n,
-               ex->data_c, ex->data_h, ex->data_w);
+    const int ranks = rx_dist_world()->world;
+    rx_run_log(run, "train: %lld steps, batch %d%s, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
+               (long long)t.plan.steps, t.plan.B, ranks > 1 ? " (global, split over the ranks)" : "",
+               (long long)rx_model_param_count(ex->model), data->name, data->n, ex->data_c, ex->data_h, ex->data_w);
     ex->ctx->training = 1;
     rx_set_grad_enabled(ex->ctx, 1);
     t.start_step = start;
     t.t_loop = rx_now();
     if (!s) s = train_loop(&t, start, w);
+    if (!s) s = check_replicas(ex, run);
     ex->ctx->training = 0;
     trainer_close(&t);
     rx_run_stage_time(run, "train", rx_now() - t.t0);

@@ -170,3 +170,10 @@ extern "C" rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t
     if (device_total) *device_total = total_b;
     return RX_OK;
 }
+
+extern "C" rx_status rx_cuda_stream_device(rx_ctx *c, void **stream, int *device) {
+    if (!c || c->be != &rx_cuda_backend_table) return rx_fail(RX_ERR_ARG, "cuda stream: not a CUDA context");
+    *stream = (void *)rx_cuda(c)->stream;
+    *device = rx_cuda(c)->device;
+    return RX_OK;
+}

@@ -31,6 +31,11 @@ rx_status rx_cuda_rng_normal(rx_ctx *c, uint64_t seed, uint64_t stream, uint64_t
 rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t *device_used, size_t *device_total)
     __attribute__((weak));
 
+/* the context's stream (a cudaStream_t) and device: NCCL's all-reduce runs on the same
+ * stream as the kernels, so it is ordered after the backward that wrote the gradients
+ * (dist/dist_nccl.c) */
+rx_status rx_cuda_stream_device(rx_ctx *c, void **stream, int *device) __attribute__((weak));
+
 #ifdef __cplusplus
 }
 #endif

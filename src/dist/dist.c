@@ -1,0 +1,249 @@
+/* dist.c — ranks from the launcher's environment, the single-process transport, and what
+ * training builds on the collectives: the step agreement, the gradient mean, the parameter
+ * hash. The MPI transport is dist_mpi.c, NCCL's gradient all-reduce dist_nccl.c. */
+#include "dist/dist.h"
+#include "core/paramset.h"
+#include "core/tensor.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+/* ---- the launcher table: first launcher whose rank variable is set wins ---- */
+
+static const struct launcher_vars {
+    const char *launcher, *rank, *world, *local_rank;
+} launchers[] = {
+    {"openmpi",  "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
+    {"slurm",    "SLURM_PROCID",         "SLURM_NTASKS",         "SLURM_LOCALID"},
+    {"torchrun", "RANK",                 "WORLD_SIZE",           "LOCAL_RANK"},
+};
+
+static rx_status env_int(const char *(*get)(const char *), const char *name, int lo, int hi, int dflt, int *out) {
+    const char *v = get(name);
+    if (!v || !*v) { *out = dflt; return RX_OK; }
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || x < lo || x > hi)
+        return rx_fail(RX_ERR_CONFIG, "environment: %s='%s' is not an integer in [%d, %d]", name, v, lo, hi);
+    *out = (int)x;
+    return RX_OK;
+}
+
+rx_status rx_dist_env_read(const char *(*get)(const char *), rx_dist_env *out) {
+    *out = (rx_dist_env){0, 1, 0, "none"};
+    for (size_t k = 0; k < sizeof launchers / sizeof launchers[0]; k++) {
+        const struct launcher_vars *l = &launchers[k];
+        if (!get(l->rank) || !*get(l->rank)) continue;
+        int world = 1, rank = 0, local = 0;
+        RX_TRY(env_int(get, l->world, 1, 1 << 20, 1, &world));
+        RX_TRY(env_int(get, l->rank, 0, world - 1, 0, &rank));
+        RX_TRY(env_int(get, l->local_rank, 0, world - 1, 0, &local));
+        *out = (rx_dist_env){rank, world, local, l->launcher};
+        return RX_OK;
+    }
+    return RX_OK;
+}
+
+/* ---- one process: nothing to exchange ---- */
+
+static rx_status single_f32(float *x, int64_t n) { (void)x, (void)n; return RX_OK; }
+static rx_status single_f64(double *x, int n) { (void)x, (void)n; return RX_OK; }
+static rx_status single_bcast(void *b, size_t n) { (void)b, (void)n; return RX_OK; }
+static rx_status single_gather(uint64_t v, uint64_t *all) { all[0] = v; return RX_OK; }
+static rx_status single_barrier(void) { return RX_OK; }
+static void single_abort(int code) { _exit(code); }
+static void single_finalize(void) {}
+
+static const rx_dist_ops single_ops = {"single", single_f32, single_f64, single_bcast, single_gather,
+                                       single_barrier, single_abort, single_finalize};
+
+static rx_dist world = {0, 1, 0, "none", &single_ops, 0};
+static int failure_agreed;
+
+const rx_dist *rx_dist_world(void) { return &world; }
+int rx_dist_failure_agreed(void) { return failure_agreed; }
+
+static const char *real_getenv(const char *name) { return getenv(name); }
+
+rx_status rx_dist_init(void) {
+    rx_dist_env e;
+    RX_TRY(rx_dist_env_read(real_getenv, &e));
+    world = (rx_dist){e.rank, e.world, e.local_rank, e.launcher, &single_ops, 0};
+    if (e.world == 1) return RX_OK;
+    if (!rx_dist_mpi_version()) {
+        world = (rx_dist){0, 1, 0, "none", &single_ops, 0};
+        return rx_fail(RX_ERR_CONFIG, "the launcher (%s) starts %d ranks, but this runexp was built without MPI: "
+                       "install libopenmpi-dev (make deps) and rebuild, or run one process", e.launcher, e.world);
+    }
+    RX_TRY(rx_dist_mpi_init(e.rank, e.world));
+    world.ops = &rx_dist_mpi_ops;
+    return RX_OK;
+}
+
+void rx_dist_finalize(void) {
+    rx_dist_nccl_close();
+    world.ops->finalize();
+}
+
+void rx_dist_abort(int code) { world.ops->abort(code); }
+
+/* ---- collectives, marked for the signal handler ---- */
+
+volatile sig_atomic_t rx_dist_in_collective;
+
+#define COLLECTIVE(call)                 \
+    do {                                 \
+        rx_dist_in_collective = 1;       \
+        rx_status s_ = (call);           \
+        rx_dist_in_collective = 0;       \
+        return s_;                       \
+    } while (0)
+
+rx_status rx_dist_allreduce_sum_f64(double *x, int n) { COLLECTIVE(world.ops->allreduce_sum_f64(x, n)); }
+rx_status rx_dist_broadcast(void *buf, size_t bytes) { COLLECTIVE(world.ops->broadcast(buf, bytes)); }
+rx_status rx_dist_gather_u64(uint64_t v, uint64_t *all) { COLLECTIVE(world.ops->gather_u64(v, all)); }
+rx_status rx_dist_barrier(void) { COLLECTIVE(world.ops->barrier()); }
+static rx_status allreduce_f32(float *x, int64_t n) { COLLECTIVE(world.ops->allreduce_sum_f32(x, n)); }
+
+/* sums[0..n) and, behind them, one slot per rank that is 1 where that rank failed */
+#define AGREE_MAX 16
+rx_status rx_dist_agree(rx_status local, double *sums, int n) {
+    failure_agreed = 0;
+    if (world.world == 1) return local;
+    if (n > AGREE_MAX) return rx_fail(RX_ERR_INTERNAL, "rx_dist_agree: %d values, at most %d", n, AGREE_MAX);
+    char why[1024];
+    snprintf(why, sizeof why, "%s", local ? rx_last_error() : "");
+    double *buf = calloc((size_t)(n + world.world), sizeof *buf);
+    if (!buf) return rx_fail(RX_ERR_OOM, "rx_dist_agree: out of memory");
+    for (int i = 0; i < n; i++) buf[i] = local ? 0 : sums[i];
+    buf[n + world.rank] = local != RX_OK;
+    rx_status s = rx_dist_allreduce_sum_f64(buf, n + world.world);
+    if (s) { free(buf); return s; }
+    for (int i = 0; i < n; i++) sums[i] = buf[i];
+    char ranks[256] = "";
+    size_t len = 0;
+    int failed = 0;
+    for (int r = 0; r < world.world; r++)
+        if (buf[n + r] != 0 && len < sizeof ranks) {
+            len += snprintf(ranks + len, sizeof ranks - len, "%s%d", failed ? ", " : "", r);
+            failed++;
+        }
+    free(buf);
+    if (!failed) return RX_OK;
+    failure_agreed = 1;
+    if (local) return rx_fail(local, "%s", why);
+    return rx_fail(RX_ERR_INTERNAL, "rank %s of %d failed (its message is on its stderr); every rank stopped at the same step",
+                   ranks, world.world);
+}
+
+/* ---- gradients ---- */
+
+static float *bucket;   /* one per process, for the run: no malloc per step */
+
+/* the mean of bucket[0, used) over the ranks, written back to the gradients of ps->t[from, to) */
+static rx_status bucket_flush(rx_ctx *c, const rx_paramset *ps, int from, int to, int64_t used) {
+    if (!used) return RX_OK;
+    RX_TRY(allreduce_f32(bucket, used));
+    const float inv = 1.0f / (float)world.world;   /* sum / world: the full batch's mean gradient */
+    for (int64_t k = 0; k < used; k++) bucket[k] *= inv;
+    int64_t off = 0;
+    for (int j = from; j < to; j++) {
+        rx_tensor *g = ps->t[j]->grad;
+        if (!g) continue;
+        RX_TRY(c->mem->to_device(c, g->data, bucket + off, (size_t)g->numel * sizeof(float)));
+        off += g->numel;
+    }
+    return RX_OK;
+}
+
+rx_status rx_dist_grad_mean(rx_ctx *c, const rx_paramset *ps) {
+    if (world.world == 1) return RX_OK;
+    if (world.nccl) return rx_dist_nccl_grad_mean(c, ps);
+    if (!bucket && !(bucket = malloc(RX_DIST_BUCKET * sizeof *bucket)))
+        return rx_fail(RX_ERR_OOM, "dist: out of memory for the %lld-float gradient bucket", (long long)RX_DIST_BUCKET);
+    int from = 0;         /* the bucket holds the gradients of ps->t[from, i) */
+    int64_t used = 0;
+    for (int i = 0; i < ps->n; i++) {
+        rx_tensor *g = ps->t[i]->grad;
+        if (!g) continue;
+        if (used + g->numel > RX_DIST_BUCKET) {
+            RX_TRY(bucket_flush(c, ps, from, i, used));
+            from = i, used = 0;
+        }
+        if (g->numel > RX_DIST_BUCKET) {   /* larger than a bucket: alone, piece by piece */
+            for (int64_t o = 0; o < g->numel; o += RX_DIST_BUCKET) {
+                int64_t m = g->numel - o < RX_DIST_BUCKET ? g->numel - o : RX_DIST_BUCKET;
+                RX_TRY(c->mem->to_host(c, bucket, g->data + o, (size_t)m * sizeof(float)));
+                RX_TRY(allreduce_f32(bucket, m));
+                for (int64_t k = 0; k < m; k++) bucket[k] *= 1.0f / (float)world.world;
+                RX_TRY(c->mem->to_device(c, g->data + o, bucket, (size_t)m * sizeof(float)));
+            }
+            from = i + 1;
+            continue;
+        }
+        RX_TRY(c->mem->to_host(c, bucket + used, g->data, (size_t)g->numel * sizeof(float)));
+        used += g->numel;
+    }
+    return bucket_flush(c, ps, from, ps->n, used);
+}
+
+rx_status rx_dist_param_hash(rx_ctx *c, const rx_paramset *ps, uint64_t *hash) {
+    XXH64_state_t *st = XXH64_createState();
+    if (!st) return rx_fail(RX_ERR_OOM, "dist: out of memory for a hash state");
+    XXH64_reset(st, 0);
+    rx_status s = RX_OK;
+    float *host = NULL;
+    int64_t cap = 0;
+    for (int i = 0; i < ps->n && !s; i++) {
+        const rx_tensor *t = ps->t[i];
+        if (t->numel > cap) {
+            free(host);
+            cap = t->numel;
+            if (!(host = malloc((size_t)cap * sizeof *host))) { s = rx_fail(RX_ERR_OOM, "dist: out of memory"); break; }
+        }
+        s = c->mem->to_host(c, host, t->data, (size_t)t->numel * sizeof(float));
+        if (!s) XXH64_update(st, host, (size_t)t->numel * sizeof(float));
+    }
+    *hash = XXH64_digest(st);
+    XXH64_freeState(st);
+    free(host);
+    return s;
+}
+
+/* ---- signals ---- */
+
+static char note[2048];
+static size_t note_len;
+
+void rx_dist_set_note(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(note, sizeof note - 1, fmt, ap);
+    va_end(ap);
+    note_len = n < 0 ? 0 : (size_t)n < sizeof note - 1 ? (size_t)n : sizeof note - 2;
+    note[note_len++] = '\n';
+}
+
+int rx_dist_on_signal(int sig) {
+    if (world.world == 1 || !rx_dist_in_collective) return 0;
+    /* only async-signal-safe calls from here */
+    static const char head[] = "runexp: stopped inside a collective (signal from the launcher): another rank has died "
+                               "or was killed (see the launcher's message)\n";
+    ssize_t w = write(STDERR_FILENO, head, sizeof head - 1);
+    if (note_len) w = write(STDERR_FILENO, note, note_len);
+    (void)w;
+    _exit(128 + sig);
+}
+
+void rx_dist_describe(char *mpi, size_t n_mpi, char *nccl, size_t n_nccl) {
+    const char *m = rx_dist_mpi_version(), *g = rx_dist_nccl_version();
+    snprintf(mpi, n_mpi, "MPI: %s", m ? m : "not compiled in (install libopenmpi-dev and rebuild)");
+    snprintf(nccl, n_nccl, "NCCL: %s", g ? g : "not compiled in (needs CUDA, MPI and nccl.h/libnccl.so)");
+}

@@ -1,0 +1,119 @@
+/* dist.h — data-parallel ranks: who this process is, and the collectives training needs.
+ *
+ * One process per GPU (or per CPU slot), launched by mpirun, srun or a torchrun-style
+ * launcher. Rank, world size and local rank come from the environment, first match wins:
+ *
+ *     Open MPI   OMPI_COMM_WORLD_RANK  OMPI_COMM_WORLD_SIZE  OMPI_COMM_WORLD_LOCAL_RANK
+ *     Slurm      SLURM_PROCID          SLURM_NTASKS          SLURM_LOCALID
+ *     torchrun   RANK                  WORLD_SIZE            LOCAL_RANK
+ *
+ * Without any of them (or a world of 1) the process is alone and every collective is a no-op:
+ * the single-process behaviour is the old one, bit for bit. A world > 1 needs MPI compiled in
+ * (RX_HAVE_MPI): MPI bootstraps the job and carries the CPU backend's gradients; on CUDA, NCCL
+ * (RX_HAVE_NCCL) carries them, its unique id broadcast over MPI (as llm.c does).
+ *
+ * The collectives are a small vtable (rx_dist_ops) with a single-process and an MPI
+ * implementation; NCCL only does the device-gradient all-reduce (dist_nccl.c).
+ * Rank 0 owns the run directory (runner/run.c): the others write nothing. */
+#ifndef RX_DIST_H
+#define RX_DIST_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "core/status.h"
+
+struct rx_ctx;
+struct rx_paramset;
+
+typedef struct rx_dist_env {
+    int rank, world, local_rank;
+    const char *launcher;   /* "none" | "openmpi" | "slurm" | "torchrun" */
+} rx_dist_env;
+
+/* The launcher table above, read through get (getenv, or a test's table). A variable that is
+ * set but not a number in range is an error naming it. */
+rx_status rx_dist_env_read(const char *(*get)(const char *name), rx_dist_env *out);
+
+typedef struct rx_dist_ops {
+    const char *name;                                                    /* "single" | "mpi" */
+    rx_status (*allreduce_sum_f32)(float *x, int64_t n);                 /* in place, host memory */
+    rx_status (*allreduce_sum_f64)(double *x, int n);
+    rx_status (*broadcast)(void *buf, size_t bytes);                     /* from rank 0 */
+    rx_status (*gather_u64)(uint64_t v, uint64_t *all);                  /* all [world] on rank 0 */
+    rx_status (*barrier)(void);
+    void      (*abort)(int code);
+    void      (*finalize)(void);
+} rx_dist_ops;
+
+typedef struct rx_dist {
+    int rank, world, local_rank;
+    const char *launcher;
+    const rx_dist_ops *ops;
+    int nccl;               /* an NCCL communicator carries CUDA gradients (rx_dist_nccl_open) */
+} rx_dist;
+
+/* Reads the environment; a world > 1 starts MPI (MPI_Init) and checks that MPI sees the same
+ * world. A world > 1 in a build without MPI: RX_ERR_CONFIG with the reason (exit 2). */
+rx_status rx_dist_init(void);
+/* this process's ranks (a single process before or without rx_dist_init) */
+const rx_dist *rx_dist_world(void);
+static inline int rx_dist_is_root(void);
+/* MPI_Finalize (after a run every rank finished, or whose failure every rank agreed on) */
+void rx_dist_finalize(void);
+/* MPI_Abort: the other ranks are killed by the launcher, so none waits forever on this one */
+void rx_dist_abort(int code);
+/* 1 when the last failure returned by rx_dist_agree was agreed by every rank (each one records
+ * it and exits normally; no abort needed) */
+int rx_dist_failure_agreed(void);
+
+/* The collectives; one process: no-ops. Each checks MPI's return. */
+rx_status rx_dist_allreduce_sum_f64(double *x, int n);
+rx_status rx_dist_broadcast(void *buf, size_t bytes);
+rx_status rx_dist_gather_u64(uint64_t v, uint64_t *all);
+rx_status rx_dist_barrier(void);
+
+/* One training step's agreement: every rank passes its status and n values to sum; all get
+ * the sums. When any rank failed, every rank returns an error: the failing one its own, the
+ * others one that names the step's failing ranks (and rx_dist_failure_agreed() is then 1). */
+rx_status rx_dist_agree(rx_status local, double *sums, int n);
+
+/* Gradients of ps averaged over the ranks, in place: NCCL on device memory when open, else
+ * MPI over host buckets of RX_DIST_BUCKET floats (copied through the backend's memory when the
+ * gradients live on a device). Parameters without a gradient are skipped on every rank alike
+ * (the graph is the same on each). */
+#define RX_DIST_BUCKET ((int64_t)4 << 20)   /* 4 Mi floats = 16 MiB */
+rx_status rx_dist_grad_mean(struct rx_ctx *c, const struct rx_paramset *ps);
+
+/* XXH64 of every parameter's bytes, in order: equal on all ranks after every step */
+rx_status rx_dist_param_hash(struct rx_ctx *c, const struct rx_paramset *ps, uint64_t *hash);
+
+/* NCCL: rank 0's ncclGetUniqueId broadcast over MPI, then ncclCommInitRank on the context's
+ * device and stream. No-op for one rank or a CPU context; RX_ERR_CONFIG when NCCL is not
+ * compiled in (the MPI host path is then used: the caller logs it). */
+rx_status rx_dist_nccl_open(struct rx_ctx *c);
+void      rx_dist_nccl_close(void);
+/* the device gradient all-reduce (ncclAvg, one group); dist_nccl.c */
+rx_status rx_dist_nccl_grad_mean(struct rx_ctx *c, const struct rx_paramset *ps);
+
+/* "MPI: Open MPI v4.1.4 (compiled in)" and "NCCL: 2.21.5 (compiled in)", or "not compiled in" */
+void rx_dist_describe(char *mpi, size_t n_mpi, char *nccl, size_t n_nccl);
+
+/* Signals in a multi-rank job. A rank blocked in a collective cannot finish its step, so a
+ * SIGTERM/SIGINT there (the launcher ending the job after another rank died) stops it at once
+ * with rx_dist_note (rank 0: the last checkpoint and the resume command) on stderr.
+ * rx_dist_on_signal returns 0 when the signal is not for it (one rank, or outside a collective:
+ * the step ends normally and the agreement stops every rank together). */
+extern volatile sig_atomic_t rx_dist_in_collective;
+void rx_dist_set_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int  rx_dist_on_signal(int sig);
+
+/* the transports (dist_mpi.c); without MPI, init fails with the reason */
+extern const rx_dist_ops rx_dist_mpi_ops;
+rx_status rx_dist_mpi_init(int expect_rank, int expect_world);
+const char *rx_dist_mpi_version(void);   /* NULL without MPI */
+const char *rx_dist_nccl_version(void);  /* NULL without NCCL */
+
+static inline int rx_dist_is_root(void) { return rx_dist_world()->rank == 0; }
+
+#endif
