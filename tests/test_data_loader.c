@@ -260,3 +260,35 @@ Test(data_loader, synthetic_class_decides_colour) {
     cr_expect(g->channels == 1 && g->height == 7 && g->width == 7);
     rx_dataset_free(g);
 }
+
+// Data-parallel shards (loader.h): shard r of S returns images [r*B/S, (r+1)*B/S) of every
+// global batch. Reference: the unsharded loader of the same seed; the shards' batches, put
+// side by side, equal its batches (pixels and labels), over three epochs.
+Test(data_loader, shards_together_read_the_single_process_order) {
+    rx_dataset *d = index_dataset(40);
+    const int B = 8, S = 2, nb = 15;   /* 5 batches per epoch: 3 epochs */
+    rx_loader *whole = make_loader(d, NULL, B, 11, 1, 2);
+    int32_t ref[15 * 8];
+    read_labels(whole, B, nb, ref, NULL);
+    for (int r = 0; r < S; r++) {
+        rx_loader_opts o = {.batch_size = B, .seed = 11, .drop_last = 1, .shuffle = 1, .prefetch = 2, .shard_rank = r,
+                            .shard_count = S};
+        rx_loader *l = NULL;
+        cr_assert_eq(rx_loader_create_opts(d, NULL, &o, &l), RX_OK, "%s", rx_last_error());
+        int32_t lab[15 * 4];
+        rx_batch_info info[15];
+        read_labels(l, B / S, nb, lab, info);   /* also checks each image's pixels against its label */
+        for (int b = 0; b < nb; b++) {
+            cr_assert_eq(info[b].count, B / S);
+            for (int i = 0; i < B / S; i++)
+                cr_assert_eq(lab[b * (B / S) + i], ref[b * B + r * (B / S) + i], "batch %d shard %d row %d", b, r, i);
+        }
+        rx_loader_free(l);
+    }
+    rx_loader_opts bad = {.batch_size = 9, .seed = 1, .drop_last = 1, .shuffle = 1, .shard_rank = 0, .shard_count = 2};
+    rx_loader *l = NULL;
+    cr_expect_neq(rx_loader_create_opts(d, NULL, &bad, &l), RX_OK, "a batch of 9 does not split in 2 shards");
+    cr_expect(strstr(rx_last_error(), "9") && strstr(rx_last_error(), "2 shards"), "%s", rx_last_error());
+    rx_loader_free(whole);
+    rx_dataset_free(d);
+}

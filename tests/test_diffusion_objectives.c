@@ -272,3 +272,46 @@ Test(diffusion_objectives, every_objective_declares_its_task) {
     cr_expect_eq(counts[RX_TASK_DENOISE], 2);
     cr_expect_eq(counts[RX_TASK_CLASSIFY], 1);
 }
+
+// Data-parallel shards (dist/dist.h): rank r's make_batch over rows [first, first + n) of the
+// step's global batch must draw what the single process draws for those rows. Reference: the
+// whole batch made in one call; the two halves, made with first = 0 and first = n/2, equal it
+// bit for bit (x_t, t, target, weight and the dropped labels).
+Test(diffusion_objectives, a_shard_draws_its_rows_of_the_global_batch) {
+    const rx_component *objs[] = {&rx_comp_objective_ddpm, &rx_comp_objective_flow_matching};
+    const rx_component *scheds[] = {&rx_comp_schedule_linear, &rx_comp_schedule_flow};
+    for (int k = 0; k < 2; k++) {
+        rx_params *sp;
+        rx_schedule s;
+        schedule_of(scheds[k], NULL, NULL, &sp, &s);
+        rx_params *op = fx_params(objs[k]);
+        fx_set(op, "p_uncond", "0.5");
+        const rx_objective_impl *impl = objs[k]->impl;
+        batch whole, half[2];
+        batch_alloc(&whole, 8, 10);
+        for (int h = 0; h < 2; h++) batch_alloc(&half[h], 4, 10);
+        cr_assert(make(objs[k], op, &s, 5, 3, &whole) == RX_OK, "%s", rx_last_error());
+        for (int h = 0; h < 2; h++) {
+            batch *b = &half[h];
+            memcpy(b->x0, whole.x0 + h * 4 * 10, sizeof(float) * 40);
+            memcpy(b->labels, whole.labels + h * 4, sizeof(int32_t) * 4);
+            cr_assert(impl->make_batch(op, &s, 5, 3, h * 4, 4, 10, b->x0, b->labels, 10, b->xt, b->t, b->target, b->w,
+                                       b->labels_out) == RX_OK, "%s", rx_last_error());
+            cr_expect_eq(memcmp(b->xt, whole.xt + h * 40, sizeof(float) * 40), 0, "%s: x_t of half %d", objs[k]->name, h);
+            cr_expect_eq(memcmp(b->target, whole.target + h * 40, sizeof(float) * 40), 0, "%s: target of half %d",
+                         objs[k]->name, h);
+            cr_expect_eq(memcmp(b->t, whole.t + h * 4, sizeof(float) * 4), 0, "%s: t of half %d", objs[k]->name, h);
+            cr_expect_eq(memcmp(b->w, whole.w + h * 4, sizeof(float) * 4), 0, "%s: weight of half %d", objs[k]->name, h);
+            cr_expect_eq(memcmp(b->labels_out, whole.labels_out + h * 4, sizeof(int32_t) * 4), 0,
+                         "%s: dropped labels of half %d", objs[k]->name, h);
+        }
+        int dropped = 0;   // p_uncond 0.5 on 8 labels: the label drop is exercised (all-kept would pass vacuously)
+        for (int i = 0; i < 8; i++) dropped += whole.labels_out[i] == 10;
+        cr_expect(dropped > 0 && dropped < 8, "%s: %d of 8 labels dropped", objs[k]->name, dropped);
+        batch_free(&whole);
+        for (int h = 0; h < 2; h++) batch_free(&half[h]);
+        rx_params_free(op);
+        rx_params_free(sp);
+        rx_schedule_free(&s);
+    }
+}

@@ -217,6 +217,21 @@ rx_status rx_dist_param_hash(rx_ctx *c, const rx_paramset *ps, uint64_t *hash) {
     return s;
 }
 
+rx_status rx_dist_test_fault(int64_t step) {
+    static int parsed;
+    static char kind[8];
+    static int rank = -1;
+    static long long at = -1;
+    if (!parsed) {
+        parsed = 1;
+        const char *v = getenv("RX_DIST_TEST_FAULT");
+        if (v && sscanf(v, "%7[a-z]:%d:%lld", kind, &rank, &at) != 3) rank = -1;
+    }
+    if (rank != world.rank || step != at) return RX_OK;
+    if (!strcmp(kind, "kill")) raise(SIGKILL);
+    return rx_fail(RX_ERR_INTERNAL, "RX_DIST_TEST_FAULT: rank %d fails at step %lld", rank, at);
+}
+
 /* ---- signals ---- */
 
 static char note[2048];
@@ -232,13 +247,15 @@ void rx_dist_set_note(const char *fmt, ...) {
 }
 
 int rx_dist_on_signal(int sig) {
-    if (world.world == 1 || !rx_dist_in_collective) return 0;
-    /* only async-signal-safe calls from here */
-    static const char head[] = "runexp: stopped inside a collective (signal from the launcher): another rank has died "
-                               "or was killed (see the launcher's message)\n";
+    if (world.world == 1) return 0;
+    /* only async-signal-safe calls from here. Said at once, whether or not this rank can still
+     * reach its step's end: the launcher may SIGKILL it before */
+    static const char head[] = "runexp: signal from the launcher: another rank has died or was killed, or the job "
+                               "is being cancelled (see the launcher's message)\n";
     ssize_t w = write(STDERR_FILENO, head, sizeof head - 1);
     if (note_len) w = write(STDERR_FILENO, note, note_len);
     (void)w;
+    if (!rx_dist_in_collective) return 0;   /* the step's agreement stops every rank together */
     _exit(128 + sig);
 }
 

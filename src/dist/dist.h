@@ -100,13 +100,19 @@ rx_status rx_dist_nccl_grad_mean(struct rx_ctx *c, const struct rx_paramset *ps)
 void rx_dist_describe(char *mpi, size_t n_mpi, char *nccl, size_t n_nccl);
 
 /* Signals in a multi-rank job. A rank blocked in a collective cannot finish its step, so a
- * SIGTERM/SIGINT there (the launcher ending the job after another rank died) stops it at once
- * with rx_dist_note (rank 0: the last checkpoint and the resume command) on stderr.
- * rx_dist_on_signal returns 0 when the signal is not for it (one rank, or outside a collective:
- * the step ends normally and the agreement stops every rank together). */
+ * SIGTERM/SIGINT there (the launcher ending the job after another rank died) stops it at once.
+ * Either way the rank says why on stderr, with the note (the last checkpoint and the resume
+ * command) at once, since the launcher may SIGKILL it before its step ends.
+ * rx_dist_on_signal returns 0 when the caller should go on as for one process (one rank, or
+ * outside a collective: the step ends and its agreement stops every rank together). */
 extern volatile sig_atomic_t rx_dist_in_collective;
 void rx_dist_set_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int  rx_dist_on_signal(int sig);
+
+/* Fault injection for tests/test_dist.c: RX_DIST_TEST_FAULT="kill:RANK:STEP" makes that rank
+ * SIGKILL itself when training reaches STEP; "fail:RANK:STEP" makes its step fail with an
+ * error. Unset (always, outside the tests): RX_OK. */
+rx_status rx_dist_test_fault(int64_t step);
 
 /* the transports (dist_mpi.c); without MPI, init fails with the reason */
 extern const rx_dist_ops rx_dist_mpi_ops;

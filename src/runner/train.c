@@ -75,13 +75,24 @@ typedef struct log_window {
     int64_t n_timed;        /* steps since t: what img_per_s counts */
 } log_window;
 
+/* what a rank of a multi-rank job says when the launcher stops it (dist.h): the checkpoint
+ * the run resumes from (ckpt_step 0: none yet) */
+static void dist_note(const rx_run *run, int64_t ckpt_step) {
+    const rx_dist *dw = rx_dist_world();
+    if (dw->world == 1) return;
+    if (ckpt_step > 0)
+        rx_dist_set_note("runexp rank %d of %d: the last checkpoint is step %lld in %s/checkpoints; continue with: "
+                         "runexp --resume %s", dw->rank, dw->world, (long long)ckpt_step, run->dir, run->dir);
+    else
+        rx_dist_set_note("runexp rank %d of %d: no checkpoint yet in %s; runexp --resume %s starts its training again",
+                         dw->rank, dw->world, run->dir, run->dir);
+}
+
 /* w: the logging window still open at `step` (its partial sums go into the checkpoint).
  * Rank 0's alone: the others hold the same weights and optimizer state. */
 static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, int64_t step, const log_window *w) {
     const rx_dist *dw = rx_dist_world();
-    if (dw->world > 1)   /* what a rank stopped inside a collective says (dist.h) */
-        rx_dist_set_note("runexp rank %d of %d: the last checkpoint is step %lld in %s/checkpoints; continue with: "
-                         "runexp --resume %s", dw->rank, dw->world, (long long)step, run->dir, run->dir);
+    dist_note(run, step);
     if (dw->rank != 0) return RX_OK;
     rx_ckpt_group g[4];
     int n;
@@ -316,6 +327,7 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     for (int64_t step = start + 1; step <= p->steps && !s; step++) {
         rx_batch_info info;
         s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
+        if (!s) s = rx_dist_test_fault(step);
         float loss = 0, lr = 0;
         double gnorm = 0;
         if (s) {   /* the other ranks wait in this step's agreement (rx_train_step): say so there */
@@ -411,6 +423,7 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     s = resume_point(&t, resume, &start, &w);
     if (!s) s = rx_loader_seek(t.loader, start);
     s = rx_dist_agree(s, NULL, 0);
+    dist_note(run, start);
     const rx_dataset *data = ex->train_data;
     const int ranks = rx_dist_world()->world;
     rx_run_log(run, "train: %lld steps, batch %d%s, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",

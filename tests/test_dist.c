@@ -1,0 +1,264 @@
+/* test_dist.c — data-parallel training (src/dist/, issue 17 §1-4).
+ *
+ * References: the launcher variables' documentation (Open MPI's OMPI_COMM_WORLD_*, Slurm's
+ * SLURM_PROCID/NTASKS/LOCALID, torchrun's RANK/WORLD_SIZE/LOCAL_RANK) for the environment
+ * table; for training, the single-process run of the same experiment at the same global batch
+ * (its per-step losses and gradient norms, within 1e-6 relative: the float sums run in another
+ * order) and the uninterrupted run a resumed one must reproduce. The multi-rank tests start
+ * `mpirun -np 2 --oversubscribe` on the CPU backend (as root with Open MPI's allow-run-as-root
+ * variables) and skip, saying why, when mpirun is absent or this runexp has no MPI. Every
+ * mpirun runs under `timeout`: a hang fails the test instead of stalling the suite. */
+#include "runexp_harness.h"
+#include "dist/dist.h"
+
+#include <math.h>
+
+/* ---- the launcher table ---- */
+
+static const char *const *fake_env;   /* NAME=VALUE strings, NULL-terminated */
+static const char *fake_getenv(const char *name) {
+    size_t n = strlen(name);
+    for (int i = 0; fake_env[i]; i++)
+        if (!strncmp(fake_env[i], name, n) && fake_env[i][n] == '=') return fake_env[i] + n + 1;
+    return NULL;
+}
+
+Test(dist, ranks_come_from_the_first_launcher_that_set_them) {
+    static const struct {
+        const char *env[8];
+        rx_dist_env want;
+    } cases[] = {
+        {{NULL}, {0, 1, 0, "none"}},
+        {{"OMPI_COMM_WORLD_RANK=3", "OMPI_COMM_WORLD_SIZE=4", "OMPI_COMM_WORLD_LOCAL_RANK=1", NULL}, {3, 4, 1, "openmpi"}},
+        {{"SLURM_PROCID=5", "SLURM_NTASKS=8", "SLURM_LOCALID=1", NULL}, {5, 8, 1, "slurm"}},
+        {{"RANK=1", "WORLD_SIZE=2", "LOCAL_RANK=1", NULL}, {1, 2, 1, "torchrun"}},
+        /* mpirun inside a Slurm allocation: Open MPI's variables win over Slurm's */
+        {{"SLURM_PROCID=0", "SLURM_NTASKS=1", "OMPI_COMM_WORLD_RANK=1", "OMPI_COMM_WORLD_SIZE=2", NULL}, {1, 2, 0, "openmpi"}},
+        /* srun of a torchrun-style script: Slurm's before torchrun's */
+        {{"RANK=0", "WORLD_SIZE=1", "SLURM_PROCID=2", "SLURM_NTASKS=3", "SLURM_LOCALID=0", NULL}, {2, 3, 0, "slurm"}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        fake_env = cases[k].env;
+        rx_dist_env e;
+        cr_assert_eq(rx_dist_env_read(fake_getenv, &e), RX_OK, "case %zu: %s", k, rx_last_error());
+        cr_expect(e.rank == cases[k].want.rank && e.world == cases[k].want.world &&
+                  e.local_rank == cases[k].want.local_rank && !strcmp(e.launcher, cases[k].want.launcher),
+                  "case %zu: got rank %d of %d local %d (%s)", k, e.rank, e.world, e.local_rank, e.launcher);
+    }
+}
+
+Test(dist, a_bad_launcher_variable_is_named) {
+    static const char *const bad[][4] = {
+        {"RANK=2", "WORLD_SIZE=2", NULL},                    /* rank outside the world */
+        {"SLURM_PROCID=x", "SLURM_NTASKS=2", NULL},           /* not a number */
+        {"OMPI_COMM_WORLD_RANK=0", "OMPI_COMM_WORLD_SIZE=0", NULL},
+    };
+    const char *names[] = {"RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_SIZE"};
+    for (int k = 0; k < 3; k++) {
+        fake_env = bad[k];
+        rx_dist_env e;
+        cr_expect_eq(rx_dist_env_read(fake_getenv, &e), RX_ERR_CONFIG, "case %d accepted", k);
+        cr_expect(strstr(rx_last_error(), names[k]), "case %d: '%s' does not name %s", k, rx_last_error(), names[k]);
+    }
+}
+
+/* ---- runs ---- */
+
+/* a small U-Net on synthetic images: 6 steps of a global batch of 4, every step logged,
+ * checkpoints at 2, 4, 6 */
+static const char *write_experiment(void) {
+    const char *path = T("dp.yaml");
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("experiment: dp\nseed: 3\nbackend: cpu\n"
+          "dataset: {name: synthetic, num_images: 64, size: 8, channels: 3, num_classes: 4}\n"
+          "transforms:\n  - {name: normalize}\n"
+          "model: {name: unet, sample_size: 8, in_channels: 3, out_channels: 3, layers_per_block: 1,\n"
+          "        block_out_channels: [8, 16], down_block_types: [DownBlock2D, AttnDownBlock2D],\n"
+          "        up_block_types: [AttnUpBlock2D, UpBlock2D], attention_head_dim: 8, norm_num_groups: 4}\n"
+          "schedule: {name: linear, num_train_timesteps: 100}\n"
+          "objective: {name: ddpm, prediction_type: epsilon}\n"
+          "optimizer: {name: adamw, lr: 1.0e-3}\n"
+          "train: {steps: 6, batch_size: 4, log_every: 1, checkpoint_every: 2, ema_decay: 0.99}\n"
+          "sampler: {name: ddpm, steps: 2}\nsample: {num_images: 4, batch_size: 4}\n", f);
+    cr_assert_eq(fclose(f), 0);
+    return path;
+}
+
+static char mpirun_bin[512];
+
+/* mpirun on PATH and MPI in this runexp, or the test skips saying which is missing */
+static void require_mpi(void) {
+    char mpi[256], nccl[256];
+    rx_dist_describe(mpi, sizeof mpi, nccl, sizeof nccl);
+    if (!rx_dist_mpi_version()) cr_skip_test("%s (make deps installs libopenmpi-dev; then rebuild)", mpi);
+    const char *path = getenv("PATH");
+    char *dirs = own(strdup(path ? path : "/usr/bin"));
+    for (char *d = strtok(dirs, ":"); d; d = strtok(NULL, ":")) {
+        snprintf(mpirun_bin, sizeof mpirun_bin, "%s/mpirun", d);
+        if (access(mpirun_bin, X_OK) == 0) break;
+        mpirun_bin[0] = 0;
+    }
+    if (!mpirun_bin[0]) cr_skip_test("no mpirun on PATH (make deps installs openmpi-bin)");
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);   /* the CI runs as root */
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    setenv("OMP_NUM_THREADS", "1", 1);
+}
+
+/* `timeout 180 mpirun -np N ... runexp ARGS`: a hang ends as timeout's exit 124 */
+static result run_mpi(const char *tag, int ranks, const char *fault, const char *const *args) {
+    const char *argv[64] = {"timeout", "180", mpirun_bin, "-np", own(strdup(P("%d", ranks))),
+                            "--oversubscribe", "--bind-to", "none", "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS",
+                            "-x", "OMP_WAIT_POLICY"};
+    int n = 14;
+    if (fault) {
+        setenv("RX_DIST_TEST_FAULT", fault, 1);
+        argv[n++] = "-x";
+        argv[n++] = "RX_DIST_TEST_FAULT";
+    }
+    argv[n++] = runexp_bin;
+    for (int i = 0; args[i]; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    double t0 = now_s();
+    result r = collect(tag, wait_exit(spawn_program("/usr/bin/timeout", argv, tag)));
+    unsetenv("RX_DIST_TEST_FAULT");
+    cr_assert_neq(r.code, 124, "mpirun hung (stopped by timeout after %.0f s):\n%s", now_s() - t0, r.err);
+    return r;
+}
+#define MPI_RUNEXP(tag, ranks, fault, ...) run_mpi((tag), (ranks), (fault), (const char *const[]){__VA_ARGS__, NULL})
+
+static int metrics_of(const char *run_dir, metrics_row *rows) { return read_metrics(P("%s/metrics.jsonl", run_dir), rows, 64); }
+
+/* rows equal step for step, loss and grad_norm within rel (0: bit for bit) */
+static void assert_losses_match(const char *what, const char *run, const char *ref, double rel) {
+    static metrics_row a[64], b[64];
+    int na = metrics_of(run, a), nb = metrics_of(ref, b);
+    cr_assert_eq(na, 6, "%s: %d metrics rows, want one per step of 6", what, na);
+    cr_assert_eq(na, nb, "%s: %d rows, the reference %d", what, na, nb);
+    for (int i = 0; i < na; i++) {
+        cr_assert_eq(a[i].step, i + 1, "%s: row %d is step %lld (each step exactly once, in order)", what, i + 1,
+                     (long long)a[i].step);
+        cr_assert_eq(a[i].step, b[i].step);
+        double dl = fabs(a[i].loss - b[i].loss) / fabs(b[i].loss), dg = fabs(a[i].grad_norm - b[i].grad_norm) / b[i].grad_norm;
+        cr_assert(dl <= rel && dg <= rel, "%s: step %lld: loss %.9g vs %.9g (rel %.2g), grad_norm %.9g vs %.9g (rel %.2g)",
+                  what, (long long)a[i].step, a[i].loss, b[i].loss, dl, a[i].grad_norm, b[i].grad_norm, dg);
+    }
+}
+
+/* the only run directory under root/dp */
+static const char *only_run(const char *root) {
+    char names[8][64];
+    int n = list_runs(P("%s/dp", root), names, 8);
+    cr_assert_eq(n, 1, "%d run directories under %s/dp, want exactly one", n, root);
+    return own(strdup(P("%s/dp/%s", root, names[0])));
+}
+
+static void assert_replicas_identical(const char *run_dir) {
+    json_t *j = load_json(P("%s/run.json", run_dir));
+    json_t *h = json_object_get(j, "param_xxh64_per_rank");
+    cr_assert(json_is_array(h) && json_array_size(h) == 2, "%s: run.json has no param_xxh64_per_rank for 2 ranks", run_dir);
+    cr_assert_str_eq(json_string_value(json_array_get(h, 0)), json_string_value(json_array_get(h, 1)),
+                     "the two ranks' parameters differ");
+    json_t *d = json_object_get(j, "dist");
+    cr_assert_str_eq(json_str(d, "launcher"), "openmpi");
+    cr_assert_eq(json_integer_value(json_object_get(d, "ranks")), 2);
+    json_decref(j);
+}
+
+TestSuite(dist_mpi, .init = setup, .fini = teardown, .timeout = 900);
+
+/* 2 ranks at the same global batch = 1 process: per-step losses and gradient norms within
+ * 1e-6, the same parameters on both ranks (XXH64), one run directory, one stdout line */
+Test(dist_mpi, two_ranks_train_as_one_process_at_the_same_global_batch) {
+    require_mpi();
+    const char *yaml = write_experiment();
+    result one = RUNEXP("one", yaml, "--results", T("r1"), "--quiet");
+    RUN_OK(one);
+    result two = MPI_RUNEXP("two", 2, NULL, yaml, "--results", T("r2"), "--quiet");
+    RUN_OK(two);
+    const char *run = only_run(T("r2"));
+    cr_assert_eq(count_substr(two.out, "\n") , 1, "stdout of 2 ranks (rank 0 prints the run once):\n%s", two.out);
+    cr_assert_str_eq(run_field(run, "status"), "done");
+    assert_losses_match("2 ranks vs 1 process", run, only_run(T("r1")), 1e-6);
+    assert_replicas_identical(run);
+    cr_assert(rx_fs_exists(P("%s/checkpoints/last.safetensors", run)) && rx_fs_exists(P("%s/samples", run)));
+}
+
+/* One rank killed (SIGKILL) at step 5 of 6: the job ends (guided-diffusion#23: no hang), rank
+ * 0 says why and names the last checkpoint (step 4); that run resumes on 2 ranks and, copied,
+ * on 1, each continuing at step 5 (diffusers#2091: not at a wrong step) with the uninterrupted
+ * 2-rank run's losses (2 ranks: bit for bit, the same sums; 1 process: within 1e-6). */
+Test(dist_mpi, a_killed_rank_ends_the_job_and_the_run_resumes_on_1_or_2_ranks) {
+    require_mpi();
+    const char *yaml = write_experiment();
+    result ref = MPI_RUNEXP("ref", 2, NULL, yaml, "--results", T("ref"), "--quiet");
+    RUN_OK(ref);
+    const char *ref_run = only_run(T("ref"));
+
+    double t0 = now_s();
+    result killed = MPI_RUNEXP("killed", 2, "kill:1:5", yaml, "--results", T("r2"), "--quiet");
+    cr_assert_neq(killed.code, 0, "a job with a killed rank exited 0");
+    cr_assert_lt(now_s() - t0, 120, "the job took %.0f s to end after a rank died", now_s() - t0);
+    cr_assert(strstr(killed.err, "another rank has died"), "rank 0 does not say why it stopped:\n%s", killed.err);
+    const char *run = only_run(T("r2"));
+    cr_assert(strstr(killed.err, P("the last checkpoint is step 4 in %s", run)), "no checkpoint named:\n%s", killed.err);
+    cr_assert_eq(checkpoint_step(P("%s/checkpoints/last.safetensors", run)), 4);
+
+    /* the same run on 1 rank: a copy, so that both resumes start from the killed state */
+    cr_assert_eq(system(P("mkdir -p %s/dp && cp -a %s %s/dp/", T("r1"), run, T("r1"))), 0);
+    const char *copy = only_run(T("r1"));
+
+    result two = MPI_RUNEXP("resume2", 2, NULL, "--resume", run, "--quiet");
+    RUN_OK(two);
+    cr_assert_str_eq(run_field(run, "status"), "done");
+    assert_losses_match("killed at 5, resumed on 2 ranks", run, ref_run, 0);
+    assert_replicas_identical(run);
+    cr_assert(strstr(read_text(P("%s/log.txt", run)), "resumed from") != NULL);
+
+    result one = RUNEXP("resume1", "--resume", copy, "--quiet");
+    RUN_OK(one);
+    cr_assert_str_eq(run_field(copy, "status"), "done");
+    assert_losses_match("killed at 5 on 2 ranks, resumed on 1", copy, ref_run, 1e-6);
+    assert_one_index_row(T("r2/dp"), run, "done");
+}
+
+/* A rank whose step fails (an error, not a crash) stops every rank at that step: exit 1 with
+ * rank 0's message naming the failed rank, run.json failed, no hang */
+Test(dist_mpi, a_failing_rank_stops_all_ranks_with_a_clear_message) {
+    require_mpi();
+    const char *yaml = write_experiment();
+    result r = MPI_RUNEXP("fail", 2, "fail:1:3", yaml, "--results", T("r2"), "--quiet");
+    cr_assert_eq(r.code, 1, "exit %d:\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, "runexp rank 1 of 2: RX_DIST_TEST_FAULT: rank 1 fails at step 3"), "%s", r.err);
+    const char *run = only_run(T("r2"));
+    cr_assert_str_eq(run_field(run, "status"), "failed");
+    cr_assert(strstr(run_field(run, "error"), "rank 1 of 2 failed"), "run.json error: %s", run_field(run, "error"));
+}
+
+/* a global batch that does not split over the ranks: exit 2 before anything is written */
+Test(dist_mpi, a_batch_that_does_not_divide_by_the_ranks_is_refused) {
+    require_mpi();
+    const char *yaml = write_experiment();
+    result r = MPI_RUNEXP("odd", 2, NULL, yaml, "--set", "train.batch_size=5", "--results", T("r2"), "--quiet");
+    cr_assert_eq(r.code, 2, "exit %d:\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, "train.batch_size = 5") && strstr(r.err, "2 ranks"), "%s", r.err);
+    cr_assert(!rx_fs_exists(T("r2")), "a refused run wrote %s", T("r2"));
+}
+
+/* The launcher's environment says 2 ranks but MPI (a singleton without mpirun) sees 1, as
+ * with a batch script that runs runexp without srun: exit 2, named, nothing written. A build
+ * without MPI refuses the same world with its own message. */
+Test(dist_mpi, a_world_mpi_does_not_see_is_refused) {
+    const char *yaml = write_experiment();
+    setenv("SLURM_PROCID", "0", 1);
+    setenv("SLURM_NTASKS", "2", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    result r = RUNEXP("env", yaml, "--results", T("r"), "--quiet");
+    unsetenv("SLURM_PROCID");
+    unsetenv("SLURM_NTASKS");
+    cr_assert_eq(r.code, 2, "exit %d:\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, rx_dist_mpi_version() ? "launcher's environment says rank 0 of 2" : "built without MPI"),
+              "%s", r.err);
+    cr_assert(!rx_fs_exists(T("r")), "a refused run wrote %s", T("r"));
+}
