@@ -64,7 +64,7 @@ static void single_finalize(void) {}
 static const rx_dist_ops single_ops = {"single", single_f32, single_f64, single_bcast, single_gather,
                                        single_barrier, single_abort, single_finalize};
 
-static rx_dist world = {0, 1, 0, "none", &single_ops, 0};
+static rx_dist world = {0, 1, 0, "none", &single_ops, 0, 0};
 static int failure_agreed;
 
 const rx_dist *rx_dist_world(void) { return &world; }
@@ -75,10 +75,11 @@ static const char *real_getenv(const char *name) { return getenv(name); }
 rx_status rx_dist_init(void) {
     rx_dist_env e;
     RX_TRY(rx_dist_env_read(real_getenv, &e));
-    world = (rx_dist){e.rank, e.world, e.local_rank, e.launcher, &single_ops, 0};
+    const char *force = getenv("RUNEXP_FORCE_NCCL");
+    world = (rx_dist){e.rank, e.world, e.local_rank, e.launcher, &single_ops, 0, force && !strcmp(force, "1")};
     if (e.world == 1) return RX_OK;
     if (!rx_dist_mpi_version()) {
-        world = (rx_dist){0, 1, 0, "none", &single_ops, 0};
+        world = (rx_dist){0, 1, 0, "none", &single_ops, 0, 0};
         return rx_fail(RX_ERR_CONFIG, "the launcher (%s) starts %d ranks, but this runexp was built without MPI: "
                        "install libopenmpi-dev (make deps) and rebuild, or run one process", e.launcher, e.world);
     }
@@ -164,8 +165,8 @@ static rx_status bucket_flush(rx_ctx *c, const rx_paramset *ps, int from, int to
 }
 
 rx_status rx_dist_grad_mean(rx_ctx *c, const rx_paramset *ps) {
-    if (world.world == 1) return RX_OK;
     if (world.nccl) return rx_dist_nccl_grad_mean(c, ps);
+    if (world.world == 1) return RX_OK;
     if (!bucket && !(bucket = malloc(RX_DIST_BUCKET * sizeof *bucket)))
         return rx_fail(RX_ERR_OOM, "dist: out of memory for the %lld-float gradient bucket", (long long)RX_DIST_BUCKET);
     int from = 0;         /* the bucket holds the gradients of ps->t[from, i) */

@@ -51,6 +51,8 @@ typedef struct rx_dist {
     const char *launcher;
     const rx_dist_ops *ops;
     int nccl;               /* an NCCL communicator carries CUDA gradients (rx_dist_nccl_open) */
+    int force_nccl;         /* RUNEXP_FORCE_NCCL=1: NCCL even for one rank (the one-GPU device check
+                               that NCCL's all-reduce leaves the losses as they are) */
 } rx_dist;
 
 /* Reads the environment; a world > 1 starts MPI (MPI_Init) and checks that MPI sees the same
@@ -89,7 +91,7 @@ rx_status rx_dist_grad_mean(struct rx_ctx *c, const struct rx_paramset *ps);
 rx_status rx_dist_param_hash(struct rx_ctx *c, const struct rx_paramset *ps, uint64_t *hash);
 
 /* NCCL: rank 0's ncclGetUniqueId broadcast over MPI, then ncclCommInitRank on the context's
- * device and stream. No-op for one rank or a CPU context; RX_ERR_CONFIG when NCCL is not
+ * device and stream. No-op for a CPU context, or one rank without force_nccl; RX_ERR_CONFIG when NCCL is not
  * compiled in (the MPI host path is then used: the caller logs it). */
 rx_status rx_dist_nccl_open(struct rx_ctx *c);
 void      rx_dist_nccl_close(void);

@@ -35,7 +35,7 @@ const char *rx_dist_nccl_version(void) {
 
 rx_status rx_dist_nccl_open(rx_ctx *c) {
     const rx_dist *w = rx_dist_world();
-    if (w->world == 1 || comm_open || c->mem->device != RX_DEV_CUDA) return RX_OK;
+    if ((w->world == 1 && !w->force_nccl) || comm_open || c->mem->device != RX_DEV_CUDA) return RX_OK;
     void *stream;
     int device;
     if (!rx_cuda_stream_device) return rx_fail(RX_ERR_DEVICE, "NCCL: the CUDA backend is not linked");
@@ -89,7 +89,7 @@ rx_status rx_dist_nccl_grad_mean(rx_ctx *c, const rx_paramset *ps) {
 
 const char *rx_dist_nccl_version(void) { return NULL; }
 rx_status rx_dist_nccl_open(rx_ctx *c) {
-    if (rx_dist_world()->world == 1 || c->mem->device != RX_DEV_CUDA) return RX_OK;
+    if ((rx_dist_world()->world == 1 && !rx_dist_world()->force_nccl) || c->mem->device != RX_DEV_CUDA) return RX_OK;
     return rx_fail(RX_ERR_CONFIG, "NCCL is not compiled in: CUDA gradients go through MPI on the host");
 }
 void rx_dist_nccl_close(void) {}

@@ -4,6 +4,7 @@
 #include "eval/features.h"
 #include "autograd/optim.h"
 #include "kernels/cuda_backend.h"
+#include "dist/dist.h"
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,9 @@ static rx_status choose_backend(rx_experiment *ex, const char *want, int device_
     ex->backend_name = "cpu";
     ex->device_name = "CPU";
     if (strcmp(want, "cpu") != 0) {
+        /* one process per GPU: a data-parallel rank takes the local rank's device, counted from
+         * device_id (dist/dist.h); device_id + local_rank must exist on the node */
+        device_id += rx_dist_world()->local_rank;
         rx_status s = rx_cuda_open(device_id, tf32, deterministic, &be, &state, &ex->device_name);
         if (s != RX_OK) {
             char why[512];   // rx_fail formats into the buffer rx_last_error() points at: copy it first

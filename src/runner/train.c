@@ -91,9 +91,7 @@ static void dist_note(const rx_run *run, int64_t ckpt_step) {
 /* w: the logging window still open at `step` (its partial sums go into the checkpoint).
  * Rank 0's alone: the others hold the same weights and optimizer state. */
 static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, int64_t step, const log_window *w) {
-    const rx_dist *dw = rx_dist_world();
-    dist_note(run, step);
-    if (dw->rank != 0) return RX_OK;
+    if (!rx_dist_is_root()) { dist_note(run, step); return RX_OK; }
     rx_ckpt_group g[4];
     int n;
     ckpt_groups(ex, opt, g, &n);
@@ -105,6 +103,7 @@ static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, 
     snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", run->dir);
     rx_status s = rx_ckpt_save(ex->ctx, path, g, n, &meta);
     free(yaml);
+    if (!s) dist_note(run, step);   /* only once it is on disk */
     return s;
 }
 
@@ -259,13 +258,15 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
     if (!s) s = oi->create(ex->ctx, ex->optimizer.params, &ex->model->params, &t->opt);
     if (!s) s = rx_train_batch_alloc(&t->batch, local_b, (int64_t)ex->data_c * ex->data_h * ex->data_w);
     t->batch.first = (int64_t)dw->rank * local_b;
-    if (!s && dw->world > 1 && ex->ctx->mem->device == RX_DEV_CUDA) {
+    if (!s && (dw->world > 1 || dw->force_nccl) && ex->ctx->mem->device == RX_DEV_CUDA) {
         s = rx_dist_nccl_open(ex->ctx);
         if (s == RX_ERR_CONFIG) {   /* no NCCL in this build: the MPI host path still averages them */
             rx_run_log(run, "train: %s", rx_last_error());
             rx_clear_error();
             s = RX_OK;
-        }
+        } else if (!s)
+            rx_run_log(run, "train: NCCL %s averages the gradients over %d rank%s on the GPUs", rx_dist_nccl_version(),
+                       dw->world, dw->world > 1 ? "s" : "");
     }
     return s;
 }
