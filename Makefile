@@ -81,7 +81,9 @@ LDLIBS   += $(shell pkg-config --libs ompi-c)
 endif
 ifeq ($(NCCL),1)
 DIST_CFLAGS += -DRX_HAVE_NCCL=1 -I$(NCCL_HOME)/include
-LDLIBS   += -L$(NCCL_HOME)/lib64 -L$(NCCL_HOME)/lib -Wl,-rpath,$(NCCL_HOME)/lib64 -lnccl
+# the nvidia-nccl-cu12 wheel ships lib/libnccl.so.2 without the libnccl.so link
+NCCL_LIB := $(if $(wildcard $(NCCL_HOME)/lib64/libnccl.so $(NCCL_HOME)/lib/libnccl.so),-lnccl,-l:libnccl.so.2)
+LDLIBS   += -L$(NCCL_HOME)/lib64 -L$(NCCL_HOME)/lib -Wl,-rpath,$(NCCL_HOME)/lib64 -Wl,-rpath,$(NCCL_HOME)/lib $(NCCL_LIB)
 endif
 DIST_STAMP := $(BUILD)/dist-flags-$(shell printf '%s' "$(DIST_CFLAGS)" | md5sum | cut -c1-12)
 $(DIST_STAMP):
