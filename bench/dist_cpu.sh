@@ -2,8 +2,9 @@
 # bench/dist_cpu.sh — CPU data-parallel throughput (issue 17): 2 MPI ranks x 1 thread against
 # 1 process x 2 threads, the same experiment and global batch. Each configuration runs REPS
 # times, alternating; the figure is training images per second from run.json's train stage
-# time (steps x global batch / seconds), median of the repeats. Prints the load average around
-# it (the machine may be shared). Usage: sh bench/dist_cpu.sh [STEPS] [BATCH] [REPS]
+# time (steps x global batch / seconds), median of the repeats. mpi_yield_when_idle: a rank
+# waiting in a collective yields its core instead of spinning (2 ranks on 2 shared cores).
+# Prints the load average around it (the machine may be shared). Usage: sh bench/dist_cpu.sh [STEPS] [BATCH] [REPS]
 set -eu
 STEPS=${1:-30}
 BATCH=${2:-16}
@@ -24,7 +25,7 @@ one="" two=""
 for r in $(seq 1 "$REPS"); do
     d=$(OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 $BIN "$EXP" $SETS --results "$OUT/one$r" | tail -1)
     one="$one $(train_s "$d")"
-    d=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe --bind-to none \
+    d=$(OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 mpirun -np 2 --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 \
         -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x OMP_WAIT_POLICY $BIN "$EXP" $SETS --results "$OUT/two$r" | tail -1)
     two="$two $(train_s "$d")"
 done

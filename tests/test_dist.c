@@ -108,9 +108,9 @@ static void require_mpi(void) {
 /* `timeout 180 mpirun -np N ... runexp ARGS`: a hang ends as timeout's exit 124 */
 static result run_mpi(const char *tag, int ranks, const char *fault, const char *const *args) {
     const char *argv[64] = {"timeout", "180", mpirun_bin, "-np", own(strdup(P("%d", ranks))),
-                            "--oversubscribe", "--bind-to", "none", "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS",
+                            "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS",
                             "-x", "OMP_WAIT_POLICY"};
-    int n = 14;
+    int n = 17;
     if (fault) {
         setenv("RX_DIST_TEST_FAULT", fault, 1);
         argv[n++] = "-x";
