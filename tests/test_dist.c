@@ -107,9 +107,9 @@ static void require_mpi(void) {
 
 /* `timeout 180 mpirun -np N ... runexp ARGS`: a hang ends as timeout's exit 124 */
 static result run_mpi(const char *tag, int ranks, const char *fault, const char *const *args) {
-    const char *argv[64] = {"timeout", "180", mpirun_bin, "-np", own(strdup(P("%d", ranks))),
-                            "--oversubscribe", "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS",
-                            "-x", "OMP_WAIT_POLICY"};
+    const char *argv[64] = {"timeout", "180", mpirun_bin, "-np", own(strdup(P("%d", ranks))), "--oversubscribe",
+                            "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1", "-x", "OMP_NUM_THREADS",
+                            "-x", "OPENBLAS_NUM_THREADS", "-x", "OMP_WAIT_POLICY"};
     int n = 17;
     if (fault) {
         setenv("RX_DIST_TEST_FAULT", fault, 1);
@@ -261,4 +261,30 @@ Test(dist_mpi, a_world_mpi_does_not_see_is_refused) {
     cr_assert(strstr(r.err, rx_dist_mpi_version() ? "launcher's environment says rank 0 of 2" : "built without MPI"),
               "%s", r.err);
     cr_assert(!rx_fs_exists(T("r")), "a refused run wrote %s", T("r"));
+}
+
+/* Sampling split over the ranks: the 2-rank run reuses the 1-process run's training (the
+ * stage cache, looked up by rank 0 and broadcast), each rank generates its share of the 5
+ * images (3 and 2, batches of 2) and rank 0 gathers them. Reference: the 1-process run's
+ * samples from the same weights; the noise is keyed by the image index, so the gathered
+ * images and the grid are the same bytes. */
+Test(dist_mpi, sampling_is_split_over_the_ranks_and_gathered_on_rank_0) {
+    require_mpi();
+    const char *yaml = write_experiment();
+    result one = RUNEXP("one", yaml, "--set", "sample.num_images=5", "--set", "sample.batch_size=2", "--results", T("r"),
+                        "--quiet");
+    RUN_OK(one);
+    result two = MPI_RUNEXP("two", 2, NULL, yaml, "--set", "sample.num_images=5", "--set", "sample.batch_size=2",
+                            "--results", T("r"), "--quiet");
+    RUN_OK(two);
+    cr_assert_str_neq(one.last, two.last);
+    const char *log = read_text(P("%s/log.txt", two.last));
+    cr_assert(strstr(log, "train: reusing the trained weights of"), "the 2-rank run trained again:\n%s", log);
+    cr_assert(strstr(log, "sample: 5 images gathered from 2 ranks"), "%s", log);
+    assert_same_tensors(P("%s/samples/samples.safetensors", one.last), P("%s/samples/samples.safetensors", two.last));
+    long na = 0, nb = 0;
+    char *a = rx_test_read_file(P("%s/samples/grid.png", one.last), &na);
+    char *b = rx_test_read_file(P("%s/samples/grid.png", two.last), &nb);
+    cr_assert(a && b && na == nb && !memcmp(a, b, (size_t)na), "grid.png differs");
+    free(a), free(b);
 }

@@ -58,11 +58,15 @@ static rx_status single_f64(double *x, int n) { (void)x, (void)n; return RX_OK; 
 static rx_status single_bcast(void *b, size_t n) { (void)b, (void)n; return RX_OK; }
 static rx_status single_gather(uint64_t v, uint64_t *all) { all[0] = v; return RX_OK; }
 static rx_status single_barrier(void) { return RX_OK; }
+static rx_status single_gather_f32(const float *send, float *recv, const int64_t *counts) {
+    (void)send, (void)recv, (void)counts;   /* rank 0's part is in place */
+    return RX_OK;
+}
 static void single_abort(int code) { _exit(code); }
 static void single_finalize(void) {}
 
 static const rx_dist_ops single_ops = {"single", single_f32, single_f64, single_bcast, single_gather,
-                                       single_barrier, single_abort, single_finalize};
+                                       single_gather_f32, single_barrier, single_abort, single_finalize};
 
 static rx_dist world = {0, 1, 0, "none", &single_ops, 0, 0};
 static int failure_agreed;
@@ -111,6 +115,15 @@ rx_status rx_dist_allreduce_sum_f64(double *x, int n) { COLLECTIVE(world.ops->al
 rx_status rx_dist_broadcast(void *buf, size_t bytes) { COLLECTIVE(world.ops->broadcast(buf, bytes)); }
 rx_status rx_dist_gather_u64(uint64_t v, uint64_t *all) { COLLECTIVE(world.ops->gather_u64(v, all)); }
 rx_status rx_dist_barrier(void) { COLLECTIVE(world.ops->barrier()); }
+rx_status rx_dist_gather_f32(const float *send, float *recv, const int64_t *counts) {
+    COLLECTIVE(world.ops->gather_f32(send, recv, counts));
+}
+
+void rx_dist_share(int64_t n, int rank, int64_t *lo, int64_t *hi) {
+    const int64_t W = world.world, r = rank, q = n / W, extra = n % W;
+    *lo = r * q + (r < extra ? r : extra);
+    *hi = *lo + q + (r < extra);
+}
 static rx_status allreduce_f32(float *x, int64_t n) { COLLECTIVE(world.ops->allreduce_sum_f32(x, n)); }
 
 /* sums[0..n) and, behind them, one slot per rank that is 1 where that rank failed */

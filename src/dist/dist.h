@@ -41,6 +41,9 @@ typedef struct rx_dist_ops {
     rx_status (*allreduce_sum_f64)(double *x, int n);
     rx_status (*broadcast)(void *buf, size_t bytes);                     /* from rank 0 */
     rx_status (*gather_u64)(uint64_t v, uint64_t *all);                  /* all [world] on rank 0 */
+    /* rank r's n_r floats to rank 0's recv at offset sum_{q<r} n_q (counts [world] on every
+     * rank); rank 0's own part is already in place at recv (send unused there) */
+    rx_status (*gather_f32)(const float *send, float *recv, const int64_t *counts);
     rx_status (*barrier)(void);
     void      (*abort)(int code);
     void      (*finalize)(void);
@@ -74,6 +77,11 @@ rx_status rx_dist_allreduce_sum_f64(double *x, int n);
 rx_status rx_dist_broadcast(void *buf, size_t bytes);
 rx_status rx_dist_gather_u64(uint64_t v, uint64_t *all);
 rx_status rx_dist_barrier(void);
+rx_status rx_dist_gather_f32(const float *send, float *recv, const int64_t *counts);
+
+/* Work split over the ranks: rank r's contiguous share [lo, hi) of n items (the first n % W
+ * ranks get one more), so the shares in rank order are 0..n-1 in order. */
+void rx_dist_share(int64_t n, int rank, int64_t *lo, int64_t *hi);
 
 /* One training step's agreement: every rank passes its status and n values to sum; all get
  * the sums. When any rank failed, every rank returns an error: the failing one its own, the

@@ -4,6 +4,7 @@
  * call comes back as an rx_status with MPI's own error string. */
 #include "dist/dist.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -60,6 +61,26 @@ static rx_status mpi_bcast(void *buf, size_t bytes) {
 static rx_status mpi_gather(uint64_t v, uint64_t *all) {
     return mpi_check(MPI_Gather(&v, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), "MPI_Gather");
 }
+static rx_status mpi_gather_f32(const float *send, float *recv, const int64_t *counts) {
+    int rank = 0, size = 0;
+    RX_TRY(mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, &rank), "MPI_Comm_rank"));
+    RX_TRY(mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size"));
+    int *cnt = malloc(2 * (size_t)size * sizeof *cnt), *displ = cnt ? cnt + size : NULL;
+    if (!cnt) return rx_fail(RX_ERR_OOM, "MPI_Gatherv: out of memory");
+    int64_t off = 0;
+    rx_status s = RX_OK;
+    for (int r = 0; r < size; r++) {
+        if (counts[r] > INT32_MAX || off > INT32_MAX) s = rx_fail(RX_ERR_ARG, "MPI_Gatherv: %lld floats past MPI's int counts",
+                                                                  (long long)(off + counts[r]));
+        cnt[r] = (int)counts[r], displ[r] = (int)off;
+        off += counts[r];
+    }
+    if (!s) s = mpi_check(rank == 0 ? MPI_Gatherv(MPI_IN_PLACE, 0, MPI_FLOAT, recv, cnt, displ, MPI_FLOAT, 0, MPI_COMM_WORLD)
+                                    : MPI_Gatherv(send, cnt[rank], MPI_FLOAT, NULL, NULL, NULL, MPI_FLOAT, 0, MPI_COMM_WORLD),
+                          "MPI_Gatherv");
+    free(cnt);
+    return s;
+}
 static rx_status mpi_barrier(void) { return mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 static void mpi_abort(int code) {
     MPI_Abort(MPI_COMM_WORLD, code);
@@ -82,10 +103,15 @@ static rx_status mpi_f32(float *x, int64_t n) { (void)x, (void)n; return no_mpi(
 static rx_status mpi_f64(double *x, int n) { (void)x, (void)n; return no_mpi(); }
 static rx_status mpi_bcast(void *buf, size_t bytes) { (void)buf, (void)bytes; return no_mpi(); }
 static rx_status mpi_gather(uint64_t v, uint64_t *all) { (void)v, (void)all; return no_mpi(); }
+static rx_status mpi_gather_f32(const float *send, float *recv, const int64_t *counts) {
+    (void)send, (void)recv, (void)counts;
+    return no_mpi();
+}
 static rx_status mpi_barrier(void) { return no_mpi(); }
 static void mpi_abort(int code) { _exit(code); }
 static void mpi_finalize(void) {}
 
 #endif
 
-const rx_dist_ops rx_dist_mpi_ops = {"mpi", mpi_f32, mpi_f64, mpi_bcast, mpi_gather, mpi_barrier, mpi_abort, mpi_finalize};
+const rx_dist_ops rx_dist_mpi_ops = {"mpi", mpi_f32, mpi_f64, mpi_bcast, mpi_gather, mpi_gather_f32, mpi_barrier,
+                                     mpi_abort, mpi_finalize};

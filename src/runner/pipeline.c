@@ -91,11 +91,11 @@ static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options
             s = rx_stage_train(ex, run, resume);
         }
     }
-    if (!rx_dist_is_root()) return s;   /* not yet split over the ranks: rank 0 samples and evaluates */
-    if (!s && ex->sample && ex->task->generates) {
+    if (!s && ex->sample && ex->task->generates) {   /* split over the ranks, gathered on rank 0 */
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);
     }
+    if (!rx_dist_is_root()) return s;   /* eval is not yet split over the ranks: rank 0's */
     if (!s && ex->eval) {
         rx_run_set(run, "eval_hash", json_string(ex->eval_hash));
         s = ex->task->eval(ex, run, metrics);

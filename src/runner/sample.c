@@ -6,12 +6,16 @@
  * batch size. Output: samples/grid.png (class-conditional: one row per class) and
  * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads.
  * During training (train.sample_every) the same grid from the weights so far:
- * samples/grid_step<NNNNNN>.png (rx_sample_preview). */
+ * samples/grid_step<NNNNNN>.png (rx_sample_preview).
+ * Data-parallel (dist/dist.h): the sample stage's images are split over the ranks, each
+ * generating a contiguous share of the indices (same noise: it is keyed by the index), and
+ * gathered on rank 0, which writes them; previews stay rank 0's (the others are training). */
 #include "experiment.h"
 #include "checkpoint.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "runner/progress.h"
+#include "dist/dist.h"
 #include <math.h>
 #include <string.h>
 
@@ -123,31 +127,55 @@ rx_status rx_generator_close(rx_generator *g) {
     return s;
 }
 
+/* rank 0 receives every rank's images [lo_r, hi_r) of x [N, d] (its own are in place) */
+static rx_status gather_images(float *x, int64_t N, int64_t d) {
+    const rx_dist *dw = rx_dist_world();
+    int64_t *counts = malloc((size_t)dw->world * sizeof *counts), lo, hi;
+    if (!counts) return rx_fail(RX_ERR_OOM, "sample: out of memory");
+    for (int r = 0; r < dw->world; r++) {
+        rx_dist_share(N, r, &lo, &hi);
+        counts[r] = (hi - lo) * d;
+    }
+    rx_dist_share(N, dw->rank, &lo, &hi);
+    rx_status s = rx_dist_gather_f32(x + lo * d, x, counts);
+    free(counts);
+    return s;
+}
+
 /* the sample stage's images: N of them (labels as the grid's rows), B per sampler call, into
  * x [N, C, H, W] and labels [N]; `what` names them in log.txt. An interrupt stops the sample
- * stage between batches; a preview goes on, for the training loop checkpoints right after it. */
+ * stage between batches; a preview goes on, for the training loop checkpoints right after it.
+ * split: this rank makes its share of the N and rank 0 gathers them all (the sample stage). */
 static rx_status generate_images(rx_experiment *ex, rx_run *run, int N, int B, int cols, float *x, int32_t *labels,
-                                 const char *what, int stop_on_interrupt) {
+                                 const char *what, int stop_on_interrupt, int split) {
     const double t0 = rx_now();
     const int64_t d = (int64_t)ex->model->in_channels * ex->model->sample_size * ex->model->sample_size;
-    int64_t *index = malloc((size_t)N * sizeof *index);
+    int64_t *index = malloc((size_t)N * sizeof *index), lo = 0, hi = N;
     if (!index) return rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", N);
     for (int i = 0; i < N; i++) { labels[i] = label_of(ex, i, cols); index[i] = i; }
+    split = split && rx_dist_world()->world > 1;
+    if (split) rx_dist_share(N, rx_dist_world()->rank, &lo, &hi);
     rx_generator g;
     rx_status s = rx_generator_open(ex, &g);
-    for (int b0 = 0; b0 < N && !s; b0 += B) {
-        int n = N - b0 < B ? N - b0 : B;
-        s = rx_generate(&g, index + b0, n, labels + b0, x + (int64_t)b0 * d);
+    for (int64_t b0 = lo; b0 < hi && !s; b0 += B) {
+        int n = (int)(hi - b0 < B ? hi - b0 : B);
+        s = rx_generate(&g, index + b0, n, labels + b0, x + b0 * d);
         char eta[32];
-        if (!s) rx_run_log(run, "%s: %d/%d images (%.1f s, ETA %s)", what, b0 + n, N, rx_now() - t0,
-                           rx_eta_format(rx_eta_seconds(b0 + n, N, rx_now() - t0), eta, sizeof eta));
+        if (!s) rx_run_log(run, "%s: %lld/%lld images%s (%.1f s, ETA %s)", what, (long long)(b0 + n - lo),
+                           (long long)(hi - lo), split ? " of this rank" : "", rx_now() - t0,
+                           rx_eta_format(rx_eta_seconds(b0 + n - lo, hi - lo, rx_now() - t0), eta, sizeof eta));
         if (!s && stop_on_interrupt && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "%s: interrupted", what);
     }
     rx_status s2 = rx_generator_close(&g);
     if (!s) s = s2;
-    for (int64_t i = 0; !s && i < (int64_t)N * d; i++)
+    for (int64_t i = lo * d; !s && i < hi * d; i++)
         if (!isfinite(x[i])) s = rx_fail(RX_ERR_NUMERIC, "%s: non-finite value in image %lld", what, (long long)(i / d));
     free(index);
+    if (split) {   /* a rank that failed stops all before the gather */
+        s = rx_dist_agree(s, NULL, 0);
+        if (!s) s = gather_images(x, N, d);
+        if (!s && rx_dist_is_root()) rx_run_log(run, "%s: %d images gathered from %d ranks", what, N, rx_dist_world()->world);
+    }
     return s;
 }
 
@@ -180,7 +208,7 @@ rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step) {
     rx_status s = x && labels ? RX_OK : rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", gp.N);
     char path[1200];
     snprintf(path, sizeof path, "%s/samples/grid_step%06lld.png", run->dir, (long long)step);
-    if (!s) s = generate_images(ex, run, gp.N, gp.B, gp.cols, x, labels, "preview", 0);
+    if (!s) s = generate_images(ex, run, gp.N, gp.B, gp.cols, x, labels, "preview", 0, 0);
     if (!s) s = write_grid(ex, run, x, &gp, path, step);
     if (!s) rx_run_log(run, "preview: wrote %s", path);
     free(x);
@@ -199,7 +227,11 @@ rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
     int32_t *labels = malloc((size_t)N * sizeof *labels);
     uint8_t *u8 = malloc((size_t)N * d);
     rx_status s = (x && labels && u8) ? RX_OK : rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", N);
-    if (!s) s = generate_images(ex, run, N, gp.B, gp.cols, x, labels, "sample", 1);
+    if (!s) s = generate_images(ex, run, N, gp.B, gp.cols, x, labels, "sample", 1, 1);
+    if (!rx_dist_is_root()) {   /* its share is with rank 0, which writes */
+        free(x); free(labels); free(u8);
+        return s;
+    }
     char path[1200];
     snprintf(path, sizeof path, "%s/samples/grid.png", run->dir);
     if (!s) s = write_grid(ex, run, x, &gp, path, run->tb_step);
