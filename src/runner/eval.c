@@ -12,6 +12,7 @@
 #include "eval/metric.h"
 #include "eval/featstats.h"
 #include "io/fsutil.h"
+#include "dist/dist.h"
 #include "io/json_util.h"
 #include "runner/progress.h"
 #include <math.h>
@@ -122,8 +123,26 @@ typedef struct eval_job {
     double t0;              /* the stage's start */
 } eval_job;
 
+/* rank 0 receives every rank's rows [lo_r, hi_r) of rows [N, width] (its own are in place) */
+static rx_status gather_rows(float *rows, int64_t N, int64_t width) {
+    const rx_dist *dw = rx_dist_world();
+    int64_t *counts = malloc((size_t)dw->world * sizeof *counts), lo, hi;
+    if (!counts) return rx_fail(RX_ERR_OOM, "eval: out of memory");
+    for (int r = 0; r < dw->world; r++) {
+        rx_dist_share(N, r, &lo, &hi);
+        counts[r] = (hi - lo) * width;
+    }
+    rx_dist_share(N, dw->rank, &lo, &hi);
+    rx_status s = rx_dist_gather_f32(rows + lo * width, rows, counts);
+    free(counts);
+    return s;
+}
+
 /* the N generated images through the extractor, B at a time. Labels cycle through the
- * classes so every class gets N/K images; *used_ema says whether the EMA weights made them. */
+ * classes so every class gets N/K images; *used_ema says whether the EMA weights made them.
+ * Data-parallel: each rank generates and extracts its share of the N (dist/dist.h), rank 0
+ * gathers the feature (and logit) rows and folds them into the statistics in the order and
+ * batches one process would; only rank 0's gen is complete. */
 static rx_status generated_set(const eval_job *j, image_set *gen, int *used_ema) {
     rx_experiment *ex = j->ex;
     const rx_feature_extractor *fx = j->fx;
@@ -142,26 +161,37 @@ static rx_status generated_set(const eval_job *j, image_set *gen, int *used_ema)
     const double t_gen = rx_now();   /* the ETA's rate: generation only */
     *used_ema = g.use_ema;
     int K = m->num_classes;
-    for (int64_t b0 = 0; b0 < N && !s; b0 += B) {
-        int n = (int)(N - b0 < B ? N - b0 : B);
+    const int split = rx_dist_world()->world > 1;
+    int64_t lo = 0, hi = N;
+    if (split) rx_dist_share(N, rx_dist_world()->rank, &lo, &hi);
+    for (int64_t i = 0; !s && i < N; i++) gen->labels[i] = K > 0 ? (int32_t)(i % K) : -1;
+    for (int64_t b0 = lo; b0 < hi && !s; b0 += B) {
+        int n = (int)(hi - b0 < B ? hi - b0 : B);
         for (int i = 0; i < n; i++) {
             idx[i] = (1ll << 40) + b0 + i;    /* eval images: their own noise, apart from the sample grid's */
-            lab[i] = K > 0 ? (int32_t)((b0 + i) % K) : -1;
-            gen->labels[b0 + i] = lab[i];
+            lab[i] = gen->labels[b0 + i];
         }
         s = rx_generate(&g, idx, n, lab, x);
-        float *feats = gen->features + (j->rows ? b0 * fx->feat_dim : 0);
+        float *feats = gen->features + (j->rows || split ? b0 * fx->feat_dim : 0);   /* split: rank 0 gathers the rows */
         if (!s) s = j->fi->extract(ex->ctx, j->fx, x, n, C, H, W, feats, gen->logits ? gen->logits + b0 * fx->num_classes : NULL);
-        if (!s) s = rx_featstats_add(&gen->stats, feats, n);
+        if (!s && !split) s = rx_featstats_add(&gen->stats, feats, n);
         char eta[32];
-        rx_eta_format(rx_eta_seconds((double)(b0 + n), (double)N, rx_now() - t_gen), eta, sizeof eta);
-        if (!s) rx_run_log(j->run, "eval: generated %lld/%lld images (%.1f s, ETA %s)", (long long)(b0 + n), (long long)N,
-                           rx_now() - j->t0, eta);
+        rx_eta_format(rx_eta_seconds((double)(b0 + n - lo), (double)(hi - lo), rx_now() - t_gen), eta, sizeof eta);
+        if (!s) rx_run_log(j->run, "eval: generated %lld/%lld images%s (%.1f s, ETA %s)", (long long)(b0 + n - lo),
+                           (long long)(hi - lo), split ? " of this rank" : "", rx_now() - j->t0, eta);
         if (!s && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "eval: interrupted");
     }
     rx_status s2 = rx_generator_close(&g);
     if (!s) s = s2;
-    if (!s) s = rx_featstats_finish(&gen->stats);
+    if (split) {   /* a rank that failed stops all before the gather */
+        s = rx_dist_agree(s, NULL, 0);
+        if (!s) s = gather_rows(gen->features, N, fx->feat_dim);
+        if (!s && gen->logits) s = gather_rows(gen->logits, N, fx->num_classes);
+        for (int64_t b0 = 0; !s && rx_dist_is_root() && b0 < N; b0 += B)   /* one process's batches */
+            s = rx_featstats_add(&gen->stats, gen->features + b0 * fx->feat_dim, (int)(N - b0 < B ? N - b0 : B));
+        if (!s) rx_run_log(j->run, "eval: %lld images' features gathered from %d ranks", (long long)N, rx_dist_world()->world);
+    }
+    if (!s && rx_dist_is_root()) s = rx_featstats_finish(&gen->stats);
     free(x); free(lab); free(idx);
     return s;
 }
@@ -297,6 +327,11 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
     memset(&ref, 0, sizeof ref);
     int used_ema = 0;
     rx_status s = generated_set(&j, &gen, &used_ema);
+    if (!rx_dist_is_root()) {   /* its share of the generated images is with rank 0 */
+        set_free(&gen);
+        if (j.fi->destroy) j.fi->destroy(j.fx);
+        return s;
+    }
     if (!s) s = reference_stats(&j, &ref);
     json_t *metrics = json_object();
     if (!s) s = compute_metrics(&j, &gen, &ref, metrics);

@@ -95,7 +95,8 @@ static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);
     }
-    if (!rx_dist_is_root()) return s;   /* eval is not yet split over the ranks: rank 0's */
+    /* a generating task's eval is split over the ranks (runner/eval.c); a classifier's is rank 0's */
+    if (!rx_dist_is_root() && !ex->task->generates) return s;
     if (!s && ex->eval) {
         rx_run_set(run, "eval_hash", json_string(ex->eval_hash));
         s = ex->task->eval(ex, run, metrics);
