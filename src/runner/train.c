@@ -145,7 +145,7 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
     }
     rx_fwd_plan_begin(c);   /* the forward gives back what no backward reads (autograd/liveness.h) */
     rx_status s = ex->task->loss(ex, b, step, &loss);
-    c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
+    if (!s) c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
     if (!s) s = rx_backward(c, loss);
     if (!s) s = rx_tensor_to_host(c, loss, loss_out);
     /* every rank's shard is B/W images: the global batch's mean loss is the mean of the ranks'
