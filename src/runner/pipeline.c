@@ -6,6 +6,7 @@
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
 #include <dirent.h>
+#include <unistd.h>
 #include <string.h>
 #include <yaml.h>
 #include <png.h>
@@ -15,6 +16,8 @@ int rx_stage_cache_find(const char *exp_dir, const char *hash_key, const char *h
                         const char *not_dir, char *out, size_t n) {
     DIR *d = opendir(exp_dir);
     if (!d) return 0;
+    char done_key[64];   /* "train_hash" -> "train_done" */
+    snprintf(done_key, sizeof done_key, "%.*s_done", (int)strcspn(hash_key, "_"), hash_key);
     struct dirent *e;
     int found = 0;
     char best[256] = "";
@@ -26,6 +29,8 @@ int rx_stage_cache_find(const char *exp_dir, const char *hash_key, const char *h
         if (!r) continue;
         const char *st = json_string_value(json_object_get(r, "status"));
         const char *h = json_string_value(json_object_get(r, hash_key));
+        /* a run still sampling (or one that failed after the stage) holds a finished stage too */
+        if (json_is_true(json_object_get(r, done_key))) st = "done";
         snprintf(path, sizeof path, "%s/%s/%s", exp_dir, e->d_name, need_file);
         char dir[1400];
         snprintf(dir, sizeof dir, "%s/%s", exp_dir, e->d_name);
@@ -68,22 +73,54 @@ static rx_status reuse_training(rx_experiment *ex, rx_run *run, const char *cach
     return RX_OK;
 }
 
+/* the training itself; once it succeeds run.json says train_done, which makes it a stage
+ * cache entry while this run still samples and evaluates */
+static rx_status train(rx_experiment *ex, rx_run *run, int resume) {
+    rx_run_set_status(run, "running", NULL);
+    RX_TRY(rx_stage_train(ex, run, resume));
+    rx_run_set(run, "train_done", json_true());
+    return rx_run_save_record(run);
+}
+
+/* The train-once lock, <exp>/.train-<train_hash>.lock: processes of one training config that
+ * start together (a Slurm array's tasks, two shells) take it in turn; the first trains, the
+ * others find its training in the stage cache when it lets go. Polled rather than blocked on,
+ * so that Ctrl-C (or Slurm's SIGTERM) still ends a waiting run. flock works on NFS and Lustre
+ * mounts, where a cluster's results directory lives. */
+static rx_status take_train_lock(rx_experiment *ex, rx_run *run, int *fd) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/.train-%s.lock", run->exp_dir, ex->train_hash);
+    for (int waited = 0;; waited = 1) {
+        int busy = 0;
+        rx_status s = rx_fs_trylock(path, fd, &busy);
+        if (!s || !busy) return s;
+        rx_clear_error();
+        if (!waited) rx_run_log(run, "train: waiting for another process training the same config (lock %s)", path);
+        if (rx_interrupt_requested) return rx_fail(RX_ERR_INTERRUPTED, "interrupted while waiting for the lock %s", path);
+        usleep(200 * 1000);
+    }
+}
+
+/* train, or reuse an earlier (or concurrent) run's training of the same hash */
+static rx_status train_or_reuse(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume) {
+    rx_run_set(run, "train_hash", json_string(ex->train_hash));
+    if (opt->force || resume) return train(ex, run, resume);
+    int fd = -1;
+    RX_TRY(take_train_lock(ex, run, &fd));
+    char cached[1200];
+    rx_status s = rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors", run->dir,
+                                      cached, sizeof cached)
+                      ? reuse_training(ex, run, cached)
+                      : train(ex, run, 0);
+    rx_fs_unlock(fd);
+    return s;
+}
+
 /* train (or reuse an earlier run's training), then sample and eval as the objective's task
  * says; each stage's hash goes to run.json before it runs */
 static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics) {
     rx_status s = RX_OK;
-    if (ex->train) {
-        rx_run_set(run, "train_hash", json_string(ex->train_hash));
-        char cached[1200];
-        if (!opt->force && !resume &&
-            rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors", run->dir,
-                                cached, sizeof cached)) {
-            s = reuse_training(ex, run, cached);
-        } else {
-            rx_run_set_status(run, "running", NULL);
-            s = rx_stage_train(ex, run, resume);
-        }
-    }
+    if (ex->train) s = train_or_reuse(ex, run, opt, resume);
     if (!s && ex->sample && ex->task->generates) {
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);

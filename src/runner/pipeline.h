@@ -26,9 +26,12 @@ rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *r
 rx_status rx_run_sweep(rx_config *cfg, const char *const *cli_axes, int n_cli_axes, const rx_run_options *opt,
                        char *out_dir, size_t n, int *config_error);
 
-/* The stage cache: the newest finished run in exp_dir, other than not_dir, whose run.json
- * records `hash` under hash_key and which still holds need_file (a path inside the run
- * directory). 1 and that run's directory in out, or 0. */
+/* The stage cache: the newest run in exp_dir, other than not_dir, that finished the stage
+ * (run.json's status is done, or it says <stage>_done: true, e.g. train_done for
+ * hash_key train_hash), whose run.json records `hash` under hash_key and which still holds
+ * need_file (a path inside the run directory). 1 and that run's directory in out, or 0.
+ * Training looks it up under the train-once lock <exp_dir>/.train-<hash>.lock, so that
+ * concurrent runs of one training config (a Slurm array's tasks) train once. */
 int rx_stage_cache_find(const char *exp_dir, const char *hash_key, const char *hash, const char *need_file,
                         const char *not_dir, char *out, size_t n);
 
