@@ -78,7 +78,7 @@ rx_status rx_cmd_run(const rx_cli *cli, char *out_dir, size_t n, int *config_err
     } else if (cli->launcher && !strcmp(cli->launcher, "slurm")) {
         *config_error = 1;
         s = rx_fail(RX_ERR_ARG, "--launcher slurm submits a sweep: give --sweep key=v1,v2,... or a sweep: block "
-                                "(for one training run under Slurm see docs/distributed.md)");
+                                "(one training run goes under Slurm as `srun runexp FILE` in your own sbatch script)");
     } else
         s = rx_run_config(cfg, &opt, out_dir, n, NULL, config_error);
     rx_config_free(cfg);

@@ -24,7 +24,7 @@ live() { p=$(cat "$dir/$1.pid" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/de
 
 stop() {
     if [ -n "$(live slurmctld)" ]; then
-        scancel --quiet --full --user="$(id -un)" 2>/dev/null
+        scancel --quiet --user="$(id -un)" 2>/dev/null
         for _ in $(seq 1 50); do   # the tasks end (their slurmstepd with them) before slurmd stops
             [ -z "$(squeue -h 2>/dev/null)" ] && break
             sleep 0.2
