@@ -522,19 +522,25 @@ rx_status rx_sweep_status(const char *dir, FILE *out, int *config_error) {
     const char *names[4] = {"pending", "running", "done", "failed"};
     fprintf(out, "sweep %s: %d points, launcher %s%s%s%s\n", dir, total, launcher ? launcher : "?", job ? ", Slurm job " : "",
             job ? job : "", slurm && !queue_known ? " (the Slurm queue could not be asked: states from the records only)" : "");
+    int width[MAX_AXES];   /* a column per axis, as wide as its name or longest value */
+    for (int a = 0; a < n_axes; a++) {
+        width[a] = (int)strlen(axes[a].key);
+        for (int p = 0; p < total; p++) {
+            const char *v = json_string_value(json_array_get(json_array_get(values, p), a));
+            snprintf(pts[p].values[a], sizeof pts[p].values[a], "%s", v ? v : "?");
+            if ((int)strlen(pts[p].values[a]) > width[a]) width[a] = (int)strlen(pts[p].values[a]);
+        }
+    }
     fprintf(out, "point");
-    for (int a = 0; a < n_axes; a++) fprintf(out, "  %s", axes[a].key);
-    fprintf(out, "  state  run\n");
+    for (int a = 0; a < n_axes; a++) fprintf(out, "  %-*s", width[a], axes[a].key);
+    fprintf(out, "  state    run\n");
     for (int p = 0; p < total; p++) {
         char why[2048];
         const char *st = point_state(dir, p, queue[p], queue_known, slurm, &pts[p], why, sizeof why);
         for (int k = 0; k < 4; k++) counts[k] += !strcmp(st, names[k]);
-        fprintf(out, "%d", p);
-        for (int a = 0; a < n_axes; a++) {
-            snprintf(pts[p].values[a], sizeof pts[p].values[a], "%s", json_string_value(json_array_get(json_array_get(values, p), a)));
-            fprintf(out, "  %s", pts[p].values[a]);
-        }
-        fprintf(out, "  %s  %s%s%s%s\n", st, pts[p].run_dir[0] ? pts[p].run_dir : "-", why[0] ? " (" : "", why, why[0] ? ")" : "");
+        fprintf(out, "%5d", p);
+        for (int a = 0; a < n_axes; a++) fprintf(out, "  %-*s", width[a], pts[p].values[a]);
+        fprintf(out, "  %-7s  %s%s%s%s\n", st, pts[p].run_dir[0] ? pts[p].run_dir : "-", why[0] ? " (" : "", why, why[0] ? ")" : "");
     }
     fprintf(out, "%d pending, %d running, %d done, %d failed\n", counts[0], counts[1], counts[2], counts[3]);
     /* all finished: the summary a local sweep writes at its end, from the same code */
