@@ -190,6 +190,27 @@ Test(sweep_slurm, a_task_gone_from_the_queue_without_a_record_is_failed) {
     cr_assert(csv && strstr(csv, "\n1,done,") && strstr(csv, "\n2,failed,"), "%s", csv);
 }
 
+/* scancel or the time limit: Slurm sends SIGTERM to the task (the script exec's runexp); the
+ * point's run writes its checkpoint and says interrupted, the record says how to go on, and
+ * status counts the point failed */
+Test(sweep_slurm, a_cancelled_task_is_recorded_as_interrupted) {
+    fake_slurm("99", 0);
+    const char *root = own(strdup(T("results")));
+    result r = RUNEXP("submit", LONG, "--results", root, "--sweep", "sampler.steps=1", "--launcher", "slurm");
+    RUN_OK(r);
+    const char *sweep = own(strdup(r.last));
+    pid_t t0 = spawn_task(P("%s/job.sbatch", sweep), "99", 0);
+    wait_for_training(t0, P("%s/long", root), 1, 3);
+    cr_assert_eq(kill(t0, SIGTERM), 0);
+    cr_assert_eq(wait_exit(t0), 130, "%s", read_text(T("task0.err")));
+    cr_assert_str_eq(point_field(sweep, 0, "state"), "interrupted");
+    const char *err = point_field(sweep, 0, "error");
+    cr_assert(err && strstr(err, "runexp --resume"), "%s", err);
+    result st = RUNEXP("status", "sweep", "status", sweep);
+    cr_assert_eq(st.code, 1, "%s", st.err);
+    cr_assert(strstr(st.out, "0 pending, 0 running, 0 done, 1 failed") && strstr(st.out, "runexp --resume"), "%s", st.out);
+}
+
 /* a local sweep keeps the same records: status reads it back as done */
 Test(sweep_slurm, status_of_a_local_sweep) {
     const char *root = own(strdup(T("results")));
