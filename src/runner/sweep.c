@@ -19,7 +19,6 @@
 #include "io/fsutil.h"
 #include "io/json_util.h"
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <math.h>
@@ -485,8 +484,11 @@ static const char *point_state(const char *dir, int p, const char *queue, int qu
     snprintf(pt->run_dir, sizeof pt->run_dir, "%s", run ? run : "");
     snprintf(why, n, "%s", err ? err : queue);
     const char *state;
-    int queued = queue[0] && (!strcmp(queue, "PENDING") || !strcmp(queue, "RUNNING") || !strcmp(queue, "CONFIGURING") ||
-                              !strcmp(queue, "COMPLETING") || !strcmp(queue, "REQUEUED") || !strcmp(queue, "SUSPENDED"));
+    /* the states of a job that ended (sacct(1), JOB STATE CODES); any other is still queued */
+    static const char *const ended[] = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "PREEMPTED",
+                                        "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "REVOKED"};
+    int queued = queue[0] != 0;
+    for (size_t k = 0; k < sizeof ended / sizeof *ended; k++) queued &= strcmp(queue, ended[k]) != 0;
     if (st && !strcmp(st, "done")) {
         state = "done";
         pt->ok = 1;
@@ -512,7 +514,10 @@ rx_status rx_sweep_status(const char *dir, FILE *out, int *config_error) {
     const int slurm = launcher && !strcmp(launcher, "slurm");
     axis axes[MAX_AXES] = {0};
     const int n_axes = (int)json_array_size(keys);
-    for (int a = 0; a < n_axes; a++) snprintf(axes[a].key, sizeof axes[a].key, "%s", json_string_value(json_array_get(keys, a)));
+    for (int a = 0; a < n_axes; a++) {
+        const char *k = json_string_value(json_array_get(keys, a));
+        snprintf(axes[a].key, sizeof axes[a].key, "%s", k ? k : "?");
+    }
     point_result *pts = calloc(total, sizeof *pts);
     char (*queue)[32] = calloc(total, sizeof *queue);
     if (!pts || !queue) { free(pts); free(queue); json_decref(plan); return rx_fail(RX_ERR_OOM, "sweep status: out of memory"); }
@@ -521,7 +526,9 @@ rx_status rx_sweep_status(const char *dir, FILE *out, int *config_error) {
     int counts[4] = {0};
     const char *names[4] = {"pending", "running", "done", "failed"};
     fprintf(out, "sweep %s: %d points, launcher %s%s%s%s\n", dir, total, launcher ? launcher : "?", job ? ", Slurm job " : "",
-            job ? job : "", slurm && !queue_known ? " (the Slurm queue could not be asked: states from the records only)" : "");
+            job ? job : "",
+            slurm && !job ? " (never submitted: sbatch refused job.sbatch; states from the records only)"
+            : slurm && !queue_known ? " (the Slurm queue could not be asked: states from the records only)" : "");
     int width[MAX_AXES];   /* a column per axis, as wide as its name or longest value */
     for (int a = 0; a < n_axes; a++) {
         width[a] = (int)strlen(axes[a].key);
