@@ -131,8 +131,13 @@ Test(sweep_slurm, writes_the_array_script_and_submits_it) {
  * the stage cache's lock and reuses the training; status follows the queue, then summarises */
 Test(sweep_slurm, array_tasks_train_once_and_status_summarises) {
     fake_slurm("77", 0);
+    /* an eval stage with the feature network of classifier.yaml, so the summary has a metric */
+    result c = RUNEXP("classifier", CFG_DIR "classifier.yaml", "--results", T("classifier"));
+    RUN_OK(c);
+    const char *eval = own(strdup(P("eval={num_images: 8, batch_size: 8, features: {name: classifier, weights: "
+                                    "%s/checkpoints/last.safetensors}, metrics: [{name: fd}]}", c.last)));
     const char *root = own(strdup(T("results")));
-    result r = RUNEXP("submit", LONG, "--results", root, "--sweep", "guidance.scale=1,3", "--launcher", "slurm");
+    result r = RUNEXP("submit", LONG, "--results", root, "--sweep", "guidance.scale=1,3", "--launcher", "slurm", "--set", eval);
     RUN_OK(r);
     const char *sweep = own(strdup(r.last));
     set_queue("77_0 PENDING\n77_1 PENDING\n");
@@ -160,11 +165,18 @@ Test(sweep_slurm, array_tasks_train_once_and_status_summarises) {
     cr_assert_eq(done.code, 0, "%s", done.err);
     cr_assert_str_eq(done.last, sweep);
     cr_assert(strstr(done.out, "0 pending, 0 running, 2 done, 0 failed"), "%s", done.out);
+    /* the summary of a local sweep (test_runner's guidance sweep): a row per point with its
+     * metric, the table sorted by it, a plot of it against the axis */
     const char *csv = read_text(P("%s/summary.csv", sweep));
-    cr_assert(csv && !strncmp(csv, "guidance.scale,status,run\n", 26), "%s", csv);
-    cr_assert(strstr(csv, P("\n1,done,%s\n", point_field(sweep, 0, "run"))) && strstr(csv, P("\n3,done,%s\n", point_field(sweep, 1, "run"))),
-              "%s", csv);
-    cr_assert(rx_fs_exists(P("%s/summary.md", sweep)));
+    cr_assert(csv && !strncmp(csv, "guidance.scale,fd_last,status,run\n", 34), "%s", csv);
+    for (int p = 0; p < 2; p++) {
+        json_t *ev = load_json(P("%s/eval.json", point_field(sweep, p, "run")));
+        double fd = json_number_value(json_object_get(json_object_get(ev, "metrics"), "fd_last"));
+        json_decref(ev);
+        cr_assert(strstr(csv, P("\n%d,%.6g,done,%s\n", 1 + 2 * p, fd, point_field(sweep, p, "run"))), "point %d: fd %.6g\n%s", p, fd, csv);
+    }
+    cr_assert(strstr(read_text(P("%s/summary.md", sweep)), "Sorted by fd_last (lower is better)"));
+    cr_assert(rx_fs_exists(P("%s/fd_last.png", sweep)), "the metric's plot");
 }
 
 /* a task that left the queue without its point's record (killed, out of time) is failed;
