@@ -233,6 +233,24 @@ Test(sweep_slurm, status_of_a_local_sweep) {
     cr_assert_eq(st.code, 0, "%s", st.err);
     cr_assert(strstr(st.out, "launcher local") && strstr(st.out, "0 pending, 0 running, 2 done, 0 failed"), "%s", st.out);
     cr_assert_eq(count_lines(P("%s/summary.csv", r.last)), 3);
+    /* a point whose process was killed (SIGKILL: no outcome written) is failed, not running
+     * forever: its record names a process of this host that no longer exists */
+    pid_t gone = spawn_program("/bin/true", (const char *const[]){"true", NULL}, "true");
+    cr_assert_eq(wait_exit(gone), 0);
+    char host[256] = "";
+    cr_assert_eq(gethostname(host, sizeof host - 1), 0);
+    const char *rec = P("{\"point\": 1, \"state\": \"running\", \"host\": \"%s\", \"pid\": %d}", host, (int)gone);
+    ASSERT_OK(rx_fs_write_atomic(P("%s/points/1.json", r.last), rec, strlen(rec)));
+    result killed = RUNEXP("killed", "sweep", "status", r.last);
+    cr_assert_eq(killed.code, 1, "%s", killed.err);
+    cr_assert(strstr(killed.out, "1 done, 1 failed") && strstr(killed.out, P("(pid %d) ended without finishing", (int)gone)),
+              "%s", killed.out);
+    /* and while it lives, it is running */
+    rec = P("{\"point\": 1, \"state\": \"running\", \"host\": \"%s\", \"pid\": %d}", host, (int)getpid());
+    ASSERT_OK(rx_fs_write_atomic(P("%s/points/1.json", r.last), rec, strlen(rec)));
+    result alive = RUNEXP("alive", "sweep", "status", r.last);
+    cr_assert_eq(alive.code, 0, "%s", alive.err);
+    cr_assert(strstr(alive.out, "0 pending, 1 running, 1 done, 0 failed"), "%s", alive.out);
     result bad = RUNEXP("bad", "sweep", "status", root);
     cr_assert_eq(bad.code, 2);
     cr_assert(strstr(bad.err, "no sweep.json"), "%s", bad.err);

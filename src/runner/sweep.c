@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -277,6 +278,7 @@ static rx_status write_point_record(const char *dir, int p, const char *state, c
     json_object_set_new(r, "point", json_integer(p));
     json_object_set_new(r, "state", json_string(state));
     json_object_set_new(r, "host", json_string(host));
+    json_object_set_new(r, "pid", json_integer(getpid()));
     if (job && task) json_object_set_new(r, "slurm_task", json_sprintf("%s_%s", job, task));
     if (pt && pt->run_dir[0]) json_object_set_new(r, "run", json_string(pt->run_dir));
     if (pt && pt->metrics) json_object_set(r, "metrics", pt->metrics);
@@ -471,6 +473,16 @@ rx_status rx_sweep_point(const char *dir, int point, rx_config *cfg, const rx_ru
     return s;
 }
 
+/* whether the process of a "running" record still runs: known only on the host that wrote it
+ * (elsewhere, or without a pid, it is taken to run) */
+static int recorded_process_alive(json_t *rec) {
+    char host[256] = "";
+    const char *h = json_string_value(json_object_get(rec, "host"));
+    json_int_t pid = json_integer_value(json_object_get(rec, "pid"));
+    if (!h || pid <= 0 || gethostname(host, sizeof host - 1) != 0 || strcmp(h, host)) return 1;
+    return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
 /* a point's state from its record and the queue: pending, running, done or failed (the
  * queue's word, or the reason, in why) */
 static const char *point_state(const char *dir, int p, const char *queue, int queue_known, int slurm, point_result *pt,
@@ -494,7 +506,11 @@ static const char *point_state(const char *dir, int p, const char *queue, int qu
         pt->ok = 1;
         pt->metrics = json_incref(json_object_get(rec, "metrics"));
     } else if (st && strcmp(st, "running")) state = "failed";
-    else if (slurm && queue_known && !queued) {   /* the task left the queue without an outcome */
+    else if (st && !recorded_process_alive(rec)) {   /* killed: SIGKILL, the machine's OOM killer */
+        state = "failed";
+        snprintf(why, n, "its process (pid %lld) ended without finishing the point",
+                 (long long)json_integer_value(json_object_get(rec, "pid")));
+    } else if (slurm && queue_known && !queued) {   /* the task left the queue without an outcome */
         state = "failed";
         snprintf(why, n, "the Slurm task ended without finishing the point (%s); see slurm-*_%d.out",
                  queue[0] ? queue : "no longer queued", p);
