@@ -6,7 +6,8 @@
 #                                Exit 77 with the reason on stderr when they cannot run here
 #                                (not installed, not root, a daemon that does not come up).
 #   local_cluster.sh stop DIR    cancels every job, stops the three daemons (by their pids in
-#                                DIR) and waits until they are gone. Safe to call twice.
+#                                DIR) and waits until they are gone. Safe to call twice. A
+#                                watchdog calls it when the process that ran `start` dies first.
 #
 # The clients (sbatch, squeue, sinfo, scancel) find the cluster through SLURM_CONF=DIR/slurm.conf;
 # munge's socket is named in the conf (AuthInfo), so nothing under /etc or /run is used.
@@ -30,6 +31,9 @@ stop() {
             sleep 0.2
         done
     fi
+    # not when the watchdog is the caller (the subshell exec's this script: then it is $$)
+    w=$(live watchdog) && [ "$w" != "$$" ] && [ "$w" != "$PPID" ] && kill -TERM "$w" 2>/dev/null
+    rm -f "$dir/watchdog.pid"
     for d in slurmd slurmctld munged; do
         p=$(live $d) || continue
         kill -TERM "$p" 2>/dev/null
@@ -102,7 +106,14 @@ EOF
     state=""
     for _ in $(seq 1 150); do   # 30 s
         state=$(sinfo -h -o %T 2>/dev/null)
-        [ "$state" = idle ] && return 0
+        if [ "$state" = idle ]; then
+            # a test killed by its time limit runs no teardown: the cluster then stops itself
+            # once the process that started it (the test) is gone
+            owner=$PPID
+            (while kill -0 "$owner" 2>/dev/null; do sleep 1; done; sh "$0" stop "$dir") >/dev/null 2>&1 </dev/null &
+            echo $! > "$dir/watchdog.pid"
+            return 0
+        fi
         [ -n "$(live slurmctld)" ] && [ -n "$(live slurmd)" ] || break
         sleep 0.2
     done
