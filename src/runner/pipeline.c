@@ -5,6 +5,7 @@
 #include "kernels/cuda_backend.h"
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
+#include "io/json_util.h"
 #include <dirent.h>
 #include <unistd.h>
 #include <string.h>
@@ -253,6 +254,31 @@ rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir
     return s;
 }
 
+/* A kill between the final run.json ("done") and the index.csv row leaves a finished run that
+ * index.csv does not list. Resuming that run writes the missing row (metrics from its
+ * eval.json) instead of refusing it as already done; *restored says whether it had to. */
+static rx_status restore_index_row(rx_run *run, int *restored) {
+    char path[1200], *text = NULL, want[128];
+    size_t n = 0;
+    *restored = 0;
+    snprintf(path, sizeof path, "%s/index.csv", run->exp_dir);
+    snprintf(want, sizeof want, "\n%s,done,", run->id);
+    if (rx_fs_exists(path)) RX_TRY(rx_fs_read_file(path, &text, &n));
+    int has = text && strstr(text, want) != NULL;
+    free(text);
+    if (has) return RX_OK;
+    json_t *eval = NULL;
+    snprintf(path, sizeof path, "%s/eval.json", run->dir);
+    if (rx_fs_exists(path)) RX_TRY(rx_json_load_file(path, &eval));
+    char csv[1024];
+    metrics_csv(json_object_get(eval, "metrics"), csv, sizeof csv);
+    json_decref(eval);
+    RX_TRY(rx_run_finish(run, csv));
+    rx_run_log(run, "runexp: --resume of a finished run: index.csv had no done row for it; row restored");
+    *restored = 1;
+    return RX_OK;
+}
+
 rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *run_dir, char *out_dir, size_t n,
                         int *config_error) {
     /* the run's lock first: a resume refused because another process holds the run loads
@@ -265,12 +291,15 @@ rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *r
     if (!s) {
         run.quiet = opt->quiet;
         const char *st = json_string_value(json_object_get(run.record, "status"));
-        if (st && !strcmp(st, "done")) s = rx_fail(RX_ERR_ARG, "--resume %s: this run is already done", run_dir);
-        else if (strcmp(run.config_hash, ex.hash))
+        int restored = 0;
+        if (st && !strcmp(st, "done")) {
+            s = restore_index_row(&run, &restored);
+            if (!s && !restored) s = rx_fail(RX_ERR_ARG, "--resume %s: this run is already done", run_dir);
+        } else if (strcmp(run.config_hash, ex.hash))
             s = rx_fail(RX_ERR_CONFIG, "--resume %s: config.yaml was edited (hash %s, run.json says %s)", run_dir, ex.hash,
                         run.config_hash);
         if (s) *config_error = 1;
-        else {
+        else if (!restored) {   /* a restored row was all a finished run lacked */
             s = rx_run_remove_stale_temps(&run);
             if (!s) s = rx_run_set_status(&run, "running", NULL);
             if (!s) s = execute(&ex, &run, opt, 1, NULL);
