@@ -2,6 +2,8 @@
 #   make            build/runexp and build/librunexp.a (CUDA backend too when nvcc is found; CUDA=0 skips it)
 #   make test       the whole Criterion suite on the CPU (CUDA tests skip without a GPU)
 #   make test-cuda  the CUDA parity suite (needs a GPU; skips cleanly without one)
+#   make test-slurm sweeps as Slurm job arrays alone (tests/test_slurm.c: fake clients, then a
+#                   local one-node Slurm it starts and stops; skips when the daemons cannot start)
 #   make demo       runs experiments/quickstart.yaml, then writes its report (results/quickstart/report.html)
 #   make deps       installs missing Debian packages (as root), else prints the apt-get command
 #   make deps-report  installs chromium (optional, large): test_report's browser check skips without it
@@ -26,7 +28,8 @@ PKGS     := yaml-0.1 libpng libturbojpeg jansson libarchive zlib libcurl libxxha
 DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libturbojpeg0-dev libjansson-dev \
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
             libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist \
-            libprotobuf-c-dev protobuf-c-compiler libisal-dev libopenmpi-dev openmpi-bin
+            libprotobuf-c-dev protobuf-c-compiler libisal-dev libopenmpi-dev openmpi-bin \
+            slurmctld slurmd slurm-client munge
 DEB_PKGS_REPORT := chromium
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -101,7 +104,7 @@ CUDA_TESTS := $(CUDA_TEST_SRC:tests/cuda/%.c=$(BUILD)/tests/cuda/%)
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-run test-cuda test-cuda-run demo deps deps-report install clean bench data docs
+.PHONY: all test test-run test-cuda test-cuda-run test-slurm demo deps deps-report install clean bench data docs
 all: $(BIN) $(LIB)
 
 # Objects depend on the flags they were built with: the stamp's name is a hash of them, so
@@ -161,6 +164,10 @@ test-cuda: deps
 	@$(MAKE) --no-print-directory test-cuda-run
 test-cuda-run: all $(CUDA_TESTS)
 	@sh tests/run_tests.sh $(CUDA_TESTS)
+
+test-slurm: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/tests/test_slurm
+	@sh tests/run_tests.sh $(BUILD)/tests/test_slurm
 
 bench: all $(BENCHES)
 

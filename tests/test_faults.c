@@ -156,7 +156,11 @@ Test(faults, sigkill_at_random_moments_then_resume_is_bit_identical) {
         char one[128];
         snprintf(one, sizeof one, "%s%.2fs:%s", i ? ", " : "", delay, where);
         strncat(figure, one, sizeof figure - strlen(figure) - 1);
-        if (strcmp(run_field(dir, "status"), "done")) {
+        /* a kill after the final run.json but before index.csv's row leaves status done and no
+         * row: resume restores the row (the test below pins that window down) */
+        const char *index = read_text(P("%s/index.csv", exp));
+        int row_done = index && strstr(index, P("\n%s,done,", strrchr(dir, '/') + 1));
+        if (strcmp(run_field(dir, "status"), "done") || !row_done) {
             result r = RUNEXP(P("resume%d", i), "--resume", dir);
             cr_assert_eq(r.code, 0, "kill %d (%s, %.3f s): --resume exited %d:\n%s", i, where, delay, r.code, r.err);
             cr_assert_str_eq(r.last, dir);
@@ -370,4 +374,42 @@ Test(faults, resume_of_a_read_only_run_directory_names_it_and_why) {
               "the error gives no reason:\n%s", r.err);
     cr_assert_str_eq(read_text(P("%s/run.json", dir)), before, "run.json changed");
     cr_log_info("faults: --resume of a read-only run directory: %s", r.err);
+}
+
+/* The window the SIGKILL test can hit only by chance: run.json already says done, index.csv
+ * has no row for the run yet (the process died between the two writes). Reference: the row an
+ * uninterrupted run writes. --resume restores it, once; a second --resume is refused as done. */
+Test(faults, kill_between_final_run_json_and_index_row_is_repaired_by_resume) {
+    const char *weights = eval_weights_set();
+    const char *root = own(strdup(T("window")));
+    result r = RUNEXP("window", FAULTS, "--results", root, "--set", weights);
+    RUN_OK(r);
+    const char *dir = own(strdup(r.last)), *exp = own(strdup(P("%s/faults", root)));
+    const char *id = strrchr(dir, '/') + 1;
+    char *text = strdup(read_text(P("%s/index.csv", exp)));
+    char *row = strstr(text, P("\n%s,done,", id));
+    cr_assert_not_null(row, "index.csv:\n%s", text);
+    char *done_row = strdup(row + 1);   /* the reference: the uninterrupted run's own row */
+    *strchr(done_row, '\n') = 0;
+    /* the killed run's index.csv: no row yet (index.csv gets a run's row when it finishes) */
+    FILE *f = fopen(P("%s/index.csv", exp), "w");
+    cr_assert_not_null(f);
+    row[1] = 0;
+    fputs(text, f);
+    fclose(f);
+    cr_assert_str_eq(run_field(dir, "status"), "done");
+
+    result a = RUNEXP("window-resume", "--resume", dir);
+    cr_assert_eq(a.code, 0, "--resume of the finished run exited %d:\n%s", a.code, a.err);
+    cr_assert_str_eq(a.last, dir);
+    const char *after = read_text(P("%s/index.csv", exp));
+    cr_assert(strstr(after, P("\n%s\n", done_row)), "restored row differs from the uninterrupted run's\nwant %s\n%s",
+              done_row, after);
+    assert_one_index_row(exp, dir, "done");
+
+    result b = RUNEXP("window-again", "--resume", dir);
+    cr_assert_neq(b.code, 0);
+    cr_assert(strstr(b.err, "already done"), "%s", b.err);
+    free(text);
+    free(done_row);
 }

@@ -642,6 +642,35 @@ Test(runner, sampler_sweep_trains_once) {
     }
 }
 
+/* the train-once lock (pipeline.h; issue 17 §5): three processes of one training config
+ * started together train it once. long.yaml trains for seconds, so the three overlap; without
+ * the lock each would miss the cache (nothing finished yet) and train. */
+Test(runner, concurrent_runs_of_one_config_train_once) {
+    const char *root = own(strdup(T("results")));
+    enum { N = 3 };
+    pid_t pids[N];
+    for (int i = 0; i < N; i++)
+        pids[i] = spawn_runexp(P("run%d", i), (const char *const[]){LONG, "--results", root, "--quiet", NULL});
+    for (int i = 0; i < N; i++) {
+        result r = collect(P("run%d", i), wait_exit(pids[i]));
+        RUN_OK(r);
+    }
+    const char *exp_dir = own(strdup(P("%s/long", root)));
+    char names[8][64];
+    cr_assert_eq(list_runs(exp_dir, names, 8), N);
+    const char *trained = NULL;
+    cr_assert_eq(count_trained(exp_dir, names, N, &trained), 1, "one training for %d concurrent runs", N);
+    int train_lines = 0;
+    for (int i = 0; i < N; i++) {
+        const char *dir = P("%s/%s", exp_dir, names[i]);
+        train_lines += count_substr(read_text(P("%s/log.txt", dir)), "train: 100 steps");
+        const char *from = run_field(dir, "train_reused_from");
+        if (from) cr_assert_str_eq(from, trained);
+    }
+    cr_assert_eq(train_lines, 1);
+    cr_assert_eq(count_lines(P("%s/metrics.jsonl", trained)), 100);
+}
+
 /* ---------------------------------------------------------------------------------------
  * atomic run-directory allocation */
 
@@ -701,6 +730,7 @@ Test(runner, stage_cache_finds_the_newest_finished_run_with_the_hash_and_its_fil
     fake_run(exp, "0003-aa", "failed", "aa", 1);       /* not finished */
     fake_run(exp, "0004-bb", "done", "bb", 1);         /* another training config */
     fake_run(exp, "sweep-0005", "done", "aa", 1);      /* not a run directory */
+    fake_run(exp, "0005-cc", "running", "cc", 1);      /* still running, training not finished */
     const char *current = own(strdup(P("%s/0006-aa", exp)));
     fake_run(exp, "0006-aa", "done", "aa", 1);         /* the run asking */
     cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "aa", need, current, out, sizeof out), 1);
@@ -709,7 +739,12 @@ Test(runner, stage_cache_finds_the_newest_finished_run_with_the_hash_and_its_fil
     cr_assert_str_eq(out, current, "the newest of two hits");
     cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "bb", need, current, out, sizeof out), 1);
     cr_assert_str_eq(out, P("%s/0004-bb", exp));
-    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "cc", need, current, out, sizeof out), 0, "unknown hash");
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "cc", need, current, out, sizeof out), 0, "running, not trained");
+    const char *rec = "{\"status\": \"running\", \"train_hash\": \"cc\", \"train_done\": true}";
+    ASSERT_OK(rx_fs_write_atomic(P("%s/0005-cc/run.json", exp), rec, strlen(rec)));
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "cc", need, current, out, sizeof out), 1, "still sampling, trained");
+    cr_assert_str_eq(out, P("%s/0005-cc", exp));
+    cr_assert_eq(rx_stage_cache_find(exp, "train_hash", "dd", need, current, out, sizeof out), 0, "unknown hash");
     cr_assert_eq(rx_stage_cache_find(exp, "sample_hash", "aa", need, current, out, sizeof out), 0, "other stage's key");
 }
 

@@ -16,6 +16,8 @@ static const opt_spec options[] = {
     VALUE("--to", export_to),
     VALUE("--config", export_config),
     VALUE("--results", results_root),
+    VALUE("--launcher", launcher),
+    VALUE("--slurm", slurm_options),
     FLAG("--force", force),
     FLAG("--smoke", smoke),
     FLAG("--quiet", quiet),
@@ -57,6 +59,10 @@ rx_status rx_cli_parse(int argc, char **argv, rx_cli *cli) {
     }
     if (cli->backend && strcmp(cli->backend, "cpu") && strcmp(cli->backend, "cuda") && strcmp(cli->backend, "auto"))
         return rx_fail(RX_ERR_ARG, "--backend must be cpu, cuda or auto, not '%s'", cli->backend);
+    if (cli->launcher && strcmp(cli->launcher, "local") && strcmp(cli->launcher, "slurm"))
+        return rx_fail(RX_ERR_ARG, "--launcher must be local or slurm, not '%s'", cli->launcher);
+    const int slurm = cli->launcher && !strcmp(cli->launcher, "slurm");
+    if (cli->slurm_options && !slurm) return rx_fail(RX_ERR_ARG, "--slurm gives sbatch options: it needs --launcher slurm");
     if (resume) {
         if (npos != 1) return rx_fail(RX_ERR_ARG, "--resume takes one run directory");
         cli->command = RX_CMD_RESUME;
@@ -86,11 +92,24 @@ rx_status rx_cli_parse(int argc, char **argv, rx_cli *cli) {
         if (npos != 2) return rx_fail(RX_ERR_ARG, "usage: runexp report results/EXPERIMENT | SWEEP_DIR | RUN_DIR");
         cli->command = RX_CMD_REPORT;
         cli->file = positional[1];
+    } else if (!strcmp(positional[0], "sweep") && npos >= 2 && !strcmp(positional[1], "status")) {
+        if (npos != 3) return rx_fail(RX_ERR_ARG, "usage: runexp sweep status SWEEP_DIR");
+        cli->command = RX_CMD_SWEEP_STATUS;
+        cli->file = positional[2];
+    } else if (!strcmp(positional[0], "sweep") && npos >= 2 && !strcmp(positional[1], "point")) {
+        char *end;
+        long point = npos == 4 ? strtol(positional[3], &end, 10) : -1;
+        if (npos != 4 || !*positional[3] || *end || point < 0 || point > 1000000)
+            return rx_fail(RX_ERR_ARG, "usage: runexp sweep point SWEEP_DIR INDEX (what a Slurm array task runs)");
+        cli->command = RX_CMD_SWEEP_POINT;
+        cli->file = positional[2];
+        cli->point = (int)point;
     } else {
         if (npos != 1) return rx_fail(RX_ERR_ARG, "unexpected argument '%s'", positional[1]);
         cli->command = RX_CMD_RUN;
         cli->file = positional[0];
     }
+    if (cli->launcher && cli->command != RX_CMD_RUN) return rx_fail(RX_ERR_ARG, "--launcher applies to running a sweep");
     return RX_OK;
 }
 

@@ -69,11 +69,40 @@ rx_status rx_cmd_run(const rx_cli *cli, char *out_dir, size_t n, int *config_err
     }
     rx_cfg_node *sweep = rx_cfg_map_get(cfg->root, "sweep");
     rx_status s;
-    if (cli->n_sweeps > 0 || (sweep && !rx_cfg_is_null(sweep) && sweep->n > 0))
-        s = rx_run_sweep(cfg, cli->sweeps, cli->n_sweeps, &opt, out_dir, n, config_error);
-    else
+    rx_sweep_launch launch = {cli->launcher, cli->slurm_options, "", 0};
+    if (cli->n_sweeps > 0 || (sweep && !rx_cfg_is_null(sweep) && sweep->n > 0)) {
+        s = rx_run_sweep(cfg, cli->sweeps, cli->n_sweeps, &opt, &launch, out_dir, n, config_error);
+        if (!s && launch.job_id[0])   /* stdout: the job, then (main) the sweep directory */
+            printf("submitted Slurm job %s: an array of %d tasks; follow it with: runexp sweep status %s\n", launch.job_id,
+                   launch.n_tasks, out_dir);
+    } else if (cli->launcher && !strcmp(cli->launcher, "slurm")) {
+        *config_error = 1;
+        s = rx_fail(RX_ERR_ARG, "--launcher slurm submits a sweep: give --sweep key=v1,v2,... or a sweep: block "
+                                "(one training run goes under Slurm as `srun runexp FILE` in your own sbatch script)");
+    } else
         s = rx_run_config(cfg, &opt, out_dir, n, NULL, config_error);
     rx_config_free(cfg);
+    return s;
+}
+
+rx_status rx_cmd_sweep_status(const rx_cli *cli, char *out_dir, size_t n, int *config_error) {
+    rx_status s = rx_sweep_status(cli->file, stdout, config_error);
+    snprintf(out_dir, n, "%s", cli->file);
+    return s;
+}
+
+rx_status rx_cmd_sweep_point(const rx_cli *cli, char *out_dir, size_t n, int *config_error) {
+    json_t *plan = NULL;
+    rx_run_options opt;
+    char path[1400];
+    rx_status s = rx_sweep_point_open(cli->file, cli->point, &plan, &opt, path, sizeof path);
+    if (s) { *config_error = 1; return s; }
+    opt.quiet = cli->quiet;
+    rx_config *cfg = NULL;
+    s = load_config(path, NULL, 0, &cfg, config_error);
+    if (!s) s = rx_sweep_point(cli->file, cli->point, cfg, &opt, out_dir, n, config_error);
+    rx_config_free(cfg);
+    json_decref(plan);
     return s;
 }
 

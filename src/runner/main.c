@@ -7,6 +7,9 @@
  *   runexp export CHECKPOINT --to diffusers DIR [--config RUN_DIR/config.yaml]
  *   runexp data fetch NAME|--all [--dest DIR]
  *   runexp report results/EXP | SWEEP_DIR | RUN_DIR
+ *   runexp FILE --sweep ... --launcher slurm [--slurm "sbatch options"]   submit the sweep as a job array
+ *   runexp sweep status SWEEP_DIR      each point's state; the summary once all are done
+ *   runexp sweep point SWEEP_DIR I     (what the job array's task I runs)
  *
  * Exit status: 0 success; 2 bad config, arguments or input files (nothing run, nothing
  * written); 1 a run that failed (run.json says why); 130 interrupted by SIGINT/SIGTERM.
@@ -38,6 +41,10 @@ static void usage(FILE *f) {
         "  runexp export CHECKPOINT --to diffusers DIR   write diffusers weights + config.json\n"
         "  runexp data fetch NAME|--all       copy ($RUNEXP_DATA_SRC) or download a data set into data/\n"
         "  runexp report DIR                  DIR/report.html: runs, curves, samples of results/EXP, a sweep or a run\n"
+        "  runexp FILE --sweep k=v1,v2 --launcher slurm [--slurm \"--partition=gpu --gres=gpu:1 ...\"]\n"
+        "                                  submit the sweep as a Slurm job array (one task per point)\n"
+        "  runexp sweep status SWEEP_DIR      each point's state; summary.csv/md and plots once all are done\n"
+        "  runexp sweep point SWEEP_DIR I     run point I of a sweep (what a job array task runs)\n"
         "  runexp --help | --version\n\n"
         "exit status: 0 ok, 1 run failed, 2 bad config/arguments/input, 130 interrupted\n");
 }
@@ -95,7 +102,9 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    if (cli.command == RX_CMD_RUN || cli.command == RX_CMD_RESUME) {
+    /* ranks for a run; `--launcher slurm` only writes and submits a job array */
+    const int submits = cli.launcher && !strcmp(cli.launcher, "slurm");
+    if ((cli.command == RX_CMD_RUN && !submits) || cli.command == RX_CMD_RESUME) {
         s = rx_dist_init();
         if (!s && rx_dist_world()->world > 1 && cli.n_sweeps)
             s = rx_fail(RX_ERR_CONFIG, "--sweep runs its points one after another in one process; under a "
@@ -122,6 +131,8 @@ int main(int argc, char **argv) {
     case RX_CMD_EXPORT: s = rx_cmd_export(&cli, &config_error); break;
     case RX_CMD_DATA_FETCH: s = rx_cmd_data_fetch(&cli, &config_error); break;
     case RX_CMD_REPORT: s = rx_cmd_report(&cli, out_dir, sizeof out_dir, &config_error); break;
+    case RX_CMD_SWEEP_STATUS: s = rx_cmd_sweep_status(&cli, out_dir, sizeof out_dir, &config_error); break;
+    case RX_CMD_SWEEP_POINT: s = rx_cmd_sweep_point(&cli, out_dir, sizeof out_dir, &config_error); break;
     }
     rx_cli_free(&cli);
     const rx_dist *dw = rx_dist_world();

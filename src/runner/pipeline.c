@@ -5,8 +5,10 @@
 #include "kernels/cuda_backend.h"
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
+#include "io/json_util.h"
 #include "dist/dist.h"
 #include <dirent.h>
+#include <unistd.h>
 #include <string.h>
 #include <yaml.h>
 #include <png.h>
@@ -16,6 +18,8 @@ int rx_stage_cache_find(const char *exp_dir, const char *hash_key, const char *h
                         const char *not_dir, char *out, size_t n) {
     DIR *d = opendir(exp_dir);
     if (!d) return 0;
+    char done_key[64];   /* "train_hash" -> "train_done" */
+    snprintf(done_key, sizeof done_key, "%.*s_done", (int)strcspn(hash_key, "_"), hash_key);
     struct dirent *e;
     int found = 0;
     char best[256] = "";
@@ -27,6 +31,8 @@ int rx_stage_cache_find(const char *exp_dir, const char *hash_key, const char *h
         if (!r) continue;
         const char *st = json_string_value(json_object_get(r, "status"));
         const char *h = json_string_value(json_object_get(r, hash_key));
+        /* a run still sampling (or one that failed after the stage) holds a finished stage too */
+        if (json_is_true(json_object_get(r, done_key))) st = "done";
         snprintf(path, sizeof path, "%s/%s/%s", exp_dir, e->d_name, need_file);
         char dir[1400];
         snprintf(dir, sizeof dir, "%s/%s", exp_dir, e->d_name);
@@ -69,28 +75,65 @@ static rx_status reuse_training(rx_experiment *ex, rx_run *run, const char *cach
     return RX_OK;
 }
 
+/* the training itself; once it succeeds run.json says train_done, which makes it a stage
+ * cache entry while this run still samples and evaluates */
+static rx_status train(rx_experiment *ex, rx_run *run, int resume) {
+    rx_run_set_status(run, "running", NULL);
+    RX_TRY(rx_stage_train(ex, run, resume));
+    rx_run_set(run, "train_done", json_true());
+    return rx_run_save_record(run);
+}
+
+/* The train-once lock, <exp>/.train-<train_hash>.lock: processes of one training config that
+ * start together (a Slurm array's tasks, two shells) take it in turn; the first trains, the
+ * others find its training in the stage cache when it lets go. Polled rather than blocked on,
+ * so that Ctrl-C (or Slurm's SIGTERM) still ends a waiting run. flock works on NFS and Lustre
+ * mounts, where a cluster's results directory lives. */
+static rx_status take_train_lock(rx_experiment *ex, rx_run *run, int *fd) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/.train-%s.lock", run->exp_dir, ex->train_hash);
+    for (int waited = 0;; waited = 1) {
+        int busy = 0;
+        rx_status s = rx_fs_trylock(path, fd, &busy);
+        if (!s || !busy) return s;
+        rx_clear_error();
+        if (!waited) rx_run_log(run, "train: waiting for another process training the same config (lock %s)", path);
+        if (rx_interrupt_requested) return rx_fail(RX_ERR_INTERRUPTED, "interrupted while waiting for the lock %s", path);
+        usleep(200 * 1000);
+    }
+}
+
+/* train, or reuse an earlier (or concurrent) run's training of the same hash */
+static rx_status train_or_reuse(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume) {
+    rx_run_set(run, "train_hash", json_string(ex->train_hash));
+    if (opt->force || resume) return train(ex, run, resume);
+    /* data-parallel: rank 0 takes the lock and looks in the cache, the other ranks follow it */
+    int fd = -1, locked = 0;
+    int32_t reuse = 0;
+    char cached[1200] = "";
+    rx_status s = RX_OK;
+    if (rx_dist_is_root()) {
+        s = take_train_lock(ex, run, &fd);
+        locked = s == RX_OK;
+        if (!s) reuse = rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors",
+                                            run->dir, cached, sizeof cached);
+    }
+    if (rx_dist_world()->world > 1) {
+        s = rx_dist_agree(s, NULL, 0);
+        if (!s) s = rx_dist_broadcast(&reuse, sizeof reuse);
+        if (!s) s = rx_dist_broadcast(cached, sizeof cached);
+    }
+    if (!s) s = reuse ? reuse_training(ex, run, cached) : train(ex, run, 0);
+    if (locked) rx_fs_unlock(fd);
+    return s;
+}
+
 /* train (or reuse an earlier run's training), then sample and eval as the objective's task
  * says; each stage's hash goes to run.json before it runs. Data-parallel: rank 0 looks in the
- * stage cache and tells the others; every rank trains; sample and eval are rank 0's. */
+ * stage cache and tells the others; every rank trains, and samples and evaluates its share. */
 static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics) {
     rx_status s = RX_OK;
-    if (ex->train) {
-        rx_run_set(run, "train_hash", json_string(ex->train_hash));
-        char cached[1200] = "";
-        int32_t reuse = !opt->force && !resume && rx_dist_is_root() &&
-                        rx_stage_cache_find(run->exp_dir, "train_hash", ex->train_hash, "checkpoints/last.safetensors",
-                                            run->dir, cached, sizeof cached);
-        if (rx_dist_world()->world > 1) {
-            RX_TRY(rx_dist_broadcast(&reuse, sizeof reuse));
-            RX_TRY(rx_dist_broadcast(cached, sizeof cached));
-        }
-        if (reuse) {
-            s = reuse_training(ex, run, cached);
-        } else {
-            rx_run_set_status(run, "running", NULL);
-            s = rx_stage_train(ex, run, resume);
-        }
-    }
+    if (ex->train) s = train_or_reuse(ex, run, opt, resume);
     if (!s && ex->sample && ex->task->generates) {   /* split over the ranks, gathered on rank 0 */
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);
@@ -238,6 +281,31 @@ rx_status rx_run_config(rx_config *cfg, const rx_run_options *opt, char *run_dir
     return s;
 }
 
+/* A kill between the final run.json ("done") and the index.csv row leaves a finished run that
+ * index.csv does not list. Resuming that run writes the missing row (metrics from its
+ * eval.json) instead of refusing it as already done; *restored says whether it had to. */
+static rx_status restore_index_row(rx_run *run, int *restored) {
+    char path[1200], *text = NULL, want[128];
+    size_t n = 0;
+    *restored = 0;
+    snprintf(path, sizeof path, "%s/index.csv", run->exp_dir);
+    snprintf(want, sizeof want, "\n%s,done,", run->id);
+    if (rx_fs_exists(path)) RX_TRY(rx_fs_read_file(path, &text, &n));
+    int has = text && strstr(text, want) != NULL;
+    free(text);
+    if (has) return RX_OK;
+    json_t *eval = NULL;
+    snprintf(path, sizeof path, "%s/eval.json", run->dir);
+    if (rx_fs_exists(path)) RX_TRY(rx_json_load_file(path, &eval));
+    char csv[1024];
+    metrics_csv(json_object_get(eval, "metrics"), csv, sizeof csv);
+    json_decref(eval);
+    RX_TRY(rx_run_finish(run, csv));
+    rx_run_log(run, "runexp: --resume of a finished run: index.csv had no done row for it; row restored");
+    *restored = 1;
+    return RX_OK;
+}
+
 rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *run_dir, char *out_dir, size_t n,
                         int *config_error) {
     /* the run's lock first: a resume refused because another process holds the run loads
@@ -250,13 +318,16 @@ rx_status rx_run_resume(rx_config *cfg, const rx_run_options *opt, const char *r
     if (!s) {
         run.quiet = opt->quiet || run.follower;
         const char *st = json_string_value(json_object_get(run.record, "status"));
-        if (st && !strcmp(st, "done")) s = rx_fail(RX_ERR_ARG, "--resume %s: this run is already done", run_dir);
-        else if (strcmp(run.config_hash, ex.hash))
+        int restored = 0;
+        if (st && !strcmp(st, "done")) {
+            s = restore_index_row(&run, &restored);
+            if (!s && !restored) s = rx_fail(RX_ERR_ARG, "--resume %s: this run is already done", run_dir);
+        } else if (strcmp(run.config_hash, ex.hash))
             s = rx_fail(RX_ERR_CONFIG, "--resume %s: config.yaml was edited (hash %s, run.json says %s)", run_dir, ex.hash,
                         run.config_hash);
         s = rx_dist_agree(s, NULL, 0);   /* rank 0 read run.json: the others follow its verdict */
         if (s) *config_error = 1;
-        else {
+        else if (!restored) {   /* a restored row was all a finished run lacked */
             s = rx_run_remove_stale_temps(&run);
             if (!s) s = rx_run_set_status(&run, "running", NULL);
             if (!s) s = execute(&ex, &run, opt, 1, NULL);
