@@ -87,9 +87,9 @@ rx_status rx_dist_init(void) {
         return rx_fail(RX_ERR_CONFIG, "the launcher (%s) starts %d ranks, but this runexp was built without MPI: "
                        "install libopenmpi-dev (make deps) and rebuild, or run one process", e.launcher, e.world);
     }
-    RX_TRY(rx_dist_mpi_init(e.rank, e.world));
-    world.ops = &rx_dist_mpi_ops;
-    return RX_OK;
+    rx_status s = rx_dist_mpi_init(e.rank, e.world);
+    world.ops = &rx_dist_mpi_ops;   /* even after a failure: abort goes through MPI once it started */
+    return s;
 }
 
 void rx_dist_finalize(void) {

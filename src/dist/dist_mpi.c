@@ -82,13 +82,16 @@ static rx_status mpi_gather_f32(const float *send, float *recv, const int64_t *c
     return s;
 }
 static rx_status mpi_barrier(void) { return mpi_check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+static int mpi_started(void) {
+    int up = 0, done = 0;
+    return MPI_Initialized(&up) == MPI_SUCCESS && up && MPI_Finalized(&done) == MPI_SUCCESS && !done;
+}
 static void mpi_abort(int code) {
-    MPI_Abort(MPI_COMM_WORLD, code);
+    if (mpi_started()) MPI_Abort(MPI_COMM_WORLD, code);
     _exit(code);   /* MPI_Abort does not return; if it did, this rank still must not linger */
 }
 static void mpi_finalize(void) {
-    int done = 0;
-    if (MPI_Finalized(&done) == MPI_SUCCESS && !done) MPI_Finalize();
+    if (mpi_started()) MPI_Finalize();
 }
 
 #else
