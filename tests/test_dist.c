@@ -184,10 +184,15 @@ Test(dist_mpi, two_ranks_train_as_one_process_at_the_same_global_batch) {
     cr_assert(rx_fs_exists(P("%s/checkpoints/last.safetensors", run)) && rx_fs_exists(P("%s/samples", run)));
 }
 
-/* One rank killed (SIGKILL) at step 5 of 6: the job ends (guided-diffusion#23: no hang), rank
- * 0 says why and names the last checkpoint (step 4); that run resumes on 2 ranks and, copied,
- * on 1, each continuing at step 5 (diffusers#2091: not at a wrong step) with the uninterrupted
- * 2-rank run's losses (2 ranks: bit for bit, the same sums; 1 process: within 1e-6). */
+/* One rank killed (SIGKILL) at step 5 of 6: the job ends instead of hanging, rank 0 says why
+ * and names the last checkpoint (step 4). That run then resumes on 2 ranks and, copied, on 1:
+ * - diffusers#2091: a multi-GPU resume failed on per-rank state only rank 0 had saved; here the
+ *   checkpoint holds no per-rank state (the randomness is keyed by seed, step and global image
+ *   index), so the resume works on 2 ranks and on 1, and continues at step 5, not another step;
+ * - guided-diffusion#23: a multi-GPU resume hung because only rank 0 ran a load that was a
+ *   collective; here every rank reads the checkpoint itself, and the resume runs under timeout.
+ * Reference: the uninterrupted 2-rank run's per-step losses (2 ranks: bit for bit, the same
+ * sums in the same order; 1 process: within 1e-6). */
 Test(dist_mpi, a_killed_rank_ends_the_job_and_the_run_resumes_on_1_or_2_ranks) {
     require_mpi();
     const char *yaml = write_experiment();
