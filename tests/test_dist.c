@@ -343,3 +343,60 @@ Test(dist_mpi, evaluation_is_split_over_the_ranks_and_gathered_on_rank_0) {
     json_decref(ja);
     json_decref(jb);
 }
+
+/* the pids of the processes whose command line holds both a and b (the ranks of one run) */
+static int pids_with(const char *a, const char *b_arg, pid_t *out, int max) {
+    const char *b = own(strdup(b_arg));   /* P's buffers rotate in the loop */
+    DIR *d = opendir("/proc");
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < max;) {
+        if (!isdigit((unsigned char)e->d_name[0])) continue;
+        char buf[4096];
+        int fd = open(P("/proc/%s/cmdline", e->d_name), O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0) continue;
+        for (ssize_t i = 0; i < len; i++) if (!buf[i]) buf[i] = ' ';
+        buf[len] = 0;
+        if (!strncmp(buf, a, strlen(a)) && strstr(buf, b)) out[n++] = (pid_t)atoi(e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Slurm's time limit or scancel: SIGTERM to every rank (srun forwards it to each task). The
+ * ranks agree to stop at the same step, rank 0 checkpoints it, run.json says interrupted and
+ * every rank exits 130; the checkpoint is at the last logged step. */
+Test(dist_mpi, sigterm_to_every_rank_stops_them_at_the_same_step_checkpointed) {
+    require_mpi();
+    const char *yaml = write_experiment();
+    const char *const args[] = {yaml, "--set", "train.steps=100000", "--set", "train.checkpoint_every=50", "--results",
+                                T("r"), "--quiet", NULL};
+    const char *argv[64] = {"timeout", "180", mpirun_bin, "-np", "2", "--oversubscribe", "--bind-to", "none", "--mca",
+                            "mpi_yield_when_idle", "1", "-x", "OMP_NUM_THREADS", "-x", "OPENBLAS_NUM_THREADS", "-x",
+                            "OMP_WAIT_POLICY", "-x", "ASAN_OPTIONS=detect_leaks=0", runexp_bin};
+    int n = 20;
+    for (int i = 0; args[i]; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t job = spawn_program("/usr/bin/timeout", argv, "term");
+    const char *run = wait_for_training(job, T("r/dp"), 0, 5);
+    pid_t ranks[4];
+    int nr = pids_with(runexp_bin, T("r"), ranks, 4);
+    cr_assert_eq(nr, 2, "%d rank processes found", nr);
+    for (int i = 0; i < nr; i++) cr_assert_eq(kill(ranks[i], SIGTERM), 0, "kill %d: %s", (int)ranks[i], strerror(errno));
+    result r = collect("term", wait_exit(job));
+    cr_assert_neq(r.code, 124, "the ranks did not stop (timeout):\n%s", r.err);
+    cr_assert_eq(r.code, 130, "exit %d:\n%s", r.code, r.err);
+    cr_assert_eq(count_substr(r.err, "interrupted at step"), 2, "both ranks stop at a step:\n%s", r.err);
+    cr_assert_str_eq(run_field(run, "status"), "interrupted");
+    static metrics_row rows[4096];
+    int nrow = read_metrics(P("%s/metrics.jsonl", run), rows, 4096);
+    cr_assert_gt(nrow, 0);
+    cr_assert_eq(rows[nrow - 1].step, nrow, "metrics rows are not steps 1..%d", nrow);
+    cr_assert_eq(checkpoint_step(P("%s/checkpoints/last.safetensors", run)), nrow,
+                 "the checkpoint is not at the step both ranks stopped at");
+    cr_assert(strstr(r.err, P("rank 0 of 2: interrupted at step %d", nrow)) &&
+              strstr(r.err, P("rank 1 of 2: interrupted at step %d", nrow)), "%s", r.err);
+}

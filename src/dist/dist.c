@@ -75,6 +75,7 @@ const rx_dist *rx_dist_world(void) { return &world; }
 int rx_dist_failure_agreed(void) { return failure_agreed; }
 
 static const char *real_getenv(const char *name) { return getenv(name); }
+static void on_grace_over(int sig);   /* signals, below */
 
 rx_status rx_dist_init(void) {
     rx_dist_env e;
@@ -89,6 +90,11 @@ rx_status rx_dist_init(void) {
     }
     rx_status s = rx_dist_mpi_init(e.rank, e.world);
     world.ops = &rx_dist_mpi_ops;   /* even after a failure: abort goes through MPI once it started */
+    struct sigaction sa;            /* the grace timer of rx_dist_on_signal, armed from a handler */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_grace_over;
+    if (!s && sigaction(SIGALRM, &sa, NULL) != 0)
+        s = rx_fail(RX_ERR_INTERNAL, "sigaction(SIGALRM): %s", strerror(errno));
     return s;
 }
 
@@ -248,6 +254,9 @@ rx_status rx_dist_test_fault(int64_t step) {
 
 /* ---- signals ---- */
 
+#define RX_STR_(x) #x
+#define RX_STR(x) RX_STR_(x)
+
 static char note[2048];
 static size_t note_len;
 
@@ -260,6 +269,16 @@ void rx_dist_set_note(const char *fmt, ...) {
     note[note_len++] = '\n';
 }
 
+static void on_grace_over(int sig) {
+    (void)sig;
+    static const char head[] = "runexp: still waiting for the other ranks " RX_STR(RX_DIST_SIGNAL_GRACE_S)
+                               " s after the signal: a rank is gone; stopping here\n";
+    ssize_t w = write(STDERR_FILENO, head, sizeof head - 1);
+    if (note_len) w = write(STDERR_FILENO, note, note_len);
+    (void)w;
+    _exit(128 + SIGTERM);
+}
+
 int rx_dist_on_signal(int sig) {
     if (world.world == 1) return 0;
     /* only async-signal-safe calls from here. Said at once, whether or not this rank can still
@@ -269,8 +288,11 @@ int rx_dist_on_signal(int sig) {
     ssize_t w = write(STDERR_FILENO, head, sizeof head - 1);
     if (note_len) w = write(STDERR_FILENO, note, note_len);
     (void)w;
-    if (!rx_dist_in_collective) return 0;   /* the step's agreement stops every rank together */
-    _exit(128 + sig);
+    /* A cancelled job's ranks all got the signal: their collectives complete and the step's
+     * stop agreement ends them together, checkpointed. A rank that is gone never answers: the
+     * grace timer (on_grace_over, installed by rx_dist_init) ends this one instead. */
+    alarm(RX_DIST_SIGNAL_GRACE_S);
+    return 0;
 }
 
 void rx_dist_describe(char *mpi, size_t n_mpi, char *nccl, size_t n_nccl) {

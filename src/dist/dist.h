@@ -109,12 +109,14 @@ rx_status rx_dist_nccl_grad_mean(struct rx_ctx *c, const struct rx_paramset *ps)
 /* "MPI: Open MPI v4.1.4 (compiled in)" and "NCCL: 2.21.5 (compiled in)", or "not compiled in" */
 void rx_dist_describe(char *mpi, size_t n_mpi, char *nccl, size_t n_nccl);
 
-/* Signals in a multi-rank job. A rank blocked in a collective cannot finish its step, so a
- * SIGTERM/SIGINT there (the launcher ending the job after another rank died) stops it at once.
- * Either way the rank says why on stderr, with the note (the last checkpoint and the resume
- * command) at once, since the launcher may SIGKILL it before its step ends.
- * rx_dist_on_signal returns 0 when the caller should go on as for one process (one rank, or
- * outside a collective: the step ends and its agreement stops every rank together). */
+/* Signals in a multi-rank job (SIGTERM/SIGINT from mpirun or Slurm). The rank says why on
+ * stderr at once, with the note (the last checkpoint and the resume command), since the
+ * launcher may SIGKILL it before its step ends; then it goes on as one process would (the
+ * interrupt flag; the step's stop agreement ends every rank at the same step, checkpointed).
+ * When another rank died, this one may wait in a collective forever: a timer ends it
+ * RX_DIST_SIGNAL_GRACE_S seconds after the signal if it has not stopped by then.
+ * rx_dist_on_signal returns 0: the caller's own handling follows. */
+#define RX_DIST_SIGNAL_GRACE_S 30
 extern volatile sig_atomic_t rx_dist_in_collective;
 void rx_dist_set_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int  rx_dist_on_signal(int sig);

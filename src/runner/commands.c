@@ -1,6 +1,7 @@
 /* commands.c — check, run, resume, export, data fetch. */
 #include "runner/memory_plan.h"
 #include "runner/runner.h"
+#include "dist/dist.h"
 #include "runner/pipeline.h"
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
@@ -70,7 +71,12 @@ rx_status rx_cmd_run(const rx_cli *cli, char *out_dir, size_t n, int *config_err
     rx_cfg_node *sweep = rx_cfg_map_get(cfg->root, "sweep");
     rx_status s;
     rx_sweep_launch launch = {cli->launcher, cli->slurm_options, "", 0};
-    if (cli->n_sweeps > 0 || (sweep && !rx_cfg_is_null(sweep) && sweep->n > 0)) {
+    const int is_sweep = cli->n_sweeps > 0 || (sweep && !rx_cfg_is_null(sweep) && sweep->n > 0);
+    if (is_sweep && rx_dist_world()->world > 1) {   /* main started ranks: not for --launcher slurm */
+        *config_error = 1;
+        s = rx_fail(RX_ERR_CONFIG, "%s: a sweep runs its points one after another in one process; under a multi-rank "
+                    "launcher run one point per job (or --launcher slurm)", cli->file);
+    } else if (is_sweep) {
         s = rx_run_sweep(cfg, cli->sweeps, cli->n_sweeps, &opt, &launch, out_dir, n, config_error);
         if (!s && launch.job_id[0])   /* stdout: the job, then (main) the sweep directory */
             printf("submitted Slurm job %s: an array of %d tasks; follow it with: runexp sweep status %s\n", launch.job_id,

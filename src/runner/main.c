@@ -50,7 +50,7 @@ static void usage(FILE *f) {
 }
 
 static void on_signal(int sig) {
-    if (rx_dist_on_signal(sig)) return;        /* a rank stuck in a collective: it exits there */
+    rx_dist_on_signal(sig);                    /* multi-rank: says why at once, arms the grace timer */
     if (rx_interrupt_requested) _exit(130);   /* second Ctrl-C: stop now */
     rx_interrupt_requested = sig;
 }
@@ -105,10 +105,7 @@ int main(int argc, char **argv) {
     /* ranks for a run; `--launcher slurm` only writes and submits a job array */
     const int submits = cli.launcher && !strcmp(cli.launcher, "slurm");
     if ((cli.command == RX_CMD_RUN && !submits) || cli.command == RX_CMD_RESUME) {
-        s = rx_dist_init();
-        if (!s && rx_dist_world()->world > 1 && cli.n_sweeps)
-            s = rx_fail(RX_ERR_CONFIG, "--sweep runs its points one after another in one process; under a "
-                        "multi-rank launcher run one point per job (or --launcher slurm)");
+        s = rx_dist_init();   /* a sweep under several ranks is refused by rx_cmd_run */
         if (s) {
             fprintf(stderr, "runexp: %s\n", rx_last_error());
             rx_cli_free(&cli);

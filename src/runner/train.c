@@ -379,6 +379,7 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             s = save_checkpoint(ex, run, &t->opt, step, &w);
             if (!s) s = rx_fail(RX_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint written; continue with: runexp --resume %s",
                                 (long long)step, run->dir);
+            s = rx_dist_agree(s, NULL, 0);   /* every rank stops here: an agreed end, not an abort */
         }
     }
     return s;
