@@ -159,7 +159,7 @@ rx_status rx_dist_agree(rx_status local, double *sums, int n) {
     if (!failed) return RX_OK;
     failure_agreed = 1;
     if (local) return rx_fail(local, "%s", why);
-    return rx_fail(RX_ERR_INTERNAL, "rank %s of %d failed (its message is on its stderr); every rank stopped at the same step",
+    return rx_fail(RX_ERR_INTERNAL, "rank %s of %d failed (its message is on its stderr); every rank stopped with it",
                    ranks, world.world);
 }
 

@@ -147,22 +147,20 @@ static rx_status open_run(rx_run *r, const char *dir) {
 
 /* Data-parallel: rank 0 made (or failed to make, s0) the run; every other rank learns its
  * directory and follows it. One process: s0. */
-static rx_status share_run(rx_run *r, rx_status s0, const char *what) {
+static rx_status share_run(rx_run *r, rx_status s0) {
     const rx_dist *dw = rx_dist_world();
     if (dw->world == 1) return s0;
-    struct { int32_t status; char dir[1024], experiment[128], config_hash[17]; } msg;
+    /* rank 0's failure, agreed: every rank ends normally with it (no abort) */
+    RX_TRY(rx_dist_agree(dw->rank == 0 ? s0 : RX_OK, NULL, 0));
+    struct { char dir[1024], experiment[128], config_hash[17]; } msg;
     memset(&msg, 0, sizeof msg);
     if (dw->rank == 0) {
-        msg.status = s0;
         memcpy(msg.dir, r->dir, sizeof msg.dir);
         memcpy(msg.experiment, r->experiment, sizeof msg.experiment);
         memcpy(msg.config_hash, r->config_hash, sizeof msg.config_hash);
     }
-    rx_status s = rx_dist_broadcast(&msg, sizeof msg);
-    if (dw->rank == 0) return s0 ? s0 : s;
-    if (s) return s;
-    if (msg.status)
-        return rx_fail((rx_status)msg.status, "rank 0 could not %s the run directory (its message is on its stderr)", what);
+    RX_TRY(rx_dist_broadcast(&msg, sizeof msg));
+    if (dw->rank == 0) return RX_OK;
     memset(r, 0, sizeof *r);
     r->t_start = rx_now();
     r->follower = 1;
@@ -179,13 +177,19 @@ static rx_status share_run(rx_run *r, rx_status s0, const char *what) {
 }
 
 rx_status rx_run_create(rx_run *r, const char *results_root, const char *experiment, const char *config_hash) {
-    if (!rx_dist_is_root()) return share_run(r, RX_OK, "create");
-    return share_run(r, create_run(r, results_root, experiment, config_hash), "create");
+    if (!rx_dist_is_root()) {   /* closable (rx_run_close) even when rank 0 failed */
+        memset(r, 0, sizeof *r);
+        return share_run(r, RX_OK);
+    }
+    return share_run(r, create_run(r, results_root, experiment, config_hash));
 }
 
 rx_status rx_run_open(rx_run *r, const char *dir) {
-    if (!rx_dist_is_root()) return share_run(r, RX_OK, "open");
-    return share_run(r, open_run(r, dir), "open");
+    if (!rx_dist_is_root()) {
+        memset(r, 0, sizeof *r);
+        return share_run(r, RX_OK);
+    }
+    return share_run(r, open_run(r, dir));
 }
 
 rx_status rx_run_remove_stale_temps(rx_run *r) {
