@@ -24,17 +24,18 @@ static const char *const train_sections[] = {"seed", "init", "dataset", "transfo
                                              "objective", "optimizer", "lr_schedule", "train"};
 static const char *const sample_sections[] = {"seed", "init", "dataset", "transforms", "model", "schedule",
                                               "objective", "optimizer", "lr_schedule", "train",
-                                              "sampler", "guidance", "sample"};
+                                              "sampler", "guidance", "sample", "reflow"};
 static const char *const eval_sections[] = {"seed", "init", "dataset", "transforms", "model", "schedule",
                                             "objective", "optimizer", "lr_schedule", "train",
-                                            "sampler", "guidance", "sample", "eval"};
+                                            "sampler", "guidance", "sample", "reflow", "eval"};
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 /* The run's identity (its directory's tag, --resume's check that config.yaml was not edited):
  * the resolved config without its log section, which says what else is written, not what is
  * computed. So runs made before the section existed keep their hash and still resume, and a
- * run's saved config may switch TensorBoard on before a resume. The same keys emitted in the
- * same order: for a config without `log` exactly rx_config_hash(root). */
+ * run's saved config may switch TensorBoard on before a resume. A null `reflow` (the default)
+ * is left out too, for the same first reason. The same keys emitted in the same order: for a
+ * config without `log` and `reflow` exactly rx_config_hash(root). */
 static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
     if (root->type != RX_CFG_MAP) return rx_config_hash(root, out);
     rx_cfg_node **keys = malloc((root->n ? (size_t)root->n : 1) * sizeof *keys);
@@ -43,7 +44,8 @@ static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
     rx_cfg_node view = *root;   /* borrows root's nodes; owns only the two arrays */
     view.n = 0;
     for (int i = 0; !s && i < root->n; i++) {
-        if (root->keys[i]->text && !strcmp(root->keys[i]->text, "log")) continue;
+        const char *key = root->keys[i]->text;
+        if (key && (!strcmp(key, "log") || (!strcmp(key, "reflow") && rx_cfg_is_null(root->items[i])))) continue;
         keys[view.n] = root->keys[i];
         items[view.n++] = root->items[i];
     }
@@ -136,6 +138,18 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->sample = stage_params(cfg, "sample");
     ex->eval = stage_params(cfg, "eval");
     ex->log = stage_params(cfg, "log");
+    ex->reflow = stage_params(cfg, "reflow");
+    if (ex->reflow) {
+        RX_TRY(section(cfg, "reflow.sampler", &ex->reflow_sampler));
+        RX_TRY(section(cfg, "reflow.guidance", &ex->reflow_guidance));
+    }
+    if (ex->sample) {   /* checks.c refused any other name with its position */
+        const int rounds = ex->reflow ? (int)rx_param_int(ex->reflow, "rounds") : 0;
+        const int distill = ex->reflow && rx_param_int(ex->reflow, "distill_steps") > 0;
+        ex->sample_model = rx_reflow_model_index(rx_param_str(ex->sample, "model"), rounds, distill);
+        if (ex->sample_model < 0) return rx_fail(RX_ERR_CONFIG, "sample.model: '%s' is not a model of this experiment",
+                                                 rx_param_str(ex->sample, "model"));
+    }
     ex->n_transforms = rx_config_section_count(cfg, "transforms");
     if (ex->n_transforms > 16) return rx_fail(RX_ERR_CONFIG, "transforms: at most 16");
     for (int i = 0; i < ex->n_transforms; i++)
@@ -143,6 +157,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
 
     if (ex->smoke) {   /* fast_dev_run: the real components, 2 sampler steps (train/sample/eval shrink in their stages) */
         RX_TRY(rx_params_set((rx_params *)ex->sampler.params, "steps", "2"));
+        if (ex->reflow) RX_TRY(rx_params_set((rx_params *)ex->reflow_sampler.params, "steps", "2"));
     }
     int threads = (int)rx_param_int(top, "threads");
     if (threads > 0) omp_set_num_threads(threads);

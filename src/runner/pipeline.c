@@ -68,8 +68,9 @@ static rx_status reuse_training(rx_experiment *ex, rx_run *run, const char *cach
     return RX_OK;
 }
 
-/* train (or reuse an earlier run's training), then sample and eval as the objective's task
- * says; each stage's hash goes to run.json before it runs */
+/* train (or reuse an earlier run's training), the reflow stages the sampled model needs
+ * (reflow.c), then sample and eval as the objective's task says; each stage's hash goes to
+ * run.json before it runs */
 static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics) {
     rx_status s = RX_OK;
     if (ex->train) {
@@ -84,6 +85,7 @@ static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options
             s = rx_stage_train(ex, run, resume);
         }
     }
+    if (!s && ex->reflow && ex->sample_model > 0) s = rx_stage_reflow(ex, run, opt, resume);
     if (!s && ex->sample && ex->task->generates) {
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);
