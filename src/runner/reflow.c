@@ -31,6 +31,7 @@
 #include "experiment.h"
 #include "checkpoint.h"
 #include "runner/pipeline.h"
+#include "runner/progress.h"
 #include "io/fsutil.h"
 #include "io/safetensors.h"
 #include "core/philox.h"
@@ -194,7 +195,9 @@ static rx_status pairs_draw(rx_experiment *ex, rx_run *run, const stage_plan *sp
     for (int b0 = 0; b0 < n && !s; b0 += sp->pairs_batch) {
         const int m = n - b0 < sp->pairs_batch ? n - b0 : sp->pairs_batch;
         s = rx_generate(&g, index + b0, m, p->labels + b0, p->x + (size_t)b0 * d);
-        if (!s) rx_run_log(run, "pairs%d: %d/%d pairs (%.1f s)", k, b0 + m, n, rx_now() - t0);
+        char eta[32];
+        if (!s) rx_run_log(run, "pairs%d: %d/%d pairs (%.1f s, ETA %s)", k, b0 + m, n, rx_now() - t0,
+                           rx_eta_format(rx_eta_seconds(b0 + m, n, rx_now() - t0), eta, sizeof eta));
         if (!s && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "pairs%d: interrupted (resume draws them again)", k);
     }
     rx_status s2 = rx_generator_close(&g);

@@ -200,6 +200,9 @@ rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step) {
 
 rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
     double t0 = rx_now();
+    if (ex->sample_model > 0)
+        rx_run_log(run, "sample: model %s, without guidance (its pairs carry reflow.guidance)",
+                   rx_param_str(ex->sample, "model"));
     rx_model *m = ex->model;
     const grid_plan gp = grid_plan_of(ex);
     const int N = gp.N;
