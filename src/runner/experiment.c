@@ -33,28 +33,52 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
 /* The run's identity (its directory's tag, --resume's check that config.yaml was not edited):
  * the resolved config without its log section, which says what else is written, not what is
  * computed. So runs made before the section existed keep their hash and still resume, and a
- * run's saved config may switch TensorBoard on before a resume. A null `reflow` (the default)
- * is left out too, for the same first reason. The same keys emitted in the same order: for a
- * config without `log` and `reflow` exactly rx_config_hash(root). */
+ * run's saved config may switch TensorBoard on before a resume. For the same first reason the
+ * keys added later are left out while they hold their default: `reflow: null` and
+ * `sample.model: teacher`. The same keys emitted in the same order: for a config without them
+ * exactly rx_config_hash(root). */
+static int left_out_of_identity(const char *parent, const char *key, const rx_cfg_node *v) {
+    if (!parent) return !strcmp(key, "log") || (!strcmp(key, "reflow") && rx_cfg_is_null(v));
+    return !strcmp(parent, "sample") && !strcmp(key, "model") && v->type == RX_CFG_SCALAR && v->text &&
+           !strcmp(v->text, "teacher");
+}
+
+/* a view of map (borrowing its nodes; owning only its two arrays, freed by view_free) without
+ * the keys left out of the identity; parent: the map's key, NULL at the top */
+static rx_status identity_view(const rx_cfg_node *map, const char *parent, rx_cfg_node *view) {
+    *view = *map;
+    view->n = 0;
+    view->keys = malloc((map->n ? (size_t)map->n : 1) * sizeof *view->keys);
+    view->items = malloc((map->n ? (size_t)map->n : 1) * sizeof *view->items);
+    if (!view->keys || !view->items) {
+        free(view->keys);
+        free(view->items);
+        return rx_fail(RX_ERR_OOM, "config: out of memory hashing");
+    }
+    for (int i = 0; i < map->n; i++) {
+        const char *key = map->keys[i]->text;
+        if (key && left_out_of_identity(parent, key, map->items[i])) continue;
+        view->keys[view->n] = map->keys[i];
+        view->items[view->n++] = map->items[i];
+    }
+    view->cap = view->n;
+    return RX_OK;
+}
+
 static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
     if (root->type != RX_CFG_MAP) return rx_config_hash(root, out);
-    rx_cfg_node **keys = malloc((root->n ? (size_t)root->n : 1) * sizeof *keys);
-    rx_cfg_node **items = malloc((root->n ? (size_t)root->n : 1) * sizeof *items);
-    rx_status s = keys && items ? RX_OK : rx_fail(RX_ERR_OOM, "config: out of memory hashing");
-    rx_cfg_node view = *root;   /* borrows root's nodes; owns only the two arrays */
-    view.n = 0;
-    for (int i = 0; !s && i < root->n; i++) {
-        const char *key = root->keys[i]->text;
-        if (key && (!strcmp(key, "log") || (!strcmp(key, "reflow") && rx_cfg_is_null(root->items[i])))) continue;
-        keys[view.n] = root->keys[i];
-        items[view.n++] = root->items[i];
-    }
-    view.keys = keys;
-    view.items = items;
-    view.cap = view.n;
-    if (!s) s = rx_config_hash(&view, out);
-    free(keys);
-    free(items);
+    rx_cfg_node top, sample = {0};
+    RX_TRY(identity_view(root, NULL, &top));
+    rx_status s = RX_OK;
+    for (int i = 0; i < top.n && !s; i++)
+        if (top.keys[i]->text && !strcmp(top.keys[i]->text, "sample") && top.items[i]->type == RX_CFG_MAP &&
+            (s = identity_view(top.items[i], "sample", &sample)) == RX_OK)
+            top.items[i] = &sample;
+    if (!s) s = rx_config_hash(&top, out);
+    free(sample.keys);
+    free(sample.items);
+    free(top.keys);
+    free(top.items);
     return s;
 }
 
