@@ -7,7 +7,8 @@
  *                  (one step = the distillation's map), the noise being the Philox draw of
  *                  the image index that runner/reflow.c stores as z.
  *   reflow_runs    the real runexp binary on tests/configs/reflow/: the chain's files and
- *                  hashes, the stage cache (a second run reuses pairs and students), pairs
+ *                  hashes, the stage cache (a second run reuses pairs and students; a
+ *                  second round reuses the first), pairs
  *                  reproducible bit for bit from a fresh results root, a reflow stage
  *                  interrupted and resumed = the uninterrupted run bit for bit (reference:
  *                  the same config run uninterrupted), and bad input -> exit 2 with
@@ -180,6 +181,17 @@ Test(reflow_runs, chain_files_hashes_and_stage_cache, .init = setup, .fini = tea
     RUN_OK(r);
     cr_assert_null(run_field(r.last, "reflow1_hash"));
     cr_assert_null(run_field(r.last, "pairs1_hash"));
+
+    /* a second round: reflow1 (whose hash does not depend on the number of rounds) is reused,
+     * pairs2 are drawn from it and reflow2 starts from it */
+    r = RUNEXP("round2", CFG "tiny.yaml", "--set", "reflow.rounds=2", "--set", "sample.model=reflow2", "--results", root,
+               "--quiet");
+    RUN_OK(r);
+    cr_assert_str_eq(run_field(r.last, "reflow1_reused_from"), a);
+    cr_assert_null(run_field(r.last, "pairs1_reused_from"), "reflow2 needs no pairs1");
+    cr_assert(rx_fs_exists(P("%s/reflow/pairs2.safetensors", r.last)));
+    cr_assert_eq(checkpoint_step(P("%s/checkpoints/reflow2.safetensors", r.last)), 4);
+    cr_assert(strstr(read_text(P("%s/log.txt", r.last)), "reflow2: reflow on 6 pairs of pairs2"));
 
     /* --force draws and trains everything again: the same bytes (CPU, keyed randomness) */
     r = RUNEXP("force", CFG "tiny.yaml", "--force", "--results", root, "--quiet");
