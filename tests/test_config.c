@@ -276,21 +276,22 @@ Test(config_defaults, minimal_file_gets_every_default) {
     cr_assert(strstr(rx_last_error(), "null") != NULL, "%s", rx_last_error());
     cr_assert(rx_cfg_is_null(rx_cfg_path(cfg->root, "eval")));
     cr_assert(rx_cfg_is_null(rx_cfg_path(cfg->root, "sweep")));
+    cr_assert(rx_cfg_is_null(rx_cfg_path(cfg->root, "reflow")));   // reflow defaults to null
 
     // the resolved tree holds every key in schema order, defaults written out
     static const char *const top_keys[] = {"experiment", "seed", "backend", "device_id", "deterministic", "tf32",
                                            "threads", "init", "dataset", "transforms", "model", "schedule",
                                            "objective", "optimizer", "lr_schedule", "sampler", "guidance",
-                                           "train", "sample", "eval", "log", "sweep"};
-    cr_assert_eq(cfg->root->n, 22);
-    for (int i = 0; i < 22; i++) cr_expect_str_eq(cfg->root->keys[i]->text, top_keys[i]);
+                                           "train", "sample", "eval", "reflow", "log", "sweep"};
+    cr_assert_eq(cfg->root->n, 23);
+    for (int i = 0; i < 23; i++) cr_expect_str_eq(cfg->root->keys[i]->text, top_keys[i]);
     char *text = rx_config_emit_string(cfg->root);
     cr_assert(strstr(text, "experiment: minimal\nseed: 0\nbackend: auto\n") == text, "%s", text);
     cr_assert(strstr(text, "\nsampler:\n  name: ddim\n  steps: 20\n  eta: 0.0\n  spacing: leading\n"), "%s", text);
     cr_assert(strstr(text, "\nmodel:\n  name: tiny\n  channels: 32\n  channel_mult: [1, 2]\n  blocks: [Down, AttnDown]\n"),
               "%s", text);
     cr_assert(strstr(text, "\ntransforms: []\n"), "%s", text);
-    cr_assert(strstr(text, "\neval: null\nlog:\n  tensorboard: false\nsweep: null\n"), "%s", text);
+    cr_assert(strstr(text, "\neval: null\nreflow: null\nlog:\n  tensorboard: false\nsweep: null\n"), "%s", text);
     free(text);
     rx_config_free(cfg);
 }

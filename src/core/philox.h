@@ -27,6 +27,7 @@ enum {
     RX_RNG_SAMPLE_NOISE,  /* sampler noise, index = image number            */
     RX_RNG_DATA,          /* data sets and loaders, index = RX_DATA_* below */
     RX_RNG_TEST,          /* tests                                          */
+    RX_RNG_REFLOW,        /* reflow batches: pair choice and time, index = step */
     /* KID's random subsets (eval/kid.h), index = 2 * subset + set. 'KI': the number every
      * KID value so far was drawn with; renumbering it would change them all */
     RX_RNG_EVAL_KID = 0x4B49,

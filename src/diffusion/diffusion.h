@@ -104,6 +104,23 @@ typedef struct rx_objective_impl {
 } rx_objective_impl;
 
 // ---------------------------------------------------------------------------
+// reflow (rectified flow, Liu, Gong, Liu 2022): training on a fixed coupling
+
+// One reflow or distillation batch from N stored pairs (z [N,d] noise, x [N,d] the sample
+// the model drew from it, labels [N] or NULL), in the flow objective's convention
+// (x_sigma = (1-sigma) x0 + sigma eps, target eps - x0) with eps = z and x0 = x:
+//   pair p_i = floor(u0 * N), sigma_i = shift(u1) (reflow) or 1 (distill: sigma_fixed = 1),
+//   xt_i = (1-sigma_i) x[p_i] + sigma_i z[p_i], target_i = z[p_i] - x[p_i], t_i = sigma_i T,
+//   weight_i = 1, labels_out_i = labels[p_i] (no label drop: a student is sampled unguided).
+// At sigma = 1 one Euler step to sigma = 0 maps z to z - v(z, T), so the distillation loss
+// |v(z, T) - (z - x)|^2 is |z - v(z, T) - x|^2. (u0, u1) is one Philox block of
+// RX_STREAM(RX_RNG_REFLOW, step) at index i, so the same (seed, step) gives the same batch.
+// sigma_fixed < 0: sigma drawn uniform in [0, 1] and shifted by the schedule's shift.
+rx_status rx_reflow_make_batch(const rx_schedule *s, uint64_t seed, int64_t step, double sigma_fixed, int N, int n,
+                               int d, const float *z, const float *x, const int32_t *labels, float *xt, float *t,
+                               float *target, float *weight, int32_t *labels_out);
+
+// ---------------------------------------------------------------------------
 // samplers (kind `sampler`)
 
 // Called after every scheduler step (Heun: after each of its 2*steps-1 evaluations) with the

@@ -126,6 +126,10 @@ rx_status rx_config_section_item_params(const rx_config *cfg, const char *list_p
  * 1e-9 of a step); integers when all three are integers. At most 10000 points. */
 rx_status rx_config_sweep_axis(const rx_cfg_node *value, rx_cfg_node **list_out);
 
+/* sample.model: 0 for "teacher", k for "reflow<k>" (1 <= k <= rounds), rounds + 1 for
+ * "distill" when distill is on; -1 for anything else (checks.c says what is valid). */
+int       rx_reflow_model_index(const char *name, int rounds, int distill);
+
 /* The experiment schema as a reference (top-level keys, train/sample/eval parameters). */
 rx_status rx_schema_print(FILE *f, int markdown);
 /* docs/components.md: every component of table (rx_registry_list_in, Markdown) followed

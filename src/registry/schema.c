@@ -66,6 +66,10 @@ static const rx_param_spec sample_params[] = {
      "rows of the PNG grid; 0 = one row per class when class-conditional, else a square grid"},
     {"class_labels", RX_P_INT_LIST, "null", 0, 1e9, NULL,
      "labels to sample, cycled over the images; null = every class in turn (class-conditional) or none"},
+    {"model", RX_P_STRING, "teacher", RX_NO_RANGE, NULL,
+     "which model the sample and eval stages use: teacher (the trained model), reflow<k> (after reflow round k, "
+     "k <= reflow.rounds) or distill (the 1-step distillation); a reflowed or distilled model is sampled without "
+     "guidance, which its pairs already carry (reflow.guidance)"},
     {0},
 };
 
@@ -73,6 +77,30 @@ static const rx_param_spec eval_params[] = {
     {"num_images", RX_P_INT, "10000", 1, 1e8, NULL, "generated images whose features are compared to the reference"},
     {"reference_split", RX_P_CHOICE, "train", RX_NO_RANGE, "train|test", "dataset split giving the reference statistics"},
     {"batch_size", RX_P_INT, "250", 1, 1048576, NULL, "images per feature-extractor call"},
+    {0},
+};
+
+/* rectified-flow reflow and 1-step distillation (Liu, Gong, Liu 2022; runner/reflow.c) */
+static const rx_param_spec reflow_params[] = {
+    {"rounds", RX_P_INT, "1", 1, 9, NULL,
+     "reflow rounds: round k draws pairs from model k-1 (the teacher is model 0) and trains model k, initialised "
+     "from model k-1, on them"},
+    {"pairs", RX_P_INT, "10000", 1, 1e8, NULL, "(noise, sample) pairs drawn from the model of each round"},
+    {"pairs_batch_size", RX_P_INT, "250", 1, 1048576, NULL, "images per sampler call when drawing pairs"},
+    {"steps", RX_P_INT, "2000", 1, 1e12, NULL, "optimizer steps of each reflow round (train's log/checkpoint/EMA settings)"},
+    {"batch_size", RX_P_INT, "64", 1, 1048576, NULL, "pairs per reflow or distillation step"},
+    {"lr", RX_P_FLOAT, "0", 0, 10, NULL, "learning rate of the reflow and distillation steps; 0 = optimizer.lr"},
+    {"distill_steps", RX_P_INT, "0", 0, 1e12, NULL,
+     "optimizer steps of the 1-step distillation on the last round's pairs (model time fixed at pure noise); "
+     "0 = no distillation"},
+    {0},
+};
+
+static const rx_section_spec reflow_children[] = {
+    {"sampler", RX_SECTION_COMPONENT, RX_KIND_SAMPLER, NULL, NULL, "flow_euler", 0,
+     "the ODE sampler that draws the pairs (a flow sampler: deterministic given the noise)"},
+    {"guidance", RX_SECTION_COMPONENT, RX_KIND_GUIDANCE, NULL, NULL, "none", 0,
+     "guidance of the model drawing the pairs; the students learn the guided flow"},
     {0},
 };
 
@@ -106,6 +134,9 @@ static const rx_section_spec top_children[] = {
     {"train", RX_SECTION_PARAMS, 0, train_params, NULL, NULL, 1, "training stage; null = no training (use init)"},
     {"sample", RX_SECTION_PARAMS, 0, sample_params, NULL, NULL, 1, "sampling stage; null = no samples"},
     {"eval", RX_SECTION_PARAMS, 0, eval_params, eval_children, "null", 1, "evaluation stage; absent or null = none"},
+    {"reflow", RX_SECTION_PARAMS, 0, reflow_params, reflow_children, "null", 1,
+     "rectified-flow reflow rounds and 1-step distillation after training (a flow_matching objective); "
+     "absent or null = none"},
     {"log", RX_SECTION_PARAMS, 0, log_params, NULL, NULL, 0, "what a run logs besides log.txt and metrics.jsonl"},
     {"sweep", RX_SECTION_SWEEP, 0, NULL, NULL, "null", 1,
      "grid over keys: {\"guidance.scale\": [1, 2, 3], \"sampler.steps\": {start: 10, stop: 50, step: 10}}"},

@@ -291,9 +291,12 @@ static json_t *eval_record(const eval_job *j, json_t *metrics, const image_set *
     json_object_set_new(e, "dataset", json_string(ex->dataset.comp->name));
     json_object_set_new(e, "sampler", json_string(ex->sampler.comp->name));
     json_object_set_new(e, "steps", json_integer(rx_param_int(ex->sampler.params, "steps")));
-    json_object_set_new(e, "guidance", json_string(ex->guidance.comp->name));
+    /* a reflowed or distilled model is sampled unguided (rx_generator_open) */
+    const int guided = ex->sample_model == 0;
+    if (ex->sample) json_object_set_new(e, "model", json_string(rx_param_str(ex->sample, "model")));
+    json_object_set_new(e, "guidance", json_string(guided ? ex->guidance.comp->name : "none"));
     const rx_value *gs = NULL;
-    for (int i = 0; i < ex->guidance.params->n; i++)
+    for (int i = 0; guided && i < ex->guidance.params->n; i++)
         if (!strcmp(ex->guidance.params->spec[i].name, "scale")) gs = &ex->guidance.params->values[i];
     json_object_set_new(e, "guidance_scale", gs ? json_real(gs->f) : json_null());
     json_object_set_new(e, "ema", json_boolean(used_ema));

@@ -25,35 +25,61 @@ static const char *const train_sections[] = {"seed", "init", "dataset", "transfo
                                              "objective", "optimizer", "lr_schedule", "train"};
 static const char *const sample_sections[] = {"seed", "init", "dataset", "transforms", "model", "schedule",
                                               "objective", "optimizer", "lr_schedule", "train",
-                                              "sampler", "guidance", "sample"};
+                                              "sampler", "guidance", "sample", "reflow"};
 static const char *const eval_sections[] = {"seed", "init", "dataset", "transforms", "model", "schedule",
                                             "objective", "optimizer", "lr_schedule", "train",
-                                            "sampler", "guidance", "sample", "eval"};
+                                            "sampler", "guidance", "sample", "reflow", "eval"};
 #define COUNT(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 /* The run's identity (its directory's tag, --resume's check that config.yaml was not edited):
  * the resolved config without its log section, which says what else is written, not what is
  * computed. So runs made before the section existed keep their hash and still resume, and a
- * run's saved config may switch TensorBoard on before a resume. The same keys emitted in the
- * same order: for a config without `log` exactly rx_config_hash(root). */
+ * run's saved config may switch TensorBoard on before a resume. For the same first reason the
+ * keys added later are left out while they hold their default: `reflow: null` and
+ * `sample.model: teacher`. The same keys emitted in the same order: for a config without them
+ * exactly rx_config_hash(root). */
+static int left_out_of_identity(const char *parent, const char *key, const rx_cfg_node *v) {
+    if (!parent) return !strcmp(key, "log") || (!strcmp(key, "reflow") && rx_cfg_is_null(v));
+    return !strcmp(parent, "sample") && !strcmp(key, "model") && v->type == RX_CFG_SCALAR && v->text &&
+           !strcmp(v->text, "teacher");
+}
+
+/* a view of map (borrowing its nodes; owning only its two arrays, freed by view_free) without
+ * the keys left out of the identity; parent: the map's key, NULL at the top */
+static rx_status identity_view(const rx_cfg_node *map, const char *parent, rx_cfg_node *view) {
+    *view = *map;
+    view->n = 0;
+    view->keys = malloc((map->n ? (size_t)map->n : 1) * sizeof *view->keys);
+    view->items = malloc((map->n ? (size_t)map->n : 1) * sizeof *view->items);
+    if (!view->keys || !view->items) {
+        free(view->keys);
+        free(view->items);
+        return rx_fail(RX_ERR_OOM, "config: out of memory hashing");
+    }
+    for (int i = 0; i < map->n; i++) {
+        const char *key = map->keys[i]->text;
+        if (key && left_out_of_identity(parent, key, map->items[i])) continue;
+        view->keys[view->n] = map->keys[i];
+        view->items[view->n++] = map->items[i];
+    }
+    view->cap = view->n;
+    return RX_OK;
+}
+
 static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
     if (root->type != RX_CFG_MAP) return rx_config_hash(root, out);
-    rx_cfg_node **keys = malloc((root->n ? (size_t)root->n : 1) * sizeof *keys);
-    rx_cfg_node **items = malloc((root->n ? (size_t)root->n : 1) * sizeof *items);
-    rx_status s = keys && items ? RX_OK : rx_fail(RX_ERR_OOM, "config: out of memory hashing");
-    rx_cfg_node view = *root;   /* borrows root's nodes; owns only the two arrays */
-    view.n = 0;
-    for (int i = 0; !s && i < root->n; i++) {
-        if (root->keys[i]->text && !strcmp(root->keys[i]->text, "log")) continue;
-        keys[view.n] = root->keys[i];
-        items[view.n++] = root->items[i];
-    }
-    view.keys = keys;
-    view.items = items;
-    view.cap = view.n;
-    if (!s) s = rx_config_hash(&view, out);
-    free(keys);
-    free(items);
+    rx_cfg_node top, sample = {0};
+    RX_TRY(identity_view(root, NULL, &top));
+    rx_status s = RX_OK;
+    for (int i = 0; i < top.n && !s; i++)
+        if (top.keys[i]->text && !strcmp(top.keys[i]->text, "sample") && top.items[i]->type == RX_CFG_MAP &&
+            (s = identity_view(top.items[i], "sample", &sample)) == RX_OK)
+            top.items[i] = &sample;
+    if (!s) s = rx_config_hash(&top, out);
+    free(sample.keys);
+    free(sample.items);
+    free(top.keys);
+    free(top.items);
     return s;
 }
 
@@ -140,6 +166,24 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->sample = stage_params(cfg, "sample");
     ex->eval = stage_params(cfg, "eval");
     ex->log = stage_params(cfg, "log");
+    ex->reflow = stage_params(cfg, "reflow");
+    if (ex->reflow) {
+        RX_TRY(section(cfg, "reflow.sampler", &ex->reflow_sampler));
+        RX_TRY(section(cfg, "reflow.guidance", &ex->reflow_guidance));
+    }
+    if (ex->sample) {   /* checks.c refused any other name with its position */
+        const int rounds = ex->reflow ? (int)rx_param_int(ex->reflow, "rounds") : 0;
+        const int distill = ex->reflow && rx_param_int(ex->reflow, "distill_steps") > 0;
+        ex->sample_model = rx_reflow_model_index(rx_param_str(ex->sample, "model"), rounds, distill);
+        if (ex->sample_model < 0) return rx_fail(RX_ERR_CONFIG, "sample.model: '%s' is not a model of this experiment",
+                                                 rx_param_str(ex->sample, "model"));
+        /* the pairs are drawn and the students trained by one process (each rank would draw and
+         * write every pair): refused before a run directory exists */
+        if (ex->sample_model > 0 && rx_dist_world()->world > 1)
+            return rx_fail(RX_ERR_CONFIG, "sample.model: %s needs the reflow stages, which run in one process; "
+                           "run them without mpirun/srun (the teacher's training can run on several ranks first)",
+                           rx_param_str(ex->sample, "model"));
+    }
     ex->n_transforms = rx_config_section_count(cfg, "transforms");
     if (ex->n_transforms > 16) return rx_fail(RX_ERR_CONFIG, "transforms: at most 16");
     for (int i = 0; i < ex->n_transforms; i++)
@@ -147,6 +191,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
 
     if (ex->smoke) {   /* fast_dev_run: the real components, 2 sampler steps (train/sample/eval shrink in their stages) */
         RX_TRY(rx_params_set((rx_params *)ex->sampler.params, "steps", "2"));
+        if (ex->reflow) RX_TRY(rx_params_set((rx_params *)ex->reflow_sampler.params, "steps", "2"));
     }
     int threads = (int)rx_param_int(top, "threads");
     if (threads > 0) omp_set_num_threads(threads);

@@ -8,9 +8,10 @@
  *
  * Stage caching: each stage has a hash of the config subtree it depends on
  * (train: seed, init, dataset, transforms, model, schedule, objective, optimizer,
- * lr_schedule, train; sample: + sampler, guidance, sample; eval: + eval), recorded in
+ * lr_schedule, train; sample: + sampler, guidance, sample, reflow; eval: + eval), recorded in
  * run.json. A finished training with the same hash in an earlier run of the experiment
- * is reused unless --force. */
+ * is reused unless --force; so are the reflow stages (pairs<k>, reflow<k>, distill), each
+ * keyed by the hash of what it was made from (reflow.c). */
 #ifndef RX_EXPERIMENT_H
 #define RX_EXPERIMENT_H
 
@@ -45,6 +46,11 @@ struct rx_experiment {
     rx_section_ref top, dataset, model_sec, schedule_sec, objective, optimizer, lr_schedule, sampler, guidance;
     const rx_params *train, *sample, *eval;     /* NULL: stage disabled */
     const rx_params *log;                       /* the log section (tensorboard) */
+    const rx_params *reflow;                    /* NULL: no reflow stages */
+    rx_section_ref reflow_sampler, reflow_guidance;
+    int sample_model;                           /* the model sample and eval use: 0 the teacher, k in
+                                                   1..rounds reflow round k, rounds+1 the distilled one */
+    struct rx_reflow_data *reflow_data;         /* the pairs a reflow stage trains on (reflow.c) */
     rx_transform_step transforms[16];
     int n_transforms;
     rx_model *model;
@@ -93,8 +99,28 @@ void      rx_train_batch_free(rx_train_batch *b);
 rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
                         float *loss_out, double *gnorm_out, float *lr_out);
 
+/* A training stage: the train stage (batches from the data set's loader) or a reflow stage
+ * (from_data 0: the task's loss makes its batches from stored pairs, reflow.c). Logging,
+ * checkpoint_every and EMA follow the train section; metrics.jsonl rows of a stage other than
+ * "train" carry "stage": name. Resuming loads ckpt when it exists (its hash must match). */
+typedef struct rx_train_stage {
+    const char *name;           /* "train", "reflow1", "distill": log lines, metrics rows, timings */
+    const char *ckpt;           /* its checkpoint file, inside the run directory */
+    const char *hash;           /* its hash: the checkpoint's config_hash */
+    int batch_size;
+    int64_t steps;
+    float lr;                   /* 0: optimizer.lr */
+    int from_data;
+    double max_minutes;         /* 0: no limit */
+    int64_t sample_every;       /* preview grids; 0: none */
+} rx_train_stage;
+rx_status rx_train_stage_run(rx_experiment *ex, rx_run *run, const rx_train_stage *st, int resume);
+
 /* the train and sample stages (what they write inside the run directory: run.h) */
 rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume);
+/* the reflow stages the sample stage's model needs (sample.model), each reused from this run
+ * (resume), the stage cache or made now; leaves that model's weights (and EMA) in ex->model */
+rx_status rx_stage_reflow(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume);
 rx_status rx_stage_sample(rx_experiment *ex, rx_run *run);
 /* train.sample_every: the sample stage's grid from the weights at `step` (EMA when the sample
  * stage uses it), as samples/grid_step<NNNNNN>.png and TensorBoard's samples/grid at `step`;
@@ -105,6 +131,8 @@ rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step);
 /* RX_TASK_DENOISE: weighted MSE against the objective's target; eval compares generated
  * images with the reference split (eval.json metrics) */
 rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
+/* its second half on a batch whose xt, t, target, weight and labels_out are filled */
+rx_status rx_denoise_batch_loss(rx_experiment *ex, rx_train_batch *b, rx_tensor **loss);
 rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 /* RX_TASK_CLASSIFY: cross-entropy on the labels; eval reports the accuracy on the test
  * split (eval.json test_accuracy) */
@@ -125,12 +153,16 @@ void      rx_experiment_swap_ema(rx_experiment *ex);
  * (when used) and turns grad off; close restores both */
 typedef struct rx_generator {
     rx_experiment *ex;
+    rx_section_ref sampler;
     void *model_ctx;
     rx_guided guided;
     int64_t d;
     int use_ema, grad_was, training_was;
 } rx_generator;
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g);
+/* with another sampler and guidance than the sample stage's (reflow.c draws its pairs so) */
+rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_section_ref *sampler,
+                                 const rx_section_ref *guidance);
 rx_status rx_generate(rx_generator *g, const int64_t *image_index, int n, const int32_t *labels, float *x);
 rx_status rx_generator_close(rx_generator *g);
 

@@ -128,12 +128,14 @@ static rx_status train_or_reuse(rx_experiment *ex, rx_run *run, const rx_run_opt
     return s;
 }
 
-/* train (or reuse an earlier run's training), then sample and eval as the objective's task
- * says; each stage's hash goes to run.json before it runs. Data-parallel: rank 0 looks in the
- * stage cache and tells the others; every rank trains, and samples and evaluates its share. */
+/* train (or reuse an earlier run's training), the reflow stages the sampled model needs
+ * (reflow.c), then sample and eval as the objective's task says; each stage's hash goes to
+ * run.json before it runs. Data-parallel: rank 0 looks in the stage cache and tells the others;
+ * every rank trains, and samples and evaluates its share. */
 static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics) {
     rx_status s = RX_OK;
     if (ex->train) s = train_or_reuse(ex, run, opt, resume);
+    if (!s && ex->reflow && ex->sample_model > 0) s = rx_stage_reflow(ex, run, opt, resume);
     if (!s && ex->sample && ex->task->generates) {   /* split over the ranks, gathered on rank 0 */
         rx_run_set(run, "sample_hash", json_string(ex->sample_hash));
         s = rx_stage_sample(ex, run);

@@ -205,7 +205,7 @@ rx_status rx_run_remove_stale_temps(rx_run *r) {
     return RX_OK;
 }
 
-rx_status rx_run_metrics_cut(rx_run *r, int64_t step) {
+rx_status rx_run_metrics_cut(rx_run *r, const char *stage, int64_t step) {
     if (r->follower) return RX_OK;
     char path[1200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
@@ -222,7 +222,9 @@ rx_status rx_run_metrics_cut(rx_run *r, int64_t step) {
         *nl = 0;
         json_t *row = json_loads(p, 0, NULL);
         json_t *st = row ? json_object_get(row, "step") : NULL;
-        if (json_is_integer(st) && json_integer_value(st) <= step) {
+        const char *row_stage = row ? json_string_value(json_object_get(row, "stage")) : NULL;
+        const int other_stage = row && strcmp(row_stage ? row_stage : "train", stage) != 0;
+        if (json_is_integer(st) && (other_stage || json_integer_value(st) <= step)) {
             size_t len = (size_t)(nl - p);
             memcpy(out + kept, p, len);
             out[kept + len] = '\n';
@@ -231,12 +233,13 @@ rx_status rx_run_metrics_cut(rx_run *r, int64_t step) {
         json_decref(row);
     }
     rx_status s = RX_OK;
-    r->tb_step = step;
-    if (r->tb) s = rx_tfevents_session_start(r->tb, step + 1);
+    const int train = !strcmp(stage, "train");   /* TensorBoard's steps are the train stage's */
+    if (train) r->tb_step = step;
+    if (r->tb && train) s = rx_tfevents_session_start(r->tb, step + 1);
     if (!s && kept != n) {
         s = rx_fs_write_atomic(path, out, kept);
-        if (!s) rx_run_log(r, "resume: metrics.jsonl cut back to step %lld (%lld later row%s dropped)", (long long)step,
-                           (long long)dropped, dropped == 1 ? "" : "s");
+        if (!s) rx_run_log(r, "resume: metrics.jsonl cut back to %s step %lld (%lld later row%s dropped)", stage,
+                           (long long)step, (long long)dropped, dropped == 1 ? "" : "s");
     }
     free(out);
     free(text);

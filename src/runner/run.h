@@ -50,12 +50,14 @@ rx_status rx_run_open(rx_run *r, const char *dir);
 /* Resume: remove the temp files a killed atomic write left in the run directory and its
  * checkpoints/ and samples/ (log.txt says which). */
 rx_status rx_run_remove_stale_temps(rx_run *r);
-/* Resume from a checkpoint at `step`: metrics.jsonl keeps only its rows with step <= step
- * (rewritten atomically), so the rows the resumed training logs again are not doubled. The
+/* Resume of training stage `stage` ("train", or a reflow stage whose rows carry "stage": ...)
+ * from a checkpoint at `step`: metrics.jsonl keeps the other stages' rows and only this
+ * stage's rows with step <= step (rewritten atomically), so the rows the resumed training
+ * logs again are not doubled. For the train stage the
  * TensorBoard events get a SessionLog START at step + 1 in this process's new events file:
  * TensorBoard then drops the events of earlier files with a step past the checkpoint, the
  * same cut (event files are append-only and never rewritten). */
-rx_status rx_run_metrics_cut(rx_run *r, int64_t step);
+rx_status rx_run_metrics_cut(rx_run *r, const char *stage, int64_t step);
 /* status: running | done | failed | interrupted; error may be NULL */
 rx_status rx_run_set_status(rx_run *r, const char *status, const char *error);
 rx_status rx_run_save_record(rx_run *r);

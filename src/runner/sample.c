@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "runner/progress.h"
 #include "dist/dist.h"
+#include "registry/components.h"
 #include <math.h>
 #include <string.h>
 
@@ -84,15 +85,24 @@ void rx_experiment_swap_ema(rx_experiment *ex) {
 }
 
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
+    /* a reflowed or distilled model learned the guided flow from its pairs: guiding it again
+     * would apply the guidance twice */
+    const rx_section_ref unguided = {&rx_comp_guidance_none, NULL};
+    return rx_generator_open_with(ex, g, &ex->sampler, ex->sample_model > 0 ? &unguided : &ex->guidance);
+}
+
+rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_section_ref *sampler,
+                                 const rx_section_ref *guidance) {
     memset(g, 0, sizeof *g);
     g->ex = ex;
+    g->sampler = *sampler;
     rx_model *m = ex->model;
     model_fn_ctx *mc = calloc(1, sizeof *mc);
     if (!mc) return rx_fail(RX_ERR_OOM, "sample: out of memory");
     *mc = (model_fn_ctx){ex, m->in_channels, m->sample_size, m->sample_size, NULL, 0};
     g->model_ctx = mc;
     g->d = (int64_t)m->in_channels * m->sample_size * m->sample_size;
-    rx_status s = rx_guided_init(&g->guided, ex->guidance.comp->impl, ex->guidance.params, model_denoise, mc, (int)g->d,
+    rx_status s = rx_guided_init(&g->guided, guidance->comp->impl, guidance->params, model_denoise, mc, (int)g->d,
                                  m->num_classes, &ex->schedule);
     /* sample with the EMA weights when asked: swapped in here, back on close */
     g->use_ema = ex->sample ? rx_param_bool(ex->sample, "use_ema") && ex->ema.n > 0 : ex->ema.n > 0;
@@ -106,12 +116,12 @@ rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
 
 rx_status rx_generate(rx_generator *g, const int64_t *image_index, int n, const int32_t *labels, float *x) {
     rx_experiment *ex = g->ex;
-    const rx_sampler_impl *sampler = ex->sampler.comp->impl;
+    const rx_sampler_impl *sampler = g->sampler.comp->impl;
     const rx_sample_request r = {.schedule = &ex->schedule, .prediction_type = ex->prediction_type,
                                  .denoise = rx_guided_denoise, .denoise_ctx = &g->guided, .n = n, .d = (int)g->d,
                                  .labels = ex->model->num_classes > 0 ? labels : NULL, .image_index = image_index,
                                  .seed = ex->seed, .x_out = x};
-    return sampler->run(ex->sampler.params, &r);
+    return sampler->run(g->sampler.params, &r);
 }
 
 rx_status rx_generator_close(rx_generator *g) {
@@ -218,6 +228,9 @@ rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step) {
 
 rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
     double t0 = rx_now();
+    if (ex->sample_model > 0)
+        rx_run_log(run, "sample: model %s, without guidance (its pairs carry reflow.guidance)",
+                   rx_param_str(ex->sample, "model"));
     rx_model *m = ex->model;
     const grid_plan gp = grid_plan_of(ex);
     const int N = gp.N;

@@ -88,9 +88,11 @@ static void dist_note(const rx_run *run, int64_t ckpt_step) {
                          dw->rank, dw->world, run->dir, run->dir);
 }
 
-/* w: the logging window still open at `step` (its partial sums go into the checkpoint).
- * Rank 0's alone: the others hold the same weights and optimizer state. */
-static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, int64_t step, const log_window *w) {
+/* the stage's checkpoint (st->ckpt, with the stage's hash); w: the logging window still open
+ * at `step` (its partial sums go into the checkpoint). Rank 0's alone: the others hold the
+ * same weights and optimizer state. */
+static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, const rx_train_stage *st, rx_adamw *opt, int64_t step,
+                                 const log_window *w) {
     if (!rx_dist_is_root()) { dist_note(run, step); return RX_OK; }
     rx_ckpt_group g[4];
     int n;
@@ -98,24 +100,29 @@ static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, rx_adamw *opt, 
     char *yaml = rx_config_emit_string(ex->cfg->root);
     rx_ckpt_meta meta = {.step = step, .seed = ex->seed, .config_yaml = yaml, .log_loss_sum = w->loss_sum,
                          .log_steps = w->n};
-    snprintf(meta.config_hash, sizeof meta.config_hash, "%s", ex->train_hash);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", run->dir);
-    rx_status s = rx_ckpt_save(ex->ctx, path, g, n, &meta);
+    snprintf(meta.config_hash, sizeof meta.config_hash, "%s", st->hash);
+    rx_status s = rx_ckpt_save(ex->ctx, st->ckpt, g, n, &meta);
     free(yaml);
     if (!s) dist_note(run, step);   /* only once it is on disk */
     return s;
 }
 
 rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss) {
-    rx_ctx *c = ex->ctx;
     rx_model *m = ex->model;
     const rx_objective_impl *obj = ex->objective.comp->impl;
-    int B = b->n, C = ex->data_c, H = ex->data_h, W = ex->data_w;
-    int64_t d = (int64_t)C * H * W;
+    int B = b->n;
+    int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
     int K = m->num_classes;
     RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, step, b->first, B, (int)d, b->x0,
                            K > 0 ? b->labels : NULL, K, b->xt, b->t, b->target, b->weight, b->labels_out));
+    return rx_denoise_batch_loss(ex, b, loss);
+}
+
+rx_status rx_denoise_batch_loss(rx_experiment *ex, rx_train_batch *b, rx_tensor **loss) {
+    rx_ctx *c = ex->ctx;
+    rx_model *m = ex->model;
+    int B = b->n, C = ex->data_c, H = ex->data_h, W = ex->data_w;
+    int K = m->num_classes;
     rx_tensor *X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->xt);
     rx_tensor *T = rx_from_host(c, RX_SHAPE(B), b->t);
     rx_tensor *Y = rx_from_host(c, RX_SHAPE(B, C, H, W), b->target);
@@ -189,7 +196,7 @@ static void progress(rx_run *run, int64_t step, int64_t total, float loss, doubl
     }
 }
 
-/* the train section, shrunk for a smoke run */
+/* the stage's batch and steps with the train section's logging, shrunk for a smoke run */
 typedef struct train_plan {
     int B;                                  /* batch */
     int64_t steps, log_every, ckpt_every;   /* ckpt_every 0: only at the end */
@@ -197,10 +204,9 @@ typedef struct train_plan {
     int64_t sample_every;                   /* preview grids; 0 = none */
 } train_plan;
 
-static train_plan plan_of(const rx_experiment *ex) {
-    train_plan p = {(int)rx_param_int(ex->train, "batch_size"), rx_param_int(ex->train, "steps"),
-                    rx_param_int(ex->train, "log_every"), rx_param_int(ex->train, "checkpoint_every"),
-                    60.0 * rx_param_float(ex->train, "max_minutes"), rx_param_int(ex->train, "sample_every")};
+static train_plan plan_of(const rx_experiment *ex, const rx_train_stage *st) {
+    train_plan p = {st->batch_size, st->steps, rx_param_int(ex->train, "log_every"),
+                    rx_param_int(ex->train, "checkpoint_every"), 60.0 * st->max_minutes, st->sample_every};
     if (ex->smoke) { p.B = 2; p.steps = 2; p.log_every = 1; }
     return p;
 }
@@ -209,11 +215,11 @@ static train_plan plan_of(const rx_experiment *ex) {
 typedef struct trainer {
     rx_experiment *ex;
     rx_run *run;
+    const rx_train_stage *st;
     train_plan plan;
-    rx_loader *loader;
+    rx_loader *loader;      /* NULL: the task's loss makes its batches (reflow.c) */
     rx_adamw opt;
     rx_train_batch batch;   /* this rank's shard: plan.B / ranks images */
-    char ckpt[1200];        /* <run>/checkpoints/last.safetensors */
     double t0;              /* the stage's start: max_minutes counts from it */
     int64_t start_step;     /* the step the loop starts after (a resume's checkpoint), */
     double t_loop;          /* and when: the ETA's rate is measured from there */
@@ -226,13 +232,20 @@ static void trainer_close(trainer *t) {
 }
 
 /* the loader (its images must be what the model takes), the optimizer and the batch buffers */
-static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
+static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run, const rx_train_stage *st) {
     memset(t, 0, sizeof *t);
     t->ex = ex;
     t->run = run;
+    t->st = st;
     t->t0 = rx_now();
-    t->plan = plan_of(ex);
-    snprintf(t->ckpt, sizeof t->ckpt, "%s/checkpoints/last.safetensors", run->dir);
+    t->plan = plan_of(ex, st);
+    const int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
+    const rx_optimizer_impl *oi = ex->optimizer.comp->impl;
+    if (!st->from_data) {
+        RX_TRY(oi->create(ex->ctx, ex->optimizer.params, &ex->model->params, &t->opt));
+        if (st->lr > 0) t->opt.cfg.lr = st->lr;
+        return rx_train_batch_alloc(&t->batch, t->plan.B, d);
+    }
     const rx_dataset *data = ex->train_data;
     if (ex->model->num_classes > 0 && data->num_classes > ex->model->num_classes)
         return rx_fail(RX_ERR_CONFIG, "model.num_classes = %d but dataset %s has %d classes", ex->model->num_classes,
@@ -254,9 +267,9 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
                         "(model.in_channels, model.sample_size; add resize/pad/to_rgb transforms?)",
                         data->name, lc, lh, lw, ex->data_c, ex->data_h, ex->data_w);
     }
-    const rx_optimizer_impl *oi = ex->optimizer.comp->impl;
     if (!s) s = oi->create(ex->ctx, ex->optimizer.params, &ex->model->params, &t->opt);
-    if (!s) s = rx_train_batch_alloc(&t->batch, local_b, (int64_t)ex->data_c * ex->data_h * ex->data_w);
+    if (!s && st->lr > 0) t->opt.cfg.lr = st->lr;
+    if (!s) s = rx_train_batch_alloc(&t->batch, local_b, d);
     t->batch.first = (int64_t)dw->rank * local_b;
     if (!s && (dw->world > 1 || dw->force_nccl) && ex->ctx->mem->device == RX_DEV_CUDA) {
         s = rx_dist_nccl_open(ex->ctx);
@@ -279,18 +292,19 @@ static rx_status resume_point(trainer *t, int resume, int64_t *start, log_window
     *start = 0;
     *w = (log_window){rx_now(), 0, 0, 0};
     if (!resume) return RX_OK;
-    if (access(t->ckpt, F_OK) != 0) return rx_run_metrics_cut(t->run, 0);
+    const rx_train_stage *st = t->st;
+    if (access(st->ckpt, F_OK) != 0) return rx_run_metrics_cut(t->run, st->name, 0);
     rx_ckpt_group g[4];
     int n;
     ckpt_groups(t->ex, &t->opt, g, &n);
     rx_ckpt_meta meta;
-    RX_TRY(rx_ckpt_load(t->ex->ctx, t->ckpt, g, n, t->ex->train_hash, &meta));
+    RX_TRY(rx_ckpt_load(t->ex->ctx, st->ckpt, g, n, st->hash, &meta));
     *start = meta.step;
     t->opt.step = meta.step;
     w->loss_sum = meta.log_loss_sum;
     w->n = meta.log_steps;
-    rx_run_log(t->run, "train: resumed from %s at step %lld", t->ckpt, (long long)meta.step);
-    return rx_run_metrics_cut(t->run, meta.step);
+    rx_run_log(t->run, "%s: resumed from %s at step %lld", st->name, st->ckpt, (long long)meta.step);
+    return rx_run_metrics_cut(t->run, st->name, meta.step);
 }
 
 /* the window closing at `step`: one metrics.jsonl row and a progress (or log) line; the next
@@ -300,6 +314,7 @@ static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float
     const int64_t steps = t->plan.steps;
     double now = rx_now(), ips = w->n_timed * B / (now - w->t + 1e-9), loss = w->loss_sum / w->n;
     json_t *row = json_object();
+    if (strcmp(t->st->name, "train")) json_object_set_new(row, "stage", json_string(t->st->name));
     json_object_set_new(row, "step", json_integer(step));
     json_object_set_new(row, "loss", json_real(loss));
     json_object_set_new(row, "lr", json_real(lr));
@@ -311,8 +326,8 @@ static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float
     if (t->plan.max_s > 0 && left > t->plan.max_s - (now - t->t0)) left = fmax(0, t->plan.max_s - (now - t->t0));
     rx_eta_format(left, eta, sizeof eta);   /* max_minutes stops the run earlier */
     if (isatty(STDERR_FILENO)) progress(t->run, step, steps, (float)loss, ips, eta);
-    else rx_run_log(t->run, "train: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s ETA %s", (long long)step,
-                    (long long)steps, loss, lr, gnorm, ips, eta);
+    else rx_run_log(t->run, "%s: step %lld/%lld loss %.5f lr %.3g grad-norm %.3g %.1f img/s ETA %s", t->st->name,
+                    (long long)step, (long long)steps, loss, lr, gnorm, ips, eta);
     *w = (log_window){now, 0, 0, 0};
     return s;
 }
@@ -327,7 +342,7 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     rx_status s = RX_OK;
     for (int64_t step = start + 1; step <= p->steps && !s; step++) {
         rx_batch_info info;
-        s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
+        if (t->loader) s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
         if (!s) s = rx_dist_test_fault(step);
         float loss = 0, lr = 0;
         double gnorm = 0;
@@ -341,7 +356,7 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
         if (!isfinite(loss)) {
             char msg[1400];
             snprintf(msg, sizeof msg, "loss is %f at step %lld; last good checkpoint: %s", loss, (long long)step,
-                     last_ckpt > 0 ? t->ckpt : "(none)");
+                     last_ckpt > 0 ? t->st->ckpt : "(none)");
             s = rx_fail(RX_ERR_NUMERIC, "%s", msg);
             break;
         }
@@ -360,7 +375,7 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
         const int ckpt_now = (p->ckpt_every > 0 && step % p->ckpt_every == 0) || step == p->steps || out_of_time;
         if (step % p->log_every == 0 || ckpt_now) s = log_window_close(t, &w, step, lr, gnorm);
         if (!s && ckpt_now) {
-            s = save_checkpoint(ex, run, &t->opt, step, &w);   /* the window just closed: empty */
+            s = save_checkpoint(ex, run, t->st, &t->opt, step, &w);   /* the window just closed: empty */
             last_ckpt = step;
         }
         /* the last step's grid is the sample stage's own */
@@ -368,15 +383,15 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             rx_dist_is_root())
             s = rx_sample_preview(ex, run, step);
         if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
-            rx_run_log(run, "train: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
-                       p->max_s / 60, (long long)step, (long long)p->steps);
+            rx_run_log(run, "%s: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
+                       t->st->name, p->max_s / 60, (long long)step, (long long)p->steps);
             rx_run_set(run, "train_stopped_at_step", json_integer(step));
             break;
         }
         if (!s && interrupted) {
             /* mid-window: the checkpoint carries the window's sums, and the resumed run's
              * next row averages the same steps as the uninterrupted run's */
-            s = save_checkpoint(ex, run, &t->opt, step, &w);
+            s = save_checkpoint(ex, run, t->st, &t->opt, step, &w);
             if (!s) s = rx_fail(RX_ERR_INTERRUPTED, "interrupted at step %lld; checkpoint written; continue with: runexp --resume %s",
                                 (long long)step, run->dir);
             s = rx_dist_agree(s, NULL, 0);   /* every rank stops here: an agreed end, not an abort */
@@ -416,21 +431,24 @@ static rx_status check_replicas(rx_experiment *ex, rx_run *run) {
     return rx_dist_agree(s, NULL, 0);
 }
 
-rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
+rx_status rx_train_stage_run(rx_experiment *ex, rx_run *run, const rx_train_stage *st, int resume) {
     trainer t;
-    rx_status s = rx_dist_agree(trainer_open(&t, ex, run), NULL, 0);   /* a rank that cannot start stops all */
+    rx_status s = rx_dist_agree(trainer_open(&t, ex, run, st), NULL, 0);   /* a rank that cannot start stops all */
     if (s) { trainer_close(&t); return s; }
     int64_t start = 0;
     log_window w;
     s = resume_point(&t, resume, &start, &w);
-    if (!s) s = rx_loader_seek(t.loader, start);
+    if (!s && t.loader) s = rx_loader_seek(t.loader, start);
     s = rx_dist_agree(s, NULL, 0);
     dist_note(run, start);
     const rx_dataset *data = ex->train_data;
     const int ranks = rx_dist_world()->world;
-    rx_run_log(run, "train: %lld steps, batch %d%s, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
-               (long long)t.plan.steps, t.plan.B, ranks > 1 ? " (global, split over the ranks)" : "",
-               (long long)rx_model_param_count(ex->model), data->name, data->n, ex->data_c, ex->data_h, ex->data_w);
+    if (t.loader)
+        rx_run_log(run, "train: %lld steps, batch %d%s, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
+                   (long long)t.plan.steps, t.plan.B, ranks > 1 ? " (global, split over the ranks)" : "",
+                   (long long)rx_model_param_count(ex->model), data->name, data->n, ex->data_c, ex->data_h, ex->data_w);
+    else
+        rx_run_log(run, "%s: %lld steps, batch %d, lr %g", st->name, (long long)t.plan.steps, t.plan.B, t.opt.cfg.lr);
     ex->ctx->training = 1;
     rx_set_grad_enabled(ex->ctx, 1);
     t.start_step = start;
@@ -439,6 +457,17 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     if (!s) s = check_replicas(ex, run);
     ex->ctx->training = 0;
     trainer_close(&t);
-    rx_run_stage_time(run, "train", rx_now() - t.t0);
+    rx_run_stage_time(run, st->name, rx_now() - t.t0);
     return s;
+}
+
+rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
+    char ckpt[1200];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints/last.safetensors", run->dir);
+    const rx_train_stage st = {.name = "train", .ckpt = ckpt, .hash = ex->train_hash,
+                               .batch_size = (int)rx_param_int(ex->train, "batch_size"),
+                               .steps = rx_param_int(ex->train, "steps"), .from_data = 1,
+                               .max_minutes = rx_param_float(ex->train, "max_minutes"),
+                               .sample_every = rx_param_int(ex->train, "sample_every")};
+    return rx_train_stage_run(ex, run, &st, resume);
 }
