@@ -13,6 +13,7 @@
  * The last line a run prints on stdout is its run (or sweep) directory; report prints its HTML file. */
 #include "runner/runner.h"
 #include "registry/registry.h"
+#include "kernels/cpu/cpu.h"   /* cpu_conv2d_impl, for --version */
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -59,7 +60,10 @@ int main(int argc, char **argv) {
     }
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(stdout); return 0; }
-    if (!strcmp(argv[1], "--version")) { printf("runexp %s\n", RUNEXP_VERSION); return 0; }
+    if (!strcmp(argv[1], "--version")) {
+        printf("runexp %s\ncpu conv2d: %s\n", RUNEXP_VERSION, cpu_conv2d_impl());
+        return 0;
+    }
 
     if (!strcmp(argv[1], "list")) {
         int kind = -1, markdown = 0;
