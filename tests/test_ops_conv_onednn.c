@@ -154,6 +154,25 @@ Test(conv_onednn, matches_reference_two_threads) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
 }
 
+/* each of oneDNN's layouts for every shape, whatever the rule picks: plain NCHW / OIHW, and the
+ * blocked layouts oneDNN chooses, with their reorders (the variable is read once per process,
+ * and Criterion runs each test in its own) */
+Test(conv_onednn, matches_reference_plain_layout) {
+    skip_without_onednn();
+    setenv("RUNEXP_CPU_CONV", "onednn-plain", 1);
+    omp_set_num_threads(2);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
+}
+
+Test(conv_onednn, matches_reference_blocked_layout) {
+    skip_without_onednn();
+    setenv("RUNEXP_CPU_CONV", "onednn-blocked", 1);
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
+    }
+}
+
 /* more shapes than the primitive table holds (96): entries are evicted and rebuilt, and a shape
  * seen again after eviction still gives the reference's numbers */
 Test(conv_onednn, primitive_table_eviction) {
@@ -186,25 +205,33 @@ Test(conv_onednn, primitive_table_eviction) {
 
 /* The registered kernels under $RUNEXP_CPU_CONV (read once per process; Criterion runs each test
  * in its own): `reference` gives the reference's numbers bit for bit, `onednn` oneDNN's. */
-static void registered_equals(const char *env, rx_kernel_fn fwd, rx_kernel_fn bwd) {
+static void registered_equals_on(const char *env, const conv_case *kp, rx_kernel_fn fwd, rx_kernel_fn bwd) {
     setenv("RUNEXP_CPU_CONV", env, 1);
     omp_set_num_threads(2);
-    const conv_case k = {3, 8, 9, 9, 16, 3, 3, 1, 1, 1, ALL_GRADS};
-    const int64_t nx = 3 * 8 * 81, nw = 16 * 8 * 9, ny = 3 * 16 * 81;
-    float *in[3] = {malloc(nx * 4), malloc(nw * 4), malloc(16 * 4)}, *g0[3] = {calloc(nx, 4), calloc(nw, 4), calloc(16, 4)};
+    const conv_case k = *kp;
+    const int64_t Ho = conv_out(k.H, k.kh, k.stride, k.pad), Wo = conv_out(k.W, k.kw, k.stride, k.pad);
+    const int64_t nx = (int64_t)k.B * k.Ci * k.H * k.W, nw = (int64_t)k.Co * k.Ci * k.kh * k.kw, ny = k.B * k.Co * Ho * Wo;
+    float *in[3] = {malloc(nx * 4), malloc(nw * 4), malloc(k.Co * 4)}, *g0[3] = {calloc(nx, 4), calloc(nw, 4), calloc(k.Co, 4)};
     float *R = malloc(ny * 4);
     rx_rng_normal(1, RX_STREAM(RX_RNG_TEST, 1), 0, in[0], nx);
     rx_rng_normal(2, RX_STREAM(RX_RNG_TEST, 1), 0, in[1], nw);
-    rx_rng_normal(3, RX_STREAM(RX_RNG_TEST, 1), 0, in[2], 16);
+    rx_rng_normal(3, RX_STREAM(RX_RNG_TEST, 1), 0, in[2], k.Co);
     rx_rng_normal(4, RX_STREAM(RX_RNG_TEST, 1), 0, R, ny);
     rx_ctx *registered = rx_test_cpu_ctx(), *explicit = ctx_with(&reference_backend, fwd, bwd);
     conv_run a = run_case(registered, &k, in, g0, R), b = run_case(explicit, &k, in, g0, R);
     cr_expect_eq(memcmp(a.out, b.out, ny * 4), 0, "RUNEXP_CPU_CONV=%s: forward differs from that kernel's", env);
     cr_expect_eq(memcmp(a.grad[0], b.grad[0], nx * 4), 0, "RUNEXP_CPU_CONV=%s: dx differs", env);
     cr_expect_eq(memcmp(a.grad[1], b.grad[1], nw * 4), 0, "RUNEXP_CPU_CONV=%s: dw differs", env);
-    cr_expect_eq(memcmp(a.grad[2], b.grad[2], 16 * 4), 0, "RUNEXP_CPU_CONV=%s: db differs", env);
+    cr_expect_eq(memcmp(a.grad[2], b.grad[2], k.Co * 4), 0, "RUNEXP_CPU_CONV=%s: db differs", env);
+    for (int i = 0; i < 3; i++) { free(a.grad[i]); free(b.grad[i]); free(in[i]); free(g0[i]); }
+    free(a.out); free(a.out_nograd); free(b.out); free(b.out_nograd); free(R);
     rx_ctx_destroy(registered);
     rx_ctx_destroy(explicit);
+}
+
+static void registered_equals(const char *env, rx_kernel_fn fwd, rx_kernel_fn bwd) {
+    const conv_case k = {3, 8, 9, 9, 16, 3, 3, 1, 1, 1, ALL_GRADS};
+    registered_equals_on(env, &k, fwd, bwd);
 }
 
 Test(conv_onednn, env_reference_runs_the_reference) {
@@ -216,12 +243,32 @@ Test(conv_onednn, env_onednn_runs_onednn) {
     registered_equals("onednn", cpu_conv2d_onednn_fwd, cpu_conv2d_onednn_bwd);
 }
 
+/* auto's rule (conv_onednn.c, auto_uses_onednn): the reference for a pointwise conv and for fewer
+ * than 8 input channels, oneDNN for the rest; checked by bit-identity with each kernel pair */
+Test(conv_onednn, auto_rule_pointwise_runs_the_reference) {
+    skip_without_onednn();
+    const conv_case k = {4, 16, 8, 8, 32, 1, 1, 1, 0, 1, ALL_GRADS};
+    registered_equals_on("auto", &k, cpu_conv2d_reference_fwd, cpu_conv2d_reference_bwd);
+}
+
+Test(conv_onednn, auto_rule_stem_runs_the_reference) {
+    skip_without_onednn();
+    const conv_case k = {4, 3, 8, 8, 32, 3, 3, 1, 1, 1, ALL_GRADS};
+    registered_equals_on("auto", &k, cpu_conv2d_reference_fwd, cpu_conv2d_reference_bwd);
+}
+
+Test(conv_onednn, auto_rule_3x3_runs_onednn) {
+    skip_without_onednn();
+    const conv_case k = {4, 8, 8, 8, 16, 3, 3, 2, 1, 1, ALL_GRADS};
+    registered_equals_on("auto", &k, cpu_conv2d_onednn_fwd, cpu_conv2d_onednn_bwd);
+}
+
 Test(conv_onednn, env_bad_value_is_an_error_naming_it) {
     setenv("RUNEXP_CPU_CONV", "fastest", 1);
     rx_ctx *c = rx_test_cpu_ctx();
     rx_tensor *x = rx_param(c, NULL, RX_SHAPE(1, 2, 4, 4), 0), *w = rx_param(c, NULL, RX_SHAPE(2, 2, 3, 3), 0);
     cr_expect_null(rx_conv2d(c, x, w, NULL, 1, 1));
-    cr_expect(strstr(rx_last_error(), "RUNEXP_CPU_CONV=fastest: expected auto, reference or onednn"), "%s", rx_last_error());
+    cr_expect(strstr(rx_last_error(), "RUNEXP_CPU_CONV=fastest: expected auto, reference, onednn"), "%s", rx_last_error());
     rx_ctx_destroy(c);
 }
 

@@ -2,9 +2,10 @@
  * behind PyTorch's CPU convolutions), and the registered cpu_conv2d_fwd/_bwd that choose between
  * it and the readable reference in dense.c (im2col + OpenBLAS).
  *
- * Which one runs (cpu_conv2d_choice): $RUNEXP_CPU_CONV = reference | onednn | auto (default auto:
- * oneDNN when the build has it, for the shapes the rule below gives it). Built without oneDNN
- * (no RX_HAVE_ONEDNN) every conv runs the reference and `runexp --version` says so.
+ * Which one runs: $RUNEXP_CPU_CONV = auto (default: oneDNN for the shapes where it was measured
+ * faster, auto_uses_onednn) | reference | onednn (every shape) | onednn-plain | onednn-blocked
+ * (every shape, that layout: for measuring); cpu_conv2d_select sets the same from code. Built
+ * without oneDNN (no RX_HAVE_ONEDNN) every conv runs the reference and `runexp --version` says so.
  *
  * oneDNN's state lives in the context (c->kernel_cache, freed by rx_ctx_destroy): one engine, one
  * in-order stream, and a small table of primitives keyed by pass and shape. An entry holds the
@@ -24,26 +25,47 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { CONV_IMPL_AUTO, CONV_IMPL_REFERENCE, CONV_IMPL_ONEDNN } conv_impl;
+/* onednn-plain and onednn-blocked fix oneDNN's layout for every shape (to measure the rule in
+ * conv_layout_for, bench/compare --conv) */
+typedef enum { CONV_IMPL_AUTO, CONV_IMPL_REFERENCE, CONV_IMPL_ONEDNN, CONV_IMPL_ONEDNN_PLAIN, CONV_IMPL_ONEDNN_BLOCKED } conv_impl;
 
 static const struct { const char *name; conv_impl impl; } conv_impl_names[] = {
     {"auto", CONV_IMPL_AUTO}, {"reference", CONV_IMPL_REFERENCE}, {"onednn", CONV_IMPL_ONEDNN},
+    {"onednn-plain", CONV_IMPL_ONEDNN_PLAIN}, {"onednn-blocked", CONV_IMPL_ONEDNN_BLOCKED},
 };
 
-/* $RUNEXP_CPU_CONV, read once; -1 for a value that is none of the names */
+static int conv_impl_of(const char *name) {
+    for (size_t i = 0; i < sizeof conv_impl_names / sizeof *conv_impl_names; i++)
+        if (!strcmp(name, conv_impl_names[i].name)) return conv_impl_names[i].impl;
+    return -1;
+}
+
+/* the choice: $RUNEXP_CPU_CONV, read at the first conv, unless cpu_conv2d_select set it; -1 for
+ * a value that is none of the names */
+static int conv_choice = -2;
+
 static int conv_impl_from_env(void) {
-    static int impl = -2;
-    if (impl == -2) {
+    if (conv_choice == -2) {
         const char *v = getenv("RUNEXP_CPU_CONV");
-        impl = v && *v ? -1 : CONV_IMPL_AUTO;
-        for (size_t i = 0; v && *v && i < sizeof conv_impl_names / sizeof *conv_impl_names; i++)
-            if (!strcmp(v, conv_impl_names[i].name)) impl = conv_impl_names[i].impl;
+        conv_choice = v && *v ? conv_impl_of(v) : CONV_IMPL_AUTO;
     }
-    return impl;
+    return conv_choice;
 }
 
 static rx_status bad_env(void) {
-    return rx_fail(RX_ERR_CONFIG, "RUNEXP_CPU_CONV=%s: expected auto, reference or onednn", getenv("RUNEXP_CPU_CONV"));
+    return rx_fail(RX_ERR_CONFIG, "RUNEXP_CPU_CONV=%s: expected auto, reference, onednn, onednn-plain or onednn-blocked",
+                   getenv("RUNEXP_CPU_CONV"));
+}
+
+rx_status cpu_conv2d_select(const char *impl) {
+    const int i = conv_impl_of(impl);
+    if (i < 0) return rx_fail(RX_ERR_ARG, "conv2d implementation '%s': expected auto, reference, onednn, onednn-plain "
+                                          "or onednn-blocked", impl);
+#ifndef RX_HAVE_ONEDNN
+    if (i >= CONV_IMPL_ONEDNN) return rx_fail(RX_ERR_UNIMPLEMENTED, "conv2d implementation '%s': built without oneDNN", impl);
+#endif
+    conv_choice = i;
+    return RX_OK;
 }
 
 #ifndef RX_HAVE_ONEDNN
@@ -56,12 +78,17 @@ rx_status cpu_conv2d_onednn_fwd(rx_ctx *c, rx_node *n) {
 rx_status cpu_conv2d_onednn_bwd(rx_ctx *c, rx_node *n) { return cpu_conv2d_onednn_fwd(c, n); }
 const char *cpu_conv2d_onednn_impl_name(rx_ctx *c, rx_node *n, int pass) { return NULL; }
 
+rx_status cpu_conv2d_workspace(rx_ctx *c, rx_node *n, int backward, int64_t *floats) {
+    *floats = cpu_conv2d_reference_workspace(n, backward);
+    return conv_impl_from_env() < 0 ? bad_env() : RX_OK;
+}
+
 rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) {
-    if (conv_impl_from_env() == CONV_IMPL_ONEDNN) return cpu_conv2d_onednn_fwd(c, n);
+    if (conv_impl_from_env() >= CONV_IMPL_ONEDNN) return cpu_conv2d_onednn_fwd(c, n);
     return conv_impl_from_env() < 0 ? bad_env() : cpu_conv2d_reference_fwd(c, n);
 }
 rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) {
-    if (conv_impl_from_env() == CONV_IMPL_ONEDNN) return cpu_conv2d_onednn_bwd(c, n);
+    if (conv_impl_from_env() >= CONV_IMPL_ONEDNN) return cpu_conv2d_onednn_bwd(c, n);
     return conv_impl_from_env() < 0 ? bad_env() : cpu_conv2d_reference_bwd(c, n);
 }
 
@@ -398,8 +425,23 @@ static rx_status conv_prim_run(onednn_state *st, conv_prim *p, rx_node *n, float
     return RX_OK;
 }
 
-/* Which layout a shape runs in (measured: bench/NOTES.md, "Issue 15: oneDNN convolutions") */
-static conv_layout conv_layout_for(const conv_shape *s, conv_pass pass) { return LAYOUT_BLOCKED; }
+/* oneDNN's layout: blocked, unless $RUNEXP_CPU_CONV=onednn-plain. Measured (bench/conv, bench/NOTES.md
+ * "Issue 15: oneDNN convolutions"): plain NCHW gets oneDNN's gemm-based convolution, which lost
+ * to the reference at most shapes (backward up to 2-3x); blocked won every 3x3 of 16+ channels. */
+static conv_layout conv_layout_for(const conv_shape *s, conv_pass pass) {
+    return conv_impl_from_env() == CONV_IMPL_ONEDNN_PLAIN ? LAYOUT_PLAIN : LAYOUT_BLOCKED;
+}
+
+/* The rule of `auto`, per shape, from the same measurements: the reference for a pointwise conv
+ * (1x1, stride 1, no padding: already one plain GEMM on the input, nothing to lower, and the
+ * blocked reorders cost more than they save: backward 3-4x slower through oneDNN) and for fewer
+ * than 8 input channels (the stems, 1 or 3 channels: the blocked layout pads channels to 8 and
+ * oneDNN's backward lost 2x); oneDNN, blocked, for every other shape. */
+static int auto_uses_onednn(rx_node *n) {
+    const conv_shape s = conv_shape_of(n);
+    const int pointwise = s.kh == 1 && s.kw == 1 && s.stride == 1 && s.pad == 0;
+    return !pointwise && s.Ci >= 8;
+}
 
 /* whether a pass has a bias argument: the forward when there is a bias, backward-weights when
  * the bias needs a gradient */
@@ -453,16 +495,48 @@ rx_status cpu_conv2d_onednn_bwd(rx_ctx *c, rx_node *n) {
     return rs;
 }
 
-rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) {
+/* whether the registered kernels run this node through oneDNN; -1 for a bad $RUNEXP_CPU_CONV */
+static int uses_onednn(rx_node *n) {
     const int impl = conv_impl_from_env();
-    if (impl < 0) return bad_env();
-    return impl == CONV_IMPL_REFERENCE ? cpu_conv2d_reference_fwd(c, n) : cpu_conv2d_onednn_fwd(c, n);
+    return impl < 0 ? -1 : impl == CONV_IMPL_AUTO ? auto_uses_onednn(n) : impl >= CONV_IMPL_ONEDNN;
+}
+
+/* the scratch onednn_pass takes for a pass (the reference's when oneDNN cannot do the shape) */
+static rx_status pass_workspace(rx_ctx *c, rx_node *n, conv_pass pass, int64_t *floats) {
+    const conv_shape s = conv_shape_of(n);
+    conv_prim *p;
+    RX_TRY(conv_prim_get(c, pass, &s, pass_bias(n, pass), conv_layout_for(&s, pass), &p));
+    *floats = p->unsupported ? cpu_conv2d_reference_workspace(n, pass != PASS_FWD) : p->scratch_floats;
+    return RX_OK;
+}
+
+/* as cpu_conv2d_onednn_fwd/_bwd run: the backward's two passes take their scratch in turn */
+rx_status cpu_conv2d_workspace(rx_ctx *c, rx_node *n, int backward, int64_t *floats) {
+    const int onednn = uses_onednn(n);
+    if (onednn < 0) return bad_env();
+    *floats = 0;
+    if (!onednn || n->out->numel == 0 || (backward && !cpu_in_grad(n, 1) && cpu_in_grad(n, 2))) {
+        *floats = cpu_conv2d_reference_workspace(n, backward);
+        return RX_OK;
+    }
+    if (!backward) return pass_workspace(c, n, PASS_FWD, floats);
+    int64_t data = 0, weights = 0;
+    if (cpu_in_grad(n, 0)) RX_TRY(pass_workspace(c, n, PASS_BWD_DATA, &data));
+    if (cpu_in_grad(n, 1)) RX_TRY(pass_workspace(c, n, PASS_BWD_WEIGHTS, &weights));
+    *floats = data > weights ? data : weights;
+    return RX_OK;
+}
+
+rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) {
+    const int onednn = uses_onednn(n);
+    if (onednn < 0) return bad_env();
+    return onednn ? cpu_conv2d_onednn_fwd(c, n) : cpu_conv2d_reference_fwd(c, n);
 }
 
 rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) {
-    const int impl = conv_impl_from_env();
-    if (impl < 0) return bad_env();
-    return impl == CONV_IMPL_REFERENCE ? cpu_conv2d_reference_bwd(c, n) : cpu_conv2d_onednn_bwd(c, n);
+    const int onednn = uses_onednn(n);
+    if (onednn < 0) return bad_env();
+    return onednn ? cpu_conv2d_onednn_bwd(c, n) : cpu_conv2d_reference_bwd(c, n);
 }
 
 #endif
