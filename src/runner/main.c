@@ -64,6 +64,10 @@ int main(int argc, char **argv) {
         printf("runexp %s\ncpu conv2d: %s\n", RUNEXP_VERSION, cpu_conv2d_impl());
         return 0;
     }
+    if (cpu_conv2d_check_choice() != RX_OK) {   /* $RUNEXP_CPU_CONV: refused before anything is written */
+        fprintf(stderr, "runexp: %s\n", rx_last_error());
+        return 2;
+    }
 
     if (!strcmp(argv[1], "list")) {
         int kind = -1, markdown = 0;

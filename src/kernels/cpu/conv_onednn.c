@@ -57,6 +57,8 @@ static rx_status bad_env(void) {
                    getenv("RUNEXP_CPU_CONV"));
 }
 
+rx_status cpu_conv2d_check_choice(void) { return conv_impl_from_env() < 0 ? bad_env() : RX_OK; }
+
 rx_status cpu_conv2d_select(const char *impl) {
     const int i = conv_impl_of(impl);
     if (i < 0) return rx_fail(RX_ERR_ARG, "conv2d implementation '%s': expected auto, reference, onednn, onednn-plain "
@@ -99,9 +101,15 @@ rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) {
 #include <stdio.h>
 
 const char *cpu_conv2d_impl(void) {
-    static char s[64];
+    static char s[160];
     const dnnl_version_t *v = dnnl_version();
-    snprintf(s, sizeof s, "oneDNN %d.%d.%d (reference: im2col + OpenBLAS)", v->major, v->minor, v->patch);
+    const int impl = conv_impl_from_env();
+    if (impl == CONV_IMPL_REFERENCE) return "reference, im2col + OpenBLAS (RUNEXP_CPU_CONV=reference; oneDNN built in)";
+    snprintf(s, sizeof s, "oneDNN %d.%d.%d%s", v->major, v->minor, v->patch,
+             impl == CONV_IMPL_AUTO ? ", blocked layouts; im2col + OpenBLAS for 1x1 and under 8 input channels"
+             : impl < 0 ? " (RUNEXP_CPU_CONV is not a valid choice)"
+             : impl == CONV_IMPL_ONEDNN_PLAIN ? ", plain NCHW, every conv (RUNEXP_CPU_CONV=onednn-plain)"
+                                               : ", blocked layouts, every conv (RUNEXP_CPU_CONV)");
     return s;
 }
 

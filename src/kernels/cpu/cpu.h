@@ -36,6 +36,8 @@ int64_t cpu_conv2d_reference_workspace(const rx_node *n, int backward);
 /* sets the choice for the rest of the process as $RUNEXP_CPU_CONV would (auto, reference, onednn,
  * onednn-plain, onednn-blocked: the last two fix oneDNN's layout; bench/conv.c measures with them) */
 rx_status cpu_conv2d_select(const char *impl);
+/* RX_ERR_CONFIG naming $RUNEXP_CPU_CONV when it is set to none of the choices */
+rx_status cpu_conv2d_check_choice(void);
 /* the oneDNN implementation a conv2d node gets for pass 0 forward, 1 backward-data,
  * 2 backward-weights (e.g. "jit:avx2"), "unsupported", or NULL without oneDNN / on error */
 const char *cpu_conv2d_onednn_impl_name(rx_ctx *c, rx_node *n, int pass);
