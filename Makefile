@@ -28,7 +28,7 @@ PKGS     := yaml-0.1 libpng libturbojpeg jansson libarchive zlib libcurl libxxha
 DEB_PKGS := build-essential pkg-config libcriterion-dev libyaml-dev libpng-dev libturbojpeg0-dev libjansson-dev \
             libarchive-dev zlib1g-dev libcurl4-openssl-dev libxxhash-dev libopenblas-dev \
             libopenblas-openmp-dev libcairo2-dev nettle-dev dataset-fashion-mnist \
-            libprotobuf-c-dev protobuf-c-compiler libisal-dev libopenmpi-dev openmpi-bin \
+            libprotobuf-c-dev protobuf-c-compiler libisal-dev libdnnl-dev libopenmpi-dev openmpi-bin \
             slurmctld slurmd slurm-client munge
 DEB_PKGS_REPORT := chromium
 
@@ -42,6 +42,13 @@ WARN     := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wno-missing-field-init
 CFLAGS   ?= -O3 $(ARCH) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I$(GEN) -I/usr/include/x86_64-linux-gnu/openblas-openmp $(WARN) $(PKG_CFLAGS) -MMD -MP
 LDLIBS   += $(PKG_LIBS) -fopenmp -lm -lpthread
+# oneDNN (libdnnl-dev; no pkg-config file) for the CPU convolutions, when installed: ONEDNN=0
+# builds the reference kernels only (src/kernels/cpu/conv_onednn.c)
+ONEDNN   ?= $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),1,0)
+ifeq ($(ONEDNN),1)
+CFLAGS   += -DRX_HAVE_ONEDNN=1
+LDLIBS   += -ldnnl
+endif
 ifeq ($(SANITIZE),1)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined

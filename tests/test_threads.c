@@ -7,7 +7,9 @@
  * here first; each call records the OpenMP thread that made it and the team size, then forwards
  * to OpenBLAS's cblas_sgemm (dlsym RTLD_NEXT). With 2 threads and a batch of 4 images, conv2d
  * forward and backward must issue their per-image GEMMs from 2 different threads, and the
- * OpenMP and OpenBLAS thread counts must be what they were before the op. */
+ * OpenMP and OpenBLAS thread counts must be what they were before the op. The probe sees the
+ * reference conv kernel (im2col + sgemm, RUNEXP_CPU_CONV=reference); oneDNN's convolutions issue
+ * no sgemm, and their test here checks the thread counts only. */
 #include <cblas.h>
 #include <dlfcn.h>
 #include <omp.h>
@@ -48,6 +50,7 @@ static void expect_two_threads(const char *what) {
 }
 
 Test(threads, conv2d_uses_the_whole_team_and_leaves_thread_counts_alone) {
+    setenv("RUNEXP_CPU_CONV", "reference", 1);   /* read at the first conv; each test is its own process */
     omp_set_num_threads(2);
     const int omp_before = omp_get_max_threads(), blas_before = openblas_get_num_threads();
     rx_ctx *c = rx_test_cpu_ctx();
@@ -70,6 +73,30 @@ Test(threads, conv2d_uses_the_whole_team_and_leaves_thread_counts_alone) {
     cr_expect_eq(omp_get_max_threads(), omp_before, "OpenMP threads after the backward: %d, before %d",
                  omp_get_max_threads(), omp_before);
     cr_expect_eq(openblas_get_num_threads(), blas_before, "OpenBLAS threads after the op: %d, before %d",
+                 openblas_get_num_threads(), blas_before);
+    rx_ctx_destroy(c);
+}
+
+/* oneDNN runs its convolutions on our OpenMP pool (Debian's libdnnl uses libgomp): it must leave
+ * the OpenMP and OpenBLAS thread counts as they were */
+Test(threads, onednn_conv2d_leaves_thread_counts_alone) {
+#ifndef RX_HAVE_ONEDNN
+    cr_skip_test("built without oneDNN (libdnnl-dev; `make deps` installs it)");
+#endif
+    setenv("RUNEXP_CPU_CONV", "onednn", 1);
+    omp_set_num_threads(2);
+    const int omp_before = omp_get_max_threads(), blas_before = openblas_get_num_threads();
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_tensor *x = rx_param(c, NULL, RX_SHAPE(4, 48, 32, 32), 1), *w = rx_param(c, NULL, RX_SHAPE(48, 48, 3, 3), 1);
+    cr_assert(x && w, "%s", rx_last_error());
+    rx_test_randn(c, x, 1, 1.0f);
+    rx_test_randn(c, w, 2, 0.1f);
+    rx_tensor *y = rx_conv2d(c, x, w, NULL, 1, 1);
+    cr_assert(y, "%s", rx_last_error());
+    cr_assert_eq(rx_backward_with(c, y, rx_full(c, RX_SHAPE(4, 48, 32, 32), 1.0f)), RX_OK, "%s", rx_last_error());
+    cr_expect_eq(omp_get_max_threads(), omp_before, "OpenMP threads after oneDNN's conv: %d, before %d",
+                 omp_get_max_threads(), omp_before);
+    cr_expect_eq(openblas_get_num_threads(), blas_before, "OpenBLAS threads after oneDNN's conv: %d, before %d",
                  openblas_get_num_threads(), blas_before);
     rx_ctx_destroy(c);
 }

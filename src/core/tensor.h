@@ -96,6 +96,10 @@ typedef struct rx_ctx {
     struct rx_fwd_plan *fwd_plan;
     rx_status (*fwd_plan_recorded)(struct rx_ctx *c, rx_node *n);
     void      (*fwd_plan_free)(struct rx_fwd_plan *p);
+    /* a backend's kernel state kept across calls (the CPU's oneDNN engine and primitives,
+     * kernels/cpu/conv_onednn.c), made on first use, freed by rx_ctx_destroy */
+    void      *kernel_cache;
+    void      (*kernel_cache_free)(void *cache);
 } rx_ctx;
 
 static inline rx_status rx_ctx_status(const rx_ctx *c) { return c->err; }

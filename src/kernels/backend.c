@@ -25,6 +25,7 @@ rx_status rx_ctx_create(const rx_backend *be, void *be_state, size_t step_chunk,
 void rx_ctx_destroy(rx_ctx *c) {
     if (!c) return;
     if (c->fwd_plan_free) c->fwd_plan_free(c->fwd_plan);
+    if (c->kernel_cache_free) c->kernel_cache_free(c->kernel_cache);
     rx_arena_destroy(c->step);
     rx_arena_destroy(c->persist);
     free(c);

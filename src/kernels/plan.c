@@ -6,10 +6,12 @@
  * before allocating anything.
  *
  * What kernels allocate inside themselves is placed by a plan kernel where it is large: the CPU
- * conv's per-thread column matrices (cpu/dense.c), taken and given back as the kernel does.
+ * conv's workspace (oneDNN's scratchpad and blocked copies, cpu/conv_onednn.c, or the reference's
+ * per-thread column matrices, cpu/dense.c), taken and given back as the kernel does.
  * Not seen: the norms' saved statistics and the attention's row log-sum-exp (a few floats per
  * row) — why the prediction is quoted within 10 %. */
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu.h"
 #include <omp.h>
 #include <string.h>
 
@@ -29,25 +31,15 @@ static rx_status zeros_to_host(rx_ctx *c, void *dst, const void *src, size_t byt
     return RX_OK;
 }
 static rx_status no_fill(rx_ctx *c, float *dst, float v, int64_t n) { return RX_OK; }
-/* cpu/dense.c's conv2d workspace in floats: per thread (when the batch spreads over the
- * threads) a column matrix [K = Ci kh kw, P = Ho Wo], none for a 1x1 stride-1 conv; backward adds
- * the gw [Co,K] partials of threads > 0 and a double gb [Co] partial per thread */
-static int64_t conv2d_workspace(const rx_node *n, int backward) {
-    const rx_tensor *x = n->in[0], *w = n->in[1], *y = n->out;
-    const int64_t Co = w->shape[0], K = x->shape[1] * w->shape[2] * w->shape[3], P = y->shape[2] * y->shape[3];
-    const int nt = omp_get_max_threads(), slots = nt > 1 && x->shape[0] >= nt ? nt : 1;
-    const int pointwise = w->shape[2] == 1 && w->shape[3] == 1 && n->i[0] == 1 && n->i[1] == 0;
-    int64_t floats = pointwise ? 0 : slots * K * P;
-    if (backward) floats += (slots - 1) * Co * K + slots * 2 * Co;
-    return floats;
-}
-
-typedef int64_t (*workspace_fn)(const rx_node *n, int backward);
-static const workspace_fn workspace_of[RX_OP_COUNT] = {[RX_OP_CONV2D] = conv2d_workspace};
+/* an op's workspace in floats, as the CPU kernel takes it: conv2d's is cpu/conv_onednn.c's
+ * answer (oneDNN's scratchpad and blocked copies, or the reference's column matrices) */
+typedef rx_status (*workspace_fn)(rx_ctx *c, rx_node *n, int backward, int64_t *floats);
+static const workspace_fn workspace_of[RX_OP_COUNT] = {[RX_OP_CONV2D] = cpu_conv2d_workspace};
 
 /* an op's workspace taken and given back, as its kernel would */
 static rx_status place_workspace(rx_ctx *c, rx_node *n, int backward) {
-    const int64_t floats = workspace_of[n->op] ? workspace_of[n->op](n, backward) : 0;
+    int64_t floats = 0;
+    if (workspace_of[n->op]) RX_TRY(workspace_of[n->op](c, n, backward, &floats));
     if (floats <= 0) return RX_OK;
     void *p = rx_arena_data(c->step, (size_t)floats * sizeof(float));
     if (!p) return RX_ERR_OOM;

@@ -22,6 +22,7 @@
 #include "runner/runner.h"
 #include "registry/registry.h"
 #include "dist/dist.h"
+#include "kernels/cpu/cpu.h"   /* cpu_conv2d_impl, for --version */
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -76,8 +77,12 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) {
         char mpi[256], nccl[256];
         rx_dist_describe(mpi, sizeof mpi, nccl, sizeof nccl);
-        printf("runexp %s\n%s\n%s\n", RUNEXP_VERSION, mpi, nccl);
+        printf("runexp %s\ncpu conv2d: %s\n%s\n%s\n", RUNEXP_VERSION, cpu_conv2d_impl(), mpi, nccl);
         return 0;
+    }
+    if (cpu_conv2d_check_choice() != RX_OK) {   /* $RUNEXP_CPU_CONV: refused before anything is written */
+        fprintf(stderr, "runexp: %s\n", rx_last_error());
+        return 2;
     }
 
     if (!strcmp(argv[1], "list")) {

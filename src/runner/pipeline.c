@@ -3,6 +3,7 @@
 #include "runner/memory_plan.h"
 #include "runner/pipeline.h"
 #include "kernels/cuda_backend.h"
+#include "kernels/cpu/cpu.h"   /* cpu_conv2d_impl: which conv2d kernels the CPU runs, for run.json */
 #include "runner/checkpoint.h"
 #include "io/fsutil.h"
 #include "io/json_util.h"
@@ -55,6 +56,7 @@ static json_t *versions(void) {
     json_object_set_new(v, "libpng", json_string(PNG_LIBPNG_VER_STRING));
     json_object_set_new(v, "jansson", json_string(JANSSON_VERSION));
     json_object_set_new(v, "openblas", json_string(openblas_get_config()));
+    json_object_set_new(v, "cpu_conv2d", json_string(cpu_conv2d_impl()));
     return v;
 }
 

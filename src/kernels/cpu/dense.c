@@ -111,6 +111,9 @@ static rx_status add_column_sums(rx_ctx *c, const float *g, int64_t R, int64_t O
 
 /* ---- conv2d ---------------------------------------------------------------------------- */
 
+/* The readable reference; the registered cpu_conv2d_fwd/_bwd (conv_onednn.c) run oneDNN's
+ * convolutions instead when the build has them, and this when $RUNEXP_CPU_CONV=reference. */
+
 typedef struct {
     int64_t B, Ci, H, W;       /* x [B,Ci,H,W]     */
     int64_t Co, kh, kw;        /* w [Co,Ci,kh,kw]  */
@@ -206,7 +209,18 @@ static void conv_fwd_image(const conv_geom *g, const float *x, const float *w, c
     sgemm_split(0, 0, g->Co, g->P, g->K, 1.0f, w, g->K, cols, g->P, bias ? 1.0f : 0.0f, y, g->P);
 }
 
-rx_status cpu_conv2d_fwd(rx_ctx *c, rx_node *n) {
+/* the workspace the two kernels below take, in floats (kernels/plan.c places it): per thread (when
+ * the batch spreads over the threads) a column matrix [K,P], none for a pointwise conv; backward
+ * adds the gw [Co,K] partials of threads > 0 and a double gb [Co] partial per thread */
+int64_t cpu_conv2d_reference_workspace(const rx_node *n, int backward) {
+    const conv_geom g = conv_geom_of(n);
+    const int slots = parallel_over(g.B, 2.0 * g.B * g.Co * g.K * g.P) ? omp_get_max_threads() : 1;
+    int64_t floats = conv_is_pointwise(&g) ? 0 : slots * g.K * g.P;
+    if (backward) floats += (slots - 1) * g.Co * g.K + slots * 2 * g.Co;
+    return floats;
+}
+
+rx_status cpu_conv2d_reference_fwd(rx_ctx *c, rx_node *n) {
     const conv_geom g = conv_geom_of(n);
     const float *x = n->in[0]->data, *w = n->in[1]->data, *bias = n->in[2] ? n->in[2]->data : NULL;
     float *y = n->out->data;
@@ -253,7 +267,7 @@ static void conv_bwd_image(const conv_geom *g, const float *x, const float *w, c
     }
 }
 
-rx_status cpu_conv2d_bwd(rx_ctx *c, rx_node *n) {
+rx_status cpu_conv2d_reference_bwd(rx_ctx *c, rx_node *n) {
     const conv_geom g = conv_geom_of(n);
     const float *x = n->in[0]->data, *w = n->in[1]->data, *gy = n->out->grad->data;
     float *gx = cpu_in_grad(n, 0), *gw = cpu_in_grad(n, 1), *gb = cpu_in_grad(n, 2);
