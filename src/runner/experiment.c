@@ -112,6 +112,23 @@ static rx_status fold_train_inputs(rx_experiment *ex, const char *const *weights
     return s;
 }
 
+/* latent diffusion: what every stage computes depends on the latent section too. Folded in only when
+ * there is one, so that the hashes of pixel-space configs stay what they were (their cached stages
+ * stay valid). */
+static rx_status fold_latent_section(rx_experiment *ex) {
+    static const char *const latent[] = {"latent"};
+    char h[17];
+    RX_TRY(rx_config_hash_sections(ex->cfg->root, latent, 1, h));
+    char *hashes[] = {ex->train_hash, ex->sample_hash, ex->eval_hash};
+    for (int i = 0; i < 3; i++) {
+        char both[34];
+        memcpy(both, hashes[i], 16);
+        memcpy(both + 16, h, 16);
+        snprintf(hashes[i], 17, "%016llx", (unsigned long long)XXH64(both, 32, 0));
+    }
+    return RX_OK;
+}
+
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt) {
     memset(ex, 0, sizeof *ex);
     ex->cfg = cfg;
@@ -151,9 +168,9 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->ctx->seed = ex->seed;
 
     RX_TRY(rx_model_create(ex->ctx, ex->model_sec.comp, ex->model_sec.params, ex->seed, &ex->model));
-    ex->data_c = ex->model->in_channels;
-    ex->data_h = ex->data_w = ex->model->sample_size;
-    const char *weights[2];
+    ex->data_c = ex->image_c = ex->model->in_channels;
+    ex->data_h = ex->data_w = ex->image_h = ex->image_w = ex->model->sample_size;
+    const char *weights[3];
     int n_weights = 0;
     const char *init = rx_param_is_null(top, "init") ? NULL : rx_param_str(top, "init");
     if (init) RX_TRY(rx_model_load_weights(ex->ctx, ex->model, weights[n_weights++] = init, 1));
@@ -174,6 +191,13 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
                        classifier ? ex->model_sec.comp->name : ex->objective.comp->name);
     if (ex->task->generates) ex->prediction_type = obj->prediction_type(ex->objective.params);
 
+    if (stage_params(cfg, "latent")) {
+        RX_TRY(rx_latent_open(ex));
+        const rx_params *vp = ex->latent->vae_sec.params;
+        if (!rx_param_is_null(vp, "weights")) weights[n_weights++] = rx_param_str(vp, "weights");
+        RX_TRY(fold_latent_section(ex));
+    }
+
     if (ex->train) RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, "train", &ex->train_data));
     if (ex->train) RX_TRY(fold_train_inputs(ex, weights, n_weights));
     if (ex->train && rx_param_float(ex->train, "ema_decay") > 0) RX_TRY(rx_ema_create(ex->ctx, &ex->model->params, &ex->ema));
@@ -182,6 +206,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
 
 void rx_experiment_free(rx_experiment *ex) {
     rx_dataset_free(ex->train_data);
+    rx_latent_free(ex->latent);
     rx_model_destroy(ex->model);
     rx_paramset_free(&ex->ema);
     rx_schedule_free(&ex->schedule);

@@ -81,7 +81,8 @@ static rx_status run_stages(rx_experiment *ex, rx_run *run, const rx_run_options
             s = reuse_training(ex, run, cached);
         } else {
             rx_run_set_status(run, "running", NULL);
-            s = rx_stage_train(ex, run, resume);
+            if (ex->latent) s = rx_stage_latents(ex, run);   /* what the model trains on */
+            if (!s) s = rx_stage_train(ex, run, resume);
         }
     }
     if (!s && ex->sample && ex->task->generates) {

@@ -206,8 +206,9 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run) {
         return rx_fail(RX_ERR_CONFIG, "model.num_classes = %d but dataset %s has %d classes", ex->model->num_classes,
                        data->name, data->num_classes);
     rx_transform_chain chain = {ex->transforms, ex->n_transforms};
-    rx_status s = rx_loader_create(data, &chain, t->plan.B, ex->seed, 1, &t->loader);
-    if (!s) {
+    /* latent diffusion: batches of the latents stage's latents (rx_latent_batch), no loader */
+    rx_status s = ex->latent ? RX_OK : rx_loader_create(data, &chain, t->plan.B, ex->seed, 1, &t->loader);
+    if (!s && t->loader) {
         int lc, lh, lw;
         rx_loader_image_shape(t->loader, &lc, &lh, &lw);
         if (lc != ex->data_c || lh != ex->data_h || lw != ex->data_w)
@@ -277,7 +278,8 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     rx_status s = RX_OK;
     for (int64_t step = start + 1; step <= p->steps && !s; step++) {
         rx_batch_info info;
-        s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
+        s = t->loader ? rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info)
+                      : rx_latent_batch(ex->latent, ex->seed, step - 1, p->B, t->batch.x0, t->batch.labels);
         float loss = 0, lr = 0;
         double gnorm = 0;
         if (!s) s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
@@ -328,11 +330,11 @@ rx_status rx_stage_train(rx_experiment *ex, rx_run *run, int resume) {
     int64_t start = 0;
     log_window w;
     s = resume_point(&t, resume, &start, &w);
-    if (!s) s = rx_loader_seek(t.loader, start);
+    if (!s && t.loader) s = rx_loader_seek(t.loader, start);
     const rx_dataset *data = ex->train_data;
-    rx_run_log(run, "train: %lld steps, batch %d, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
-               (long long)t.plan.steps, t.plan.B, (long long)rx_model_param_count(ex->model), data->name, data->n,
-               ex->data_c, ex->data_h, ex->data_w);
+    rx_run_log(run, "train: %lld steps, batch %d, %lld parameters, data %s (%d %s, %dx%dx%d)", (long long)t.plan.steps,
+               t.plan.B, (long long)rx_model_param_count(ex->model), data->name, ex->latent ? ex->latent->n : data->n,
+               ex->latent ? "latents" : "images after transforms", ex->data_c, ex->data_h, ex->data_w);
     ex->ctx->training = 1;
     rx_set_grad_enabled(ex->ctx, 1);
     t.start_step = start;
