@@ -69,10 +69,10 @@ static const rx_cfg_node *path_node(const rx_config *cfg, const char *key) {
     return n && n->type == RX_CFG_SCALAR && !rx_cfg_is_null(n) ? n : NULL;
 }
 
-/* weights named by the config must be there before anything runs (a run that fails on them later
- * would leave a failed run directory behind) */
+/* the VAE's weights must be there before anything runs (init and model.weights are opened when the
+ * experiment is built, which also refuses a missing file before any run directory exists) */
 static void check_weights_files(const rx_config *cfg, rx_config_errors *errs) {
-    static const char *const keys[] = {"init", "model.weights", "latent.vae.weights"};
+    static const char *const keys[] = {"latent.vae.weights"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const rx_cfg_node *n = path_node(cfg, keys[i]);
         if (n && access(n->text, R_OK) != 0)

@@ -34,7 +34,8 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
  * the resolved config without its log section, which says what else is written, not what is
  * computed. So runs made before the section existed keep their hash and still resume, and a
  * run's saved config may switch TensorBoard on before a resume. The same keys emitted in the
- * same order: for a config without `log` exactly rx_config_hash(root). */
+ * same order: for a config without `log` exactly rx_config_hash(root). `latent: null` (pixel
+ * space) is left out too, so that the runs made before that section existed keep their hash. */
 static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
     if (root->type != RX_CFG_MAP) return rx_config_hash(root, out);
     rx_cfg_node **keys = malloc((root->n ? (size_t)root->n : 1) * sizeof *keys);
@@ -44,6 +45,7 @@ static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
     view.n = 0;
     for (int i = 0; !s && i < root->n; i++) {
         if (root->keys[i]->text && !strcmp(root->keys[i]->text, "log")) continue;
+        if (root->keys[i]->text && !strcmp(root->keys[i]->text, "latent") && rx_cfg_is_null(root->items[i])) continue;
         keys[view.n] = root->keys[i];
         items[view.n++] = root->items[i];
     }

@@ -34,6 +34,15 @@ rx_status rx_latent_open(rx_experiment *ex) {
         return rx_fail(RX_ERR_CONFIG, "latent.vae: model '%s' is not an autoencoder", l->vae_sec.comp->name);
     const char *w = rx_param_is_null(l->vae_sec.params, "weights") ? NULL : rx_param_str(l->vae_sec.params, "weights");
     if (w) RX_TRY(rx_model_load_weights(ex->ctx, l->vae, w, 1));
+    /* an untrained VAE's latents are noise: only a smoke run (which checks the plumbing) may use one */
+    if (!w && !ex->smoke) {
+        const rx_cfg_node *at = rx_cfg_path(ex->cfg->root, "latent.vae");
+        char where[600] = "";
+        if (at && at->file && at->line > 0) snprintf(where, sizeof where, "%s:%d:%d: ", at->file, at->line, at->col);
+        return rx_fail(RX_ERR_CONFIG, "%slatent.vae.weights: none given; latent diffusion needs a trained VAE (a diffusers "
+                       "AutoencoderKL file such as sd-vae-ft-mse's, or a checkpoint of experiments/features/vae_*.yaml); "
+                       "only --smoke runs a randomly initialised one", where);
+    }
     const rx_model *m = ex->model, *v = l->vae;
     if (m->in_channels != v->latent_channels || m->out_channels != v->latent_channels)
         return rx_fail(RX_ERR_CONFIG, "latent: the model takes %d and gives %d channels, latent.vae's latents have %d",
