@@ -87,16 +87,18 @@ static void check_latent(const rx_config *cfg, rx_config_errors *errs) {
     const rx_cfg_node *lat = rx_cfg_path(cfg->root, "latent");
     if (!lat || rx_cfg_is_null(lat)) return;
     const rx_component *vae = NULL, *model = NULL, *ob = NULL;
-    const rx_params *vp = params_of(cfg, "latent.vae", &vae), *mp = params_of(cfg, "model", &model);
-    params_of(cfg, "objective", &ob);
-    if (!vae || !vp || !mp) return;   /* the checker said what is wrong */
+    /* the model named, even when its parameters did not check (a U-Net's keys under latent.vae) */
     const rx_cfg_node *vae_node = rx_cfg_path(cfg->root, "latent.vae.name");
     if (!vae_node) vae_node = rx_cfg_path(cfg->root, "latent.vae");
-    if (vae->impl && !((const rx_model_impl *)vae->impl)->encode) {
+    if (vae_node && vae_node->type == RX_CFG_SCALAR) vae = rx_registry_find_in(cfg->table, RX_KIND_MODEL, vae_node->text);
+    if (vae && vae->impl && !((const rx_model_impl *)vae->impl)->encode) {
         rx_config_error_at(errs, vae_node, "latent.vae: model '%s' is not an autoencoder (it has no encoder and decoder); "
                                            "latent diffusion needs a VAE such as autoencoder_kl", vae->name);
         return;
     }
+    const rx_params *vp = params_of(cfg, "latent.vae", &vae), *mp = params_of(cfg, "model", &model);
+    params_of(cfg, "objective", &ob);
+    if (!vae || !vp || !mp) return;   /* the checker said what is wrong */
     if (task_of(ob) >= 0 && task_of(ob) != RX_TASK_DENOISE) {
         rx_config_error_at(errs, lat, "latent: objective '%s' does not train a denoiser; latent diffusion trains the model "
                                       "on the VAE's latents (objective ddpm or flow_matching)", ob->name);

@@ -62,6 +62,7 @@ static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
 static const rx_task tasks[] = {
     [RX_TASK_DENOISE] = {.classifier = 0, .generates = 1, .loss = rx_denoise_loss, .eval = rx_stage_eval},
     [RX_TASK_CLASSIFY] = {.classifier = 1, .generates = 0, .loss = rx_classify_loss, .eval = rx_stage_eval_classifier},
+    [RX_TASK_VAE] = {.autoencoder = 1, .generates = 0, .loss = rx_vae_loss, .eval = rx_stage_eval_vae},
 };
 
 static rx_status choose_backend(rx_experiment *ex, const char *want, int device_id, int tf32, int deterministic,
@@ -191,6 +192,10 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
         return rx_fail(RX_ERR_CONFIG, classifier ? "objective: classify trains a classifier model (resnet_classifier), not %s"
                                                  : "objective: %s trains denoisers; a classifier model needs objective: classify",
                        classifier ? ex->model_sec.comp->name : ex->objective.comp->name);
+    if (ex->task->autoencoder != (ex->model->impl->encode != NULL))
+        return rx_fail(RX_ERR_CONFIG, ex->task->autoencoder ? "objective: vae trains an autoencoder model (autoencoder_kl), not %s"
+                                                            : "objective: %s does not train an autoencoder; model %s needs objective: vae",
+                       ex->task->autoencoder ? ex->model_sec.comp->name : ex->objective.comp->name, ex->model_sec.comp->name);
     if (ex->task->generates) ex->prediction_type = obj->prediction_type(ex->objective.params);
 
     if (stage_params(cfg, "latent")) {

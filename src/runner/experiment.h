@@ -93,6 +93,7 @@ typedef struct rx_train_batch {
  * trains, the loss of a training batch, and the stages after training. */
 struct rx_task {
     int classifier;     /* trains a classifier model (one with features), not a denoiser */
+    int autoencoder;    /* trains an autoencoder (a model with encode/decode) to reconstruct its input */
     int generates;      /* the trained model generates images: the sample stage runs */
     /* the batch's loss on the tape, [1] (ctx->rng_step is the step already) */
     rx_status (*loss)(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
@@ -126,6 +127,11 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
  * split (eval.json test_accuracy) */
 rx_status rx_classify_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
 rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out);
+/* RX_TASK_VAE (vae_objective.c): reconstruction + kl_weight * KL; eval reports the PSNR and the
+ * feature-space Fréchet distance of the reconstructions of the reference split against the
+ * originals, and writes samples/reconstructions.png */
+rx_status rx_vae_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
+rx_status rx_stage_eval_vae(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 
 /* eval.json in the run directory: record (not stolen), written atomically; its metrics also
  * go to TensorBoard as eval/<metric> (rx_run_tb_scalars) */

@@ -16,6 +16,7 @@
 #include "eval/features.h"
 #include "io/fsutil.h"
 #include "io/safetensors.h"
+#include <math.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -147,6 +148,18 @@ static rx_status encode_all(rx_experiment *ex, rx_run *run, const rx_dataset *d,
     return s;
 }
 
+/* the scaled latents' mean and standard deviation over every value: latent diffusion wants about unit
+ * variance (the SD VAE's 0.18215 is 1/std of its latents), so the log says what would give it */
+static void log_latent_stats(rx_run *run, const rx_latent_space *l) {
+    double sum = 0, sumsq = 0;
+    const int64_t n = (int64_t)l->n * l->zdim;
+    for (int64_t i = 0; i < n; i++) { sum += l->z[i]; sumsq += (double)l->z[i] * l->z[i]; }
+    const double mean = sum / n, sd = sqrt(fmax(sumsq / n - mean * mean, 0));
+    rx_run_log(run, "latents: mean %.4g, std %.4g after scaling_factor %g (scaling_factor %.4g would make the std 1)", mean, sd,
+               l->scaling_factor, sd > 0 ? l->scaling_factor / sd : 0.0);
+    rx_run_set(run, "latent_std", json_real(sd));
+}
+
 /* a cached file with exactly these latents, or nothing */
 static int load_cached(rx_latent_space *l, const char *path, int n, const int64_t shape[4]) {
     rx_st_file *f = NULL;
@@ -186,6 +199,7 @@ rx_status rx_stage_latents(rx_experiment *ex, rx_run *run) {
         rx_run_log(run, "latents: reusing %s (%d latents %lldx%lldx%lld)", path, l->n, (long long)shape[1], (long long)shape[2],
                    (long long)shape[3]);
         rx_run_set(run, "latents_reused_from", json_string(path));
+        log_latent_stats(run, l);
         return RX_OK;
     }
     const rx_params *vp = l->vae_sec.params;
@@ -196,6 +210,7 @@ rx_status rx_stage_latents(rx_experiment *ex, rx_run *run) {
                l->vae_sec.comp->name, (long long)rx_model_param_count(l->vae), (long long)shape[1], (long long)shape[2],
                (long long)shape[3]);
     RX_TRY(encode_all(ex, run, d, l->n));
+    log_latent_stats(run, l);
     rx_st_writer *w = NULL;
     rx_status s = rx_fs_mkdir_p(dir);
     if (!s) s = rx_st_writer_create(&w);
