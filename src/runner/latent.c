@@ -121,6 +121,9 @@ static rx_status encode_all(rx_experiment *ex, rx_run *run, const rx_dataset *d,
     rx_latent_space *l = ex->latent;
     rx_transform_step steps[16];
     rx_transform_chain chain = rx_eval_transforms(ex, steps);
+    if (chain.n != ex->n_transforms)
+        rx_run_log(run, "latents: %d of the transforms are random augmentations; the images are encoded once, without them",
+                   ex->n_transforms - chain.n);
     int oc, oh, ow;
     int64_t maxe;
     RX_TRY(rx_transform_chain_shape(&chain, d->channels, d->height, d->width, &oc, &oh, &ow, &maxe));
