@@ -100,8 +100,9 @@ static double max_abs_diff(const float *a, const float *b, int64_t n, double *sc
     return e;
 }
 
-/* sample_posterior false: the cached latents are scaling_factor * the posterior mean, in dataset
- * order; true: z / s - mean = std * eps with eps keyed by the image index, whatever latent.batch_size */
+/* sample_posterior false: the cached latents are the posterior mean, in dataset order; true:
+ * z - mean = std * eps with eps keyed by the image index, whatever latent.batch_size; the cache holds
+ * them unscaled, so another scaling_factor reuses it */
 Test(latent, stage_caches_the_scaled_posterior) {
     const int64_t N = 64 * 4 * 8 * 8;
     float *mean = own(malloc(N * sizeof(float))), *std = own(malloc(N * sizeof(float)));
@@ -113,9 +114,8 @@ Test(latent, stage_caches_the_scaled_posterior) {
     int64_t n;
     float *z = read_f32(latents_file(root), "latents", &n);
     cr_assert_eq(n, N);
-    for (int64_t i = 0; i < N; i++) z[i] /= 0.5f;   /* the experiment's scaling_factor */
     double scale, e = max_abs_diff(z, mean, N, &scale);
-    cr_expect_lt(e, 1e-5 * scale, "latents / scaling_factor vs the posterior mean: max error %g (max |mean| %g)", e, scale);
+    cr_expect_lt(e, 1e-5 * scale, "cached latents vs the posterior mean: max error %g (max |mean| %g)", e, scale);
 
     /* posterior draws, encoded 5 at a time (the experiment says 16): the same latents */
     root = T("draw");
@@ -128,15 +128,24 @@ Test(latent, stage_caches_the_scaled_posterior) {
         rx_rng_normal(1, RX_STREAM(RX_RNG_LATENT, i), 0, eps, 256);   /* seed 1: the experiment's */
         for (int j = 0; j < 256; j++) {
             int64_t k = i * 256 + j;
-            worst = fmax(worst, fabs((z[k] / 0.5 - mean[k]) / std[k] - eps[j]));
+            worst = fmax(worst, fabs((z[k] - mean[k]) / std[k] - eps[j]));
         }
     }
-    cr_expect_lt(worst, 1e-3, "(z/s - mean)/std vs Philox eps of the image index: max error %g", worst);
+    cr_expect_lt(worst, 1e-3, "(z - mean)/std vs Philox eps of the image index: max error %g", worst);
 
-    /* the same experiment again: the latents come from the cache */
-    r = RUNEXP("again", LDM, "--results", root, "--set", "latent.batch_size=5", "--set", "sample=null", "--force");
+    /* the same experiment again, with another scaling_factor: the latents come from the cache, and the
+     * model trains on them times the new factor (the logged std scales with it) */
+    r = RUNEXP("again", LDM, "--results", root, "--set", "latent.batch_size=5", "--set", "sample=null", "--force",
+               "--set", "latent.scaling_factor=1.0");
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_expect(strstr(run_field(r.last, "latents_reused_from"), "_cache/latents_"), "second run re-encoded: %s", r.err);
+    double sd = 0;
+    for (int64_t i = 0; i < N; i++) sd += (double)z[i] * z[i];
+    json_t *rec = load_json(P("%s/run.json", r.last));
+    double logged = json_real_value(json_object_get(rec, "latent_std"));
+    json_decref(rec);
+    cr_expect(logged > 0.9 * sqrt(sd / N) && logged < 1.1 * sqrt(sd / N), "latent_std %g at scaling_factor 1, rms of z %g", logged,
+              sqrt(sd / N));
 }
 
 /* the sample stage writes decoded images: 16x16x3, not the model's 8x8x4 latents */

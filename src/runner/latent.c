@@ -1,11 +1,13 @@
 /* latent.c — latent diffusion (Rombach et al. 2022): the denoiser trains on a VAE's latents and its
  * samples are decoded to images.
  *
- *   latents stage:  z_i = (mean_i + std_i * eps_i) * scaling_factor    (sample_posterior; else mean_i * s)
+ *   latents stage:  z_i = mean_i + std_i * eps_i   (sample_posterior; else mean_i)
  *                   for every training image i through the eval transforms (no random augmentation:
  *                   the images are encoded once), eps_i ~ N(0, I) keyed by (seed, i). Cached in
  *                   <results>/_cache/latents_<hash>.safetensors, the hash covering everything z depends
- *                   on: seed, dataset, transforms, latent section, the data's bytes, the VAE's weights.
+ *                   on: seed, dataset, transforms, latent.vae, latent.sample_posterior, the data's bytes,
+ *                   the VAE's weights (not scaling_factor: the model trains on z * scaling_factor, made
+ *                   in memory, so trying another factor does not encode again).
  *   training:       batches of z (and labels) in the loader's order (a permutation per epoch)
  *   generation:     the sampler makes z; images = vae.decode(z / scaling_factor)
  * The VAE is frozen: it lives in the experiment's context beside the model but is never trained. */
@@ -63,9 +65,9 @@ void rx_latent_free(rx_latent_space *l) {
 
 /* the latents' identity (see the top of the file) */
 static rx_status latent_hash(rx_experiment *ex, const rx_dataset *d, char out[17]) {
-    static const char *const sections[] = {"seed", "dataset", "transforms", "latent"};
+    static const char *const sections[] = {"seed", "dataset", "transforms", "latent.vae", "latent.sample_posterior"};
     char h[17];
-    RX_TRY(rx_config_hash_sections(ex->cfg->root, sections, 4, h));
+    RX_TRY(rx_config_hash_sections(ex->cfg->root, sections, 5, h));
     XXH64_state_t *st = XXH64_createState();
     if (!st) return rx_fail(RX_ERR_OOM, "latent: out of memory hashing");
     XXH64_reset(st, 0);
@@ -106,12 +108,11 @@ static rx_status encode_batch(rx_experiment *ex, const rx_dataset *d, const rx_t
     rx_vae_posterior_host(moments, n, L, (int64_t)h * w, z, stdv);
     for (int i = 0; i < n; i++) {
         float *zi = z + i * dz, *si = stdv + i * dz;
-        if (l->sample_posterior) {   /* eps into the std buffer: z = mean + std * eps */
+        if (l->sample_posterior) {   /* z = mean + std * eps */
             float *eps = moments;    /* free again: the posterior is in z and stdv */
             rx_rng_normal(ex->seed, RX_STREAM(RX_RNG_LATENT, first + i), 0, eps, dz);
             for (int64_t j = 0; j < dz; j++) zi[j] += si[j] * eps[j];
         }
-        for (int64_t j = 0; j < dz; j++) zi[j] *= l->scaling_factor;
     }
     return RX_OK;
 }
@@ -151,9 +152,11 @@ static rx_status encode_all(rx_experiment *ex, rx_run *run, const rx_dataset *d,
     return s;
 }
 
-/* the scaled latents' mean and standard deviation over every value: latent diffusion wants about unit
- * variance (the SD VAE's 0.18215 is 1/std of its latents), so the log says what would give it */
-static void log_latent_stats(rx_run *run, const rx_latent_space *l) {
+/* z *= scaling_factor, then the scaled latents' mean and standard deviation over every value: latent
+ * diffusion wants about unit variance (the SD VAE's 0.18215 is 1/std of its latents), so the log says
+ * what would give it */
+static void scale_latents(rx_run *run, const rx_latent_space *l) {
+    for (int64_t i = 0; i < (int64_t)l->n * l->zdim; i++) l->z[i] *= l->scaling_factor;
     double sum = 0, sumsq = 0;
     const int64_t n = (int64_t)l->n * l->zdim;
     for (int64_t i = 0; i < n; i++) { sum += l->z[i]; sumsq += (double)l->z[i] * l->z[i]; }
@@ -202,7 +205,7 @@ rx_status rx_stage_latents(rx_experiment *ex, rx_run *run) {
         rx_run_log(run, "latents: reusing %s (%d latents %lldx%lldx%lld)", path, l->n, (long long)shape[1], (long long)shape[2],
                    (long long)shape[3]);
         rx_run_set(run, "latents_reused_from", json_string(path));
-        log_latent_stats(run, l);
+        scale_latents(run, l);
         return RX_OK;
     }
     const rx_params *vp = l->vae_sec.params;
@@ -213,7 +216,6 @@ rx_status rx_stage_latents(rx_experiment *ex, rx_run *run) {
                l->vae_sec.comp->name, (long long)rx_model_param_count(l->vae), (long long)shape[1], (long long)shape[2],
                (long long)shape[3]);
     RX_TRY(encode_all(ex, run, d, l->n));
-    log_latent_stats(run, l);
     rx_st_writer *w = NULL;
     rx_status s = rx_fs_mkdir_p(dir);
     if (!s) s = rx_st_writer_create(&w);
@@ -223,6 +225,7 @@ rx_status rx_stage_latents(rx_experiment *ex, rx_run *run) {
     if (!s) s = rx_st_writer_write(w, path);
     rx_st_writer_free(w);
     if (!s) rx_run_log(run, "latents: wrote %s", path);
+    if (!s) scale_latents(run, l);
     rx_run_stage_time(run, "latents", rx_now() - t0);
     return s;
 }
