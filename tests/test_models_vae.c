@@ -213,3 +213,30 @@ Test(vae, shape_and_config_errors_are_clear) {
     rx_params_free(p);
     rx_ctx_destroy(c);
 }
+
+/* Large-resolution decode holds no [heads, N, N] attention matrix: a 4x64x64 latent through a one-level
+ * VAE puts N = 4096 tokens through the decoder's mid-block attention, where the scores alone would be
+ * 64 MiB (4096^2 floats). Bound: the step arena's peak stays under a quarter of that (the activations
+ * are [1, 8, 64, 64] = 128 KiB each). */
+Test(vae, decode_at_4096_tokens_keeps_no_score_matrix, .timeout = 120) {
+    static const char *const cfg[] = {"sample_size", "64", "block_out_channels", "[8]", "norm_num_groups", "4", NULL};
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_params *p = fx_params(&rx_comp_model_autoencoder_kl, cfg);
+    rx_model *m = NULL;
+    ASSERT_OK(rx_model_create(c, &rx_comp_model_autoencoder_kl, p, 3, &m));
+    rx_set_grad_enabled(c, 0);
+    rx_tensor *z = rx_param(c, "z", RX_SHAPE(1, 4, 64, 64), 0);
+    rx_test_randn(c, z, 5, 1.0f);
+    rx_step_end(c);
+    const double scores = 4096.0 * 4096.0 * 4;
+    rx_tensor *x = m->impl->decode(c, m, z);
+    cr_assert(x, "%s", rx_last_error());
+    cr_expect(x->shape[2] == 64 && x->shape[3] == 64);
+    const double peak = (double)rx_arena_data_peak(c->step);
+    cr_expect_lt(peak, scores / 4, "step arena peak %.0f bytes; the score matrix would be %.0f", peak, scores);
+    cr_log_info("decode at 64x64 (4096 tokens): step arena peak %.2f MiB, scores would be %.0f MiB", peak / (1 << 20),
+                scores / (1 << 20));
+    rx_model_destroy(m);
+    rx_params_free(p);
+    rx_ctx_destroy(c);
+}
