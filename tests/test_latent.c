@@ -263,3 +263,16 @@ Test(latent, vae_objective_smoke_run_reports_reconstruction_metrics) {
               "eval.json metrics: %s", json_dumps(m, JSON_COMPACT));
     cr_expect_eq(access(P("%s/samples/reconstructions.png", r.last), F_OK), 0);
 }
+
+/* objective vae and an autoencoder model go together: either without the other is refused at its key */
+Test(latent, vae_objective_needs_an_autoencoder_and_back) {
+    const char *root = T("mix");
+    result r = RUNEXP("unet", "experiments/features/vae_mnist.yaml", "--results", root, "--set", "model=unet");
+    cr_expect_eq(r.code, 2);
+    cr_expect(strstr(r.err, "<command line>:--set:1:7: model: objective vae trains an autoencoder (autoencoder_kl), not unet"),
+              "%s", r.err);
+    r = RUNEXP("ddpm", "experiments/features/vae_mnist.yaml", "--results", root, "--set", "objective=ddpm");
+    cr_expect_eq(r.code, 2);
+    cr_expect(strstr(r.err, "objective: model autoencoder_kl is an autoencoder; it trains with objective vae"), "%s", r.err);
+    cr_expect_neq(access(root, F_OK), 0);
+}

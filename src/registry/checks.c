@@ -123,11 +123,29 @@ static void check_latent(const rx_config *cfg, rx_config_errors *errs) {
     }
 }
 
+/* objective vae trains an autoencoder, and an autoencoder trains only with objective vae */
+static void check_autoencoder_objective(const rx_config *cfg, rx_config_errors *errs) {
+    const rx_component *model = NULL, *ob = NULL;
+    params_of(cfg, "model", &model);
+    params_of(cfg, "objective", &ob);
+    if (!model || !model->impl || !ob || task_of(ob) < 0) return;
+    const int vae_model = ((const rx_model_impl *)model->impl)->encode != NULL, vae_task = task_of(ob) == RX_TASK_VAE;
+    if (vae_model == vae_task) return;
+    const rx_cfg_node *at = rx_cfg_path(cfg->root, vae_task ? "model.name" : "objective.name");
+    if (!at) at = rx_cfg_path(cfg->root, vae_task ? "model" : "objective");
+    if (vae_task)
+        rx_config_error_at(errs, at, "model: objective vae trains an autoencoder (autoencoder_kl), not %s", model->name);
+    else
+        rx_config_error_at(errs, at, "objective: model %s is an autoencoder; it trains with objective vae (or goes under "
+                                     "latent.vae to be the first stage of latent diffusion)", model->name);
+}
+
 /* every cross-section check, in the order they run */
 const rx_validate_hook rx_validate_hooks[] = {
     check_diffusion,
     check_eval,
     check_weights_files,
     check_latent,
+    check_autoencoder_objective,
     NULL,
 };
