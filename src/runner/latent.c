@@ -156,10 +156,13 @@ static rx_status encode_all(rx_experiment *ex, rx_run *run, const rx_dataset *d,
  * diffusion wants about unit variance (the SD VAE's 0.18215 is 1/std of its latents), so the log says
  * what would give it */
 static void scale_latents(rx_run *run, const rx_latent_space *l) {
-    for (int64_t i = 0; i < (int64_t)l->n * l->zdim; i++) l->z[i] *= l->scaling_factor;
-    double sum = 0, sumsq = 0;
     const int64_t n = (int64_t)l->n * l->zdim;
-    for (int64_t i = 0; i < n; i++) { sum += l->z[i]; sumsq += (double)l->z[i] * l->z[i]; }
+    double sum = 0, sumsq = 0;
+    for (int64_t i = 0; i < n; i++) {
+        l->z[i] *= l->scaling_factor;
+        sum += l->z[i];
+        sumsq += (double)l->z[i] * l->z[i];
+    }
     const double mean = sum / n, sd = sqrt(fmax(sumsq / n - mean * mean, 0));
     rx_run_log(run, "latents: mean %.4g, std %.4g after scaling_factor %g (scaling_factor %.4g would make the std 1)", mean, sd,
                l->scaling_factor, sd > 0 ? l->scaling_factor / sd : 0.0);
