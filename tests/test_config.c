@@ -280,7 +280,7 @@ Test(config_defaults, minimal_file_gets_every_default) {
 
     // the resolved tree holds every key in schema order, defaults written out
     static const char *const top_keys[] = {"experiment", "seed", "backend", "device_id", "deterministic", "tf32",
-                                           "threads", "init", "dataset", "transforms", "model", "schedule",
+                                           "threads", "init", "dataset", "transforms", "model", "latent", "schedule",
                                            "objective", "optimizer", "lr_schedule", "sampler", "guidance",
                                            "train", "sample", "eval", "reflow", "log", "sweep"};
     cr_assert_eq(cfg->root->n, 23);

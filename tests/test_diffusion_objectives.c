@@ -254,23 +254,25 @@ Test(diffusion_objectives, flow_matching_formulas_and_time_sampling) {
 
 /* every registered objective declares what it trains (rx_objective_task, diffusion.h), and a
  * denoising one draws batches and names the network's prediction. Reference: the registry
- * table (ddpm and flow_matching denoise, classify classifies). */
+ * table (ddpm and flow_matching denoise, classify classifies, vae trains an autoencoder). */
 Test(diffusion_objectives, every_objective_declares_its_task) {
-    int counts[2] = {0, 0};
+    int counts[3] = {0, 0, 0};
     for (int i = 0; rx_registry_components[i]; i++) {
         const rx_component *c = rx_registry_components[i];
         if (c->kind != RX_KIND_OBJECTIVE) continue;
         const rx_objective_impl *impl = c->impl;
         cr_assert_not_null(impl, "objective %s has no implementation", c->name);
-        cr_assert(impl->task == RX_TASK_DENOISE || impl->task == RX_TASK_CLASSIFY, "objective %s: task %d", c->name,
-                  (int)impl->task);
+        cr_assert(impl->task == RX_TASK_DENOISE || impl->task == RX_TASK_CLASSIFY || impl->task == RX_TASK_VAE,
+                  "objective %s: task %d", c->name, (int)impl->task);
         counts[impl->task]++;
         if (impl->task == RX_TASK_DENOISE)
             cr_expect(impl->make_batch && impl->prediction_type, "denoising objective %s without batches", c->name);
         cr_expect_eq(impl->task == RX_TASK_CLASSIFY, !strcmp(c->name, "classify"), "objective %s", c->name);
+        cr_expect_eq(impl->task == RX_TASK_VAE, !strcmp(c->name, "vae"), "objective %s", c->name);
     }
     cr_expect_eq(counts[RX_TASK_DENOISE], 2);
     cr_expect_eq(counts[RX_TASK_CLASSIFY], 1);
+    cr_expect_eq(counts[RX_TASK_VAE], 1);
 }
 
 // Data-parallel shards (dist/dist.h): rank r's make_batch over rows [first, first + n) of the

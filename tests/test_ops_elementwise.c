@@ -1,4 +1,4 @@
-/* test_ops_elementwise.c — add/sub/mul with broadcasting, scale, silu, gelu, modulate, dropout.
+/* test_ops_elementwise.c — add/sub/mul with broadcasting, scale, silu, exp, abs, gelu, modulate, dropout.
  * References: NumPy broadcasting evaluated in double in this file (index arithmetic per
  * element, independent of the kernel's collapsed plan); the PyTorch definitions of SiLU,
  * GELU (erf and approximate='tanh') and DiT's modulate in double; central finite
@@ -193,11 +193,15 @@ static double ref_silu(double x) { return x / (1 + exp(-x)); }
 static double ref_gelu(double x) { return 0.5 * x * erfc(-x / sqrt(2.0)); }
 static double ref_gelu_tanh(double x) { return x / (1 + exp(-2 * sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
 static double ref_scale(double x) { return -1.5 * x + 0.25; }
+static double ref_exp(double x) { return exp(x); }
+static double ref_abs(double x) { return fabs(x); }
 
 static rx_tensor *f_silu(rx_ctx *c, rx_tensor **in, void *ud) { return rx_silu(c, in[0]); }
 static rx_tensor *f_gelu(rx_ctx *c, rx_tensor **in, void *ud) { return rx_gelu(c, in[0], 0); }
 static rx_tensor *f_gelu_tanh(rx_ctx *c, rx_tensor **in, void *ud) { return rx_gelu(c, in[0], 1); }
 static rx_tensor *f_scale(rx_ctx *c, rx_tensor **in, void *ud) { return rx_scale(c, in[0], -1.5f, 0.25f); }
+static rx_tensor *f_exp(rx_ctx *c, rx_tensor **in, void *ud) { return rx_exp(c, in[0]); }
+static rx_tensor *f_abs(rx_ctx *c, rx_tensor **in, void *ud) { return rx_abs(c, in[0]); }
 
 Test(elementwise, unary_forward_and_gradcheck) {
     const struct { const char *name; rx_gc_fn f; ref_fn ref; } ops[] = {
@@ -205,6 +209,9 @@ Test(elementwise, unary_forward_and_gradcheck) {
         {"gelu", f_gelu, ref_gelu},             /* PyTorch GELU: x Phi(x)                        */
         {"gelu_tanh", f_gelu_tanh, ref_gelu_tanh}, /* PyTorch GELU(approximate='tanh')           */
         {"scale", f_scale, ref_scale},          /* alpha x + beta                                */
+        {"exp", f_exp, ref_exp},                /* e^x (libm's exp in double)                    */
+        {"abs", f_abs, ref_abs},                /* |x|; the gradcheck's points are never within
+                                                   its step of the kink at 0 (N(0, 2) draws, 42 of them) */
     };
     rx_ctx *c = rx_test_cpu_ctx();
     /* large enough for the parallel path; values spread over [-9, 9] to reach the tails */

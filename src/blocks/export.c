@@ -57,17 +57,39 @@ rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *di
     return s;
 }
 
+/* Attention weights of files written before diffusers 0.15 (and still on the Hub, e.g. the 2022
+ * sd-vae-ft-mse and ddpm-cifar10-32 uploads) carry the deprecated names; diffusers renames them on load
+ * (_convert_deprecated_attention_blocks), and so does import */
+static const struct { const char *name, *legacy; } legacy_attention_names[] = {
+    {".to_q.", ".query."}, {".to_k.", ".key."}, {".to_v.", ".value."}, {".to_out.0.", ".proj_attn."},
+};
+
+/* the name under which key is stored in f: key itself, or its legacy attention name when only that is
+ * there (written to buf, KEY_MAX) */
+static const char *stored_key(const rx_st_file *f, const char *key, char *buf) {
+    if (rx_st_find(f, key) || !strstr(key, ".attentions.")) return key;
+    for (size_t i = 0; i < sizeof legacy_attention_names / sizeof legacy_attention_names[0]; i++) {
+        const char *at = strstr(key, legacy_attention_names[i].name);
+        if (!at) continue;
+        snprintf(buf, KEY_MAX, "%.*s%s%s", (int)(at - key), key, legacy_attention_names[i].legacy,
+                 at + strlen(legacy_attention_names[i].name));
+        if (rx_st_find(f, buf)) return buf;
+    }
+    return key;
+}
+
 /* all keys and shapes present, no strangers, copies equal; then copy key 0 of each parameter */
 static rx_status import_checked(rx_ctx *c, rx_model *m, const rx_st_file *f, const char *path, float *host, float *copy) {
-    char key[KEY_MAX];
+    char key[KEY_MAX], alias[KEY_MAX];
     int expected = 0;
     for (int i = 0; i < m->params.n; i++) {
         const rx_tensor *t = m->params.t[i];
         for (int k = 0; param_key(m, i, k, key, sizeof key); k++) {
             expected++;
-            if (!rx_st_find(f, key))
+            const char *name = stored_key(f, key, alias);
+            if (!rx_st_find(f, name))
                 return rx_fail(RX_ERR_FORMAT, "%s: no tensor '%s' (model '%s' parameter %s)", path, key, m->arch, t->name);
-            RX_TRY(rx_st_check_shape(f, key, t->ndim, t->shape));
+            RX_TRY(rx_st_check_shape(f, name, t->ndim, t->shape));
         }
     }
     if (rx_st_count(f) != expected) {
@@ -75,7 +97,7 @@ static rx_status import_checked(rx_ctx *c, rx_model *m, const rx_st_file *f, con
             const char *name = rx_st_tensor_at(f, j)->name;
             int known = 0;
             for (int i = 0; i < m->params.n && !known; i++)
-                for (int k = 0; !known && param_key(m, i, k, key, sizeof key); k++) known = !strcmp(key, name);
+                for (int k = 0; !known && param_key(m, i, k, key, sizeof key); k++) known = !strcmp(stored_key(f, key, alias), name);
             if (!known)
                 return rx_fail(RX_ERR_FORMAT, "%s: %d tensors, model '%s' expects %d; e.g. '%s' is not one of its keys",
                                path, rx_st_count(f), m->arch, expected, name);
@@ -86,11 +108,11 @@ static rx_status import_checked(rx_ctx *c, rx_model *m, const rx_st_file *f, con
     for (int i = 0; i < m->params.n; i++) {
         const rx_tensor *t = m->params.t[i];
         param_key(m, i, 0, key, sizeof key);
-        RX_TRY(rx_st_read_f32(f, key, host + off, t->numel));
+        RX_TRY(rx_st_read_f32(f, stored_key(f, key, alias), host + off, t->numel));
         char first[KEY_MAX];
         snprintf(first, sizeof first, "%s", key);
         for (int k = 1; param_key(m, i, k, key, sizeof key); k++) {
-            RX_TRY(rx_st_read_f32(f, key, copy, t->numel));
+            RX_TRY(rx_st_read_f32(f, stored_key(f, key, alias), copy, t->numel));
             if (memcmp(copy, host + off, (size_t)t->numel * sizeof *copy))
                 return rx_fail(RX_ERR_FORMAT, "%s: '%s' differs from '%s'; model '%s' shares one set of these weights",
                                path, key, first, m->arch);

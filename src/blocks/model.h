@@ -41,15 +41,22 @@ typedef struct rx_model_impl {
      * default. Fails, naming the key, when the file describes a model this one cannot be. */
     rx_status (*params_from_diffusers)(const struct json_t *config, const char *path, rx_diffusers_param_fn put,
                                        void *ctx);
+    /* autoencoders only (NULL otherwise; a model with encode is a VAE). encode: x [B,in,H,W] -> the
+     * posterior's moments [B, 2*latent_channels, H/f, W/f], mean then logvar along dim 1, the logvar
+     * not yet clamped (diffusers' DiagonalGaussianDistribution parameters; rx_vae_posterior_host
+     * clamps). decode: z [B,latent_channels,H/f,W/f] -> [B,out,H,W]. f = latent_factor. */
+    rx_tensor *(*encode)(rx_ctx *c, rx_model *m, rx_tensor *x);
+    rx_tensor *(*decode)(rx_ctx *c, rx_model *m, rx_tensor *z);
 } rx_model_impl;
 
 struct rx_model {
     const rx_model_impl *impl;
-    const char *arch;          /* "unet", "dit", "resnet_classifier" */
+    const char *arch;          /* "unet", "dit", "resnet_classifier", "autoencoder_kl" */
     rx_paramset params;
     int in_channels, out_channels, sample_size;
     int num_classes;           /* 0: unconditional; else labels in [0, num_classes], num_classes = null label */
     int learn_sigma;           /* DiT: the output carries a variance half */
+    int latent_channels, latent_factor;   /* VAEs: latents are [latent_channels, H/f, W/f]; 0 otherwise */
     void *priv;                /* architecture-specific layers */
 };
 
@@ -77,6 +84,9 @@ rx_status rx_diffusers_require(const struct json_t *config, const char *path, co
                                const char *implemented);
 /* a float32 as a JSON real holding its shortest decimal (1e-05, not 9.99999975e-06) */
 struct json_t *rx_json_float32(float v);
+/* VAEs: the posterior from encode's moments [B,2L,h,w] (host): mean, and std = exp(logvar/2) with the
+ * logvar clamped to [-30, 20] as diffusers' DiagonalGaussianDistribution; each [B,L,h,w] */
+void rx_vae_posterior_host(const float *moments, int64_t B, int64_t L, int64_t hw, float *mean, float *std);
 static inline int64_t rx_model_param_count(const rx_model *m) { return rx_paramset_numel(&m->params); }
 
 #endif

@@ -112,6 +112,31 @@ static rx_tensor *up_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h, 
     return h;
 }
 
+/* UpDecoderBlock2D (the VAE decoder's up block): resnets without skip connections, the first from
+ * prev_out_ch (the level below) to out_ch, then nearest 2x + conv as Upsample2D */
+static rx_status decoder_up_build(rx_builder *b, const rx_unet_block_impl *impl, const rx_unet_block_args *a, rx_unet_block *blk) {
+    if (a->num_layers > RX_UNET_MAX_LAYERS) return rx_fail(RX_ERR_CONFIG, "layers_per_block+1 = %d > %d", a->num_layers, RX_UNET_MAX_LAYERS);
+    blk->impl = impl;
+    blk->n_res = a->num_layers;
+    for (int i = 0; i < a->num_layers; i++) {
+        rx_builder_push(b, "resnets.%d", i);
+        rx_status s = rx_resnet_build(b, "", i == 0 ? a->prev_out_ch : a->out_ch, a->out_ch, a->temb_ch, a->groups, a->eps,
+                                      a->dropout, &blk->res[i]);
+        rx_builder_pop(b);
+        RX_TRY(s);
+    }
+    blk->has_sampler = a->add_sampler;
+    if (a->add_sampler) RX_TRY(rx_build_conv(b, "upsamplers.0.conv", a->out_ch, a->out_ch, 3, 1, 1, &blk->sampler));
+    return RX_OK;
+}
+
+static rx_tensor *decoder_up_forward(rx_ctx *c, const rx_unet_block *blk, rx_tensor *h, rx_tensor *temb_act,
+                                     rx_tensor **skips, int *n_skips) {
+    for (int i = 0; i < blk->n_res; i++) h = rx_resnet_apply(c, &blk->res[i], h, temb_act);
+    if (blk->has_sampler) h = rx_conv_fwd(c, &blk->sampler, rx_upsample_nearest2x(c, h));
+    return h;
+}
+
 static const rx_param_spec no_params[] = {{0}};
 
 #define UNET_BLOCK(cname, attn, fam, help)                                                               \
@@ -124,3 +149,14 @@ UNET_BLOCK(AttnDownBlock2D, 1, down, "U-Net down block with self-attention after
 UNET_BLOCK(UNetMidBlock2D, 1, mid, "U-Net middle: resnet, attention, resnet (diffusers UNetMidBlock2D)")
 UNET_BLOCK(UpBlock2D, 0, up, "U-Net up block: skip-concat resnets, then nearest 2x + conv (diffusers UpBlock2D)")
 UNET_BLOCK(AttnUpBlock2D, 1, up, "U-Net up block with self-attention after each resnet (diffusers AttnUpBlock2D)")
+
+/* the AutoencoderKL's blocks (role vae_down / vae_up): no time embedding; DownEncoderBlock2D is the
+ * down family (its skips go to a scratch list the encoder drops), built with downsample_padding 0 */
+static const rx_unet_block_impl impl_DownEncoderBlock2D = {0, down_build, down_forward};
+static const rx_unet_block_impl impl_UpDecoderBlock2D = {0, decoder_up_build, decoder_up_forward};
+const rx_component rx_comp_block_DownEncoderBlock2D = {
+    RX_KIND_BLOCK, "DownEncoderBlock2D", "VAE encoder block: resnets, then pad (0,1,0,1) + stride-2 conv (diffusers DownEncoderBlock2D)",
+    no_params, &impl_DownEncoderBlock2D, NULL, "vae_down"};
+const rx_component rx_comp_block_UpDecoderBlock2D = {
+    RX_KIND_BLOCK, "UpDecoderBlock2D", "VAE decoder block: layers_per_block+1 resnets, then nearest 2x + conv (diffusers UpDecoderBlock2D)",
+    no_params, &impl_UpDecoderBlock2D, NULL, "vae_up"};

@@ -31,6 +31,7 @@ enum {
     /* KID's random subsets (eval/kid.h), index = 2 * subset + set. 'KI': the number every
      * KID value so far was drawn with; renumbering it would change them all */
     RX_RNG_EVAL_KID = 0x4B49,
+    RX_RNG_LATENT = 0x4C54,   /* 'LT': the latent stage's posterior draws, index = image number */
 };
 
 /* Dropout call number `call` (0, 1, ...) within training step `step`; up to 65536 calls a step. */

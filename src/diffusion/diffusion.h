@@ -83,6 +83,8 @@ typedef rx_status (*rx_denoise_fn)(void *ctx, int n, const float *x, const float
 typedef enum {
     RX_TASK_DENOISE,    // a denoiser on diffusion batches (make_batch); its samples are evaluated
     RX_TASK_CLASSIFY,   // a classifier on the dataset's labels, evaluated on the test split
+    RX_TASK_VAE,        // an autoencoder (a model with encode/decode) reconstructing the images, evaluated
+                        // by the reconstructions of the reference split (runner/vae_objective.c)
 } rx_objective_task;
 
 typedef struct rx_objective_impl {

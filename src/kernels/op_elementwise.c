@@ -1,4 +1,4 @@
-/* op_elementwise.c — add/sub/mul (NumPy broadcasting), scale, silu, gelu, modulate, dropout.
+/* op_elementwise.c — add/sub/mul (NumPy broadcasting), scale, silu, exp, abs, gelu, modulate, dropout.
  *
  * Node layout: add/sub/mul in = {a, b}; scale in = {x}, f[0] = alpha, f[1] = beta;
  * silu in = {x}; gelu in = {x}, i[0] = approximate_tanh; modulate in = {x, shift, scale};
@@ -49,6 +49,16 @@ rx_tensor *rx_scale(rx_ctx *c, rx_tensor *x, float alpha, float beta) {
 rx_tensor *rx_silu(rx_ctx *c, rx_tensor *x) {
     if (!rx_inputs_ok(c, 1, x)) return NULL;
     return rx_node_run(c, rx_node_new(c, RX_OP_SILU, rx_empty_like(c, x), 1, x));
+}
+
+rx_tensor *rx_exp(rx_ctx *c, rx_tensor *x) {
+    if (!rx_inputs_ok(c, 1, x)) return NULL;
+    return rx_node_run(c, rx_node_new(c, RX_OP_EXP, rx_empty_like(c, x), 1, x));
+}
+
+rx_tensor *rx_abs(rx_ctx *c, rx_tensor *x) {
+    if (!rx_inputs_ok(c, 1, x)) return NULL;
+    return rx_node_run(c, rx_node_new(c, RX_OP_ABS, rx_empty_like(c, x), 1, x));
 }
 
 rx_tensor *rx_gelu(rx_ctx *c, rx_tensor *x, int approximate_tanh) {

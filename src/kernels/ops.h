@@ -49,6 +49,10 @@ rx_tensor *rx_mul(rx_ctx *c, rx_tensor *a, rx_tensor *b);
 /* y = alpha x + beta (scalars) */
 rx_tensor *rx_scale(rx_ctx *c, rx_tensor *x, float alpha, float beta);
 rx_tensor *rx_silu(rx_ctx *c, rx_tensor *x);
+/* y = e^x (the VAE posterior's std and variance from its logvar); dy/dx = y */
+rx_tensor *rx_exp(rx_ctx *c, rx_tensor *x);
+/* y = |x| (L1 losses); dy/dx = sign(x), 0 at 0 as torch.abs */
+rx_tensor *rx_abs(rx_ctx *c, rx_tensor *x);
 /* approximate_tanh: 0 = exact erf GELU, 1 = tanh approximation (PyTorch approximate='tanh') */
 rx_tensor *rx_gelu(rx_ctx *c, rx_tensor *x, int approximate_tanh);
 /* adaLN: x [B,N,D], shift [B,D], scale [B,D] -> y = x (1 + scale) + shift (broadcast over N) */

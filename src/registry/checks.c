@@ -3,7 +3,10 @@
 #include "registry/registry.h"
 #include "diffusion/diffusion.h"
 #include <stdlib.h>
+#include "blocks/model.h"
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 static const rx_params *params_of(const rx_config *cfg, const char *path, const rx_component **comp) {
     const rx_params *p = NULL;
@@ -119,10 +122,90 @@ static void check_reflow(const rx_config *cfg, rx_config_errors *errs) {
                               : " (reflowed and distilled models need a reflow section)");
 }
 
+/* the file or directory a parameter names: its node, when it is set */
+static const rx_cfg_node *path_node(const rx_config *cfg, const char *key) {
+    const rx_cfg_node *n = rx_cfg_path(cfg->root, key);
+    return n && n->type == RX_CFG_SCALAR && !rx_cfg_is_null(n) ? n : NULL;
+}
+
+/* the VAE's weights must be there before anything runs (init and model.weights are opened when the
+ * experiment is built, which also refuses a missing file before any run directory exists) */
+static void check_weights_files(const rx_config *cfg, rx_config_errors *errs) {
+    static const char *const keys[] = {"latent.vae.weights"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const rx_cfg_node *n = path_node(cfg, keys[i]);
+        if (n && access(n->text, R_OK) != 0)
+            rx_config_error_at(errs, n, "%s: cannot read '%s': %s", keys[i], n->text, strerror(errno));
+    }
+}
+
+/* latent: latent.vae is an autoencoder, and the denoiser takes and gives its latents: in/out channels
+ * = latent_channels, sample_size = the VAE's sample_size / 2^(levels-1) (one halving per level but the
+ * last, as autoencoder_kl builds it) */
+static void check_latent(const rx_config *cfg, rx_config_errors *errs) {
+    const rx_cfg_node *lat = rx_cfg_path(cfg->root, "latent");
+    if (!lat || rx_cfg_is_null(lat)) return;
+    const rx_component *vae = NULL, *model = NULL, *ob = NULL;
+    /* the model named, even when its parameters did not check (a U-Net's keys under latent.vae) */
+    const rx_cfg_node *vae_node = rx_cfg_path(cfg->root, "latent.vae.name");
+    if (!vae_node) vae_node = rx_cfg_path(cfg->root, "latent.vae");
+    if (vae_node && vae_node->type == RX_CFG_SCALAR) vae = rx_registry_find_in(cfg->table, RX_KIND_MODEL, vae_node->text);
+    if (vae && vae->impl && !((const rx_model_impl *)vae->impl)->encode) {
+        rx_config_error_at(errs, vae_node, "latent.vae: model '%s' is not an autoencoder (it has no encoder and decoder); "
+                                           "latent diffusion needs a VAE such as autoencoder_kl", vae->name);
+        return;
+    }
+    const rx_params *vp = params_of(cfg, "latent.vae", &vae), *mp = params_of(cfg, "model", &model);
+    params_of(cfg, "objective", &ob);
+    if (!vae || !vp || !mp) return;   /* the checker said what is wrong */
+    if (task_of(ob) >= 0 && task_of(ob) != RX_TASK_DENOISE) {
+        rx_config_error_at(errs, lat, "latent: objective '%s' does not train a denoiser; latent diffusion trains the model "
+                                      "on the VAE's latents (objective ddpm or flow_matching)", ob->name);
+        return;
+    }
+    if (!has(vp, "latent_channels") || !has(vp, "sample_size") || !has(vp, "block_out_channels")) return;
+    int levels = 0;
+    rx_param_int_list(vp, "block_out_channels", &levels);
+    int L = (int)rx_param_int(vp, "latent_channels"), image = (int)rx_param_int(vp, "sample_size");
+    int f = 1 << (levels > 0 ? levels - 1 : 0), size = image / f;
+    static const char *const keys[] = {"in_channels", "out_channels", "sample_size"};
+    const int want[] = {L, L, size};
+    for (int i = 0; i < 3; i++) {
+        if (!has(mp, keys[i]) || rx_param_int(mp, keys[i]) == want[i]) continue;
+        char key[64];
+        snprintf(key, sizeof key, "model.%s", keys[i]);
+        const rx_cfg_node *at = rx_cfg_path(cfg->root, key);
+        rx_config_error_at(errs, at ? at : rx_cfg_path(cfg->root, "model"),
+                           "%s: %lld, but latent.vae (%s) turns %dx%d images into %dx%dx%d latents: the model takes and "
+                           "gives those, so in_channels: %d, out_channels: %d, sample_size: %d",
+                           key, (long long)rx_param_int(mp, keys[i]), vae->name, image, image, L, size, size, L, L, size);
+    }
+}
+
+/* objective vae trains an autoencoder, and an autoencoder trains only with objective vae */
+static void check_autoencoder_objective(const rx_config *cfg, rx_config_errors *errs) {
+    const rx_component *model = NULL, *ob = NULL;
+    params_of(cfg, "model", &model);
+    params_of(cfg, "objective", &ob);
+    if (!model || !model->impl || !ob || task_of(ob) < 0) return;
+    const int vae_model = ((const rx_model_impl *)model->impl)->encode != NULL, vae_task = task_of(ob) == RX_TASK_VAE;
+    if (vae_model == vae_task) return;
+    const rx_cfg_node *at = rx_cfg_path(cfg->root, vae_task ? "model.name" : "objective.name");
+    if (!at) at = rx_cfg_path(cfg->root, vae_task ? "model" : "objective");
+    if (vae_task)
+        rx_config_error_at(errs, at, "model: objective vae trains an autoencoder (autoencoder_kl), not %s", model->name);
+    else
+        rx_config_error_at(errs, at, "objective: model %s is an autoencoder; it trains with objective vae (or goes under "
+                                     "latent.vae to be the first stage of latent diffusion)", model->name);
+}
+
 /* every cross-section check, in the order they run */
 const rx_validate_hook rx_validate_hooks[] = {
     check_diffusion,
     check_eval,
     check_reflow,
+    check_weights_files,
+    check_latent,
+    check_autoencoder_objective,
     NULL,
 };

@@ -15,6 +15,7 @@
 
 typedef struct {
     rx_cfg_node **slot;        /* the model section in the tree (a mapping once something is added) */
+    const char *section;       /* its path: "model", "latent.vae" */
     const rx_component *comp;
     const char *config_path;   /* the config.json being read */
     rx_config_errors *errs;
@@ -110,31 +111,44 @@ static void fill_param(void *vctx, const char *param, const json_t *value, int t
     if (!training_choice && !same_value(c->comp, param, model->items[i], from_file)) {
         char *ours = rx_config_emit_flow(model->items[i]), *theirs = rx_config_emit_flow(from_file);
         rx_config_error_at(c->errs, model->items[i],
-                           "model: %s is %s here, but the weights' %s says %s; leave %s out to build the model that "
-                           "file describes", param, ours ? ours : "?", c->config_path, theirs ? theirs : "?", param);
+                           "%s: %s is %s here, but the weights' %s says %s; leave %s out to build the model that "
+                           "file describes", c->section, param, ours ? ours : "?", c->config_path, theirs ? theirs : "?", param);
         free(ours);
         free(theirs);
     }
     rx_cfg_free(from_file);
 }
 
-void rx_config_fill_from_diffusers(rx_cfg_node *tree, const rx_component *const *table, rx_config_errors *errs) {
-    int mi = rx_cfg_map_find(tree, "model");
+/* the model sections that weights can come with, and the keys naming those weights, in order */
+static const struct { const char *parent, *key, *section, *weights[2]; } model_sections[] = {
+    {NULL, "model", "model", {"init", "model.weights"}},
+    {"latent", "vae", "latent.vae", {"latent.vae.weights", NULL}},
+};
+
+static void fill_section(rx_cfg_node *tree, const rx_component *const *table, rx_config_errors *errs, int s) {
+    rx_cfg_node *parent = model_sections[s].parent ? (rx_cfg_node *)rx_cfg_path(tree, model_sections[s].parent) : tree;
+    if (!parent || parent->type != RX_CFG_MAP) return;
+    int mi = rx_cfg_map_find(parent, model_sections[s].key);
     if (mi < 0) return;
-    const rx_cfg_node *model = tree->items[mi];
+    const rx_cfg_node *model = parent->items[mi];
     const rx_cfg_node *name = model->type == RX_CFG_MAP ? rx_cfg_map_get(model, "name") : model;
     if (!name || name->type != RX_CFG_SCALAR || rx_cfg_is_null(name)) return;   /* the checker says what is wrong */
-    fill_ctx c = {&tree->items[mi], rx_registry_find_in(table, RX_KIND_MODEL, name->text), NULL, errs, 0};
+    fill_ctx c = {&parent->items[mi], model_sections[s].section, rx_registry_find_in(table, RX_KIND_MODEL, name->text), NULL,
+                  errs, 0};
     if (!c.comp) return;
-    static const char *const keys[] = {"init", "model.weights"};
-    for (int k = 0; k < 2; k++) {
-        const rx_cfg_node *path = rx_cfg_path(tree, keys[k]);   /* re-read: filling may replace the model node */
+    for (int k = 0; k < 2 && model_sections[s].weights[k]; k++) {
+        const char *key = model_sections[s].weights[k];
+        const rx_cfg_node *path = rx_cfg_path(tree, key);   /* re-read: filling may replace the model node */
         if (!path || path->type != RX_CFG_SCALAR || rx_cfg_is_null(path)) continue;
         char config_path[4096];
         c.config_path = config_path;
         if (rx_model_diffusers_config_params(c.comp, path->text, fill_param, &c, config_path, sizeof config_path))
-            rx_config_error_at(errs, path, "%s: %s", keys[k], rx_last_error());
-        if (c.oom) rx_config_error_at(errs, path, "%s: out of memory while reading %s", keys[k], config_path);
+            rx_config_error_at(errs, path, "%s: %s", key, rx_last_error());
+        if (c.oom) rx_config_error_at(errs, path, "%s: out of memory while reading %s", key, config_path);
         rx_clear_error();
     }
+}
+
+void rx_config_fill_from_diffusers(rx_cfg_node *tree, const rx_component *const *table, rx_config_errors *errs) {
+    for (int s = 0; s < (int)(sizeof model_sections / sizeof model_sections[0]); s++) fill_section(tree, table, errs, s);
 }

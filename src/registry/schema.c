@@ -104,6 +104,24 @@ static const rx_section_spec reflow_children[] = {
     {0},
 };
 
+/* latent diffusion (Rombach et al. 2022): the model denoises a VAE's latents; see runner/latent.c */
+static const rx_param_spec latent_params[] = {
+    {"scaling_factor", RX_P_FLOAT, "0.18215", 1e-6, 1e6, NULL,
+     "the model trains on z * scaling_factor and samples are decoded from z / scaling_factor (SD 1.x VAE: 0.18215, "
+     "which brings its latents to about unit variance)"},
+    {"sample_posterior", RX_P_BOOL, "true", RX_NO_RANGE, NULL,
+     "encode each image to a draw z = mean + std * eps of its posterior (eps keyed by (seed, image index): the same on "
+     "every run); false: the posterior mean"},
+    {"batch_size", RX_P_INT, "64", 1, 1048576, NULL, "images per VAE encode / decode call"},
+    {0},
+};
+
+static const rx_section_spec latent_children[] = {
+    {"vae", RX_SECTION_COMPONENT, RX_KIND_MODEL, NULL, NULL, NULL, 0,
+     "the autoencoder (a model with an encoder and a decoder: autoencoder_kl) and its weights"},
+    {0},
+};
+
 /* what a run writes besides log.txt and metrics.jsonl; not part of the run's hash (what it
  * computes), so switching it never changes a run's identity (experiment.c) */
 static const rx_param_spec log_params[] = {
@@ -125,6 +143,9 @@ static const rx_section_spec top_children[] = {
     {"transforms", RX_SECTION_COMPONENT_LIST, RX_KIND_TRANSFORM, NULL, NULL, NULL, 0,
      "applied in order to each training image; default none"},
     {"model", RX_SECTION_COMPONENT, RX_KIND_MODEL, NULL, NULL, NULL, 0, "the denoising network"},
+    {"latent", RX_SECTION_PARAMS, 0, latent_params, latent_children, "null", 1,
+     "latent diffusion: the training images are encoded once by latent.vae (cached), the model denoises latents and "
+     "samples are decoded to images for grids and eval; absent or null = pixel space"},
     {"schedule", RX_SECTION_COMPONENT, RX_KIND_SCHEDULE, NULL, NULL, "linear", 0, "noise schedule"},
     {"objective", RX_SECTION_COMPONENT, RX_KIND_OBJECTIVE, NULL, NULL, "ddpm", 0, "training objective"},
     {"optimizer", RX_SECTION_COMPONENT, RX_KIND_OPTIMIZER, NULL, NULL, "adamw", 0, "optimizer"},

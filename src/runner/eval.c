@@ -147,7 +147,7 @@ static rx_status generated_set(const eval_job *j, image_set *gen, int *used_ema)
     rx_experiment *ex = j->ex;
     const rx_feature_extractor *fx = j->fx;
     rx_model *m = ex->model;
-    int C = m->in_channels, H = m->sample_size, W = m->sample_size;
+    int C = ex->image_c, H = ex->image_h, W = ex->image_w;
     int64_t d = (int64_t)C * H * W, N = j->N;
     int B = j->B;
     rx_status s = set_alloc(gen, N, fx);

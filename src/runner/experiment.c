@@ -35,11 +35,11 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
  * the resolved config without its log section, which says what else is written, not what is
  * computed. So runs made before the section existed keep their hash and still resume, and a
  * run's saved config may switch TensorBoard on before a resume. For the same first reason the
- * keys added later are left out while they hold their default: `reflow: null` and
- * `sample.model: teacher`. The same keys emitted in the same order: for a config without them
+ * keys added later are left out while they hold their default: `reflow: null`, `latent: null`
+ * (pixel space) and `sample.model: teacher`. The same keys emitted in the same order: for a config without them
  * exactly rx_config_hash(root). */
 static int left_out_of_identity(const char *parent, const char *key, const rx_cfg_node *v) {
-    if (!parent) return !strcmp(key, "log") || (!strcmp(key, "reflow") && rx_cfg_is_null(v));
+    if (!parent) return !strcmp(key, "log") || ((!strcmp(key, "reflow") || !strcmp(key, "latent")) && rx_cfg_is_null(v));
     return !strcmp(parent, "sample") && !strcmp(key, "model") && v->type == RX_CFG_SCALAR && v->text &&
            !strcmp(v->text, "teacher");
 }
@@ -87,6 +87,7 @@ static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
 static const rx_task tasks[] = {
     [RX_TASK_DENOISE] = {.classifier = 0, .generates = 1, .loss = rx_denoise_loss, .eval = rx_stage_eval},
     [RX_TASK_CLASSIFY] = {.classifier = 1, .generates = 0, .loss = rx_classify_loss, .eval = rx_stage_eval_classifier},
+    [RX_TASK_VAE] = {.autoencoder = 1, .generates = 0, .loss = rx_vae_loss, .eval = rx_stage_eval_vae},
 };
 
 static rx_status choose_backend(rx_experiment *ex, const char *want, int device_id, int tf32, int deterministic,
@@ -140,6 +141,23 @@ static rx_status fold_train_inputs(rx_experiment *ex, const char *const *weights
     if (!s) snprintf(ex->train_hash, sizeof ex->train_hash, "%016llx", (unsigned long long)XXH64_digest(st));
     XXH64_freeState(st);
     return s;
+}
+
+/* latent diffusion: what every stage computes depends on the latent section too. Folded in only when
+ * there is one, so that the hashes of pixel-space configs stay what they were (their cached stages
+ * stay valid). */
+static rx_status fold_latent_section(rx_experiment *ex) {
+    static const char *const latent[] = {"latent"};
+    char h[17];
+    RX_TRY(rx_config_hash_sections(ex->cfg->root, latent, 1, h));
+    char *hashes[] = {ex->train_hash, ex->sample_hash, ex->eval_hash};
+    for (int i = 0; i < 3; i++) {
+        char both[34];
+        memcpy(both, hashes[i], 16);
+        memcpy(both + 16, h, 16);
+        snprintf(hashes[i], 17, "%016llx", (unsigned long long)XXH64(both, 32, 0));
+    }
+    return RX_OK;
 }
 
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt) {
@@ -200,9 +218,9 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->ctx->seed = ex->seed;
 
     RX_TRY(rx_model_create(ex->ctx, ex->model_sec.comp, ex->model_sec.params, ex->seed, &ex->model));
-    ex->data_c = ex->model->in_channels;
-    ex->data_h = ex->data_w = ex->model->sample_size;
-    const char *weights[2];
+    ex->data_c = ex->image_c = ex->model->in_channels;
+    ex->data_h = ex->data_w = ex->image_h = ex->image_w = ex->model->sample_size;
+    const char *weights[3];
     int n_weights = 0;
     const char *init = rx_param_is_null(top, "init") ? NULL : rx_param_str(top, "init");
     if (init) RX_TRY(rx_model_load_weights(ex->ctx, ex->model, weights[n_weights++] = init, 1));
@@ -221,7 +239,26 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
         return rx_fail(RX_ERR_CONFIG, classifier ? "objective: classify trains a classifier model (resnet_classifier), not %s"
                                                  : "objective: %s trains denoisers; a classifier model needs objective: classify",
                        classifier ? ex->model_sec.comp->name : ex->objective.comp->name);
+    if (ex->task->autoencoder != (ex->model->impl->encode != NULL))
+        return rx_fail(RX_ERR_CONFIG, ex->task->autoencoder ? "objective: vae trains an autoencoder model (autoencoder_kl), not %s"
+                                                            : "objective: %s does not train an autoencoder; model %s needs objective: vae",
+                       ex->task->autoencoder ? ex->model_sec.comp->name : ex->objective.comp->name, ex->model_sec.comp->name);
     if (ex->task->generates) ex->prediction_type = obj->prediction_type(ex->objective.params);
+
+    if (stage_params(cfg, "latent")) {
+        RX_TRY(rx_latent_open(ex));
+        const rx_params *vp = ex->latent->vae_sec.params;
+        if (!rx_param_is_null(vp, "weights")) weights[n_weights++] = rx_param_str(vp, "weights");
+        RX_TRY(fold_latent_section(ex));
+        /* the latents stage and its batches are one process's (no shards yet), and reflow's pairs
+         * would be drawn as decoded images: both refused before a run directory exists */
+        if (rx_dist_world()->world > 1)
+            return rx_fail(RX_ERR_CONFIG, "latent: latent diffusion runs in one process; data-parallel training on "
+                                          "latents is not implemented (run it without mpirun/srun)");
+        if (ex->reflow && ex->sample_model > 0)
+            return rx_fail(RX_ERR_CONFIG, "latent: reflow stages in latent space are not implemented (sample.model: %s)",
+                           rx_param_str(ex->sample, "model"));
+    }
 
     if (ex->train) RX_TRY(rx_dataset_load(ex->dataset.comp, ex->dataset.params, "train", &ex->train_data));
     if (ex->train) RX_TRY(fold_train_inputs(ex, weights, n_weights));
@@ -231,6 +268,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
 
 void rx_experiment_free(rx_experiment *ex) {
     rx_dataset_free(ex->train_data);
+    rx_latent_free(ex->latent);
     rx_model_destroy(ex->model);
     rx_paramset_free(&ex->ema);
     rx_schedule_free(&ex->schedule);

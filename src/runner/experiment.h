@@ -28,6 +28,20 @@ typedef struct rx_task rx_task;
 
 typedef struct rx_section_ref { const rx_component *comp; const rx_params *params; } rx_section_ref;
 
+/* Latent diffusion (the `latent:` section, latent.c): the denoiser works on a VAE's latents. */
+typedef struct rx_latent_space {
+    rx_section_ref vae_sec;     /* latent.vae */
+    rx_model *vae;
+    float scaling_factor;       /* the model sees z * scaling_factor; samples decode from x / scaling_factor */
+    int sample_posterior, batch;
+    char hash[17];              /* the latents' identity: seed, dataset, transforms, latent section, data bytes,
+                                   VAE weights (the cache key of rx_stage_latents) */
+    int n;                      /* encoded training images */
+    int64_t zdim;               /* values per latent, L*h*w */
+    float *z;                   /* [n, L, h, w] scaled latents, after rx_stage_latents */
+    int32_t *labels;            /* [n] */
+} rx_latent_space;
+
 typedef struct rx_run_options {
     const char *results_root;   /* "results" */
     const char *backend;        /* override of the config's backend, or NULL */
@@ -57,7 +71,11 @@ struct rx_experiment {
     rx_paramset ema;          /* EMA copy of the parameters (same names) */
     rx_schedule schedule;
     int prediction_type;
-    int data_c, data_h, data_w;                 /* image shape after the transforms */
+    int data_c, data_h, data_w;                 /* what the model trains on: the image shape after the transforms,
+                                                   or the latent shape in latent diffusion */
+    int image_c, image_h, image_w;              /* what generation gives (sample grid, eval): = data_* in pixel
+                                                   space, the VAE's decoded images in latent space */
+    rx_latent_space *latent;                    /* NULL: pixel space */
     int smoke;
     const rx_task *task;                        /* what the objective trains the model to do */
     rx_dataset *train_data;                     /* loaded at build time when training: a missing data set
@@ -83,6 +101,7 @@ typedef struct rx_train_batch {
  * trains, the loss of a training batch, and the stages after training. */
 struct rx_task {
     int classifier;     /* trains a classifier model (one with features), not a denoiser */
+    int autoencoder;    /* trains an autoencoder (a model with encode/decode) to reconstruct its input */
     int generates;      /* the trained model generates images: the sample stage runs */
     /* the batch's loss on the tape, [1] (ctx->rng_step is the step already) */
     rx_status (*loss)(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
@@ -138,12 +157,29 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
  * split (eval.json test_accuracy) */
 rx_status rx_classify_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
 rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metrics_out);
+/* RX_TASK_VAE (vae_objective.c): reconstruction + kl_weight * KL; eval reports the PSNR and the
+ * feature-space Fréchet distance of the reconstructions of the reference split against the
+ * originals, and writes samples/reconstructions.png */
+rx_status rx_vae_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
+rx_status rx_stage_eval_vae(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 
 /* eval.json in the run directory: record (not stolen), written atomically; its metrics also
  * go to TensorBoard as eval/<metric> (rx_run_tb_scalars) */
 rx_status rx_eval_write(const rx_run *run, json_t *record);
 /* the experiment's transforms without their random augmentations: what evaluation sees */
 rx_transform_chain rx_eval_transforms(const rx_experiment *ex, rx_transform_step steps[16]);
+
+/* latent.c. open: the VAE (weights loaded), image_* and the latents' hash; called by the build when the
+ * config has a latent section (train_weights: the files training reads, for the hash). stage: the
+ * training images' latents, from the cache (<results>/_cache/latents_<hash>.safetensors) or encoded
+ * once through the VAE with the eval transforms. batch: training batch `batch_no` (from 0) of the
+ * latents, a pure function of (seed, batch_no) like the loader's (drop_last, a permutation per epoch).
+ * decode: n latents (as the model samples them, scaled) -> images [n, image_c, image_h, image_w]. */
+rx_status rx_latent_open(rx_experiment *ex);
+void      rx_latent_free(rx_latent_space *l);
+rx_status rx_stage_latents(rx_experiment *ex, rx_run *run);
+rx_status rx_latent_batch(const rx_latent_space *l, uint64_t seed, int64_t batch_no, int B, float *x, int32_t *labels);
+rx_status rx_latent_decode(rx_experiment *ex, const float *z, int n, float *x);
 
 /* exchange the model's weights with the EMA weights (data pointers: no copy, any device);
  * calling it twice restores them (sample.c) */
@@ -156,7 +192,9 @@ typedef struct rx_generator {
     rx_section_ref sampler;
     void *model_ctx;
     rx_guided guided;
-    int64_t d;
+    int64_t d;                  /* values per sample the sampler makes (a latent in latent diffusion) */
+    float *z;                   /* latent diffusion: the sampler's latents before decoding, [z_cap, d] */
+    int z_cap;
     int use_ema, grad_was, training_was;
 } rx_generator;
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g);

@@ -81,6 +81,7 @@ static rx_status reuse_training(rx_experiment *ex, rx_run *run, const char *cach
  * cache entry while this run still samples and evaluates */
 static rx_status train(rx_experiment *ex, rx_run *run, int resume) {
     rx_run_set_status(run, "running", NULL);
+    if (ex->latent) RX_TRY(rx_stage_latents(ex, run));   /* what the model trains on */
     RX_TRY(rx_stage_train(ex, run, resume));
     rx_run_set(run, "train_done", json_true());
     return rx_run_save_record(run);

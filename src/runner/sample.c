@@ -114,14 +114,22 @@ rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_se
     return s;
 }
 
+/* x: n images [n, image_c, image_h, image_w]; in latent diffusion the sampler's latents are decoded */
 rx_status rx_generate(rx_generator *g, const int64_t *image_index, int n, const int32_t *labels, float *x) {
     rx_experiment *ex = g->ex;
+    if (ex->latent && g->z_cap < n) {
+        free(g->z);
+        g->z = malloc((size_t)n * g->d * sizeof *g->z);
+        g->z_cap = g->z ? n : 0;
+        if (!g->z) return rx_fail(RX_ERR_OOM, "sample: out of memory for %d latents", n);
+    }
     const rx_sampler_impl *sampler = g->sampler.comp->impl;
     const rx_sample_request r = {.schedule = &ex->schedule, .prediction_type = ex->prediction_type,
                                  .denoise = rx_guided_denoise, .denoise_ctx = &g->guided, .n = n, .d = (int)g->d,
                                  .labels = ex->model->num_classes > 0 ? labels : NULL, .image_index = image_index,
-                                 .seed = ex->seed, .x_out = x};
-    return sampler->run(g->sampler.params, &r);
+                                 .seed = ex->seed, .x_out = ex->latent ? g->z : x};
+    RX_TRY(sampler->run(g->sampler.params, &r));
+    return ex->latent ? rx_latent_decode(ex, g->z, n, x) : RX_OK;
 }
 
 rx_status rx_generator_close(rx_generator *g) {
@@ -131,6 +139,7 @@ rx_status rx_generator_close(rx_generator *g) {
     if (g->use_ema) rx_experiment_swap_ema(ex);   /* the raw weights back */
     rx_guided_free(&g->guided);
     free(g->model_ctx);
+    free(g->z);
     rx_set_grad_enabled(ex->ctx, g->grad_was);
     ex->ctx->training = g->training_was;
     memset(g, 0, sizeof *g);
@@ -159,7 +168,7 @@ static rx_status gather_images(float *x, int64_t N, int64_t d) {
 static rx_status generate_images(rx_experiment *ex, rx_run *run, int N, int B, int cols, float *x, int32_t *labels,
                                  const char *what, int stop_on_interrupt, int split) {
     const double t0 = rx_now();
-    const int64_t d = (int64_t)ex->model->in_channels * ex->model->sample_size * ex->model->sample_size;
+    const int64_t d = (int64_t)ex->image_c * ex->image_h * ex->image_w;
     int64_t *index = malloc((size_t)N * sizeof *index), lo = 0, hi = N;
     if (!index) return rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", N);
     for (int i = 0; i < N; i++) { labels[i] = label_of(ex, i, cols); index[i] = i; }
@@ -202,17 +211,16 @@ static grid_plan grid_plan_of(const rx_experiment *ex) {
 /* x's images as the PNG grid at `path`, and to TensorBoard as samples/grid at `step` */
 static rx_status write_grid(rx_experiment *ex, rx_run *run, const float *x, const grid_plan *gp, const char *path,
                             int64_t step) {
-    const rx_model *m = ex->model;
     rx_png_grid grid = {gp->rows, gp->cols, 2, 1.0f, RX_PNG_RANGE_SIGNED};
     const int n = gp->N < gp->rows * gp->cols ? gp->N : gp->rows * gp->cols;
-    RX_TRY(rx_png_write_grid_f32(path, x, n, m->in_channels, m->sample_size, m->sample_size, &grid));
+    RX_TRY(rx_png_write_grid_f32(path, x, n, ex->image_c, ex->image_h, ex->image_w, &grid));
     return rx_run_tb_image(run, "samples/grid", path, step);   /* the file's bytes: one PNG encoder */
 }
 
 rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step) {
     if (!ex->sample || !ex->task->generates) return RX_OK;
     const grid_plan gp = grid_plan_of(ex);
-    const int64_t d = (int64_t)ex->model->in_channels * ex->model->sample_size * ex->model->sample_size;
+    const int64_t d = (int64_t)ex->image_c * ex->image_h * ex->image_w;
     float *x = malloc((size_t)gp.N * d * sizeof *x);
     int32_t *labels = malloc((size_t)gp.N * sizeof *labels);
     rx_status s = x && labels ? RX_OK : rx_fail(RX_ERR_OOM, "sample: out of memory for %d images", gp.N);
@@ -231,10 +239,9 @@ rx_status rx_stage_sample(rx_experiment *ex, rx_run *run) {
     if (ex->sample_model > 0)
         rx_run_log(run, "sample: model %s, without guidance (its pairs carry reflow.guidance)",
                    rx_param_str(ex->sample, "model"));
-    rx_model *m = ex->model;
     const grid_plan gp = grid_plan_of(ex);
     const int N = gp.N;
-    int C = m->in_channels, H = m->sample_size, W = m->sample_size;
+    int C = ex->image_c, H = ex->image_h, W = ex->image_w;
     int64_t d = (int64_t)C * H * W;
     float *x = malloc((size_t)N * d * sizeof *x);
     int32_t *labels = malloc((size_t)N * sizeof *labels);

@@ -256,10 +256,11 @@ static rx_status trainer_open(trainer *t, rx_experiment *ex, rx_run *run, const 
                        t->plan.B, dw->world);
     const int local_b = t->plan.B / dw->world;
     rx_transform_chain chain = {ex->transforms, ex->n_transforms};
+    /* latent diffusion: batches of the latents stage's latents (rx_latent_batch), no loader */
     rx_loader_opts lo = {.batch_size = t->plan.B, .seed = ex->seed, .drop_last = 1, .shuffle = 1, .prefetch = 2,
                          .shard_rank = dw->rank, .shard_count = dw->world};
-    rx_status s = rx_loader_create_opts(data, &chain, &lo, &t->loader);
-    if (!s) {
+    rx_status s = ex->latent ? RX_OK : rx_loader_create_opts(data, &chain, &lo, &t->loader);
+    if (!s && t->loader) {
         int lc, lh, lw;
         rx_loader_image_shape(t->loader, &lc, &lh, &lw);
         if (lc != ex->data_c || lh != ex->data_h || lw != ex->data_w)
@@ -343,6 +344,8 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     for (int64_t step = start + 1; step <= p->steps && !s; step++) {
         rx_batch_info info;
         if (t->loader) s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
+        else if (ex->latent && t->st->from_data)   /* one process only (experiment.c refuses ranks) */
+            s = rx_latent_batch(ex->latent, ex->seed, step - 1, p->B, t->batch.x0, t->batch.labels);
         if (!s) s = rx_dist_test_fault(step);
         float loss = 0, lr = 0;
         double gnorm = 0;
@@ -443,10 +446,11 @@ rx_status rx_train_stage_run(rx_experiment *ex, rx_run *run, const rx_train_stag
     dist_note(run, start);
     const rx_dataset *data = ex->train_data;
     const int ranks = rx_dist_world()->world;
-    if (t.loader)
-        rx_run_log(run, "train: %lld steps, batch %d%s, %lld parameters, data %s (%d images, %dx%dx%d after transforms)",
+    if (t.loader || ex->latent)
+        rx_run_log(run, "train: %lld steps, batch %d%s, %lld parameters, data %s (%d %s, %dx%dx%d)",
                    (long long)t.plan.steps, t.plan.B, ranks > 1 ? " (global, split over the ranks)" : "",
-                   (long long)rx_model_param_count(ex->model), data->name, data->n, ex->data_c, ex->data_h, ex->data_w);
+                   (long long)rx_model_param_count(ex->model), data->name, ex->latent ? ex->latent->n : data->n,
+                   ex->latent ? "latents" : "images after transforms", ex->data_c, ex->data_h, ex->data_w);
     else
         rx_run_log(run, "%s: %lld steps, batch %d, lr %g", st->name, (long long)t.plan.steps, t.plan.B, t.opt.cfg.lr);
     ex->ctx->training = 1;

@@ -37,6 +37,8 @@ static rx_tensor *f_sub(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_s
 static rx_tensor *f_mul(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_mul(c, in[0], in[1]); }
 static rx_tensor *f_scale(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_scale(c, in[0], 1.7f, -0.3f); }
 static rx_tensor *f_silu(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_silu(c, in[0]); }
+static rx_tensor *f_exp(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_exp(c, in[0]); }
+static rx_tensor *f_abs(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_abs(c, in[0]); }
 static rx_tensor *f_gelu(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_gelu(c, in[0], *(const int *)ud); }
 static rx_tensor *f_modulate(rx_ctx *c, rx_tensor **in, const void *ud) { return rx_modulate(c, in[0], in[1], in[2]); }
 static rx_tensor *f_dropout(rx_ctx *c, rx_tensor **in, const void *ud) {
@@ -197,6 +199,8 @@ static const px_case elementwise_cases[] = {
     {"sub [3,1] - [3,4096]", f_sub, NULL, 2, {PX_X(3, 1), PX_X(3, 4096)}},
     {"scale", f_scale, NULL, 1, {PX_X(3, 5)}},
     {"silu", f_silu, NULL, 1, {PX_T(1, PX_NORMAL, 4.0f, 2, 3, 17)}},
+    {"exp", f_exp, NULL, 1, {PX_T(1, PX_NORMAL, 2.0f, 2, 3, 17)}},
+    {"abs", f_abs, NULL, 1, {PX_T(1, PX_NORMAL, 2.0f, 2, 3, 17)}},
     {"gelu exact", f_gelu, &GELU_EXACT, 1, {PX_T(1, PX_NORMAL, 2.0f, 5, 33)}},
     {"gelu tanh", f_gelu, &GELU_TANH, 1, {PX_T(1, PX_NORMAL, 2.0f, 5, 33)}},
     {"modulate", f_modulate, NULL, 3, {PX_X(2, 5, 7), PX_X(2, 7), PX_X(2, 7)}},

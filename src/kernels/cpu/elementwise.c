@@ -321,6 +321,48 @@ static inline float exp_vec(float x) {
     return q * two_n.f;
 }
 
+/* ---- exp: y = e^x;  dy/dx = y -------------------------------------------------------------- */
+
+rx_status cpu_exp_fwd(rx_ctx *c, rx_node *n) {
+    const float *restrict x = n->in[0]->data;
+    float *restrict y = n->out->data;
+    const int64_t N = n->out->numel;
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
+    for (int64_t i = 0; i < N; i++) y[i] = expf(x[i]);
+    return RX_OK;
+}
+
+rx_status cpu_exp_bwd(rx_ctx *c, rx_node *n) {
+    float *restrict gx = cpu_in_grad(n, 0);
+    if (!gx) return RX_OK;
+    const float *restrict y = n->out->data, *restrict gy = n->out->grad->data;
+    const int64_t N = n->out->numel;
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
+    for (int64_t i = 0; i < N; i++) gx[i] += gy[i] * y[i];
+    return RX_OK;
+}
+
+/* ---- abs: y = |x|;  dy/dx = sign(x), 0 at 0 ------------------------------------------------- */
+
+rx_status cpu_abs_fwd(rx_ctx *c, rx_node *n) {
+    const float *restrict x = n->in[0]->data;
+    float *restrict y = n->out->data;
+    const int64_t N = n->out->numel;
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
+    for (int64_t i = 0; i < N; i++) y[i] = fabsf(x[i]);
+    return RX_OK;
+}
+
+rx_status cpu_abs_bwd(rx_ctx *c, rx_node *n) {
+    float *restrict gx = cpu_in_grad(n, 0);
+    if (!gx) return RX_OK;
+    const float *restrict x = n->in[0]->data, *restrict gy = n->out->grad->data;
+    const int64_t N = n->out->numel;
+    #pragma omp parallel for schedule(static) if (N > RX_OMP_MIN_WORK)
+    for (int64_t i = 0; i < N; i++) gx[i] += x[i] > 0 ? gy[i] : x[i] < 0 ? -gy[i] : 0.0f;
+    return RX_OK;
+}
+
 /* ---- silu: y = x σ(x);  dy/dx = σ(x) (1 + x (1 - σ(x))) ------------------------------- */
 
 rx_status cpu_silu_fwd(rx_ctx *c, rx_node *n) {

@@ -271,6 +271,30 @@ struct silu_bwd_op {   // dx += dy σ(x) (1 + x (1 - σ(x)))
     }
 };
 
+struct exp_fwd_op {   // y = e^x
+    float *y;
+    const float *x;
+    __device__ void operator()(int64_t i) const { y[i] = expf(x[i]); }
+};
+
+struct exp_bwd_op {   // dx += dy y
+    float *gx;
+    const float *y, *gy;
+    __device__ void operator()(int64_t i) const { gx[i] += gy[i] * y[i]; }
+};
+
+struct abs_fwd_op {   // y = |x|
+    float *y;
+    const float *x;
+    __device__ void operator()(int64_t i) const { y[i] = fabsf(x[i]); }
+};
+
+struct abs_bwd_op {   // dx += dy sign(x), 0 at 0
+    float *gx;
+    const float *x, *gy;
+    __device__ void operator()(int64_t i) const { gx[i] += x[i] > 0.0f ? gy[i] : x[i] < 0.0f ? -gy[i] : 0.0f; }
+};
+
 // exact: y = x Φ(x) = ½ x erfc(-x/√2);  tanh: y = x σ(2u), u = √(2/π) (x + 0.044715 x³)
 struct gelu_fwd_op {
     float *y;
@@ -324,6 +348,26 @@ extern "C" rx_status cuda_silu_bwd(rx_ctx *c, rx_node *n) {
     float *gx = cuda_in_grad(n, 0);
     if (!gx) return RX_OK;
     return rx_cuda_foreach(c, n->out->numel, silu_bwd_op{gx, n->in[0]->data, n->out->grad->data});
+}
+
+extern "C" rx_status cuda_exp_fwd(rx_ctx *c, rx_node *n) {
+    return rx_cuda_foreach(c, n->out->numel, exp_fwd_op{n->out->data, n->in[0]->data});
+}
+
+extern "C" rx_status cuda_exp_bwd(rx_ctx *c, rx_node *n) {
+    float *gx = cuda_in_grad(n, 0);
+    if (!gx) return RX_OK;
+    return rx_cuda_foreach(c, n->out->numel, exp_bwd_op{gx, n->out->data, n->out->grad->data});
+}
+
+extern "C" rx_status cuda_abs_fwd(rx_ctx *c, rx_node *n) {
+    return rx_cuda_foreach(c, n->out->numel, abs_fwd_op{n->out->data, n->in[0]->data});
+}
+
+extern "C" rx_status cuda_abs_bwd(rx_ctx *c, rx_node *n) {
+    float *gx = cuda_in_grad(n, 0);
+    if (!gx) return RX_OK;
+    return rx_cuda_foreach(c, n->out->numel, abs_bwd_op{gx, n->in[0]->data, n->out->grad->data});
 }
 
 extern "C" rx_status cuda_gelu_fwd(rx_ctx *c, rx_node *n) {
