@@ -9,21 +9,24 @@ cd "$(dirname "$0")/../../.."
 OUT=${EMU_BUILD:-build/emu}
 JOBS=${JOBS:-$(nproc)}
 EMU=tests/cuda/emu
-PKGS="yaml-0.1 libpng jansson libarchive zlib libcurl libxxhash openblas cairo nettle"
+PKGS="yaml-0.1 libpng libturbojpeg jansson libarchive zlib libcurl libxxhash openblas cairo nettle libprotobuf-c libisal"
 SAN=""
 [ "${ASAN:-0}" = 1 ] && SAN="-fsanitize=address -fno-omit-frame-pointer"
-CFLAGS="-O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -DRX_HAVE_CUDA=1 $(pkg-config --cflags $PKGS) $SAN -w"
+CFLAGS="-O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I$OUT/gen -DRX_HAVE_CUDA=1 $(pkg-config --cflags $PKGS) $SAN -w"
 CXXFLAGS="-O1 -g -std=c++17 -I$EMU/include -I$OUT/src -Isrc -DRX_HAVE_CUDA=1 -DRX_CUDA_EMULATOR=1 $SAN -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-unused-function"
 LIBS="$(pkg-config --libs $PKGS) -fopenmp -lm -lpthread -lstdc++"
 mkdir -p "$OUT/obj" "$OUT/tests"
 python3 $EMU/rewrite_launches.py src/kernels/cuda "$OUT/src"
+# TensorBoard's protocol buffers, generated as the Makefile does (into $OUT/gen, for this build only)
+mkdir -p "$OUT/gen"
+protoc-c -Ithird_party/tensorboard --c_out="$OUT/gen" third_party/tensorboard/tensorboard/compat/proto/*.proto
 
 # C sources of the library (main.c aside), then the rewritten CUDA sources and the emulator;
 # a C object is rebuilt when its source is newer (headers: delete $OUT to rebuild everything)
 objs=""
 cmds="$OUT/compile.txt"
 : > "$cmds"
-for f in $(find src -name '*.c' ! -path src/runner/main.c | sort); do
+for f in $(find src -name '*.c' ! -path src/runner/main.c | sort) $(find "$OUT/gen" -name '*.pb-c.c' | sort); do
   o="$OUT/obj/$(echo "$f" | tr / _ | sed 's/[.]c$/.o/')"
   objs="$objs $o"
   if [ ! -f "$o" ] || [ "$f" -nt "$o" ]; then echo "gcc $CFLAGS -c $f -o $o" >> "$cmds"; fi
