@@ -130,6 +130,19 @@ void rx_dist_share(int64_t n, int rank, int64_t *lo, int64_t *hi) {
     *lo = r * q + (r < extra ? r : extra);
     *hi = *lo + q + (r < extra);
 }
+rx_status rx_dist_gather_shares(float *rows, int64_t n, int64_t width) {
+    int64_t *counts = malloc((size_t)world.world * sizeof *counts), lo, hi;
+    if (!counts) return rx_fail(RX_ERR_OOM, "dist: out of memory gathering %lld rows", (long long)n);
+    for (int r = 0; r < world.world; r++) {
+        rx_dist_share(n, r, &lo, &hi);
+        counts[r] = (hi - lo) * width;
+    }
+    rx_dist_share(n, world.rank, &lo, &hi);
+    rx_status s = rx_dist_gather_f32(rows + lo * width, rows, counts);
+    free(counts);
+    return s;
+}
+
 static rx_status allreduce_f32(float *x, int64_t n) { COLLECTIVE(world.ops->allreduce_sum_f32(x, n)); }
 
 /* sums[0..n) and, behind them, one slot per rank that is 1 where that rank failed */

@@ -83,6 +83,10 @@ rx_status rx_dist_gather_f32(const float *send, float *recv, const int64_t *coun
  * ranks get one more), so the shares in rank order are 0..n-1 in order. */
 void rx_dist_share(int64_t n, int rank, int64_t *lo, int64_t *hi);
 
+/* rows [n, width], each rank holding its share (rx_dist_share) in place: rank 0 receives every
+ * rank's rows (generated images, feature rows), its own staying where they are */
+rx_status rx_dist_gather_shares(float *rows, int64_t n, int64_t width);
+
 /* One training step's agreement: every rank passes its status and n values to sum; all get
  * the sums. When any rank failed, every rank returns an error: the failing one its own, the
  * others one that names the step's failing ranks (and rx_dist_failure_agreed() is then 1). */

@@ -123,21 +123,6 @@ typedef struct eval_job {
     double t0;              /* the stage's start */
 } eval_job;
 
-/* rank 0 receives every rank's rows [lo_r, hi_r) of rows [N, width] (its own are in place) */
-static rx_status gather_rows(float *rows, int64_t N, int64_t width) {
-    const rx_dist *dw = rx_dist_world();
-    int64_t *counts = malloc((size_t)dw->world * sizeof *counts), lo, hi;
-    if (!counts) return rx_fail(RX_ERR_OOM, "eval: out of memory");
-    for (int r = 0; r < dw->world; r++) {
-        rx_dist_share(N, r, &lo, &hi);
-        counts[r] = (hi - lo) * width;
-    }
-    rx_dist_share(N, dw->rank, &lo, &hi);
-    rx_status s = rx_dist_gather_f32(rows + lo * width, rows, counts);
-    free(counts);
-    return s;
-}
-
 /* the N generated images through the extractor, B at a time. Labels cycle through the
  * classes so every class gets N/K images; *used_ema says whether the EMA weights made them.
  * Data-parallel: each rank generates and extracts its share of the N (dist/dist.h), rank 0
@@ -185,8 +170,8 @@ static rx_status generated_set(const eval_job *j, image_set *gen, int *used_ema)
     if (!s) s = s2;
     if (split) {   /* a rank that failed stops all before the gather */
         s = rx_dist_agree(s, NULL, 0);
-        if (!s) s = gather_rows(gen->features, N, fx->feat_dim);
-        if (!s && gen->logits) s = gather_rows(gen->logits, N, fx->num_classes);
+        if (!s) s = rx_dist_gather_shares(gen->features, N, fx->feat_dim);
+        if (!s && gen->logits) s = rx_dist_gather_shares(gen->logits, N, fx->num_classes);
         for (int64_t b0 = 0; !s && rx_dist_is_root() && b0 < N; b0 += B)   /* one process's batches */
             s = rx_featstats_add(&gen->stats, gen->features + b0 * fx->feat_dim, (int)(N - b0 < B ? N - b0 : B));
         if (!s) rx_run_log(j->run, "eval: %lld images' features gathered from %d ranks", (long long)N, rx_dist_world()->world);

@@ -146,21 +146,6 @@ rx_status rx_generator_close(rx_generator *g) {
     return s;
 }
 
-/* rank 0 receives every rank's images [lo_r, hi_r) of x [N, d] (its own are in place) */
-static rx_status gather_images(float *x, int64_t N, int64_t d) {
-    const rx_dist *dw = rx_dist_world();
-    int64_t *counts = malloc((size_t)dw->world * sizeof *counts), lo, hi;
-    if (!counts) return rx_fail(RX_ERR_OOM, "sample: out of memory");
-    for (int r = 0; r < dw->world; r++) {
-        rx_dist_share(N, r, &lo, &hi);
-        counts[r] = (hi - lo) * d;
-    }
-    rx_dist_share(N, dw->rank, &lo, &hi);
-    rx_status s = rx_dist_gather_f32(x + lo * d, x, counts);
-    free(counts);
-    return s;
-}
-
 /* the sample stage's images: N of them (labels as the grid's rows), B per sampler call, into
  * x [N, C, H, W] and labels [N]; `what` names them in log.txt. An interrupt stops the sample
  * stage between batches; a preview goes on, for the training loop checkpoints right after it.
@@ -192,7 +177,7 @@ static rx_status generate_images(rx_experiment *ex, rx_run *run, int N, int B, i
     free(index);
     if (split) {   /* a rank that failed stops all before the gather */
         s = rx_dist_agree(s, NULL, 0);
-        if (!s) s = gather_images(x, N, d);
+        if (!s) s = rx_dist_gather_shares(x, N, d);
         if (!s && rx_dist_is_root()) rx_run_log(run, "%s: %d images gathered from %d ranks", what, N, rx_dist_world()->world);
     }
     return s;
