@@ -25,30 +25,38 @@ static int has(const rx_params *p, const char *name) {
     return 0;
 }
 
-/* schedule / objective / sampler / guidance / model fit together (diffusion/check.c) */
-static void check_diffusion(const rx_config *cfg, rx_config_errors *errs) {
+/* schedule / objective / sampler / guidance / model fit together (diffusion/check.c); `under`:
+ * "" for the experiment's sampler and guidance, "reflow." for the ones that draw reflow's pairs */
+static void check_diffusion_under(const rx_config *cfg, rx_config_errors *errs, const char *under) {
     rx_diffusion_setup u = {0};
     const rx_component *model = NULL;
+    char sampler[64], guidance[64];
+    snprintf(sampler, sizeof sampler, "%ssampler", under);
+    snprintf(guidance, sizeof guidance, "%sguidance", under);
     u.schedule_params = params_of(cfg, "schedule", &u.schedule);
     u.objective_params = params_of(cfg, "objective", &u.objective);
-    u.sampler_params = params_of(cfg, "sampler", &u.sampler);
-    params_of(cfg, "guidance", &u.guidance);
+    u.sampler_params = params_of(cfg, sampler, &u.sampler);
+    params_of(cfg, guidance, &u.guidance);
     const rx_params *model_params = params_of(cfg, "model", &model);
     u.model_num_classes = has(model_params, "num_classes") ? (int)rx_param_int(model_params, "num_classes") : 0;
     char msg[1024];
     if (rx_diffusion_check(cfg->table, &u, msg, sizeof msg) == RX_OK) return;
     rx_clear_error();
-    /* the message starts with the key it is about: "sampler.steps: ..." */
-    char key[128];
-    snprintf(key, sizeof key, "%.*s", (int)strcspn(msg, ":"), msg);
+    /* the message starts with the key it is about: "sampler.steps: ..." (under reflow: the
+     * reflow section's sampler; schedule and objective keys are the experiment's own) */
+    const int ours = !strncmp(msg, "sampler", 7) || !strncmp(msg, "guidance", 8);
+    char key[160];
+    snprintf(key, sizeof key, "%s%.*s", ours ? under : "", (int)strcspn(msg, ":"), msg);
     const rx_cfg_node *at = rx_cfg_path(cfg->root, key);
-    if (!at) {
-        char section[128];
-        snprintf(section, sizeof section, "%.*s", (int)strcspn(key, "."), key);
-        at = rx_cfg_path(cfg->root, section);
-    }
-    rx_config_error_at(errs, at, "%s", msg);
+    for (size_t len = strlen(key); !at && len > 0; len--)   /* the nearest section that is there */
+        if (key[len] == '.') {
+            key[len] = 0;
+            at = rx_cfg_path(cfg->root, key);
+        }
+    rx_config_error_at(errs, at, "%s%s", ours ? under : "", msg);
 }
+
+static void check_diffusion(const rx_config *cfg, rx_config_errors *errs) { check_diffusion_under(cfg, errs, ""); }
 
 /* eval of generated images needs a feature extractor; a run whose objective trains no
  * diffusion model (classify) generates nothing, reports test accuracy and needs none */
@@ -84,23 +92,7 @@ static void check_reflow_section(const rx_config *cfg, rx_config_errors *errs) {
                            "not objective %s", ob ? ob->name : "?");
         return;
     }
-    rx_diffusion_setup u = {0};
-    const rx_component *model = NULL;
-    u.schedule_params = params_of(cfg, "schedule", &u.schedule);
-    u.objective_params = params_of(cfg, "objective", &u.objective);
-    u.sampler_params = params_of(cfg, "reflow.sampler", &u.sampler);
-    params_of(cfg, "reflow.guidance", &u.guidance);
-    const rx_params *model_params = params_of(cfg, "model", &model);
-    u.model_num_classes = has(model_params, "num_classes") ? (int)rx_param_int(model_params, "num_classes") : 0;
-    char msg[1024];
-    if (rx_diffusion_check(cfg->table, &u, msg, sizeof msg) == RX_OK) return;
-    rx_clear_error();
-    /* "sampler.steps: ..." is about reflow.sampler.steps here */
-    char key[160];
-    snprintf(key, sizeof key, "reflow.%.*s", (int)strcspn(msg, ":"), msg);
-    const rx_cfg_node *at = rx_cfg_path(cfg->root, key);
-    if (!at) at = rx_cfg_path(cfg->root, "reflow");
-    rx_config_error_at(errs, at, "reflow.%s", msg);
+    check_diffusion_under(cfg, errs, "reflow.");
 }
 
 /* sample.model names a model this experiment makes */
