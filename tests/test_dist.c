@@ -305,7 +305,10 @@ Test(dist_mpi, sampling_is_split_over_the_ranks_and_gathered_on_rank_0) {
  * (measured: 5e-9 on the Fréchet distance). */
 Test(dist_mpi, evaluation_is_split_over_the_ranks_and_gathered_on_rank_0) {
     require_mpi();
-    if (!rx_fs_is_dir("data/mnist")) cr_skip_test("data/mnist missing: run `make data` (the MNIST classifier's features)");
+    /* where runexp looks: $RUNEXP_DATA (run_tests.sh points it at the shared copies), else data/ */
+    const char *root = getenv("RUNEXP_DATA") && *getenv("RUNEXP_DATA") ? getenv("RUNEXP_DATA") : "data";
+    if (!rx_fs_is_dir(P("%s/mnist", root)))
+        cr_skip_test("%s/mnist missing: run `make data` (the MNIST classifier's features)", root);
     const char *yaml = T("ev.yaml");
     FILE *f = fopen(yaml, "w");
     cr_assert_not_null(f);
