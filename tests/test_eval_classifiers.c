@@ -4,7 +4,7 @@
  *  - the Fréchet distance they induce behaves like a distance on real data (CIFAR-10):
  *    two halves of the test split are close, the test split vs noise is far, and the FD
  *    grows monotonically as Gaussian noise of increasing sigma is added to real images. */
-#include "testutil.h"
+#include "runexp_harness.h"
 #include "eval/features.h"
 #include "eval/featstats.h"
 #include "eval/frechet.h"
@@ -109,21 +109,21 @@ Test(shipped_classifiers, cifar10_test_accuracy, .timeout = 600) {
     cr_expect_geq(acc, cifar.min_accuracy, "CIFAR-10 classifier accuracy %.4f < %.2f", acc, cifar.min_accuracy);
 }
 
-/* FD(features of a, features of b) through the CIFAR-10 classifier */
-static double fd_of(rx_ctx *c, const rx_features_impl *impl, rx_feature_extractor *fx, const float *a, int na,
+/* FD(features of a, features of b) through a classifier, images [n, C, 32, 32] */
+static double fd_of(rx_ctx *c, const rx_features_impl *impl, rx_feature_extractor *fx, int C, const float *a, int na,
                     const float *b, int nb) {
     rx_featstats sa, sb;
     cr_assert_eq(rx_featstats_init(&sa, fx->feat_dim), RX_OK);
     cr_assert_eq(rx_featstats_init(&sb, fx->feat_dim), RX_OK);
     const int B = 500;
-    int64_t d = 3 * 32 * 32;
+    int64_t d = (int64_t)C * 32 * 32;
     float *feat = malloc((size_t)B * fx->feat_dim * sizeof(float));
     for (int k = 0; k < 2; k++) {
         const float *x = k ? b : a;
         int n = k ? nb : na;
         for (int b0 = 0; b0 < n; b0 += B) {
             int m = n - b0 < B ? n - b0 : B;
-            cr_assert_eq(impl->extract(c, fx, x + b0 * d, m, 3, 32, 32, feat, NULL), RX_OK, "%s", rx_last_error());
+            cr_assert_eq(impl->extract(c, fx, x + b0 * d, m, C, 32, 32, feat, NULL), RX_OK, "%s", rx_last_error());
             cr_assert_eq(rx_featstats_add(k ? &sb : &sa, feat, m), RX_OK);
         }
     }
@@ -148,7 +148,7 @@ Test(shipped_classifiers, cifar10_fd_sanity_curve, .timeout = 900) {
     int half = n / 2;
     int64_t d = 3 * 32 * 32;
     /* two halves of the test split: the same distribution */
-    double fd_halves = fd_of(c, impl, fx, x, half, x + half * d, n - half);
+    double fd_halves = fd_of(c, impl, fx, 3, x, half, x + half * d, n - half);
     /* noised copies of the second half: FD against the first half grows with sigma */
     const float sigmas[] = {0.1f, 0.3f, 1.0f};
     double fd_noise[3];
@@ -159,11 +159,11 @@ Test(shipped_classifiers, cifar10_fd_sanity_curve, .timeout = 900) {
             float v = x[half * d + i] + sigmas[k] * z[i];
             noisy[i] = v < -1 ? -1 : v > 1 ? 1 : v;
         }
-        fd_noise[k] = fd_of(c, impl, fx, x, half, noisy, n - half);
+        fd_noise[k] = fd_of(c, impl, fx, 3, x, half, noisy, n - half);
     }
     /* pure noise images */
     for (int64_t i = 0; i < (int64_t)(n - half) * d; i++) noisy[i] = z[i] < -1 ? -1 : z[i] > 1 ? 1 : z[i];
-    double fd_pure = fd_of(c, impl, fx, x, half, noisy, n - half);
+    double fd_pure = fd_of(c, impl, fx, 3, x, half, noisy, n - half);
     cr_log_info("FD halves %.3f; sigma 0.1/0.3/1.0: %.3f %.3f %.3f; noise %.3f", fd_halves, fd_noise[0], fd_noise[1],
                 fd_noise[2], fd_pure);
     cr_expect_lt(fd_halves, 0.1 * fd_pure, "halves %.4f vs noise %.4f", fd_halves, fd_pure);
@@ -171,6 +171,68 @@ Test(shipped_classifiers, cifar10_fd_sanity_curve, .timeout = 900) {
     cr_expect_lt(fd_noise[0], fd_noise[1]);
     cr_expect_lt(fd_noise[1], fd_noise[2]);
     free(noisy); free(z); free(x); free(labels);
+    impl->destroy(fx);
+    rx_ctx_destroy(c);
+}
+
+/* eval.floor (runner/eval.c): runexp's floor is the FD between the first N images of the
+ * other split and the first N of the reference split, and the extractor's class accuracy on
+ * those real images. Reference: the same quantities computed here from the data set, the
+ * extractor and rx_featstats_frechet directly (each tested on its own: above, test_eval_fd
+ * against scipy). N = 48: a few hundred images is where the floor matters (0.39 at N = 400). */
+Test(shipped_classifiers, eval_floor_is_the_fd_of_the_first_n_images_of_both_splits, .init = setup, .fini = teardown,
+     .timeout = 600) {
+    enum { N = 48 };
+    const char *yaml = T("floor.yaml");
+    FILE *f = fopen(yaml, "w");
+    cr_assert_not_null(f);
+    fputs("experiment: floor\nseed: 3\nbackend: cpu\ndataset: {name: mnist}\n"
+          "transforms: [{name: pad, padding: 2}, {name: normalize}]\n"
+          "model: {name: unet, sample_size: 32, in_channels: 1, out_channels: 1, layers_per_block: 1,\n"
+          "        block_out_channels: [8, 16], down_block_types: [DownBlock2D, DownBlock2D],\n"
+          "        up_block_types: [UpBlock2D, UpBlock2D], norm_num_groups: 4, num_classes: 10}\n"
+          "schedule: {name: linear, num_train_timesteps: 100}\n"
+          "objective: {name: ddpm, prediction_type: epsilon, p_uncond: 0.1}\n"
+          "optimizer: {name: adamw, lr: 1.0e-3}\n"
+          "train: {steps: 2, batch_size: 8, log_every: 1, checkpoint_every: 0}\n"
+          "sampler: {name: ddim, steps: 1}\nguidance: {name: cfg, scale: 2.0}\nsample: null\n"
+          "eval: {num_images: 48, batch_size: 20, reference_split: test, floor: true,\n"
+          "       features: {name: classifier, weights: models/mnist_classifier.safetensors},\n"
+          "       metrics: [{name: fd}, {name: class_accuracy}]}\n", f);
+    cr_assert_eq(fclose(f), 0);
+    result r = RUNEXP("floor", yaml, "--results", T("r"), "--quiet");
+    RUN_OK(r);
+    json_t *ev = load_json(P("%s/eval.json", r.last));
+    json_t *fl = json_object_get(ev, "floor");
+    cr_assert(json_is_object(fl), "eval.json has no floor");
+    cr_expect_str_eq(json_string_value(json_object_get(fl, "split")), "train");
+    cr_expect_eq(json_integer_value(json_object_get(fl, "images")), N);
+    json_t *fm = json_object_get(fl, "metrics");
+    double fd_run = json_number_value(json_object_get(fm, "fd_mnist_classifier"));
+    double acc_run = json_number_value(json_object_get(fm, "class_accuracy_mnist_classifier"));
+
+    rx_ctx *c = NULL;
+    cr_assert_eq(rx_ctx_create(rx_backend_cpu(), NULL, 64u << 20, &c), RX_OK);
+    const rx_features_impl *impl;
+    rx_feature_extractor *fx = open_fx(c, mnist.weights, &impl);
+    int ntr, nte, C;
+    int32_t *ltr, *lte;
+    float *tr = load_images("mnist", "train", 32, &ntr, &C, &ltr), *te = load_images("mnist", "test", 32, &nte, &C, &lte);
+    double fd_ref = fd_of(c, impl, fx, C, tr, N, te, N);
+    float *feat = malloc((size_t)N * fx->feat_dim * sizeof(float)), *logit = malloc((size_t)N * fx->num_classes * sizeof(float));
+    cr_assert_eq(impl->extract(c, fx, tr, N, C, 32, 32, feat, logit), RX_OK, "%s", rx_last_error());
+    int correct = 0;
+    for (int i = 0; i < N; i++) {
+        int best = 0;
+        for (int k = 1; k < fx->num_classes; k++) if (logit[i * fx->num_classes + k] > logit[i * fx->num_classes + best]) best = k;
+        correct += best == ltr[i];
+    }
+    cr_log_info("floor at N = %d: runexp FD %.9g, here %.9g; accuracy %.4f, here %.4f", N, fd_run, fd_ref, acc_run,
+                (double)correct / N);
+    cr_expect(fd_ref > 0 && fabs(fd_run - fd_ref) <= 1e-6 * fd_ref, "floor FD %.12g, reference %.12g", fd_run, fd_ref);
+    cr_expect(fabs(acc_run - (double)correct / N) < 1e-12, "floor accuracy %.6f, reference %.6f", acc_run, (double)correct / N);
+    free(feat); free(logit); free(tr); free(te); free(ltr); free(lte);
+    json_decref(ev);
     impl->destroy(fx);
     rx_ctx_destroy(c);
 }

@@ -77,6 +77,9 @@ static const rx_param_spec eval_params[] = {
     {"num_images", RX_P_INT, "10000", 1, 1e8, NULL, "generated images whose features are compared to the reference"},
     {"reference_split", RX_P_CHOICE, "train", RX_NO_RANGE, "train|test", "dataset split giving the reference statistics"},
     {"batch_size", RX_P_INT, "250", 1, 1048576, NULL, "images per feature-extractor call"},
+    {"floor", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
+     "also compute each metric between two disjoint sets of real images of the same size (the other split's first "
+     "num_images against the reference): the finite-sample floor no generator goes below, recorded as eval.json's floor"},
     {0},
 };
 

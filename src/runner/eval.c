@@ -230,7 +230,8 @@ static rx_status reference_stats(const eval_job *j, image_set *ref) {
 /* each of eval.metrics on the generated and the reference set, into metrics under its name
  * (rx_metric_name); one that needs labels is skipped without a classifier extractor and a
  * class-conditional model */
-static rx_status compute_metrics(const eval_job *j, const image_set *gen, const image_set *ref, json_t *metrics) {
+static rx_status compute_metrics(const eval_job *j, const image_set *gen, const image_set *ref, const char *log_prefix,
+                                 json_t *metrics) {
     const rx_experiment *ex = j->ex;
     const rx_feature_extractor *fx = j->fx;
     rx_metric_input in = {
@@ -257,8 +258,29 @@ static rx_status compute_metrics(const eval_job *j, const image_set *gen, const 
             snprintf(sn, sizeof sn, "%s_std", name);
             json_object_set_new(metrics, sn, json_real(v.std));
         }
-        rx_run_log(j->run, "eval: %s = %.6g%s", name, v.value, v.has_std ? " (± std recorded)" : "");
+        rx_run_log(j->run, "eval: %s%s = %.6g%s", log_prefix, name, v.value, v.has_std ? " (± std recorded)" : "");
     }
+    return RX_OK;
+}
+
+/* eval.floor: the same metrics between N real images of the other split and the reference
+ * set, both through the same transforms and extractor. With a few hundred images the Fréchet
+ * distance of two samples of one distribution is far from 0 (its bias shrinks like 1/N), so
+ * a model's FD means little without this floor beside it. The other split's labels are the
+ * data set's own, so class accuracy here is the extractor's accuracy on real images. */
+static rx_status floor_metrics(const eval_job *j, const image_set *ref, json_t **out) {
+    const char *other = strcmp(j->split, "test") ? "test" : "train";
+    image_set real;
+    memset(&real, 0, sizeof real);
+    rx_status s = reference_set(j->ex, j->fi, j->fx, other, j->N, j->B, j->rows, &real, j->run);
+    json_t *metrics = json_object(), *f = json_object();
+    if (!s) s = compute_metrics(j, &real, ref, "floor: ", metrics);
+    json_object_set_new(f, "metrics", metrics);
+    json_object_set_new(f, "split", json_string(other));
+    json_object_set_new(f, "images", json_integer(real.stats.n));
+    set_free(&real);
+    if (s) { json_decref(f); return s; }
+    *out = f;
     return RX_OK;
 }
 
@@ -322,14 +344,18 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
     }
     if (!s) s = reference_stats(&j, &ref);
     json_t *metrics = json_object();
-    if (!s) s = compute_metrics(&j, &gen, &ref, metrics);
+    if (!s) s = compute_metrics(&j, &gen, &ref, "", metrics);
+    json_t *floor = NULL;
+    if (!s && rx_param_bool(ex->eval, "floor")) s = floor_metrics(&j, &ref, &floor);
     if (!s) {
         json_t *e = eval_record(&j, metrics, &ref, used_ema);
+        if (floor) json_object_set(e, "floor", floor);
         s = rx_eval_write(run, e);
         json_decref(e);
     }
     if (!s && metrics_out) *metrics_out = json_incref(metrics);
     json_decref(metrics);
+    json_decref(floor);
     set_free(&gen);
     set_free(&ref);
     if (j.fi->destroy) j.fi->destroy(j.fx);
