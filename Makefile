@@ -1,6 +1,7 @@
 # runexp — build, test, install.
 #   make            build/runexp and build/librunexp.a (CUDA backend too when nvcc is found; CUDA=0 skips it)
-#   make test       the whole Criterion suite on the CPU (CUDA tests skip without a GPU)
+#   make test       the whole Criterion suite on the CPU (CUDA tests skip without a GPU), then
+#                   the CUDA suite in the emulator (make test-emu: tests/cuda/emu, no GPU needed)
 #   make test-cuda  the CUDA parity suite (needs a GPU; skips cleanly without one)
 #   make test-slurm sweeps as Slurm job arrays alone (tests/test_slurm.c: fake clients, then a
 #                   local one-node Slurm it starts and stops; skips when the daemons cannot start)
@@ -111,7 +112,7 @@ CUDA_TESTS := $(CUDA_TEST_SRC:tests/cuda/%.c=$(BUILD)/tests/cuda/%)
 BENCH_SRC:= $(sort $(wildcard bench/*.c))
 BENCHES  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all test test-run test-cuda test-cuda-run test-slurm demo deps deps-report install clean bench data docs
+.PHONY: all test test-run test-emu test-cuda test-cuda-run test-slurm demo deps deps-report install clean bench data docs
 all: $(BIN) $(LIB)
 
 # Objects depend on the flags they were built with: the stamp's name is a hash of them, so
@@ -166,6 +167,11 @@ test: deps
 	@$(MAKE) --no-print-directory test-run
 test-run: all $(TESTS)
 	@sh tests/run_tests.sh $(TESTS)
+	@$(MAKE) --no-print-directory test-emu
+
+# the CUDA suite (tests/cuda/) on the CPU, against the real .cu sources (tests/cuda/emu/README.md)
+test-emu:
+	@EMU_BUILD=$(BUILD)/emu $(if $(filter 1,$(SANITIZE)),ASAN=1) sh tests/cuda/emu/run.sh
 
 test-cuda: deps
 	@$(MAKE) --no-print-directory test-cuda-run

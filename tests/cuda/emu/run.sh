@@ -16,7 +16,8 @@ CFLAGS="-O1 -g -std=c11 -D_GNU_SOURCE -fopenmp -Isrc -I$OUT/gen -DRX_HAVE_CUDA=1
 CXXFLAGS="-O1 -g -std=c++17 -I$EMU/include -I$OUT/src -Isrc -DRX_HAVE_CUDA=1 -DRX_CUDA_EMULATOR=1 $SAN -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-unused-function"
 LIBS="$(pkg-config --libs $PKGS) -fopenmp -lm -lpthread -lstdc++"
 mkdir -p "$OUT/obj" "$OUT/tests"
-python3 $EMU/rewrite_launches.py src/kernels/cuda "$OUT/src"
+gcc -O2 -std=c11 -Wall -Wextra -o "$OUT/rewrite_launches" $EMU/rewrite_launches.c
+"$OUT/rewrite_launches" src/kernels/cuda "$OUT/src"
 # TensorBoard's protocol buffers, generated as the Makefile does (into $OUT/gen, for this build only)
 mkdir -p "$OUT/gen"
 protoc-c -Ithird_party/tensorboard --c_out="$OUT/gen" third_party/tensorboard/tensorboard/compat/proto/*.proto
