@@ -151,19 +151,24 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
         RX_TRY(rx_fwd_plan_create(c));
     }
     rx_fwd_plan_begin(c);   /* the forward gives back what no backward reads (autograd/liveness.h) */
-    rx_status s = ex->task->loss(ex, b, step, &loss);
+    /* data-parallel: gradient buckets all-reduce while backward runs (dist.h) */
+    rx_status s = rx_dist_grad_arm(c, &m->params);
+    if (!s) s = ex->task->loss(ex, b, step, &loss);
     if (!s) c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
     if (!s) s = rx_backward(c, loss);
+    rx_status started = rx_dist_grad_start_rest(c);   /* on every rank, whatever s: the collectives match */
+    if (!s) s = started;
     if (!s) s = rx_tensor_to_host(c, loss, loss_out);
     /* every rank's shard is B/W images: the global batch's mean loss is the mean of the ranks'
      * (one process: the loss itself, exactly); a failure on any rank stops every rank here */
     const int ranks = rx_dist_world()->world;
     double loss_sum = s ? 0 : *loss_out;
-    RX_TRY(rx_dist_agree(s, &loss_sum, 1));
+    if ((s = rx_dist_agree(s, &loss_sum, 1))) return rx_dist_grad_drop(c, s);
     if (ranks > 1) *loss_out = (float)(loss_sum / ranks);
     /* a non-finite loss stops the run (the caller names the step and the last good
      * checkpoint); the optimizer must not see its gradients first */
     if (!isfinite(*loss_out)) {
+        rx_dist_grad_drop(c, RX_OK);
         rx_step_end(c);
         return RX_OK;
     }
@@ -425,6 +430,14 @@ static rx_status check_replicas(rx_experiment *ex, rx_run *run) {
             same &= all[r] == all[0];
         }
         rx_run_set(run, "param_xxh64_per_rank", arr);
+        int nb, in_bwd;
+        int64_t largest;
+        rx_dist_grad_buckets(&nb, &largest, &in_bwd);
+        rx_run_set(run, "grad_buckets", json_pack("{s:f, s:i, s:I, s:i}", "bucket_mb", dw->bucket_mb, "buckets", nb,
+                                                  "largest_floats", (json_int_t)largest, "started_in_backward", in_bwd));
+        rx_run_log(run, "train: gradients all-reduced in %d bucket%s (RUNEXP_BUCKET_MB %g, the largest %.2f MiB); "
+                   "%d started during the last step's backward", nb, nb == 1 ? "" : "s", dw->bucket_mb,
+                   (double)largest * sizeof(float) / (1 << 20), in_bwd);
         if (same) rx_run_log(run, "train: parameters identical on all %d ranks (xxh64 %016llx)", dw->world,
                              (unsigned long long)all[0]);
         else s = rx_fail(RX_ERR_NUMERIC, "train: the %d ranks ended with different parameters (run.json "
