@@ -356,7 +356,12 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
         double gnorm = 0;
         if (s) {   /* the other ranks wait in this step's agreement (rx_train_step): say so there */
             double none = 0;
-            s = rx_dist_agree(s, &none, 1);
+            /* after issuing the gradient buckets' collectives as their steps do (dist.h), so that
+             * the agreement matches theirs; what the buckets carry is dropped on every rank */
+            rx_status issued = rx_dist_grad_arm(ex->ctx, &ex->model->params);
+            if (!issued) issued = rx_dist_grad_start_rest(ex->ctx);
+            s = rx_dist_grad_drop(ex->ctx, rx_dist_agree(s, &none, 1));
+            (void)issued;   /* the step failed already: its own error is the one to report */
             break;
         }
         s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
@@ -408,6 +413,20 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     return s;
 }
 
+/* Data-parallel (or NCCL forced on one rank): the gradient buckets into run.json and the log */
+static void record_buckets(rx_run *run) {
+    const rx_dist *dw = rx_dist_world();
+    int nb, in_bwd;
+    int64_t largest;
+    rx_dist_grad_buckets(&nb, &largest, &in_bwd);
+    if ((dw->world == 1 && !dw->nccl) || !rx_dist_is_root() || !nb) return;
+    rx_run_set(run, "grad_buckets", json_pack("{s:f, s:i, s:I, s:i}", "bucket_mb", dw->bucket_mb, "buckets", nb,
+                                              "largest_floats", (json_int_t)largest, "started_in_backward", in_bwd));
+    rx_run_log(run, "train: gradients all-reduced in %d bucket%s (RUNEXP_BUCKET_MB %g, the largest %.2f MiB); "
+               "%d started during the last step's backward", nb, nb == 1 ? "" : "s", dw->bucket_mb,
+               (double)largest * sizeof(float) / (1 << 20), in_bwd);
+}
+
 /* Data-parallel: every rank must hold the same parameters (same init, same averaged update
  * each step). Rank 0 gathers each rank's XXH64 of all parameter bytes into run.json
  * (param_xxh64_per_rank) and fails the run when they differ. */
@@ -430,14 +449,6 @@ static rx_status check_replicas(rx_experiment *ex, rx_run *run) {
             same &= all[r] == all[0];
         }
         rx_run_set(run, "param_xxh64_per_rank", arr);
-        int nb, in_bwd;
-        int64_t largest;
-        rx_dist_grad_buckets(&nb, &largest, &in_bwd);
-        rx_run_set(run, "grad_buckets", json_pack("{s:f, s:i, s:I, s:i}", "bucket_mb", dw->bucket_mb, "buckets", nb,
-                                                  "largest_floats", (json_int_t)largest, "started_in_backward", in_bwd));
-        rx_run_log(run, "train: gradients all-reduced in %d bucket%s (RUNEXP_BUCKET_MB %g, the largest %.2f MiB); "
-                   "%d started during the last step's backward", nb, nb == 1 ? "" : "s", dw->bucket_mb,
-                   (double)largest * sizeof(float) / (1 << 20), in_bwd);
         if (same) rx_run_log(run, "train: parameters identical on all %d ranks (xxh64 %016llx)", dw->world,
                              (unsigned long long)all[0]);
         else s = rx_fail(RX_ERR_NUMERIC, "train: the %d ranks ended with different parameters (run.json "
@@ -471,6 +482,7 @@ rx_status rx_train_stage_run(rx_experiment *ex, rx_run *run, const rx_train_stag
     t.start_step = start;
     t.t_loop = rx_now();
     if (!s) s = train_loop(&t, start, w);
+    if (!s) record_buckets(run);
     if (!s) s = check_replicas(ex, run);
     ex->ctx->training = 0;
     trainer_close(&t);
