@@ -53,7 +53,6 @@ rx_status rx_dist_env_read(const char *(*get)(const char *), rx_dist_env *out) {
 
 /* ---- one process: nothing to exchange ---- */
 
-static rx_status single_f32(float *x, int64_t n) { (void)x, (void)n; return RX_OK; }
 static rx_status single_if32(float *x, int n, rx_dist_req *r) { (void)x, (void)n, (void)r; return RX_OK; }
 static rx_status single_complete(rx_dist_req *r, int n) { (void)r, (void)n; return RX_OK; }
 static rx_status single_f64(double *x, int n) { (void)x, (void)n; return RX_OK; }
@@ -67,7 +66,7 @@ static rx_status single_gather_f32(const float *send, float *recv, const int64_t
 static void single_abort(int code) { _exit(code); }
 static void single_finalize(void) {}
 
-static const rx_dist_ops single_ops = {"single", single_f32, single_if32, single_complete, single_complete, single_f64, single_bcast, single_gather,
+static const rx_dist_ops single_ops = {"single", single_if32, single_complete, single_complete, single_f64, single_bcast, single_gather,
                                        single_gather_f32, single_barrier, single_abort, single_finalize};
 
 #define BUCKET_MB_DEFAULT 25.0

@@ -41,7 +41,6 @@ typedef struct rx_dist_req { uint64_t opaque[2]; } rx_dist_req;
 
 typedef struct rx_dist_ops {
     const char *name;                                                    /* "single" | "mpi" */
-    rx_status (*allreduce_sum_f32)(float *x, int64_t n);                 /* in place, host memory */
     /* started in place (MPI_Iallreduce), n <= INT_MAX; done when test or wait says so */
     rx_status (*iallreduce_sum_f32)(float *x, int n, rx_dist_req *req);
     rx_status (*test)(rx_dist_req *req, int n);     /* drives them on (MPI_Testall), returns at once */

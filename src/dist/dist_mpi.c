@@ -44,13 +44,6 @@ rx_status rx_dist_mpi_init(int expect_rank, int expect_world) {
     return RX_OK;
 }
 
-static rx_status mpi_f32(float *x, int64_t n) {
-    for (int64_t o = 0; o < n; o += 1 << 30) {   /* MPI counts are int */
-        int m = (int)(n - o < (1 << 30) ? n - o : 1 << 30);
-        RX_TRY(mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + o, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce"));
-    }
-    return RX_OK;
-}
 _Static_assert(sizeof(MPI_Request) <= sizeof(rx_dist_req), "rx_dist_req holds an MPI_Request");
 static MPI_Request *mpi_req(rx_dist_req *r) { return (MPI_Request *)(void *)r->opaque; }
 
@@ -126,7 +119,6 @@ rx_status rx_dist_mpi_init(int expect_rank, int expect_world) {
     return rx_fail(RX_ERR_CONFIG, "%d ranks requested, but this runexp was built without MPI", expect_world);
 }
 static rx_status no_mpi(void) { return rx_fail(RX_ERR_INTERNAL, "MPI collective in a build without MPI"); }
-static rx_status mpi_f32(float *x, int64_t n) { (void)x, (void)n; return no_mpi(); }
 static rx_status mpi_f64(double *x, int n) { (void)x, (void)n; return no_mpi(); }
 static rx_status mpi_if32(float *x, int n, rx_dist_req *req) { (void)x, (void)n, (void)req; return no_mpi(); }
 static rx_status mpi_test(rx_dist_req *req, int n) { (void)req, (void)n; return no_mpi(); }
@@ -143,5 +135,5 @@ static void mpi_finalize(void) {}
 
 #endif
 
-const rx_dist_ops rx_dist_mpi_ops = {"mpi", mpi_f32, mpi_if32, mpi_test, mpi_wait, mpi_f64, mpi_bcast, mpi_gather, mpi_gather_f32, mpi_barrier,
+const rx_dist_ops rx_dist_mpi_ops = {"mpi", mpi_if32, mpi_test, mpi_wait, mpi_f64, mpi_bcast, mpi_gather, mpi_gather_f32, mpi_barrier,
                                      mpi_abort, mpi_finalize};
