@@ -310,17 +310,20 @@ Test(dist_mpi, a_killed_rank_ends_the_job_and_the_run_resumes_on_1_or_2_ranks) {
 /* A rank whose step fails (an error, not a crash) stops every rank at that step: exit 1 with
  * rank 0's message naming the failed rank, run.json failed, no hang. Also with 1 KiB gradient
  * buckets: the other rank has started its buckets' all-reduces during its backward when the
- * failing one, which skipped the step, joins the agreement (it issues them too, then all drop them). */
+ * failing one, which skipped the step, joins the agreement (it issues them too, then all drop
+ * them); and with the failure inside the backward (RX_DIST_TEST_FAULT bwd), after its first
+ * bucket started and before the others (it starts the rest after its backward returns). */
 Test(dist_mpi, a_failing_rank_stops_all_ranks_with_a_clear_message) {
     require_mpi();
     const char *yaml = own(strdup(write_experiment()));
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         if (k) setenv("RUNEXP_BUCKET_MB", "0.001", 1);
-        const char *root = own(strdup(T(k ? "r2tiny" : "r2")));
-        result r = MPI_RUNEXP("fail", 2, "fail:1:3", yaml, "--results", root, "--quiet");
+        const char *root = own(strdup(T(k == 0 ? "r2" : k == 1 ? "r2tiny" : "r2bwd")));
+        result r = MPI_RUNEXP("fail", 2, k < 2 ? "fail:1:3" : "bwd:1:3", yaml, "--results", root, "--quiet");
         unsetenv("RUNEXP_BUCKET_MB");
         cr_assert_eq(r.code, 1, "exit %d:\n%s", r.code, r.err);
-        cr_assert(strstr(r.err, "runexp rank 1 of 2: RX_DIST_TEST_FAULT: rank 1 fails at step 3"), "%s", r.err);
+        cr_assert(strstr(r.err, k < 2 ? "runexp rank 1 of 2: RX_DIST_TEST_FAULT: rank 1 fails at step 3"
+                                      : "runexp rank 1 of 2: RX_DIST_TEST_FAULT: rank 1 fails in its backward"), "%s", r.err);
         const char *run = only_run(root);
         cr_assert_str_eq(run_field(run, "status"), "failed");
         cr_assert(strstr(run_field(run, "error"), "rank 1 of 2 failed"), "run.json error: %s", run_field(run, "error"));

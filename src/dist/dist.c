@@ -215,6 +215,8 @@ rx_status rx_dist_param_hash(rx_ctx *c, const rx_paramset *ps, uint64_t *hash) {
     return s;
 }
 
+static int fault_in_backward;   /* "bwd": armed for this step by rx_dist_test_fault */
+
 rx_status rx_dist_test_fault(int64_t step) {
     static int parsed;
     static char kind[8];
@@ -225,9 +227,17 @@ rx_status rx_dist_test_fault(int64_t step) {
         const char *v = getenv("RX_DIST_TEST_FAULT");
         if (v && sscanf(v, "%7[a-z]:%d:%lld", kind, &rank, &at) != 3) rank = -1;
     }
+    fault_in_backward = 0;
     if (rank != world.rank || step != at) return RX_OK;
     if (!strcmp(kind, "kill")) raise(SIGKILL);
+    if (!strcmp(kind, "bwd")) { fault_in_backward = 1; return RX_OK; }   /* the step's backward fails */
     return rx_fail(RX_ERR_INTERNAL, "RX_DIST_TEST_FAULT: rank %d fails at step %lld", rank, at);
+}
+
+rx_status rx_dist_test_fault_in_backward(void) {
+    if (!fault_in_backward) return RX_OK;
+    fault_in_backward = 0;
+    return rx_fail(RX_ERR_INTERNAL, "RX_DIST_TEST_FAULT: rank %d fails in its backward", world.rank);
 }
 
 /* ---- signals ---- */

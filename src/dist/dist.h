@@ -161,8 +161,10 @@ int  rx_dist_on_signal(int sig);
 
 /* Fault injection for tests/test_dist.c: RX_DIST_TEST_FAULT="kill:RANK:STEP" makes that rank
  * SIGKILL itself when training reaches STEP; "fail:RANK:STEP" makes its step fail with an
- * error. Unset (always, outside the tests): RX_OK. */
+ * error; "bwd:RANK:STEP" makes its backward fail once the first gradient bucket has started
+ * (rx_dist_test_fault_in_backward, from the bucket code). Unset (always, outside the tests): RX_OK. */
 rx_status rx_dist_test_fault(int64_t step);
+rx_status rx_dist_test_fault_in_backward(void);
 
 /* the transports (dist_mpi.c); without MPI, init fails with the reason */
 extern const rx_dist_ops rx_dist_mpi_ops;

@@ -166,6 +166,7 @@ static rx_status on_grad_ready(rx_ctx *c, rx_tensor *p) {
         s = start_bucket(c, &gb.b[gb.started]);
         gb.in_backward++;
     }
+    if (!s && gb.in_backward) s = rx_dist_test_fault_in_backward();   /* tests only: "bwd" in RX_DIST_TEST_FAULT */
     if (!s && !rx_dist_world()->nccl && gb.started) {
         const bucket *last = &gb.b[gb.started - 1];
         s = rx_dist_world()->ops->test(gb.req, last->req0 + last->n_req);
