@@ -125,7 +125,7 @@ static rx_status buckets_build(const rx_paramset *ps) {
     if (!gb.req || !gb.set) return rx_fail(RX_ERR_OOM, "dist: out of memory for the gradient buckets");
     gb.n_req = r, gb.n_param = n_param, gb.n_bucket = n_bucket;
     qsort(gb.by_addr, (size_t)n_param, sizeof *gb.by_addr, by_address);
-    memcpy(gb.set, ps->t, (size_t)ps->n * sizeof *gb.set);
+    if (ps->n) memcpy(gb.set, ps->t, (size_t)ps->n * sizeof *gb.set);
     gb.n_set = ps->n;
     return RX_OK;
 }
@@ -176,7 +176,7 @@ static rx_status on_grad_ready(rx_ctx *c, rx_tensor *p) {
 }
 
 static int buckets_of(const rx_paramset *ps) {
-    return gb.set && gb.n_set == ps->n && !memcmp(gb.set, ps->t, (size_t)ps->n * sizeof *gb.set);
+    return gb.set && gb.n_set == ps->n && (ps->n == 0 || !memcmp(gb.set, ps->t, (size_t)ps->n * sizeof *gb.set));
 }
 
 rx_status rx_dist_grad_arm(rx_ctx *c, const rx_paramset *ps) {
