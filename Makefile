@@ -3,8 +3,8 @@
 #   make test       the whole Criterion suite on the CPU (CUDA tests skip without a GPU), then
 #                   the CUDA suite in the emulator (make test-emu: tests/cuda/emu, no GPU needed)
 #   make test-cuda  the CUDA parity suite (needs a GPU; skips cleanly without one)
-#   make test-slurm sweeps as Slurm job arrays alone (tests/test_slurm.c: fake clients, then a
-#                   local one-node Slurm it starts and stops; skips when the daemons cannot start)
+#   make test-slurm sweeps as Slurm job arrays and a 2-task srun alone (tests/test_slurm.c: fake
+#                   clients, then a local one-node Slurm it starts and stops; skips when the daemons cannot start)
 #   make demo       runs experiments/quickstart.yaml, then writes its report (results/quickstart/report.html)
 #   make deps       installs missing Debian packages (as root), else prints the apt-get command
 #   make deps-report  installs chromium (optional, large): test_report's browser check skips without it

@@ -28,12 +28,18 @@ fi
 # the toolkit's lib64 first, then any folder of Python's nvidia-* wheels that holds one of them
 SITE=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null)
 for d in $(for s in $SITE; do [ -d "$s/nvidia" ] && find "$s/nvidia" \( -name 'libcudnn.so.9' -o -name 'libcublas.so.1*' \
-             -o -name 'libcudart.so.1*' \) 2>/dev/null; done | xargs -r -n1 dirname | sort -u); do
-  for l in "$d"/libcudnn*.so.* "$d"/libcublas*.so.* "$d"/libcudart.so.*; do   # the linker wants libX.so
+             -o -name 'libcudart.so.1*' -o -name 'libnccl.so.2' \) 2>/dev/null; done | xargs -r -n1 dirname | sort -u); do
+  for l in "$d"/libcudnn*.so.* "$d"/libcublas*.so.* "$d"/libcudart.so.* "$d"/libnccl.so.*; do   # the linker wants libX.so
     [ -f "$l" ] && { base=$(basename "$l"); [ -e "$SHIM/${base%%.so.*}.so" ] || ln -sf "$l" "$SHIM/${base%%.so.*}.so"; }
   done
   WHEEL_LD="${WHEEL_LD:+$WHEEL_LD:}$d"
 done
+# NCCL (the gradient all-reduce, tests/cuda/test_cuda_nccl.c): the toolkit's, else the nvidia-nccl
+# wheel's headers for `make` (NCCL_HOME; NCCL is compiled in only with MPI too, Makefile)
+if [ ! -f "$CUDA_HOME/include/nccl.h" ] && [ -z "${NCCL_HOME:-}" ]; then
+  NCCL_DIR=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null)
+  [ -n "$NCCL_DIR" ] && [ -f "$NCCL_DIR/include/nccl.h" ] && { export NCCL_HOME="$NCCL_DIR"; say "NCCL from $NCCL_DIR"; }
+fi
 export LIBRARY_PATH="$SHIM:$CUDA_HOME/lib64${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export LD_LIBRARY_PATH="$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}${WHEEL_LD:+:$WHEEL_LD}"
 say "runtime library path: $LD_LIBRARY_PATH"

@@ -5,7 +5,8 @@
 #   bin.tar.xz    runexp, bench/gpu_bench, tests/cuda/test_*   (stripped; -march=x86-64-v3, so any
 #                 AVX2 host runs them; compressed, as the device tool carries 64 MiB in all)
 #   libs.tar.xz   the shared libraries they need, except glibc, the gcc runtime and CUDA's own
-#                 (cudart, cuBLAS, cuDNN come from the GPU machine)
+#                 (cudart, cuBLAS, cuDNN and NCCL, 218 MB, come from the GPU machine: its toolkit or
+#                 Python's nvidia-* wheels, bench/gpu_env.sh)
 #   built.txt     where and from what it was built
 # bench/gpu_check.sh uses the bundle when its own `make` fails. Keep the bundle out of git and
 # carry it with the device command:
@@ -28,7 +29,7 @@ strip -o .gpubundle/bin/runexp $B/runexp
 strip -o .gpubundle/bin/bench/gpu_bench $B/bench/gpu_bench
 for t in $TESTS; do strip -o ".gpubundle/bin/tests/cuda/$(basename "$t")" "$t"; done
 for f in $B/runexp $B/bench/gpu_bench $TESTS; do ldd "$f"; done | awk '/=> \// {print $3}' | sort -u |
-  grep -vE '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so|libcudart|libcublas|libcudnn' \
+  grep -vE '/(libc|libm|libpthread|libdl|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so|libcudart|libcublas|libcudnn|libnccl' \
   > .gpubundle/libs.txt
 tar -cJhf .gpubundle/libs.tar.xz -T .gpubundle/libs.txt 2>/dev/null
 tar -cJf .gpubundle/bin.tar.xz -C .gpubundle/bin . && rm -rf .gpubundle/bin

@@ -120,6 +120,10 @@ static result run_mpi(const char *tag, int ranks, const char *fault, const char 
         argv[n++] = "-x";
         argv[n++] = "RX_DIST_TEST_FAULT";
     }
+    if (getenv("RUNEXP_BUCKET_MB")) {   /* a test's bucket size, to every rank */
+        argv[n++] = "-x";
+        argv[n++] = "RUNEXP_BUCKET_MB";
+    }
     argv[n++] = runexp_bin;
     for (int i = 0; args[i]; i++) argv[n++] = args[i];
     argv[n] = NULL;
@@ -188,6 +192,78 @@ Test(dist_mpi, two_ranks_train_as_one_process_at_the_same_global_batch) {
     cr_assert(rx_fs_exists(P("%s/checkpoints/last.safetensors", run)) && rx_fs_exists(P("%s/samples", run)));
 }
 
+/* run.json's grad_buckets (rank 0 writes it after the replicas' check) */
+static void buckets_of(const char *run_dir, int *buckets, int *in_backward) {
+    json_t *j = load_json(P("%s/run.json", run_dir));
+    json_t *g = json_object_get(j, "grad_buckets");
+    cr_assert(json_is_object(g), "%s: run.json has no grad_buckets", run_dir);
+    *buckets = (int)json_integer_value(json_object_get(g, "buckets"));
+    *in_backward = (int)json_integer_value(json_object_get(g, "started_in_backward"));
+    json_decref(j);
+}
+
+static const char *param_hash_of(const char *run_dir) {
+    json_t *j = load_json(P("%s/run.json", run_dir));
+    const char *h = own(strdup(json_string_value(json_array_get(json_object_get(j, "param_xxh64_per_rank"), 0))));
+    json_decref(j);
+    return h;
+}
+
+/* The gradient all-reduce in buckets started during backward (dist/grad_buckets.c). With 1 KiB
+ * buckets (RUNEXP_BUCKET_MB=0.001: the U-Net's gradients in tens of buckets, each started as
+ * backward finishes its last gradient): 2 ranks train as one process (within 1e-6: the
+ * reference), with and without gradient checkpointing (its blocks' parameters are final after
+ * the block's replay). Bucketing off (RUNEXP_BUCKET_MB=0: one bucket after the whole backward)
+ * gives the same run bit for bit: every element is the float sum of the same two ranks' values,
+ * whichever bucket carried it. Parameters identical on both ranks in every run. */
+Test(dist_mpi, bucketed_all_reduce_overlapped_with_backward_trains_as_one_process) {
+    require_mpi();
+    const char *yaml = own(strdup(write_experiment()));   /* T's buffers rotate: this one outlives many */
+    result one = RUNEXP("one", yaml, "--results", T("r1"), "--quiet");
+    RUN_OK(one);
+    result one_ck = RUNEXP("one_ck", yaml, "--set", "train.gradient_checkpointing=true", "--results", T("r1ck"), "--quiet");
+    RUN_OK(one_ck);
+
+    setenv("RUNEXP_BUCKET_MB", "0.001", 1);
+    result tiny = MPI_RUNEXP("tiny", 2, NULL, yaml, "--results", T("tiny"), "--quiet");
+    result tiny_ck = MPI_RUNEXP("tiny_ck", 2, NULL, yaml, "--set", "train.gradient_checkpointing=true", "--results",
+                                T("tiny_ck"), "--quiet");
+    setenv("RUNEXP_BUCKET_MB", "0", 1);
+    result off = MPI_RUNEXP("off", 2, NULL, yaml, "--results", T("off"), "--quiet");
+    unsetenv("RUNEXP_BUCKET_MB");
+    RUN_OK(tiny);
+    RUN_OK(tiny_ck);
+    RUN_OK(off);
+
+    const char *runs[] = {only_run(T("tiny")), only_run(T("tiny_ck")), only_run(T("off"))};
+    int nb, in_bwd;
+    for (int k = 0; k < 2; k++) {
+        buckets_of(runs[k], &nb, &in_bwd);
+        cr_assert_gt(nb, 10, "%s: %d buckets of 1 KiB for the U-Net's gradients", runs[k], nb);
+        cr_assert_eq(in_bwd, nb, "%s: %d of %d buckets started during backward (with 1 KiB buckets every one "
+                     "is complete before backward ends)", runs[k], in_bwd, nb);
+    }
+    buckets_of(runs[2], &nb, &in_bwd);
+    cr_assert(nb == 1 && in_bwd == 0, "bucketing off: %d buckets, %d started in backward", nb, in_bwd);
+
+    assert_losses_match("2 ranks, 1 KiB buckets vs 1 process", runs[0], only_run(T("r1")), 1e-6);
+    assert_losses_match("2 ranks, 1 KiB buckets, checkpointed vs 1 process", runs[1], only_run(T("r1ck")), 1e-6);
+    assert_losses_match("2 ranks, 1 KiB buckets vs one bucket", runs[0], runs[2], 0);
+    for (int k = 0; k < 3; k++) assert_replicas_identical(runs[k]);
+    cr_assert_str_eq(param_hash_of(runs[0]), param_hash_of(runs[2]), "bucketing on and off ended with different parameters");
+}
+
+/* a bucket size that is not one: exit 2 naming the variable, nothing written */
+Test(dist_mpi, a_bad_bucket_size_is_refused) {
+    const char *yaml = write_experiment();
+    setenv("RUNEXP_BUCKET_MB", "25MB", 1);
+    result r = RUNEXP("bad", yaml, "--results", T("r"), "--quiet");
+    unsetenv("RUNEXP_BUCKET_MB");
+    cr_assert_eq(r.code, 2, "exit %d:\n%s", r.code, r.err);
+    cr_assert(strstr(r.err, "RUNEXP_BUCKET_MB='25MB'"), "%s", r.err);
+    cr_assert(!rx_fs_exists(T("r")), "a refused run wrote %s", T("r"));
+}
+
 /* One rank killed (SIGKILL) at step 5 of 6: the job ends instead of hanging, rank 0 says why
  * and names the last checkpoint (step 4). That run then resumes on 2 ranks and, copied, on 1:
  * - diffusers#2091: a multi-GPU resume failed on per-rank state only rank 0 had saved; here the
@@ -232,16 +308,26 @@ Test(dist_mpi, a_killed_rank_ends_the_job_and_the_run_resumes_on_1_or_2_ranks) {
 }
 
 /* A rank whose step fails (an error, not a crash) stops every rank at that step: exit 1 with
- * rank 0's message naming the failed rank, run.json failed, no hang */
+ * rank 0's message naming the failed rank, run.json failed, no hang. Also with 1 KiB gradient
+ * buckets: the other rank has started its buckets' all-reduces during its backward when the
+ * failing one, which skipped the step, joins the agreement (it issues them too, then all drop
+ * them); and with the failure inside the backward (RX_DIST_TEST_FAULT bwd), after its first
+ * bucket started and before the others (it starts the rest after its backward returns). */
 Test(dist_mpi, a_failing_rank_stops_all_ranks_with_a_clear_message) {
     require_mpi();
-    const char *yaml = write_experiment();
-    result r = MPI_RUNEXP("fail", 2, "fail:1:3", yaml, "--results", T("r2"), "--quiet");
-    cr_assert_eq(r.code, 1, "exit %d:\n%s", r.code, r.err);
-    cr_assert(strstr(r.err, "runexp rank 1 of 2: RX_DIST_TEST_FAULT: rank 1 fails at step 3"), "%s", r.err);
-    const char *run = only_run(T("r2"));
-    cr_assert_str_eq(run_field(run, "status"), "failed");
-    cr_assert(strstr(run_field(run, "error"), "rank 1 of 2 failed"), "run.json error: %s", run_field(run, "error"));
+    const char *yaml = own(strdup(write_experiment()));
+    for (int k = 0; k < 3; k++) {
+        if (k) setenv("RUNEXP_BUCKET_MB", "0.001", 1);
+        const char *root = own(strdup(T(k == 0 ? "r2" : k == 1 ? "r2tiny" : "r2bwd")));
+        result r = MPI_RUNEXP("fail", 2, k < 2 ? "fail:1:3" : "bwd:1:3", yaml, "--results", root, "--quiet");
+        unsetenv("RUNEXP_BUCKET_MB");
+        cr_assert_eq(r.code, 1, "exit %d:\n%s", r.code, r.err);
+        cr_assert(strstr(r.err, k < 2 ? "runexp rank 1 of 2: RX_DIST_TEST_FAULT: rank 1 fails at step 3"
+                                      : "runexp rank 1 of 2: RX_DIST_TEST_FAULT: rank 1 fails in its backward"), "%s", r.err);
+        const char *run = only_run(root);
+        cr_assert_str_eq(run_field(run, "status"), "failed");
+        cr_assert(strstr(run_field(run, "error"), "rank 1 of 2 failed"), "run.json error: %s", run_field(run, "error"));
+    }
 }
 
 /* a global batch that does not split over the ranks: exit 2 before anything is written */

@@ -9,7 +9,12 @@
  * it has run, and its gradient once its producer's backward has run (every consumer, newer
  * on the tape, has added into it by then). Parameters, views, the caller's own tensors (no
  * producer on the tape) and `out` itself are kept. The peak of a training step is then
- * the forward's activations plus a few gradients, not activations plus all their gradients. */
+ * the forward's activations plus a few gradients, not activations plus all their gradients.
+ *
+ * With c->grad_ready (data-parallel training, dist.h), each parameter's gradient is announced
+ * as soon as it is final: after the backward of the oldest node that reads it (for a
+ * checkpointed block, the parameters its forward read). The replay goes on while the listener
+ * starts that gradient's all-reduce. */
 #include "kernels/ops.h"
 #include "autograd/checkpoint.h"
 #include "autograd/liveness.h"
@@ -32,6 +37,43 @@ static void mark_last_uses(rx_node *tape) {
         n->out->is_intermediate = 1;
         for (int i = 0; i < 4; i++) if (n->saved[i]) n->saved[i]->is_intermediate = 1;
     }
+}
+
+/* The parameters whose gradients n's backward adds into, by slot: its inputs, then (a
+ * checkpointed block) the parameters its forward read. NULL: the slot is not a parameter. */
+static int param_slots(const rx_node *n) {
+    rx_tensor *const *ps;
+    return n->n_in + (n->checkpoint ? rx_checkpoint_params(n, &ps) : 0);
+}
+static rx_tensor *param_at(const rx_node *n, int k) {
+    rx_tensor *x;
+    if (k < n->n_in) x = n->in[k];
+    else {
+        rx_tensor *const *ps;
+        rx_checkpoint_params(n, &ps);
+        x = ps[k - n->n_in];
+    }
+    return x && x->is_param && x->requires_grad ? x : NULL;
+}
+
+/* newest to oldest: the last write leaves each parameter's oldest reader */
+static void mark_grad_final(rx_node *tape) {
+    for (rx_node *n = tape; n; n = n->prev)
+        for (int k = param_slots(n); k-- > 0;) {
+            rx_tensor *p = param_at(n, k);
+            if (p) p->grad_final_at = n;
+        }
+}
+
+/* after n's backward: the parameters it was the oldest reader of are final, each told once */
+static rx_status announce_final(rx_ctx *c, rx_node *n) {
+    for (int k = 0, m = param_slots(n); k < m; k++) {
+        rx_tensor *p = param_at(n, k);
+        if (!p || p->grad_final_at != n) continue;
+        p->grad_final_at = NULL;
+        RX_TRY(c->grad_ready(c, p));
+    }
+    return RX_OK;
 }
 
 static rx_status release(rx_ctx *c, float **data, int64_t numel) {
@@ -75,6 +117,7 @@ rx_status rx_backward_with(rx_ctx *c, rx_tensor *out, const rx_tensor *seed) {
     RX_TRY(seed ? rx_tensor_copy(c, g, seed) : rx_tensor_fill(c, g, 1.0f));
     RX_TRY(rx_fwd_plan_learn(c));   /* before mark_last_uses: it reads last_use as each output's maker */
     if (c->release_in_backward) mark_last_uses(c->tape);
+    if (c->grad_ready) mark_grad_final(c->tape);
     for (rx_node *n = c->tape; n; n = n->prev) {
         if (n->out->grad) {
             for (int i = 0; i < n->n_in; i++)
@@ -88,6 +131,7 @@ rx_status rx_backward_with(rx_ctx *c, rx_tensor *out, const rx_tensor *seed) {
                 if (s != RX_OK) return rx_fail_ctx(s, "backward of %s: ", rx_op_names[n->op]);
             }
         }
+        if (c->grad_ready) RX_TRY(announce_final(c, n));
         if (c->release_in_backward) RX_TRY(release_after(c, n, out));
     }
     c->tape = NULL;

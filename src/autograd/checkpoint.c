@@ -12,7 +12,41 @@ typedef struct rx_checkpoint_info {
     rx_block_fn fn;
     const void *block;
     uint64_t    rng_calls;   /* c->rng_calls when the block first ran */
+    rx_tensor **params;      /* [n_params] the parameters its tape read (rx_checkpoint_params) */
+    int         n_params;
 } rx_checkpoint_info;
+
+int rx_checkpoint_params(const rx_node *n, rx_tensor *const **params) {
+    *params = n->checkpoint->params;
+    return n->checkpoint->n_params;
+}
+
+/* p into set[0, *k) unless there already (a block holds tens of parameters: a scan is enough) */
+static void add_param(rx_tensor **set, int *k, rx_tensor *p) {
+    for (int i = 0; i < *k; i++) if (set[i] == p) return;
+    if (set) set[*k] = p;
+    (*k)++;
+}
+
+/* the parameters the block's tape reads, directly or in a checkpointed block nested in it;
+ * with set NULL only counted (an upper bound: no dedup without a set) */
+static int tape_params(const rx_node *tape, rx_tensor **set) {
+    int k = 0;
+    for (const rx_node *n = tape; n; n = n->prev) {
+        if (n->checkpoint) {
+            for (int i = 0; i < n->checkpoint->n_params; i++)
+                if (set) add_param(set, &k, n->checkpoint->params[i]); else k++;
+            continue;
+        }
+        for (int i = 0; i < n->n_in; i++) {
+            rx_tensor *x = n->in[i];
+            if (x && x->is_param && x->requires_grad) {
+                if (set) add_param(set, &k, x); else k++;
+            }
+        }
+    }
+    return k;
+}
 
 static rx_status free_data(rx_ctx *c, rx_tensor *t) {
     rx_status s = rx_arena_free(c->step, t->data, (size_t)t->numel * sizeof(float));
@@ -60,10 +94,12 @@ rx_tensor *rx_checkpoint(rx_ctx *c, rx_block_fn fn, const void *block, rx_tensor
     if (y->is_view) return rx_ctx_fail(c, RX_ERR_INTERNAL, "checkpoint: a block's output may not be a view");
     rx_checkpoint_info *info = rx_arena_meta(c->step, sizeof *info);
     rx_node *n = rx_arena_meta(c->step, sizeof *n);
-    if (!info || !n) return rx_ctx_fail(c, RX_ERR_OOM, "%s", rx_last_error());
+    const int max_params = tape_params(inner, NULL);
+    rx_tensor **params = max_params ? rx_arena_meta(c->step, (size_t)max_params * sizeof *params) : NULL;
+    if (!info || !n || (max_params && !params)) return rx_ctx_fail(c, RX_ERR_OOM, "%s", rx_last_error());
+    *info = (rx_checkpoint_info){fn, block, rng_calls, params, tape_params(inner, params)};
     rx_status s = drop_tape(c, inner, y);
     if (s != RX_OK) return rx_ctx_fail(c, s, "%s", rx_last_error());
-    *info = (rx_checkpoint_info){fn, block, rng_calls};
     n->op = -1;
     n->checkpoint = info;
     n->n_in = 2;
@@ -80,6 +116,10 @@ rx_status rx_checkpoint_backward(rx_ctx *c, rx_node *n) {
     const rx_checkpoint_info *info = n->checkpoint;
     const uint64_t rng_calls = c->rng_calls;
     const int grad_enabled = c->grad_enabled;
+    /* the replay's own tape sees only this block: the block's parameters may be read elsewhere
+     * too, so the step's replay tells grad_ready about them after this node (backward.c) */
+    rx_status (*grad_ready)(rx_ctx *, rx_tensor *) = c->grad_ready;
+    c->grad_ready = NULL;
     c->rng_calls = info->rng_calls;
     c->grad_enabled = 1;
     c->tape = NULL;
@@ -96,6 +136,7 @@ rx_status rx_checkpoint_backward(rx_ctx *c, rx_node *n) {
     for (int i = 0; i < 2; i++)
         if (keep[i]) { last_use[i] = keep[i]->last_use; intermediate[i] = keep[i]->is_intermediate; keep[i]->is_intermediate = 0; }
     rx_status s = rx_backward_with(c, y, n->out->grad);
+    c->grad_ready = grad_ready;
     for (int i = 0; i < 2; i++)
         if (keep[i]) { keep[i]->last_use = last_use[i]; keep[i]->is_intermediate = intermediate[i]; }
     if (s == RX_OK && c->release_in_backward) {   /* the recomputed output and its seed are done with */

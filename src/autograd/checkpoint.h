@@ -20,4 +20,9 @@ rx_tensor *rx_checkpoint(rx_ctx *c, rx_block_fn fn, const void *block, rx_tensor
 /* The backward of a checkpoint node (called by the tape replay, backward.c). */
 rx_status rx_checkpoint_backward(rx_ctx *c, rx_node *n);
 
+/* The parameters (requires_grad) a checkpointed block read in its forward, each once: the
+ * step's tape does not show them, the node's backward finishes their gradients (backward.c's
+ * c->grad_ready). Sets *params; returns how many. */
+int rx_checkpoint_params(const rx_node *n, rx_tensor *const **params);
+
 #endif

@@ -41,6 +41,8 @@ typedef struct rx_tensor {
     uint8_t   is_intermediate; /* a tape node's output or saved tensor (backward may free it) */
     const char *name;          /* parameter name (diffusers state-dict key) or NULL */
     struct rx_node *last_use;  /* backward bookkeeping: the oldest tape node that reads it */
+    struct rx_node *grad_final_at;   /* a parameter, while backward runs with c->grad_ready: the node
+                                        whose backward adds its gradient's last contribution */
 } rx_tensor;
 
 /* One recorded op application. Kernels read inputs/args and write `out`;
@@ -100,6 +102,11 @@ typedef struct rx_ctx {
      * kernels/cpu/conv_onednn.c), made on first use, freed by rx_ctx_destroy */
     void      *kernel_cache;
     void      (*kernel_cache_free)(void *cache);
+    /* dist/: told by backward, once per parameter (requires_grad) the step's tape reads, as soon
+     * as its gradient is final: after the backward of its oldest reader (the backward replays
+     * newest first, and every reader adds into the gradient). Data-parallel training starts a
+     * bucket's all-reduce from here while backward goes on (dist.h). NULL: nobody listens. */
+    rx_status (*grad_ready)(struct rx_ctx *c, rx_tensor *param);
 } rx_ctx;
 
 static inline rx_status rx_ctx_status(const rx_ctx *c) { return c->err; }

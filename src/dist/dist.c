@@ -1,6 +1,6 @@
 /* dist.c — ranks from the launcher's environment, the single-process transport, and what
- * training builds on the collectives: the step agreement, the gradient mean, the parameter
- * hash. The MPI transport is dist_mpi.c, NCCL's gradient all-reduce dist_nccl.c. */
+ * training builds on the collectives: the step agreement, the parameter hash. The gradient
+ * buckets are grad_buckets.c, the MPI transport dist_mpi.c, NCCL's all-reduce dist_nccl.c. */
 #include "dist/dist.h"
 #include "core/paramset.h"
 #include "core/tensor.h"
@@ -53,7 +53,8 @@ rx_status rx_dist_env_read(const char *(*get)(const char *), rx_dist_env *out) {
 
 /* ---- one process: nothing to exchange ---- */
 
-static rx_status single_f32(float *x, int64_t n) { (void)x, (void)n; return RX_OK; }
+static rx_status single_if32(float *x, int n, rx_dist_req *r) { (void)x, (void)n, (void)r; return RX_OK; }
+static rx_status single_complete(rx_dist_req *r, int n) { (void)r, (void)n; return RX_OK; }
 static rx_status single_f64(double *x, int n) { (void)x, (void)n; return RX_OK; }
 static rx_status single_bcast(void *b, size_t n) { (void)b, (void)n; return RX_OK; }
 static rx_status single_gather(uint64_t v, uint64_t *all) { all[0] = v; return RX_OK; }
@@ -65,10 +66,11 @@ static rx_status single_gather_f32(const float *send, float *recv, const int64_t
 static void single_abort(int code) { _exit(code); }
 static void single_finalize(void) {}
 
-static const rx_dist_ops single_ops = {"single", single_f32, single_f64, single_bcast, single_gather,
+static const rx_dist_ops single_ops = {"single", single_if32, single_complete, single_complete, single_f64, single_bcast, single_gather,
                                        single_gather_f32, single_barrier, single_abort, single_finalize};
 
-static rx_dist world = {0, 1, 0, "none", &single_ops, 0, 0};
+#define BUCKET_MB_DEFAULT 25.0
+static rx_dist world = {0, 1, 0, "none", &single_ops, 0, 0, BUCKET_MB_DEFAULT};
 static int failure_agreed;
 
 const rx_dist *rx_dist_world(void) { return &world; }
@@ -77,14 +79,30 @@ int rx_dist_failure_agreed(void) { return failure_agreed; }
 static const char *real_getenv(const char *name) { return getenv(name); }
 static void on_grace_over(int sig);   /* signals, below */
 
+/* RUNEXP_BUCKET_MB: MiB >= 0 (a fraction is fine: the tests cut tiny buckets) */
+static rx_status bucket_mb_of(const char *v, double *mb) {
+    *mb = BUCKET_MB_DEFAULT;
+    if (!v || !*v) return RX_OK;
+    char *end;
+    errno = 0;
+    const double x = strtod(v, &end);
+    if (errno || *end || !(x >= 0 && x <= 1 << 20))
+        return rx_fail(RX_ERR_CONFIG, "environment: RUNEXP_BUCKET_MB='%s' is not a bucket size in MiB in [0, %d] "
+                       "(0: one bucket after the backward)", v, 1 << 20);
+    *mb = x;
+    return RX_OK;
+}
+
 rx_status rx_dist_init(void) {
     rx_dist_env e;
     RX_TRY(rx_dist_env_read(real_getenv, &e));
+    double bucket_mb;
+    RX_TRY(bucket_mb_of(getenv("RUNEXP_BUCKET_MB"), &bucket_mb));
     const char *force = getenv("RUNEXP_FORCE_NCCL");
-    world = (rx_dist){e.rank, e.world, e.local_rank, e.launcher, &single_ops, 0, force && !strcmp(force, "1")};
+    world = (rx_dist){e.rank, e.world, e.local_rank, e.launcher, &single_ops, 0, force && !strcmp(force, "1"), bucket_mb};
     if (e.world == 1) return RX_OK;
     if (!rx_dist_mpi_version()) {
-        world = (rx_dist){0, 1, 0, "none", &single_ops, 0, 0};
+        world = (rx_dist){0, 1, 0, "none", &single_ops, 0, 0, BUCKET_MB_DEFAULT};
         return rx_fail(RX_ERR_CONFIG, "the launcher (%s) starts %d ranks, but this runexp was built without MPI: "
                        "install libopenmpi-dev (make deps) and rebuild, or run one process", e.launcher, e.world);
     }
@@ -143,8 +161,6 @@ rx_status rx_dist_gather_shares(float *rows, int64_t n, int64_t width) {
     return s;
 }
 
-static rx_status allreduce_f32(float *x, int64_t n) { COLLECTIVE(world.ops->allreduce_sum_f32(x, n)); }
-
 /* sums[0..n) and, behind them, one slot per rank that is 1 where that rank failed */
 #define AGREE_MAX 16
 rx_status rx_dist_agree(rx_status local, double *sums, int n) {
@@ -176,57 +192,6 @@ rx_status rx_dist_agree(rx_status local, double *sums, int n) {
                    ranks, world.world);
 }
 
-/* ---- gradients ---- */
-
-static float *bucket;   /* one per process, for the run: no malloc per step */
-
-/* the mean of bucket[0, used) over the ranks, written back to the gradients of ps->t[from, to) */
-static rx_status bucket_flush(rx_ctx *c, const rx_paramset *ps, int from, int to, int64_t used) {
-    if (!used) return RX_OK;
-    RX_TRY(allreduce_f32(bucket, used));
-    const float inv = 1.0f / (float)world.world;   /* sum / world: the full batch's mean gradient */
-    for (int64_t k = 0; k < used; k++) bucket[k] *= inv;
-    int64_t off = 0;
-    for (int j = from; j < to; j++) {
-        rx_tensor *g = ps->t[j]->grad;
-        if (!g) continue;
-        RX_TRY(c->mem->to_device(c, g->data, bucket + off, (size_t)g->numel * sizeof(float)));
-        off += g->numel;
-    }
-    return RX_OK;
-}
-
-rx_status rx_dist_grad_mean(rx_ctx *c, const rx_paramset *ps) {
-    if (world.nccl) return rx_dist_nccl_grad_mean(c, ps);
-    if (world.world == 1) return RX_OK;
-    if (!bucket && !(bucket = malloc(RX_DIST_BUCKET * sizeof *bucket)))
-        return rx_fail(RX_ERR_OOM, "dist: out of memory for the %lld-float gradient bucket", (long long)RX_DIST_BUCKET);
-    int from = 0;         /* the bucket holds the gradients of ps->t[from, i) */
-    int64_t used = 0;
-    for (int i = 0; i < ps->n; i++) {
-        rx_tensor *g = ps->t[i]->grad;
-        if (!g) continue;
-        if (used + g->numel > RX_DIST_BUCKET) {
-            RX_TRY(bucket_flush(c, ps, from, i, used));
-            from = i, used = 0;
-        }
-        if (g->numel > RX_DIST_BUCKET) {   /* larger than a bucket: alone, piece by piece */
-            for (int64_t o = 0; o < g->numel; o += RX_DIST_BUCKET) {
-                int64_t m = g->numel - o < RX_DIST_BUCKET ? g->numel - o : RX_DIST_BUCKET;
-                RX_TRY(c->mem->to_host(c, bucket, g->data + o, (size_t)m * sizeof(float)));
-                RX_TRY(allreduce_f32(bucket, m));
-                for (int64_t k = 0; k < m; k++) bucket[k] *= 1.0f / (float)world.world;
-                RX_TRY(c->mem->to_device(c, g->data + o, bucket, (size_t)m * sizeof(float)));
-            }
-            from = i + 1;
-            continue;
-        }
-        RX_TRY(c->mem->to_host(c, bucket + used, g->data, (size_t)g->numel * sizeof(float)));
-        used += g->numel;
-    }
-    return bucket_flush(c, ps, from, ps->n, used);
-}
-
 rx_status rx_dist_param_hash(rx_ctx *c, const rx_paramset *ps, uint64_t *hash) {
     XXH64_state_t *st = XXH64_createState();
     if (!st) return rx_fail(RX_ERR_OOM, "dist: out of memory for a hash state");
@@ -250,6 +215,8 @@ rx_status rx_dist_param_hash(rx_ctx *c, const rx_paramset *ps, uint64_t *hash) {
     return s;
 }
 
+static int fault_in_backward;   /* "bwd": armed for this step by rx_dist_test_fault */
+
 rx_status rx_dist_test_fault(int64_t step) {
     static int parsed;
     static char kind[8];
@@ -260,9 +227,17 @@ rx_status rx_dist_test_fault(int64_t step) {
         const char *v = getenv("RX_DIST_TEST_FAULT");
         if (v && sscanf(v, "%7[a-z]:%d:%lld", kind, &rank, &at) != 3) rank = -1;
     }
+    fault_in_backward = 0;
     if (rank != world.rank || step != at) return RX_OK;
     if (!strcmp(kind, "kill")) raise(SIGKILL);
+    if (!strcmp(kind, "bwd")) { fault_in_backward = 1; return RX_OK; }   /* the step's backward fails */
     return rx_fail(RX_ERR_INTERNAL, "RX_DIST_TEST_FAULT: rank %d fails at step %lld", rank, at);
+}
+
+rx_status rx_dist_test_fault_in_backward(void) {
+    if (!fault_in_backward) return RX_OK;
+    fault_in_backward = 0;
+    return rx_fail(RX_ERR_INTERNAL, "RX_DIST_TEST_FAULT: rank %d fails in its backward", world.rank);
 }
 
 /* ---- signals ---- */

@@ -25,6 +25,7 @@
 
 struct rx_ctx;
 struct rx_paramset;
+struct rx_tensor;
 
 typedef struct rx_dist_env {
     int rank, world, local_rank;
@@ -35,9 +36,15 @@ typedef struct rx_dist_env {
  * set but not a number in range is an error naming it. */
 rx_status rx_dist_env_read(const char *(*get)(const char *name), rx_dist_env *out);
 
+/* a nonblocking collective under way (an MPI_Request inside) */
+typedef struct rx_dist_req { uint64_t opaque[2]; } rx_dist_req;
+
 typedef struct rx_dist_ops {
     const char *name;                                                    /* "single" | "mpi" */
-    rx_status (*allreduce_sum_f32)(float *x, int64_t n);                 /* in place, host memory */
+    /* started in place (MPI_Iallreduce), n <= INT_MAX; done when test or wait says so */
+    rx_status (*iallreduce_sum_f32)(float *x, int n, rx_dist_req *req);
+    rx_status (*test)(rx_dist_req *req, int n);     /* drives them on (MPI_Testall), returns at once */
+    rx_status (*wait)(rx_dist_req *req, int n);     /* MPI_Waitall */
     rx_status (*allreduce_sum_f64)(double *x, int n);
     rx_status (*broadcast)(void *buf, size_t bytes);                     /* from rank 0 */
     rx_status (*gather_u64)(uint64_t v, uint64_t *all);                  /* all [world] on rank 0 */
@@ -56,6 +63,8 @@ typedef struct rx_dist {
     int nccl;               /* an NCCL communicator carries CUDA gradients (rx_dist_nccl_open) */
     int force_nccl;         /* RUNEXP_FORCE_NCCL=1: NCCL even for one rank (the one-GPU device check
                                that NCCL's all-reduce leaves the losses as they are) */
+    double bucket_mb;       /* RUNEXP_BUCKET_MB: gradient bucket size in MiB (default 25, as PyTorch
+                               DDP's bucket_cap_mb); 0: one bucket, all-reduced after the backward */
 } rx_dist;
 
 /* Reads the environment; a world > 1 starts MPI (MPI_Init) and checks that MPI sees the same
@@ -92,12 +101,34 @@ rx_status rx_dist_gather_shares(float *rows, int64_t n, int64_t width);
  * others one that names the step's failing ranks (and rx_dist_failure_agreed() is then 1). */
 rx_status rx_dist_agree(rx_status local, double *sums, int n);
 
-/* Gradients of ps averaged over the ranks, in place: NCCL on device memory when open, else
- * MPI over host buckets of RX_DIST_BUCKET floats (copied through the backend's memory when the
- * gradients live on a device). Parameters without a gradient are skipped on every rank alike
- * (the graph is the same on each). */
-#define RX_DIST_BUCKET ((int64_t)4 << 20)   /* 4 Mi floats = 16 MiB */
+/* ---- the gradient all-reduce, bucketed and overlapped with backward (grad_buckets.c) ----
+ *
+ * The parameters with a gradient, in reverse registration order (backward finishes the last
+ * layers first), are cut into buckets of RUNEXP_BUCKET_MB (a parameter larger than that is a
+ * bucket alone). Backward tells the dist layer when each gradient is final (c->grad_ready,
+ * autograd/backward.c); when a bucket's last one is, its all-reduce starts while backward goes
+ * on: MPI_Iallreduce of its host copy (CPU, or CUDA without NCCL), driven on by MPI_Testall
+ * at every later announcement (Open MPI has no progress thread), or an NCCL group of
+ * ncclAllReduce(ncclAvg) on a communication stream that waits on an event recorded on the
+ * compute stream after the bucket's last gradient kernel. Buckets start in bucket order on
+ * every rank, whatever order the gradients become final in, so the collectives match.
+ * The mean is sum / world as before: the same values, summed in another order at most.
+ *
+ * A step: rx_dist_grad_arm before backward; rx_dist_grad_start_rest after it on every rank,
+ * whether its backward succeeded or not (the buckets not started yet start now: each rank
+ * issues every bucket's collective, so none waits on another forever); the step agreement;
+ * then rx_dist_grad_mean (waits, writes the means into the gradients) or, when the step failed
+ * on some rank, rx_dist_grad_drop. One process without NCCL: all of them do nothing. */
+rx_status rx_dist_grad_arm(struct rx_ctx *c, const struct rx_paramset *ps);
+rx_status rx_dist_grad_start_rest(struct rx_ctx *c);
+/* the gradients of ps averaged over the ranks, in place; without an armed step it arms, starts
+ * and waits in one go (every bucket after the backward) */
 rx_status rx_dist_grad_mean(struct rx_ctx *c, const struct rx_paramset *ps);
+/* a failed step (why, its message kept): waits for the buckets under way, keeps nothing */
+rx_status rx_dist_grad_drop(struct rx_ctx *c, rx_status why);
+/* the buckets: how many, the largest in floats, and how many of them the last finished step
+ * started during its backward (the overlap; the rest started after it) (run.json, tests) */
+void      rx_dist_grad_buckets(int *n, int64_t *max_floats, int *in_backward);
 
 /* XXH64 of every parameter's bytes, in order: equal on all ranks after every step */
 rx_status rx_dist_param_hash(struct rx_ctx *c, const struct rx_paramset *ps, uint64_t *hash);
@@ -107,8 +138,11 @@ rx_status rx_dist_param_hash(struct rx_ctx *c, const struct rx_paramset *ps, uin
  * compiled in (the MPI host path is then used: the caller logs it). */
 rx_status rx_dist_nccl_open(struct rx_ctx *c);
 void      rx_dist_nccl_close(void);
-/* the device gradient all-reduce (ncclAvg, one group); dist_nccl.c */
-rx_status rx_dist_nccl_grad_mean(struct rx_ctx *c, const struct rx_paramset *ps);
+/* one bucket's device all-reduce, started on the communication stream once the compute stream
+ * reaches this point (an event); and the compute stream made to wait for all of them, then the
+ * host for the compute stream (grad_buckets.c calls these) */
+rx_status rx_dist_nccl_bucket_start(struct rx_ctx *c, struct rx_tensor *const *grads, int n);
+rx_status rx_dist_nccl_bucket_wait(struct rx_ctx *c);
 
 /* "MPI: Open MPI v4.1.4 (compiled in)" and "NCCL: 2.21.5 (compiled in)", or "not compiled in" */
 void rx_dist_describe(char *mpi, size_t n_mpi, char *nccl, size_t n_nccl);
@@ -127,8 +161,10 @@ int  rx_dist_on_signal(int sig);
 
 /* Fault injection for tests/test_dist.c: RX_DIST_TEST_FAULT="kill:RANK:STEP" makes that rank
  * SIGKILL itself when training reaches STEP; "fail:RANK:STEP" makes its step fail with an
- * error. Unset (always, outside the tests): RX_OK. */
+ * error; "bwd:RANK:STEP" makes its backward fail once the first gradient bucket has started
+ * (rx_dist_test_fault_in_backward, from the bucket code). Unset (always, outside the tests): RX_OK. */
 rx_status rx_dist_test_fault(int64_t step);
+rx_status rx_dist_test_fault_in_backward(void);
 
 /* the transports (dist_mpi.c); without MPI, init fails with the reason */
 extern const rx_dist_ops rx_dist_mpi_ops;

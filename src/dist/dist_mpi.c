@@ -44,13 +44,30 @@ rx_status rx_dist_mpi_init(int expect_rank, int expect_world) {
     return RX_OK;
 }
 
-static rx_status mpi_f32(float *x, int64_t n) {
-    for (int64_t o = 0; o < n; o += 1 << 30) {   /* MPI counts are int */
-        int m = (int)(n - o < (1 << 30) ? n - o : 1 << 30);
-        RX_TRY(mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + o, m, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce"));
+_Static_assert(sizeof(MPI_Request) <= sizeof(rx_dist_req), "rx_dist_req holds an MPI_Request");
+static MPI_Request *mpi_req(rx_dist_req *r) { return (MPI_Request *)(void *)r->opaque; }
+
+static rx_status mpi_if32(float *x, int n, rx_dist_req *req) {
+    return mpi_check(MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, mpi_req(req)), "MPI_Iallreduce");
+}
+/* MPI_Testall/Waitall on rx_dist_req's MPI_Requests, gathered in slices (they sit 16 bytes apart) */
+#define REQ_SLICE 64
+static rx_status mpi_complete(rx_dist_req *req, int n, int wait) {
+    for (int o = 0; o < n; o += REQ_SLICE) {
+        MPI_Request r[REQ_SLICE];
+        const int m = n - o < REQ_SLICE ? n - o : REQ_SLICE;
+        for (int i = 0; i < m; i++) r[i] = *mpi_req(&req[o + i]);
+        int done = 0;
+        rx_status s = wait ? mpi_check(MPI_Waitall(m, r, MPI_STATUSES_IGNORE), "MPI_Waitall")
+                           : mpi_check(MPI_Testall(m, r, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+        for (int i = 0; i < m; i++) *mpi_req(&req[o + i]) = r[i];   /* completed ones are MPI_REQUEST_NULL now */
+        RX_TRY(s);
     }
     return RX_OK;
 }
+static rx_status mpi_test(rx_dist_req *req, int n) { return mpi_complete(req, n, 0); }
+static rx_status mpi_wait(rx_dist_req *req, int n) { return mpi_complete(req, n, 1); }
+
 static rx_status mpi_f64(double *x, int n) {
     return mpi_check(MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
 }
@@ -102,8 +119,10 @@ rx_status rx_dist_mpi_init(int expect_rank, int expect_world) {
     return rx_fail(RX_ERR_CONFIG, "%d ranks requested, but this runexp was built without MPI", expect_world);
 }
 static rx_status no_mpi(void) { return rx_fail(RX_ERR_INTERNAL, "MPI collective in a build without MPI"); }
-static rx_status mpi_f32(float *x, int64_t n) { (void)x, (void)n; return no_mpi(); }
 static rx_status mpi_f64(double *x, int n) { (void)x, (void)n; return no_mpi(); }
+static rx_status mpi_if32(float *x, int n, rx_dist_req *req) { (void)x, (void)n, (void)req; return no_mpi(); }
+static rx_status mpi_test(rx_dist_req *req, int n) { (void)req, (void)n; return no_mpi(); }
+static rx_status mpi_wait(rx_dist_req *req, int n) { (void)req, (void)n; return no_mpi(); }
 static rx_status mpi_bcast(void *buf, size_t bytes) { (void)buf, (void)bytes; return no_mpi(); }
 static rx_status mpi_gather(uint64_t v, uint64_t *all) { (void)v, (void)all; return no_mpi(); }
 static rx_status mpi_gather_f32(const float *send, float *recv, const int64_t *counts) {
@@ -116,5 +135,5 @@ static void mpi_finalize(void) {}
 
 #endif
 
-const rx_dist_ops rx_dist_mpi_ops = {"mpi", mpi_f32, mpi_f64, mpi_bcast, mpi_gather, mpi_gather_f32, mpi_barrier,
+const rx_dist_ops rx_dist_mpi_ops = {"mpi", mpi_if32, mpi_test, mpi_wait, mpi_f64, mpi_bcast, mpi_gather, mpi_gather_f32, mpi_barrier,
                                      mpi_abort, mpi_finalize};

@@ -1,10 +1,17 @@
 /* dist_nccl.c — CUDA gradients over NCCL (RX_HAVE_NCCL: CUDA, MPI and nccl.h/libnccl.so found
  * at build time). Bootstrap as llm.c does: rank 0's ncclGetUniqueId goes to every rank over
- * MPI, then ncclCommInitRank on the device the local rank picked. The gradient mean is one NCCL
- * group of in-place ncclAvg all-reduces on the backend's own stream, so it is ordered after
- * the backward that wrote the gradients and before the optimizer that reads them; NCCL fuses
- * the group's small tensors into its own buffers (docs/distributed.md: the bucketed, overlapped
- * design for large models). Every NCCL and CUDA call is checked. */
+ * MPI, then ncclCommInitRank on the device the local rank picked.
+ *
+ * A gradient bucket (grad_buckets.c) is one NCCL group of in-place ncclAvg all-reduces on a
+ * communication stream of its own, issued as backward announces the bucket's last gradient:
+ *
+ *     compute stream   ... bwd kernels ... [record ready] ... more bwd kernels ... [wait done] clip, AdamW
+ *     comm stream                          [wait ready] ncclAllReduce x n ...  [record done]
+ *
+ * so the all-reduce runs beside the rest of the backward, and the optimizer's kernels wait for
+ * the last bucket. One event of each kind is enough: a wait takes the event as recorded when
+ * it is issued. NCCL fuses the group's tensors into its own buffers: no packing here. Every
+ * NCCL and CUDA call is checked. */
 #include "dist/dist.h"
 #include "core/paramset.h"
 #include "core/tensor.h"
@@ -18,6 +25,14 @@
 
 static ncclComm_t comm;
 static int comm_open;
+static cudaStream_t comm_stream;      /* the buckets' all-reduces */
+static cudaEvent_t ready, done;       /* compute -> comm (a bucket's gradients), comm -> compute (all) */
+
+#define CUDA_TRY(call)                                                                                  \
+    do {                                                                                                \
+        cudaError_t e_ = (call);                                                                        \
+        if (e_ != cudaSuccess) return rx_fail(RX_ERR_DEVICE, "NCCL: %s: %s", #call, cudaGetErrorString(e_)); \
+    } while (0)
 
 #define NCCL_TRY(call)                                                                                  \
     do {                                                                                                \
@@ -49,39 +64,54 @@ rx_status rx_dist_nccl_open(rx_ctx *c) {
     ncclResult_t r = ncclCommInitRank(&comm, w->world, id, w->rank);
     rx_dist_in_collective = 0;
     if (r != ncclSuccess) return rx_fail(RX_ERR_DEVICE, "NCCL: ncclCommInitRank: %s", ncclGetErrorString(r));
-    comm_open = 1;
+    comm_open = 1;   /* from here rx_dist_nccl_close frees what exists */
+    CUDA_TRY(cudaStreamCreateWithFlags(&comm_stream, cudaStreamNonBlocking));
+    CUDA_TRY(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CUDA_TRY(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
     ((rx_dist *)w)->nccl = 1;
     return RX_OK;
 }
 
 void rx_dist_nccl_close(void) {
     if (!comm_open) return;
-    ncclCommDestroy(comm);   /* at exit: its result changes nothing */
+    ncclCommDestroy(comm);   /* at exit: these results change nothing */
+    if (done) cudaEventDestroy(done);
+    if (ready) cudaEventDestroy(ready);
+    if (comm_stream) cudaStreamDestroy(comm_stream);
+    done = ready = NULL, comm_stream = NULL;
     comm_open = 0;
     ((rx_dist *)rx_dist_world())->nccl = 0;
 }
 
-rx_status rx_dist_nccl_grad_mean(rx_ctx *c, const rx_paramset *ps) {
+rx_status rx_dist_nccl_bucket_start(rx_ctx *c, rx_tensor *const *params, int n) {
     void *stream;
     int device;
     RX_TRY(rx_cuda_stream_device(c, &stream, &device));
+    CUDA_TRY(cudaEventRecord(ready, (cudaStream_t)stream));   /* after the bucket's last gradient kernel */
+    CUDA_TRY(cudaStreamWaitEvent(comm_stream, ready, 0));
     NCCL_TRY(ncclGroupStart());
-    for (int i = 0; i < ps->n; i++) {
-        rx_tensor *g = ps->t[i]->grad;
-        if (!g) continue;
-        ncclResult_t r = ncclAllReduce(g->data, g->data, (size_t)g->numel, ncclFloat, ncclAvg, comm, (cudaStream_t)stream);
+    for (int i = 0; i < n; i++) {
+        rx_tensor *g = params[i]->grad;
+        ncclResult_t r = ncclAllReduce(g->data, g->data, (size_t)g->numel, ncclFloat, ncclAvg, comm, comm_stream);
         if (r != ncclSuccess) {
             ncclGroupEnd();
-            return rx_fail(RX_ERR_DEVICE, "NCCL: ncclAllReduce of %s: %s", ps->t[i]->name ? ps->t[i]->name : "?", ncclGetErrorString(r));
+            return rx_fail(RX_ERR_DEVICE, "NCCL: ncclAllReduce of %s: %s", params[i]->name ? params[i]->name : "?",
+                           ncclGetErrorString(r));
         }
     }
     NCCL_TRY(ncclGroupEnd());
-    /* the loss agreement after it is an MPI call on the host: wait for the device here so
-     * that a dead peer shows up inside a marked collective, not in a later kernel */
-    rx_dist_in_collective = 1;
-    cudaError_t e = cudaStreamSynchronize((cudaStream_t)stream);
-    rx_dist_in_collective = 0;
-    if (e != cudaSuccess) return rx_fail(RX_ERR_DEVICE, "NCCL: cudaStreamSynchronize: %s", cudaGetErrorString(e));
+    return RX_OK;
+}
+
+rx_status rx_dist_nccl_bucket_wait(rx_ctx *c) {
+    void *stream;
+    int device;
+    RX_TRY(rx_cuda_stream_device(c, &stream, &device));
+    CUDA_TRY(cudaEventRecord(done, comm_stream));
+    CUDA_TRY(cudaStreamWaitEvent((cudaStream_t)stream, done, 0));   /* clip and AdamW read the means */
+    /* the host waits for the device here, inside the caller's marked collective: a dead peer
+     * shows up as this wait, not as a later kernel that never starts */
+    CUDA_TRY(cudaStreamSynchronize((cudaStream_t)stream));
     return RX_OK;
 }
 
@@ -93,8 +123,12 @@ rx_status rx_dist_nccl_open(rx_ctx *c) {
     return rx_fail(RX_ERR_CONFIG, "NCCL is not compiled in: CUDA gradients go through MPI on the host");
 }
 void rx_dist_nccl_close(void) {}
-rx_status rx_dist_nccl_grad_mean(rx_ctx *c, const rx_paramset *ps) {
-    (void)c, (void)ps;
+rx_status rx_dist_nccl_bucket_start(rx_ctx *c, rx_tensor *const *params, int n) {
+    (void)c, (void)params, (void)n;
+    return rx_fail(RX_ERR_INTERNAL, "NCCL all-reduce in a build without NCCL");
+}
+rx_status rx_dist_nccl_bucket_wait(rx_ctx *c) {
+    (void)c;
     return rx_fail(RX_ERR_INTERNAL, "NCCL all-reduce in a build without NCCL");
 }
 

@@ -151,19 +151,24 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
         RX_TRY(rx_fwd_plan_create(c));
     }
     rx_fwd_plan_begin(c);   /* the forward gives back what no backward reads (autograd/liveness.h) */
-    rx_status s = ex->task->loss(ex, b, step, &loss);
+    /* data-parallel: gradient buckets all-reduce while backward runs (dist.h) */
+    rx_status s = rx_dist_grad_arm(c, &m->params);
+    if (!s) s = ex->task->loss(ex, b, step, &loss);
     if (!s) c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
     if (!s) s = rx_backward(c, loss);
+    rx_status started = rx_dist_grad_start_rest(c);   /* on every rank, whatever s: the collectives match */
+    if (!s) s = started;
     if (!s) s = rx_tensor_to_host(c, loss, loss_out);
     /* every rank's shard is B/W images: the global batch's mean loss is the mean of the ranks'
      * (one process: the loss itself, exactly); a failure on any rank stops every rank here */
     const int ranks = rx_dist_world()->world;
     double loss_sum = s ? 0 : *loss_out;
-    RX_TRY(rx_dist_agree(s, &loss_sum, 1));
+    if ((s = rx_dist_agree(s, &loss_sum, 1))) return rx_dist_grad_drop(c, s);
     if (ranks > 1) *loss_out = (float)(loss_sum / ranks);
     /* a non-finite loss stops the run (the caller names the step and the last good
      * checkpoint); the optimizer must not see its gradients first */
     if (!isfinite(*loss_out)) {
+        rx_dist_grad_drop(c, RX_OK);
         rx_step_end(c);
         return RX_OK;
     }
@@ -351,7 +356,12 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
         double gnorm = 0;
         if (s) {   /* the other ranks wait in this step's agreement (rx_train_step): say so there */
             double none = 0;
-            s = rx_dist_agree(s, &none, 1);
+            /* after issuing the gradient buckets' collectives as their steps do (dist.h), so that
+             * the agreement matches theirs; what the buckets carry is dropped on every rank */
+            rx_status issued = rx_dist_grad_arm(ex->ctx, &ex->model->params);
+            if (!issued) issued = rx_dist_grad_start_rest(ex->ctx);
+            s = rx_dist_grad_drop(ex->ctx, rx_dist_agree(s, &none, 1));
+            (void)issued;   /* the step failed already: its own error is the one to report */
             break;
         }
         s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
@@ -401,6 +411,20 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
         }
     }
     return s;
+}
+
+/* Data-parallel (or NCCL forced on one rank): the gradient buckets into run.json and the log */
+static void record_buckets(rx_run *run) {
+    const rx_dist *dw = rx_dist_world();
+    int nb, in_bwd;
+    int64_t largest;
+    rx_dist_grad_buckets(&nb, &largest, &in_bwd);
+    if ((dw->world == 1 && !dw->nccl) || !rx_dist_is_root() || !nb) return;
+    rx_run_set(run, "grad_buckets", json_pack("{s:f, s:i, s:I, s:i}", "bucket_mb", dw->bucket_mb, "buckets", nb,
+                                              "largest_floats", (json_int_t)largest, "started_in_backward", in_bwd));
+    rx_run_log(run, "train: gradients all-reduced in %d bucket%s (RUNEXP_BUCKET_MB %g, the largest %.2f MiB); "
+               "%d started during the last step's backward", nb, nb == 1 ? "" : "s", dw->bucket_mb,
+               (double)largest * sizeof(float) / (1 << 20), in_bwd);
 }
 
 /* Data-parallel: every rank must hold the same parameters (same init, same averaged update
@@ -458,6 +482,7 @@ rx_status rx_train_stage_run(rx_experiment *ex, rx_run *run, const rx_train_stag
     t.start_step = start;
     t.t_loop = rx_now();
     if (!s) s = train_loop(&t, start, w);
+    if (!s) record_buckets(run);
     if (!s) s = check_replicas(ex, run);
     ex->ctx->training = 0;
     trainer_close(&t);
