@@ -2,7 +2,7 @@
  * rewriting every kernel launch
  *     name<<<grid, block, shmem, stream>>>(args);
  * into the emulator's
- *     rx_emu_launch(dim3(grid), dim3(block), shmem, stream, fibers, [&]() { name(args); });
+ *     rx_emu_launch_args(dim3(grid), dim3(block), shmem, stream, fibers, [](auto... a_) { name(a_...); }, args);
  * fibers = 1 when the kernel's body waits at barriers or shuffles, directly or through the
  * __device__ functions it calls (its threads must run as cooperative fibers), 0 when each
  * thread can run to completion in turn (much faster). tests/cuda/emu/README.md.
@@ -152,8 +152,13 @@ static void rewrite(const char *s, FILE *out, const func *kern, int nk) {
         if (s[p] != '(') { fprintf(stderr, "rewrite_launches: launch without arguments near: %.80s\n", s + (j > 40 ? j - 40 : 0)); exit(1); }
         long q = matching(s, n, p, '(', ')', 1);
         fwrite(s + i, 1, (size_t)(k - i), out);
-        fprintf(out, "rx_emu_launch(dim3(%s), dim3(%s), %s, %s, %d, [&]() { %.*s(%.*s); })", cfg[0], cfg[1], cfg[2],
-                cfg[3], is_fiber_kernel(s + k, name_end - k, kern, nk), (int)(j - k), s + k, (int)(q - p - 1), s + p + 1);
+        /* the arguments are evaluated at the launch and copied (rx_emu_launch_args), so a launch
+         * recorded during stream capture replays with the values it was launched with */
+        long a = p + 1;
+        while (a < q && isspace((unsigned char)s[a])) a++;
+        fprintf(out, "rx_emu_launch_args(dim3(%s), dim3(%s), %s, %s, %d, [](auto... a_) { %.*s(a_...); }%s%.*s)", cfg[0],
+                cfg[1], cfg[2], cfg[3], is_fiber_kernel(s + k, name_end - k, kern, nk), (int)(j - k), s + k,
+                a < q ? ", " : "", (int)(q - p - 1), s + p + 1);
         i = q + 1;
     }
 }
