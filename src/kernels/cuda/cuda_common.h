@@ -118,6 +118,8 @@ rx_status rx_cuda_axpy(rx_ctx *c, float *y, float a, const float *x, int64_t n);
 rx_status rx_cuda_sumsq(rx_ctx *c, const float *x, int64_t n, double *out);
 rx_status rx_cuda_adamw(rx_ctx *c, float *p, const float *g, float *m, float *v, int64_t n, const rx_adamw_args *a);
 rx_status rx_cuda_ema(rx_ctx *c, float *ema, const float *p, float decay, int64_t n);
+// optim.cu: the multi-tensor AdamW + EMA step (backend.h's adamw_multi)
+rx_status rx_cuda_adamw_multi(rx_ctx *c, const rx_mt_args *a);
 // dense.cu: row-major strided-batched GEMM (as the CPU's sgemm_batched):
 //   C[i] [M,N] = alpha op(A[i]) op(B[i]) + beta C[i],  op(A) [M,K] (A stored [K,M] when ta),
 //   op(B) [K,N] (B stored [N,K] when tb); sA, sB, sC: element strides between matrices.
