@@ -135,20 +135,29 @@ static rx_status mt_build(rx_ctx *c, rx_adamw *opt) {
     return RX_OK;
 }
 
-rx_status rx_adamw_queue(rx_ctx *c, rx_adamw *opt, float lr) {
+rx_status rx_adamw_prepare(rx_ctx *c, rx_adamw *opt, float lr) {
     if (!(lr >= 0) || isinf(lr)) return rx_fail(RX_ERR_ARG, "adamw: learning rate %g at step %lld", lr, (long long)opt->step + 1);
     if (!opt->mt_host) RX_TRY(mt_build(c, opt));
     const int64_t t = opt->step + 1;
     /* the inputs: the leading fields of rx_mt_scalars; the outputs after them stay on the device */
     const rx_mt_scalars in = {.step = t, .lr = lr, .ema_decay = t < opt->ema_start ? 0.0f : opt->ema_decay};
     RX_TRY(c->mem->to_device(c, opt->mt_scalars->data, &in, offsetof(rx_mt_scalars, grad_sumsq)));
+    opt->step = t;
+    return RX_OK;
+}
+
+rx_status rx_adamw_apply(rx_ctx *c, rx_adamw *opt) {
+    if (!opt->mt_host) return rx_fail(RX_ERR_ARG, "adamw: apply before the first prepare");
     const rx_mt_args a = {.beta1 = opt->cfg.beta1, .beta2 = opt->cfg.beta2, .eps = opt->cfg.eps,
                           .weight_decay = opt->cfg.weight_decay, .max_norm = opt->cfg.grad_clip,
                           .table = (const rx_mt_chunk *)opt->mt_table->data, .host_table = opt->mt_host,
                           .n_chunks = opt->mt_n, .scalars = (rx_mt_scalars *)opt->mt_scalars->data};
-    RX_TRY(c->be->adamw_multi(c, &a));
-    opt->step = t;
-    return RX_OK;
+    return c->be->adamw_multi(c, &a);
+}
+
+rx_status rx_adamw_queue(rx_ctx *c, rx_adamw *opt, float lr) {
+    RX_TRY(rx_adamw_prepare(c, opt, lr));
+    return rx_adamw_apply(c, opt);
 }
 
 rx_status rx_adamw_read(rx_ctx *c, rx_adamw *opt, rx_optim_stats *stats) {

@@ -72,6 +72,12 @@ rx_status rx_adamw_step(rx_ctx *c, rx_adamw *opt, float lr, rx_optim_stats *stat
  * sequence covers every parameter. A step whose gradient norm is not finite updates nothing;
  * rx_adamw_read reports it. step += 1 on the host at once. */
 rx_status rx_adamw_queue(rx_ctx *c, rx_adamw *opt, float lr);
+/* rx_adamw_queue in its two halves, for CUDA graphs: prepare sets step += 1 and uploads the
+ * step's t, lr and EMA decay to the device scalars (not capturable: it goes through the
+ * upload staging); apply queues the update itself (launches only: capturable, and a
+ * captured apply replays correctly after each prepare). */
+rx_status rx_adamw_prepare(rx_ctx *c, rx_adamw *opt, float lr);
+rx_status rx_adamw_apply(rx_ctx *c, rx_adamw *opt);
 /* Waits for the queued steps; stats of the last one. RX_ERR_NUMERIC, naming the step, when
  * any step since the start had a non-finite gradient norm (that step and later ones updated
  * nothing). stats may be NULL. */

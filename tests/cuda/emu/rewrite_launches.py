@@ -2,7 +2,7 @@
 """Copies src/kernels/cuda/* into OUT_DIR/kernels/cuda/, rewriting every kernel launch
     name<<<grid, block, shmem, stream>>>(args);
 into the emulator's
-    rx_emu_launch(dim3(grid), dim3(block), shmem, stream, fibers, [&]() { name(args); });
+    rx_emu_launch_args(dim3(grid), dim3(block), shmem, stream, fibers, [](auto... a_) { name(a_...); }, args);
 fibers = 1 when the kernel's body waits at barriers or shuffles, directly or through the
 __device__ functions it calls (its threads must run as cooperative fibers), 0 when each
 thread can run to completion in turn (much faster).
@@ -99,8 +99,10 @@ def rewrite(text, fiber_kernels):
         q = matching(text, p, "(", ")")
         args = text[p + 1:q]
         base = callee.split("<")[0].strip()
-        out += text[i:k] + "rx_emu_launch(dim3(%s), dim3(%s), %s, %s, %d, [&]() { %s(%s); })" % (
-            cfg[0], cfg[1], cfg[2], cfg[3], base in fiber_kernels, callee, args)
+        # the arguments are evaluated at the launch and copied (rx_emu_launch_args), so a launch
+        # recorded during stream capture replays with the values it was launched with
+        out += text[i:k] + "rx_emu_launch_args(dim3(%s), dim3(%s), %s, %s, %d, [](auto... a_) { %s(a_...); }%s)" % (
+            cfg[0], cfg[1], cfg[2], cfg[3], base in fiber_kernels, callee, (", " + args) if args.strip() else "")
         i = q + 1
 
 
