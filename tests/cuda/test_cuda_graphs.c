@@ -167,3 +167,55 @@ Test(cuda_graphs, a_host_sync_inside_the_capture_is_refused) {
     cr_expect_eq(rx_adamw_read(r.c, &r.opt, &st), RX_OK, "after the capture the stream works again: %s", rx_last_error());
     run_close(&r);
 }
+
+/* The class-label embedding checks its indices without waiting for the device (a wait per
+ * forward was a host sync per step, and is refused inside a capture): a bad index is reported,
+ * naming its position and the table, by the next read from the device; the op itself reads
+ * nothing out of bounds (its row is NaN) and the report is given once. Inside a capture the
+ * check is recorded like any launch. Reference: the CPU backend's immediate error for the same
+ * index (same position named). */
+Test(cuda_graphs, embedding_index_check_is_deferred_to_the_next_read) {
+    px_pair p;
+    px_open(&p, 0, 0);
+    const float table[5 * 4] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19};
+    const float bad[4] = {0, 2, 7, 1}, good[4] = {4, 0, 3, 3};
+    const int64_t ts[2] = {5, 4}, is[1] = {4};
+    rx_tensor *T[2], *I[2];
+    for (int b = 0; b < 2; b++) {
+        rx_ctx *c = b ? p.gpu : p.cpu;
+        T[b] = rx_param(c, "table", 2, ts, 0);
+        I[b] = rx_param(c, NULL, 1, is, 0);
+        cr_assert(T[b] && I[b]);
+        cr_assert_eq(rx_tensor_from_host(c, T[b], table), RX_OK);
+        cr_assert_eq(rx_tensor_from_host(c, I[b], bad), RX_OK);
+    }
+    cr_expect_null(rx_embedding(p.cpu, T[0], I[0]), "the CPU refuses at once");
+    cr_expect(strstr(rx_last_error(), "idx[2]"), "cpu: %s", rx_last_error());
+    rx_clear_error();
+    rx_step_end(p.cpu);
+    rx_tensor *y = rx_embedding(p.gpu, T[1], I[1]);
+    cr_assert(y, "the op queues without waiting: %s", rx_last_error());
+    float h[16];
+    cr_expect_eq(rx_tensor_to_host(p.gpu, y, h), RX_ERR_ARG, "the next read reports it");
+    cr_expect(strstr(rx_last_error(), "idx[2]") && strstr(rx_last_error(), "[5,4]"), "%s", rx_last_error());
+    cr_expect_eq(rx_tensor_to_host(p.gpu, y, h), RX_OK, "reported once: %s", rx_last_error());
+    for (int d = 0; d < 4; d++) {
+        cr_expect_eq(h[4 + d], table[8 + d], "row 1 = table row 2");
+        cr_expect(isnan(h[8 + d]), "the bad row reads nothing: NaN");
+    }
+    rx_step_end(p.gpu);
+    /* a good lookup inside a capture: recorded (no refused wait), replayed, right values */
+    cr_assert_eq(rx_tensor_from_host(p.gpu, I[1], good), RX_OK);
+    cr_assert_eq(rx_cuda_graph_begin(p.gpu), RX_OK, "%s", rx_last_error());
+    y = rx_embedding(p.gpu, T[1], I[1]);
+    rx_cuda_graph *g = NULL;
+    const rx_status e = rx_cuda_graph_end(p.gpu, &g);
+    cr_assert(y, "embedding inside a capture: %s", rx_last_error());
+    cr_assert_eq(e, RX_OK, "%s", rx_last_error());
+    cr_assert_eq(rx_cuda_graph_launch(p.gpu, g), RX_OK, "%s", rx_last_error());
+    cr_assert_eq(rx_tensor_to_host(p.gpu, y, h), RX_OK, "%s", rx_last_error());
+    for (int i = 0; i < 4; i++)
+        for (int d = 0; d < 4; d++) cr_expect_eq(h[i * 4 + d], table[(int)good[i] * 4 + d]);
+    rx_cuda_graph_free(g);
+    px_close(&p);
+}
