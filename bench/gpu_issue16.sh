@@ -46,11 +46,13 @@ say "gpu_bench cifar32 --profile (log: profile.log)"
 rx timeout 150 "$BIN/bench/gpu_bench" cifar32 --steps 10 --profile > "$OUT/profile.log" 2>&1 || say "gpu_bench failed"
 
 # ---- 4. against PyTorch eager --------------------------------------------------------------------------
-if python3 -c 'import torch, diffusers; assert torch.cuda.is_available()' 2>/dev/null; then
+# build/bench/compare is not in the bundle nor in gpu_env.sh's build: made here when `make` works
+if [ "$BUILT" = make ] && timeout 120 make -j"$(nproc)" CUDA=1 build/bench/compare >> "$OUT/build.log" 2>&1 &&
+   python3 -c 'import torch, diffusers; assert torch.cuda.is_available()' 2>/dev/null; then
   say "bench/compare --device cuda cifar32 (log: compare.log)"
   rx timeout 180 python3 bench/compare --device cuda --repeats 5 cifar32 > "$OUT/compare.log" 2>&1 || say "compare failed"
 else
-  echo "skipped: no torch + diffusers with CUDA on this machine" > "$OUT/compare.log"
+  echo "skipped: no build/bench/compare (bundle) or no torch + diffusers with CUDA on this machine" > "$OUT/compare.log"
 fi
 
 # ---- 5. cfg_cifar32 training: the loss read back per log window vs every step ------------------------
