@@ -71,7 +71,8 @@ typedef struct rx_cuda_state {
     int staging_next;
     // deferred index checks (embed.cu): kernels record the first bad index here instead of the
     // host waiting for each check; the next read from the device reports it (context.cu)
-    unsigned long long *bad_index;        // device: check number << 32 | position, ~0 = none
+    unsigned long long *bad_index;        // device: [0] check number << 32 | position, ~0 = none;
+                                          //         [1] the value there (float bits)
     unsigned checks;                      // check numbers handed out
     char check_what[RX_CUDA_CHECK_RING][192];   // what check k % RING was (for the message)
 } rx_cuda_state;
@@ -136,7 +137,7 @@ void rx_cuda_conv_cache_free(rx_cuda_state *st);
 // *value = v[*first]. Reads one word back, so it waits for the stream.
 rx_status rx_cuda_check_indices(rx_ctx *c, const float *v, int64_t n, int64_t limit, int64_t *first, float *value);
 // The same check without waiting: a bad index is recorded on the device and reported, with
-// `what` (a printf format taking the position), by the next rx_cuda_to_host or rx_cuda_sync
+// `what` (a printf format taking the position and the value, %lld and %g), by the next rx_cuda_to_host or rx_cuda_sync
 // (rx_cuda_deferred_errors). Kernels that use the indices must guard them themselves.
 rx_status rx_cuda_check_indices_deferred(rx_ctx *c, const float *v, int64_t n, int64_t limit, const char *what);
 rx_status rx_cuda_deferred_errors(rx_ctx *c);   // waits for the stream; the first recorded bad index

@@ -41,6 +41,12 @@ __global__ void mark_bad_index_kernel(const float *v, int64_t n, float limit, un
     }
 }
 
+// then the value at the mark, when the mark is this check's (an earlier check's mark stays)
+__global__ void mark_bad_value_kernel(const float *v, unsigned k, unsigned long long *mark) {
+    const unsigned long long m = mark[0];
+    if (threadIdx.x == 0 && m != ~0ull && (unsigned)(m >> 32) == k) memcpy(&mark[1], &v[m & 0xffffffffull], sizeof(float));
+}
+
 rx_status rx_cuda_check_indices_deferred(rx_ctx *c, const float *v, int64_t n, int64_t limit, const char *what) {
     rx_cuda_state *st = rx_cuda(c);
     if (n <= 0) return RX_OK;
@@ -49,14 +55,16 @@ rx_status rx_cuda_check_indices_deferred(rx_ctx *c, const float *v, int64_t n, i
         float value;
         RX_TRY(rx_cuda_check_indices(c, v, n, limit, &bad, &value));
         if (bad < 0) return RX_OK;
-        char msg[160];
-        snprintf(msg, sizeof msg, what, (long long)bad);
-        return rx_fail(RX_ERR_ARG, "%s (the value is %g)", msg, value);
+        char msg[256];
+        snprintf(msg, sizeof msg, what, (long long)bad, (double)value);
+        return rx_fail(RX_ERR_ARG, "%s", msg);
     }
     const unsigned k = st->checks++;
     snprintf(st->check_what[k % RX_CUDA_CHECK_RING], sizeof st->check_what[0], "%s", what);
     mark_bad_index_kernel<<<rx_cuda_blocks(n), RX_CUDA_THREADS, 0, st->stream>>>(
         v, n, (float)limit, (unsigned long long)k << 32, st->bad_index);
+    RX_CUDA_LAUNCH_CHECK();
+    mark_bad_value_kernel<<<1, 32, 0, st->stream>>>(v, k, st->bad_index);
     RX_CUDA_LAUNCH_CHECK();
     return RX_OK;
 }
@@ -99,7 +107,7 @@ extern "C" rx_status cuda_embedding_fwd(rx_ctx *c, rx_node *n) {
     // checked without waiting for the device (a wait per forward would be a host sync per step):
     // the next read from the device reports a bad index (rx_cuda_deferred_errors)
     char what[192];
-    snprintf(what, sizeof what, "embedding: idx[%%lld] is not a row of table %s (whole numbers in [0, %lld))",
+    snprintf(what, sizeof what, "embedding: idx[%%lld] = %%g is not a row of table %s (whole numbers in [0, %lld))",
              shape_text(T).s, (long long)V);
     RX_TRY(rx_cuda_check_indices_deferred(c, I->data, N, V, what));
     return rx_cuda_foreach(c, N * D, embedding_fwd_op{n->out->data, T->data, I->data, D, V});
