@@ -288,3 +288,51 @@ Test(ema, follows_formula_after_start) {
     rx_paramset_free(&ps);
     rx_ctx_destroy(c);
 }
+
+/* The EMA fused into the optimizer's step (rx_adamw_attach_ema) against the separate update it
+ * replaces: rx_adamw_step then rx_ema_update on a second copy of the same parameters. Both run
+ * the CPU reference functions (cpu_adamw, cpu_ema) on the same floats: bit-identical. A frozen
+ * parameter is followed by the EMA too (rx_ema_update covers every parameter). */
+Test(ema, fused_into_the_optimizer_step_matches_the_separate_update) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_paramset ps[2] = {{0}}, ema[2] = {{0}};
+    rx_adamw opt[2];
+    const rx_adamw_config cfg = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .weight_decay = 0.1f,
+                                 .grad_clip = 0.5f};
+    for (int r = 0; r < 2; r++) {
+        rx_tensor *a = rx_param(c, "w", RX_SHAPE(70000), 1), *f = rx_param(c, "frozen", RX_SHAPE(5), 0);
+        rx_test_randn(c, a, 1, 1.0f);
+        rx_test_randn(c, f, 2, 1.0f);
+        rx_paramset_add(&ps[r], a);
+        rx_paramset_add(&ps[r], f);
+        cr_assert_eq(rx_ema_create(c, &ps[r], &ema[r]), RX_OK, "%s", rx_last_error());
+        cr_assert_eq(rx_adamw_init(c, &opt[r], &ps[r], &cfg), RX_OK, "%s", rx_last_error());
+    }
+    cr_assert_eq(rx_adamw_attach_ema(&opt[1], &ema[1], 0.95f, 3), RX_OK, "%s", rx_last_error());
+    for (int step = 1; step <= 5; step++) {
+        for (int r = 0; r < 2; r++) {
+            rx_test_randn(c, ps[r].t[0]->grad, 10 + (uint64_t)step, 1.0f);   /* the same gradients */
+            rx_test_randn(c, ps[r].t[1], 20 + (uint64_t)step, 1.0f);         /* something moved the frozen one */
+        }
+        cr_assert_eq(rx_adamw_step(c, &opt[0], 1e-2f, NULL), RX_OK, "%s", rx_last_error());
+        cr_assert_eq(rx_ema_update(c, &ema[0], &ps[0], 0.95f, 3, opt[0].step), RX_OK, "%s", rx_last_error());
+        cr_assert_eq(rx_adamw_step(c, &opt[1], 1e-2f, NULL), RX_OK, "%s", rx_last_error());
+    }
+    for (int k = 0; k < 2; k++) {
+        const rx_tensor *t[2][2] = {{ps[0].t[k], ema[0].t[k]}, {ps[1].t[k], ema[1].t[k]}};
+        for (int q = 0; q < 2; q++)
+            cr_expect_eq(memcmp(t[0][q]->data, t[1][q]->data, (size_t)t[0][q]->numel * sizeof(float)), 0,
+                         "tensor %d %s differs", k, q ? "ema" : "weights");
+    }
+    rx_paramset bad = {0};
+    rx_paramset_add(&bad, ema[0].t[1]);
+    rx_paramset_add(&bad, ema[0].t[0]);
+    cr_expect_eq(rx_adamw_attach_ema(&opt[0], &bad, 0.9f, 0), RX_ERR_ARG, "an EMA that does not match is refused");
+    rx_paramset_free(&bad);
+    for (int r = 0; r < 2; r++) {
+        rx_adamw_free(&opt[r]);
+        rx_paramset_free(&ema[r]);
+        rx_paramset_free(&ps[r]);
+    }
+    rx_ctx_destroy(c);
+}

@@ -924,6 +924,15 @@ Test(runner, init_checkpoint_round_trip_and_bad_checkpoints) {
     const char *err = run_field(r.last, "error");
     cr_assert(err && strstr(err, "nan at step 1;") && strstr(err, "last good checkpoint: (none)"), "%s", err ? err : "(no error)");
     cr_assert(strstr(read_text(P("%s/tiny/index.csv", nan_root)), ",failed,"));
+    /* the losses are read back once per log window (train.c): with log_every 3 the NaN is seen at
+     * step 3, and the error still names step 1, the first bad one; no checkpoint is written */
+    r = RUNEXP("nan_window", TINY, "--results", T("nan_window"), "--set", P("init=%s", nan_ckpt), "--set",
+               "train.log_every=3", "--set", "train.checkpoint_every=0");
+    cr_assert_eq(r.code, 1, "NaN loss, log_every 3: exit %d\n%s", r.code, r.err);
+    err = run_field(r.last, "error");
+    cr_assert(err && strstr(err, "loss is nan at step 1;") && strstr(err, "last good checkpoint: (none)"), "%s",
+              err ? err : "(no error)");
+    cr_assert(!rx_fs_exists(P("%s/checkpoints/last.safetensors", r.last)), "no checkpoint after a NaN step");
 
     /* --resume of a run whose checkpoint was damaged: refused (never restarted from scratch) */
     json_t *rec = load_json(P("%s/run.json", dir_a));

@@ -40,6 +40,15 @@ typedef struct rx_adamw {
     rx_paramset        m, v;     /* exp_avg, exp_avg_sq per trainable parameter, named like it:
                                     checkpoint groups "adam_m" / "adam_v"                        */
     int64_t            step;     /* updates taken; restore it with m, v when resuming           */
+    /* the EMA the step also updates (rx_adamw_attach_ema); NULL: none */
+    const rx_paramset *ema;
+    float              ema_decay;
+    int64_t            ema_start;
+    /* the backend's multi-tensor step (backend.h adamw_multi), made on the first step:
+     * the chunk table on the host and in the persistent arena, and the per-step scalars */
+    rx_mt_chunk       *mt_host;
+    int                mt_n;
+    rx_tensor         *mt_table, *mt_scalars;
 } rx_adamw;
 
 /* Zeroed moments in the persistent arena for every parameter with requires_grad. */
@@ -53,9 +62,31 @@ typedef struct rx_optim_stats {
 } rx_optim_stats;
 
 /* One AdamW update with learning rate `lr`: global gradient norm, clipping scale from
- * cfg.grad_clip, fused update of every trainable parameter, step += 1. A non-finite
- * gradient norm is an RX_ERR_NUMERIC error and nothing is updated. stats may be NULL. */
+ * cfg.grad_clip, fused update of every trainable parameter (and of the attached EMA),
+ * step += 1. A non-finite gradient norm is an RX_ERR_NUMERIC error and nothing is updated.
+ * stats may be NULL. Waits for the device (rx_adamw_queue + rx_adamw_read). */
 rx_status rx_adamw_step(rx_ctx *c, rx_adamw *opt, float lr, rx_optim_stats *stats);
+
+/* The same update queued on the backend without waiting for it: the gradient norm, the clip
+ * factor and the non-finite check stay on the device (backend.h rx_mt_scalars), one launch
+ * sequence covers every parameter. A step whose gradient norm is not finite updates nothing;
+ * rx_adamw_read reports it. step += 1 on the host at once. */
+rx_status rx_adamw_queue(rx_ctx *c, rx_adamw *opt, float lr);
+/* rx_adamw_queue in its two halves, for CUDA graphs: prepare sets step += 1 and uploads the
+ * step's t, lr and EMA decay to the device scalars (not capturable: it goes through the
+ * upload staging); apply queues the update itself (launches only: capturable, and a
+ * captured apply replays correctly after each prepare). */
+rx_status rx_adamw_prepare(rx_ctx *c, rx_adamw *opt, float lr);
+rx_status rx_adamw_apply(rx_ctx *c, rx_adamw *opt);
+/* Waits for the queued steps; stats of the last one. RX_ERR_NUMERIC, naming the step, when
+ * any step since the start had a non-finite gradient norm (that step and later ones updated
+ * nothing). stats may be NULL. */
+rx_status rx_adamw_read(rx_ctx *c, rx_adamw *opt, rx_optim_stats *stats);
+
+/* Every later step also updates `ema` (as rx_ema_update would after it: a copy of the weights
+ * while opt.step < ema_start, then e = decay e + (1-decay) p), in the same launches. ema must
+ * match the optimizer's parameter set name for name (rx_ema_create). */
+rx_status rx_adamw_attach_ema(rx_adamw *opt, const rx_paramset *ema, float decay, int64_t ema_start);
 
 /* Global L2 norm of the gradients of `ps` (parameters without a grad are skipped), in double. */
 rx_status rx_grad_norm(rx_ctx *c, const rx_paramset *ps, double *norm);

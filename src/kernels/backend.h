@@ -28,6 +28,59 @@ typedef struct rx_adamw_args {
     int64_t step;                                          /* t, 1-based */
 } rx_adamw_args;
 
+/* ---- multi-tensor AdamW + EMA (one update of every parameter, no host sync) ----------------
+ * The parameters are cut into chunks of at most RX_MT_CHUNK elements (a tensor is one or more
+ * consecutive chunks); a table of chunks lives in device memory, so one launch covers them all.
+ * The per-step inputs (t, lr, EMA decay) and the outputs (Σ g², clip factor, the non-finite
+ * flag) live in device memory too (rx_mt_scalars): the host uploads the inputs before the step
+ * and reads the outputs only when it logs, so a step queues without waiting for the device and
+ * can be captured in a CUDA graph (the upload stays outside the graph). */
+#define RX_MT_CHUNK ((int64_t)1 << 16)
+
+typedef struct rx_mt_chunk {
+    float       *p;     /* weights                                         */
+    const float *g;     /* gradient; NULL: not trained (EMA only)          */
+    float       *m, *v; /* AdamW moments (NULL with g)                     */
+    float       *ema;   /* EMA copy; NULL: no EMA                          */
+    int64_t      n;     /* elements, 1..RX_MT_CHUNK                        */
+} rx_mt_chunk;
+
+typedef struct rx_mt_scalars {
+    /* in: set by the host before each step */
+    int64_t step;           /* t, 1-based (bias corrections)                               */
+    float   lr;
+    float   ema_decay;      /* e = d e + (1-d) p; 0 copies the weights (before ema_start)  */
+    /* out: written by the step */
+    double  grad_sumsq;     /* Σ g² over every trained chunk, before clipping              */
+    float   clip_scale;     /* rx_clip_factor of sqrt(grad_sumsq)                          */
+    int32_t nonfinite;      /* 1: Σ g² was NaN/Inf: this step updated nothing              */
+    int64_t first_bad_step; /* sticky: the first such step (0: none yet)                   */
+} rx_mt_scalars;
+
+/* constants of one optimizer, and where its table and scalars are */
+typedef struct rx_mt_args {
+    float beta1, beta2, eps, weight_decay;
+    float max_norm;                 /* global-norm clipping; <= 0: none              */
+    const rx_mt_chunk *table;       /* device copy of the chunk table                */
+    const rx_mt_chunk *host_table;  /* the same entries in host memory               */
+    int n_chunks;
+    rx_mt_scalars *scalars;         /* device memory                                 */
+} rx_mt_args;
+
+#if defined(__CUDACC__)
+#define RX_HOST_DEVICE __host__ __device__
+#else
+#define RX_HOST_DEVICE
+#endif
+
+/* torch.nn.utils.clip_grad_norm_'s factor: max_norm / (norm + 1e-6) when that is < 1, else 1
+ * (also 1 when max_norm <= 0); shared by both backends so their factors agree */
+static inline RX_HOST_DEVICE float rx_clip_factor(double norm, float max_norm) {
+    if (!(max_norm > 0)) return 1.0f;
+    const double coef = max_norm / (norm + 1e-6);
+    return coef < 1.0 ? (float)coef : 1.0f;   /* clamped to 1: never scaled up */
+}
+
 struct rx_backend {
     const char  *name;           /* "cpu", "cuda" */
     rx_memory    mem;
@@ -37,6 +90,9 @@ struct rx_backend {
     rx_status  (*sumsq)(rx_ctx *c, const float *x, int64_t n, double *out);         /* Σ x²         */
     rx_status  (*adamw)(rx_ctx *c, float *p, const float *g, float *m, float *v, int64_t n, const rx_adamw_args *a);
     rx_status  (*ema)(rx_ctx *c, float *ema, const float *p, float decay, int64_t n); /* e = d e + (1-d) p */
+    /* one AdamW (+ EMA) step over a chunk table: Σ g², clip factor, then every chunk's update;
+     * with a non-finite Σ g² nothing is updated and the scalars say so. Queues, never waits. */
+    rx_status  (*adamw_multi)(rx_ctx *c, const rx_mt_args *a);
     rx_status  (*sync)(rx_ctx *c);
 };
 

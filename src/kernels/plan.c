@@ -53,6 +53,7 @@ static rx_status no_adamw(rx_ctx *c, float *p, const float *g, float *m, float *
     return RX_OK;
 }
 static rx_status no_ema(rx_ctx *c, float *ema, const float *p, float decay, int64_t n) { return RX_OK; }
+static rx_status no_adamw_multi(rx_ctx *c, const rx_mt_args *a) { return RX_OK; }
 static rx_status no_sync(rx_ctx *c) { return RX_OK; }
 
 static const rx_backend plan_backend = {
@@ -69,7 +70,7 @@ static const rx_backend plan_backend = {
 #include "ops.def"
 #undef OP
     },
-    .axpy = no_axpy, .sumsq = zero_sumsq, .adamw = no_adamw, .ema = no_ema, .sync = no_sync,
+    .axpy = no_axpy, .sumsq = zero_sumsq, .adamw = no_adamw, .ema = no_ema, .adamw_multi = no_adamw_multi, .sync = no_sync,
 };
 
 const rx_backend *rx_backend_plan(void) { return &plan_backend; }

@@ -114,9 +114,14 @@ void      rx_train_batch_free(rx_train_batch *b);
 /* One optimisation step as the train stage runs it (public so that bench/memory.c measures the
  * same code): the task's loss -> backward (freeing as it goes) -> clipping + AdamW (lr from the
  * schedule) -> EMA -> zero grads -> step end. Returns the loss, the pre-clip gradient norm and
- * the learning rate used. */
+ * the learning rate used (so it waits for the device: the loss and the norm are read back). */
 rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
                         float *loss_out, double *gnorm_out, float *lr_out);
+/* The same step without waiting for the device (the train stage's, one process): the loss is
+ * copied to loss_dst (device memory, one float) and read later; a non-finite gradient norm
+ * makes the optimizer skip the update and rx_adamw_read report it (optim.h). */
+rx_status rx_train_step_queued(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
+                               float *loss_dst, float *lr_out);
 
 /* A training stage: the train stage (batches from the data set's loader) or a reflow stage
  * (from_data 0: the task's loss makes its batches from stored pairs, reflow.c). Logging,

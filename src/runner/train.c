@@ -138,12 +138,10 @@ rx_status rx_denoise_batch_loss(rx_experiment *ex, rx_train_batch *b, rx_tensor 
     return *loss ? RX_OK : rx_ctx_status(c);
 }
 
-rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
-                            float *loss_out, double *gnorm_out, float *lr_out) {
+/* forward and backward of step `step`: the gradients, and *loss (step arena, on the device) */
+static rx_status step_grads(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss) {
     rx_ctx *c = ex->ctx;
-    rx_model *m = ex->model;
     c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
-    rx_tensor *loss = NULL;
     c->checkpointing = rx_param_bool(ex->train, "gradient_checkpointing");
     if (!c->checkpointing && !c->fwd_plan && rx_memory_plan_train_forward(ex, b, step) != RX_OK) {
         /* only an earlier start of the saving: without it this step learns the plan itself */
@@ -152,12 +150,34 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
     }
     rx_fwd_plan_begin(c);   /* the forward gives back what no backward reads (autograd/liveness.h) */
     /* data-parallel: gradient buckets all-reduce while backward runs (dist.h) */
-    rx_status s = rx_dist_grad_arm(c, &m->params);
-    if (!s) s = ex->task->loss(ex, b, step, &loss);
+    rx_status s = rx_dist_grad_arm(c, &ex->model->params);
+    if (!s) s = ex->task->loss(ex, b, step, loss);
     if (!s) c->release_in_backward = 1;   /* only the loss is read after backward: free the rest as it goes */
-    if (!s) s = rx_backward(c, loss);
+    if (!s) s = rx_backward(c, *loss);
     rx_status started = rx_dist_grad_start_rest(c);   /* on every rank, whatever s: the collectives match */
-    if (!s) s = started;
+    return s ? s : started;
+}
+
+/* the update after step_grads: gradients averaged over the ranks, then one queued AdamW step
+ * (clipping and the EMA inside it, optim.h) and zeroed gradients; waits for nothing */
+static rx_status step_update(rx_experiment *ex, rx_adamw *opt, int64_t step, int64_t total_steps, float *lr_out) {
+    rx_ctx *c = ex->ctx;
+    rx_model *m = ex->model;
+    RX_TRY(rx_dist_grad_mean(c, &m->params));   /* before the clip: its norm is the global batch's */
+    if (ex->ema.n && opt->ema != &ex->ema)
+        RX_TRY(rx_adamw_attach_ema(opt, &ex->ema, (float)rx_param_float(ex->train, "ema_decay"),
+                                   rx_param_int(ex->train, "ema_start")));
+    const rx_lr_schedule_impl *sched = ex->lr_schedule.comp->impl;
+    *lr_out = sched->lr_at(ex->lr_schedule.params, opt->cfg.lr, step - 1, total_steps);
+    RX_TRY(rx_adamw_queue(c, opt, *lr_out));
+    return rx_paramset_zero_grad(c, &m->params);
+}
+
+rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
+                            float *loss_out, double *gnorm_out, float *lr_out) {
+    rx_ctx *c = ex->ctx;
+    rx_tensor *loss = NULL;
+    rx_status s = step_grads(ex, b, step, &loss);
     if (!s) s = rx_tensor_to_host(c, loss, loss_out);
     /* every rank's shard is B/W images: the global batch's mean loss is the mean of the ranks'
      * (one process: the loss itself, exactly); a failure on any rank stops every rank here */
@@ -172,18 +192,23 @@ rx_status rx_train_step(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int
         rx_step_end(c);
         return RX_OK;
     }
-    RX_TRY(rx_dist_grad_mean(c, &m->params));   /* before the clip: its norm is the global batch's */
-    const rx_lr_schedule_impl *sched = ex->lr_schedule.comp->impl;
-    float lr = sched->lr_at(ex->lr_schedule.params, opt->cfg.lr, step - 1, total_steps);
+    RX_TRY(step_update(ex, opt, step, total_steps, lr_out));
     rx_optim_stats st;
-    RX_TRY(rx_adamw_step(c, opt, lr, &st));
+    RX_TRY(rx_adamw_read(c, opt, &st));
     *gnorm_out = st.grad_norm;
-    if (ex->ema.n)
-        RX_TRY(rx_ema_update(c, &ex->ema, &m->params, (float)rx_param_float(ex->train, "ema_decay"),
-                             rx_param_int(ex->train, "ema_start"), opt->step));
-    RX_TRY(rx_paramset_zero_grad(c, &m->params));
     rx_step_end(c);
-    *lr_out = lr;
+    return RX_OK;
+}
+
+rx_status rx_train_step_queued(rx_experiment *ex, rx_adamw *opt, rx_train_batch *b, int64_t step, int64_t total_steps,
+                               float *loss_dst, float *lr_out) {
+    rx_ctx *c = ex->ctx;
+    rx_tensor *loss = NULL;
+    rx_status s = step_grads(ex, b, step, &loss);
+    if (s) return rx_dist_grad_drop(c, s);
+    RX_TRY(c->mem->copy(c, loss_dst, loss->data, sizeof(float)));
+    RX_TRY(step_update(ex, opt, step, total_steps, lr_out));
+    rx_step_end(c);   /* stream order: the copy above reads the loss before the next step reuses it */
     return RX_OK;
 }
 
@@ -228,6 +253,11 @@ typedef struct trainer {
     double t0;              /* the stage's start: max_minutes counts from it */
     int64_t start_step;     /* the step the loop starts after (a resume's checkpoint), */
     double t_loop;          /* and when: the ETA's rate is measured from there */
+    /* one process reads the losses back only when it logs (or checkpoints, previews, stops):
+     * until then step k's loss waits in losses[k - first_pending] on the device */
+    rx_tensor *losses;      /* [log_every] floats, persistent; NULL: read every step (ranks > 1) */
+    int64_t n_pending, first_pending;
+    int64_t last_ckpt;      /* the last good checkpoint's step (0: none), for the error message */
 } trainer;
 
 static void trainer_close(trainer *t) {
@@ -338,14 +368,47 @@ static rx_status log_window_close(trainer *t, log_window *w, int64_t step, float
     return s;
 }
 
+/* losses of steps first .. first+n-1 (host floats) into the window; the first non-finite one
+ * stops the run, naming its step and the last good checkpoint */
+static rx_status window_add(trainer *t, log_window *w, const float *loss, int64_t n, int64_t first) {
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(loss[i]))
+            return rx_fail(RX_ERR_NUMERIC, "loss is %f at step %lld; last good checkpoint: %s", loss[i],
+                           (long long)(first + i), t->last_ckpt > 0 ? t->st->ckpt : "(none)");
+        w->loss_sum += loss[i];   /* in step order, in double: the same sums as one read per step */
+        w->n++;
+        w->n_timed++;
+    }
+    return RX_OK;
+}
+
+/* the losses queued on the device since the last read (one transfer, the only wait for the
+ * device in the loop), then the optimizer's record of the last step: its gradient norm, or
+ * the first step whose norm was not finite (that step updated nothing, optim.h). The loss is
+ * checked first: a NaN loss is reported as such, as when it was read every step. */
+static rx_status read_back(trainer *t, log_window *w, double *gnorm) {
+    if (!t->losses || t->n_pending == 0) return RX_OK;
+    float *h = malloc((size_t)t->n_pending * sizeof *h);
+    if (!h) return rx_fail(RX_ERR_OOM, "train: out of memory");
+    rx_status s = t->ex->ctx->mem->to_host(t->ex->ctx, h, t->losses->data, (size_t)t->n_pending * sizeof *h);
+    if (!s) s = window_add(t, w, h, t->n_pending, t->first_pending);
+    free(h);
+    t->n_pending = 0;
+    rx_optim_stats st;
+    if (!s) s = rx_adamw_read(t->ex->ctx, &t->opt, &st);
+    if (!s) *gnorm = st.grad_norm;
+    return s;
+}
+
 /* steps start+1 .. plan.steps, logging and checkpointing on the way; stops early at
  * max_minutes (checkpointed) or an interrupt (checkpointed, RX_ERR_INTERRUPTED) */
 static rx_status train_loop(trainer *t, int64_t start, log_window w) {
     rx_experiment *ex = t->ex;
     rx_run *run = t->run;
     const train_plan *p = &t->plan;
-    int64_t last_ckpt = start;
+    t->last_ckpt = start;
     rx_status s = RX_OK;
+    double gnorm = 0;
     for (int64_t step = start + 1; step <= p->steps && !s; step++) {
         rx_batch_info info;
         if (t->loader) s = rx_loader_next(t->loader, t->batch.x0, t->batch.labels, &info);
@@ -353,7 +416,6 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             s = rx_latent_batch(ex->latent, ex->seed, step - 1, p->B, t->batch.x0, t->batch.labels);
         if (!s) s = rx_dist_test_fault(step);
         float loss = 0, lr = 0;
-        double gnorm = 0;
         if (s) {   /* the other ranks wait in this step's agreement (rx_train_step): say so there */
             double none = 0;
             /* after issuing the gradient buckets' collectives as their steps do (dist.h), so that
@@ -364,18 +426,14 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             (void)issued;   /* the step failed already: its own error is the one to report */
             break;
         }
-        s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
-        if (s) break;
-        if (!isfinite(loss)) {
-            char msg[1400];
-            snprintf(msg, sizeof msg, "loss is %f at step %lld; last good checkpoint: %s", loss, (long long)step,
-                     last_ckpt > 0 ? t->st->ckpt : "(none)");
-            s = rx_fail(RX_ERR_NUMERIC, "%s", msg);
-            break;
+        if (t->losses) {   /* one process: nothing waits for the device here */
+            if (t->n_pending == 0) t->first_pending = step;
+            s = rx_train_step_queued(ex, &t->opt, &t->batch, step, p->steps, t->losses->data + t->n_pending++, &lr);
+        } else {           /* several ranks agree on each step's loss (rx_train_step) */
+            s = rx_train_step(ex, &t->opt, &t->batch, step, p->steps, &loss, &gnorm, &lr);
+            if (!s) s = window_add(t, &w, &loss, 1, step);
         }
-        w.loss_sum += loss;
-        w.n++;
-        w.n_timed++;
+        if (s) break;
         /* a checkpoint step also closes the logging window, so a run resumed from it logs the
          * same lines as the uninterrupted run */
         int out_of_time = p->max_s > 0 && step < p->steps && rx_now() - t->t0 >= p->max_s;
@@ -386,15 +444,20 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             out_of_time = stop[0] > 0, interrupted = stop[1] > 0;
         }
         const int ckpt_now = (p->ckpt_every > 0 && step % p->ckpt_every == 0) || step == p->steps || out_of_time;
-        if (step % p->log_every == 0 || ckpt_now) s = log_window_close(t, &w, step, lr, gnorm);
+        /* the last step's grid is the sample stage's own */
+        const int preview_now = p->sample_every > 0 && step % p->sample_every == 0 && step < p->steps && !out_of_time &&
+                                rx_dist_is_root();
+        const int log_now = step % p->log_every == 0 || ckpt_now;
+        /* everything that writes or shows the state first reads the losses back (and stops on
+         * a non-finite one); so does a full buffer */
+        if (log_now || preview_now || interrupted || (t->losses && t->n_pending == t->losses->numel))
+            s = read_back(t, &w, &gnorm);
+        if (!s && log_now) s = log_window_close(t, &w, step, lr, gnorm);
         if (!s && ckpt_now) {
             s = save_checkpoint(ex, run, t->st, &t->opt, step, &w);   /* the window just closed: empty */
-            last_ckpt = step;
+            t->last_ckpt = step;
         }
-        /* the last step's grid is the sample stage's own */
-        if (!s && p->sample_every > 0 && step % p->sample_every == 0 && step < p->steps && !out_of_time &&
-            rx_dist_is_root())
-            s = rx_sample_preview(ex, run, step);
+        if (!s && preview_now) s = rx_sample_preview(ex, run, step);
         if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
             rx_run_log(run, "%s: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
                        t->st->name, p->max_s / 60, (long long)step, (long long)p->steps);
@@ -481,6 +544,11 @@ rx_status rx_train_stage_run(rx_experiment *ex, rx_run *run, const rx_train_stag
     rx_set_grad_enabled(ex->ctx, 1);
     t.start_step = start;
     t.t_loop = rx_now();
+    if (!s && ranks == 1) {   /* the device-side loss buffer of one log window */
+        const int64_t n = t.plan.log_every < 4096 ? t.plan.log_every : 4096;   /* full: read early */
+        t.losses = rx_param(ex->ctx, NULL, 1, &n, 0);
+        if (!t.losses) s = rx_ctx_status(ex->ctx);
+    }
     if (!s) s = train_loop(&t, start, w);
     if (!s) record_buckets(run);
     if (!s) s = check_replicas(ex, run);

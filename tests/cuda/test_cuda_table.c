@@ -23,6 +23,6 @@ Test(cuda_table, every_op_has_cuda_forward_and_backward) {
     }
     cr_expect_eq(n_missing, 0, "%d of %d ops lack a CUDA kernel:%s", n_missing, (int)RX_OP_COUNT, missing);
     cr_expect(be->mem.data_alloc.alloc && be->mem.data_alloc.free && be->mem.to_device && be->mem.to_host &&
-                  be->mem.copy && be->mem.fill && be->axpy && be->sumsq && be->adamw && be->ema && be->sync,
+                  be->mem.copy && be->mem.fill && be->axpy && be->sumsq && be->adamw && be->ema && be->adamw_multi && be->sync,
               "a memory primitive or utility is missing from the CUDA table");
 }

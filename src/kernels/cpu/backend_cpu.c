@@ -53,6 +53,34 @@ static rx_status cpu_ema(rx_ctx *c, float *ema, const float *p, float decay, int
     return RX_OK;
 }
 
+/* The multi-tensor step, as the reference functions above applied chunk after chunk (on the
+ * CPU the "device" table and scalars are host memory). */
+static rx_status cpu_adamw_multi(rx_ctx *c, const rx_mt_args *a) {
+    rx_mt_scalars *s = a->scalars;
+    double sumsq = 0;
+    for (int k = 0; k < a->n_chunks; k++) {
+        const rx_mt_chunk *ch = &a->table[k];
+        double part = 0;
+        if (ch->g) RX_TRY(cpu_sumsq(c, ch->g, ch->n, &part));
+        sumsq += part;
+    }
+    s->grad_sumsq = sumsq;
+    s->clip_scale = rx_clip_factor(sqrt(sumsq), a->max_norm);
+    s->nonfinite = !isfinite(sumsq);
+    if (s->nonfinite) {
+        if (!s->first_bad_step) s->first_bad_step = s->step;
+        return RX_OK;
+    }
+    const rx_adamw_args args = {.lr = s->lr, .beta1 = a->beta1, .beta2 = a->beta2, .eps = a->eps,
+                                .weight_decay = a->weight_decay, .grad_scale = s->clip_scale, .step = s->step};
+    for (int k = 0; k < a->n_chunks; k++) {
+        const rx_mt_chunk *ch = &a->table[k];
+        if (ch->g) RX_TRY(cpu_adamw(c, ch->p, ch->g, ch->m, ch->v, ch->n, &args));
+        if (ch->ema) RX_TRY(cpu_ema(c, ch->ema, ch->p, s->ema_decay, ch->n));
+    }
+    return RX_OK;
+}
+
 static rx_status cpu_sync(rx_ctx *c) { return RX_OK; }
 
 static const rx_backend cpu_backend = {
@@ -72,6 +100,7 @@ static const rx_backend cpu_backend = {
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
     .ema = cpu_ema,
+    .adamw_multi = cpu_adamw_multi,
     .sync = cpu_sync,
 };
 

@@ -24,6 +24,7 @@ rx_backend rx_cuda_backend_table = {
     rx_cuda_sumsq,
     rx_cuda_adamw,
     rx_cuda_ema,
+    rx_cuda_adamw_multi,
     rx_cuda_sync,
 };
 

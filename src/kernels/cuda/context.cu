@@ -53,18 +53,35 @@ rx_status rx_cuda_to_host(rx_ctx *c, void *dst, const void *src, size_t bytes) {
     rx_cuda_state *st = rx_cuda(c);
     if (bytes == 0) return RX_OK;
     RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st->stream));
+    return rx_cuda_deferred_errors(c);   // waits for the copy too
+}
+
+// Waits for the stream, then reports the first bad index the deferred checks recorded (and
+// forgets it): what the host reads from the device is never silently computed from one.
+rx_status rx_cuda_deferred_errors(rx_ctx *c) {
+    rx_cuda_state *st = rx_cuda(c);
+    unsigned long long *h = (unsigned long long *)st->host_pinned + 1;   // word 0 is the reductions'
+    RX_CUDA_TRY(cudaMemcpyAsync(h, st->bad_index, 2 * sizeof *h, cudaMemcpyDeviceToHost, st->stream));
     RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
-    return RX_OK;
+    if (*h == ~0ull) return RX_OK;
+    const unsigned long long mark = *h;
+    RX_CUDA_TRY(cudaMemsetAsync(st->bad_index, 0xff, sizeof *st->bad_index, st->stream));
+    const unsigned k = (unsigned)(mark >> 32);
+    const long long pos = (long long)(mark & 0xffffffffull);
+    float value;
+    memcpy(&value, &h[1], sizeof value);
+    if (st->checks - k > RX_CUDA_CHECK_RING)
+        return rx_fail(RX_ERR_ARG, "an index check (number %u) found a bad index at position %lld", k, pos);
+    char msg[256];
+    snprintf(msg, sizeof msg, st->check_what[k % RX_CUDA_CHECK_RING], pos, (double)value);
+    return rx_fail(RX_ERR_ARG, "%s", msg);
 }
 rx_status rx_cuda_copy(rx_ctx *c, void *dst, const void *src, size_t bytes) {
     rx_cuda_state *st = rx_cuda(c);
     if (dst != src && bytes) RX_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st->stream));
     return RX_OK;
 }
-rx_status rx_cuda_sync(rx_ctx *c) {
-    RX_CUDA_TRY(cudaStreamSynchronize(rx_cuda(c)->stream));
-    return RX_OK;
-}
+rx_status rx_cuda_sync(rx_ctx *c) { return rx_cuda_deferred_errors(c); }
 
 // Grows a slot to at least `bytes` (rounded up to 1 MiB steps to avoid many small regrowths).
 // Growing waits for the stream: queued kernels may still read the old buffer.
@@ -122,6 +139,8 @@ extern "C" rx_status rx_cuda_open(int device_id, int tf32, int deterministic, co
     if ((e = cudaSetDevice(device_id)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device_id)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaMalloc((void **)&st->dev_flag, sizeof *st->dev_flag)) != cudaSuccess ||
+        (e = cudaMalloc((void **)&st->bad_index, 2 * sizeof *st->bad_index)) != cudaSuccess ||
+        (e = cudaMemsetAsync(st->bad_index, 0xff, 2 * sizeof *st->bad_index, st->stream)) != cudaSuccess ||
         (e = cudaMallocHost(&st->host_pinned, 64)) != cudaSuccess)
         s = rx_fail(RX_ERR_DEVICE, "cuda: %s", cudaGetErrorString(e));
     if (!s) snprintf(st->name, sizeof st->name, "%s", prop.name);
@@ -151,6 +170,7 @@ extern "C" void rx_cuda_close(void *state) {
     }
     for (int k = 0; k < RX_CUDA_SCRATCH_COUNT; k++) if (st->scratch[k]) cudaFree(st->scratch[k]);
     if (st->dev_flag) cudaFree(st->dev_flag);
+    if (st->bad_index) cudaFree(st->bad_index);
     if (st->host_pinned) cudaFreeHost(st->host_pinned);
     if (st->cudnn) cudnnDestroy(st->cudnn);
     if (st->cublas) cublasDestroy(st->cublas);

@@ -36,6 +36,17 @@ rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t *device_us
  * (dist/dist_nccl.c) */
 rx_status rx_cuda_stream_device(rx_ctx *c, void **stream, int *device) __attribute__((weak));
 
+/* CUDA graphs (graph.cu): capture what the context queues between begin and end, then replay
+ * it with one launch. Between begin and end nothing may allocate device or pinned memory or
+ * wait for the device (the runtime refuses it; the failing call's error names it, and end
+ * then fails too). end must follow every begin, also after an error. A replay touches the
+ * captured addresses: keep those buffers in place and change only their contents. */
+typedef struct rx_cuda_graph rx_cuda_graph;
+rx_status rx_cuda_graph_begin(rx_ctx *c) __attribute__((weak));
+rx_status rx_cuda_graph_end(rx_ctx *c, rx_cuda_graph **out) __attribute__((weak));
+rx_status rx_cuda_graph_launch(rx_ctx *c, rx_cuda_graph *g) __attribute__((weak));
+void      rx_cuda_graph_free(rx_cuda_graph *g) __attribute__((weak));
+
 #ifdef __cplusplus
 }
 #endif

@@ -54,6 +54,7 @@ typedef struct rx_cuda_staging {
     int used;           // done has been recorded at least once
 } rx_cuda_staging;
 
+enum { RX_CUDA_CHECK_RING = 64 };
 typedef struct rx_cuda_state {
     int device, tf32, deterministic;
     char name[256];
@@ -68,6 +69,12 @@ typedef struct rx_cuda_state {
     struct rx_cuda_conv_cache *conv_cache;
     rx_cuda_staging staging[RX_CUDA_STAGING_SLOTS];
     int staging_next;
+    // deferred index checks (embed.cu): kernels record the first bad index here instead of the
+    // host waiting for each check; the next read from the device reports it (context.cu)
+    unsigned long long *bad_index;        // device: [0] check number << 32 | position, ~0 = none;
+                                          //         [1] the value there (float bits)
+    unsigned checks;                      // check numbers handed out
+    char check_what[RX_CUDA_CHECK_RING][192];   // what check k % RING was (for the message)
 } rx_cuda_state;
 
 static inline rx_cuda_state *rx_cuda(rx_ctx *c) { return (rx_cuda_state *)c->be_state; }
@@ -118,6 +125,8 @@ rx_status rx_cuda_axpy(rx_ctx *c, float *y, float a, const float *x, int64_t n);
 rx_status rx_cuda_sumsq(rx_ctx *c, const float *x, int64_t n, double *out);
 rx_status rx_cuda_adamw(rx_ctx *c, float *p, const float *g, float *m, float *v, int64_t n, const rx_adamw_args *a);
 rx_status rx_cuda_ema(rx_ctx *c, float *ema, const float *p, float decay, int64_t n);
+// optim.cu: the multi-tensor AdamW + EMA step (backend.h's adamw_multi)
+rx_status rx_cuda_adamw_multi(rx_ctx *c, const rx_mt_args *a);
 // dense.cu: row-major strided-batched GEMM (as the CPU's sgemm_batched):
 //   C[i] [M,N] = alpha op(A[i]) op(B[i]) + beta C[i],  op(A) [M,K] (A stored [K,M] when ta),
 //   op(B) [K,N] (B stored [N,K] when tb); sA, sB, sC: element strides between matrices.
@@ -127,6 +136,11 @@ void rx_cuda_conv_cache_free(rx_cuda_state *st);
 // embed.cu: *first = the lowest i < n whose v[i] is not a whole number in [0, limit), else -1;
 // *value = v[*first]. Reads one word back, so it waits for the stream.
 rx_status rx_cuda_check_indices(rx_ctx *c, const float *v, int64_t n, int64_t limit, int64_t *first, float *value);
+// The same check without waiting: a bad index is recorded on the device and reported, with
+// `what` (a printf format taking the position and the value, %lld and %g), by the next rx_cuda_to_host or rx_cuda_sync
+// (rx_cuda_deferred_errors). Kernels that use the indices must guard them themselves.
+rx_status rx_cuda_check_indices_deferred(rx_ctx *c, const float *v, int64_t n, int64_t limit, const char *what);
+rx_status rx_cuda_deferred_errors(rx_ctx *c);   // waits for the stream; the first recorded bad index
 
 // ---- launch helpers -------------------------------------------------------------------
 

@@ -31,6 +31,44 @@ rx_status rx_cuda_check_indices(rx_ctx *c, const float *v, int64_t n, int64_t li
     return RX_OK;
 }
 
+// The deferred form: check number k of the context marks (k << 32 | i) for its lowest bad i; the
+// lowest mark over all checks since the last report is the first bad index in stream order.
+__global__ void mark_bad_index_kernel(const float *v, int64_t n, float limit, unsigned long long tag,
+                                      unsigned long long *mark) {
+    RX_CUDA_LOOP(i, n) {
+        const float x = v[i];
+        if (!(x >= 0.0f && x < limit && x == floorf(x))) atomicMin(mark, tag | (unsigned long long)i);
+    }
+}
+
+// then the value at the mark, when the mark is this check's (an earlier check's mark stays)
+__global__ void mark_bad_value_kernel(const float *v, unsigned k, unsigned long long *mark) {
+    const unsigned long long m = mark[0];
+    if (threadIdx.x == 0 && m != ~0ull && (unsigned)(m >> 32) == k) memcpy(&mark[1], &v[m & 0xffffffffull], sizeof(float));
+}
+
+rx_status rx_cuda_check_indices_deferred(rx_ctx *c, const float *v, int64_t n, int64_t limit, const char *what) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (n <= 0) return RX_OK;
+    if (n > 0xffffffffll) {   // positions past 32 bits: the waiting check
+        int64_t bad;
+        float value;
+        RX_TRY(rx_cuda_check_indices(c, v, n, limit, &bad, &value));
+        if (bad < 0) return RX_OK;
+        char msg[256];
+        snprintf(msg, sizeof msg, what, (long long)bad, (double)value);
+        return rx_fail(RX_ERR_ARG, "%s", msg);
+    }
+    const unsigned k = st->checks++;
+    snprintf(st->check_what[k % RX_CUDA_CHECK_RING], sizeof st->check_what[0], "%s", what);
+    mark_bad_index_kernel<<<rx_cuda_blocks(n), RX_CUDA_THREADS, 0, st->stream>>>(
+        v, n, (float)limit, (unsigned long long)k << 32, st->bad_index);
+    RX_CUDA_LAUNCH_CHECK();
+    mark_bad_value_kernel<<<1, 32, 0, st->stream>>>(v, k, st->bad_index);
+    RX_CUDA_LAUNCH_CHECK();
+    return RX_OK;
+}
+
 // ---- embedding: table [V,D], idx [N] -> y [N,D], y[i] = table[idx[i]] -------------------------------
 
 namespace {
@@ -39,9 +77,11 @@ struct embedding_fwd_op {
     float *y;
     const float *table, *idx;
     int64_t D;
+    int64_t V;
     __device__ void operator()(int64_t e) const {
         const int64_t i = e / D, d = e - i * D;
-        y[e] = table[(int64_t)idx[i] * D + d];
+        const float x = idx[i];   // a bad index (reported later, see the check) reads nothing: NaN
+        y[e] = x >= 0.0f && x < (float)V && x == floorf(x) ? table[(int64_t)x * D + d] : NAN;
     }
 };
 
@@ -50,9 +90,12 @@ struct embedding_fwd_op {
 struct embedding_bwd_op {
     float *gt;
     const float *gy, *idx;
-    int64_t N, D;
+    int64_t N, D, V;
     __device__ void operator()(int64_t d) const {
-        for (int64_t i = 0; i < N; i++) gt[(int64_t)idx[i] * D + d] += gy[i * D + d];
+        for (int64_t i = 0; i < N; i++) {
+            const float x = idx[i];   // a bad index writes nothing (the forward's check reports it)
+            if (x >= 0.0f && x < (float)V && x == floorf(x)) gt[(int64_t)x * D + d] += gy[i * D + d];
+        }
     }
 };
 
@@ -61,20 +104,20 @@ struct embedding_bwd_op {
 extern "C" rx_status cuda_embedding_fwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *T = n->in[0], *I = n->in[1];
     const int64_t V = T->shape[0], D = T->shape[1], N = I->numel;
-    int64_t bad;
-    float value = 0;
-    RX_TRY(rx_cuda_check_indices(c, I->data, N, V, &bad, &value));
-    if (bad >= 0)
-        return rx_fail(RX_ERR_ARG, "embedding: idx[%lld] = %g is not a row of table %s (whole numbers in [0, %lld))",
-                       (long long)bad, value, shape_text(T).s, (long long)V);
-    return rx_cuda_foreach(c, N * D, embedding_fwd_op{n->out->data, T->data, I->data, D});
+    // checked without waiting for the device (a wait per forward would be a host sync per step):
+    // the next read from the device reports a bad index (rx_cuda_deferred_errors)
+    char what[192];
+    snprintf(what, sizeof what, "embedding: idx[%%lld] = %%g is not a row of table %s (whole numbers in [0, %lld))",
+             shape_text(T).s, (long long)V);
+    RX_TRY(rx_cuda_check_indices_deferred(c, I->data, N, V, what));
+    return rx_cuda_foreach(c, N * D, embedding_fwd_op{n->out->data, T->data, I->data, D, V});
 }
 
 extern "C" rx_status cuda_embedding_bwd(rx_ctx *c, rx_node *n) {
     float *gt = cuda_in_grad(n, 0);
     if (!gt) return RX_OK;
-    const int64_t D = n->in[0]->shape[1], N = n->in[1]->numel;
-    return rx_cuda_foreach(c, D, embedding_bwd_op{gt, n->out->grad->data, n->in[1]->data, N, D});
+    const int64_t V = n->in[0]->shape[0], D = n->in[0]->shape[1], N = n->in[1]->numel;
+    return rx_cuda_foreach(c, D, embedding_bwd_op{gt, n->out->grad->data, n->in[1]->data, N, D, V});
 }
 
 // ---- timestep embedding (diffusers get_timestep_embedding) ------------------------------------------

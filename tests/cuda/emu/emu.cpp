@@ -22,6 +22,11 @@ dim3 blockDim, gridDim;
 
 static cudaError_t last_error = cudaSuccess;
 
+// stream capture (the "stream capture" section at the end): the calls below ask these
+static bool capture_on(void);                              // a capture is open: record, do not run
+static cudaError_t capture_refuse(void);                   // a call a GPU refuses during capture
+static void capture_record(std::function<void()> op);
+
 static void die(const char *msg) {
     fprintf(stderr, "cuda emulator: %s\n", msg);
     abort();
@@ -34,6 +39,7 @@ static size_t allocated_bytes;
 static const size_t EMU_TOTAL = (size_t)16 << 30;
 
 cudaError_t cudaMalloc(void **p, size_t bytes) {
+    if (capture_on()) { *p = nullptr; return capture_refuse(); }
     if (bytes == 0) bytes = 1;
     if (allocated_bytes + bytes > EMU_TOTAL) { *p = nullptr; return last_error = cudaErrorMemoryAllocation; }
     void *m = aligned_alloc(256, (bytes + 255) & ~(size_t)255);
@@ -45,6 +51,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
+    if (capture_on()) return capture_refuse();
     if (!p) return cudaSuccess;
     auto it = allocations.find(p);
     if (it == allocations.end()) return last_error = cudaErrorInvalidValue;
@@ -54,18 +61,26 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    if (capture_on()) { *p = nullptr; return capture_refuse(); }
     *p = malloc(bytes ? bytes : 1);
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaFreeHost(void *p) { if (capture_on()) return capture_refuse(); free(p); return cudaSuccess; }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+    if (capture_on()) { capture_record([=] { if (bytes) memmove(dst, src, bytes); }); return cudaSuccess; }
     if (bytes) memmove(dst, src, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind k) { return cudaMemcpyAsync(dst, src, bytes, k, 0); }
-cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t) { memset(dst, v, bytes); return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind k) {
+    return capture_on() ? capture_refuse() : cudaMemcpyAsync(dst, src, bytes, k, 0);
+}
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t bytes, cudaStream_t) {
+    if (capture_on()) { capture_record([=] { memset(dst, v, bytes); }); return cudaSuccess; }
+    memset(dst, v, bytes);
+    return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return capture_on() ? capture_refuse() : cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return capture_on() ? capture_refuse() : cudaSuccess; }
 struct rx_emu_event { int recorded; };
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) {
     *e = (cudaEvent_t)calloc(1, sizeof(rx_emu_event));
@@ -87,6 +102,8 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
     default: return "unspecified launch failure";
     }
 }
@@ -219,6 +236,11 @@ void rx_emu_launch(dim3 grid, dim3 block, size_t shmem, cudaStream_t, int use_fi
         return;
     }
     if (T % 32) die("block size not a multiple of 32 (runexp's reductions assume whole warps)");
+    if (capture_on()) {   // recorded with its (already copied) arguments, run at cudaGraphLaunch
+        const std::function<void()> copy = body;
+        capture_record([=] { rx_emu_launch(grid, block, shmem, nullptr, use_fibers, copy); });
+        return;
+    }
     gridDim = grid;
     blockDim = block;
     kernel_body = &body;
@@ -289,12 +311,22 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                            const float *alpha, const float *A, int lda, const float *B, int ldb, const float *beta,
                            float *C, int ldc) {
+    if (capture_on()) {   // host-pointer scalars are read at the call, as cuBLAS does
+        const float a = *alpha, b = *beta;
+        capture_record([=] { gemm(h, ta, tb, m, n, k, a, A, lda, B, ldb, b, C, ldc); });
+        return CUBLAS_STATUS_SUCCESS;
+    }
     return gemm(h, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
 }
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                          const float *alpha, const float *A, int lda, long long sA, const float *B, int ldb,
                                          long long sB, const float *beta, float *C, int ldc, long long sC, int count) {
+    if (capture_on()) {
+        const float a = *alpha, b = *beta;
+        capture_record([=] { cublasSgemmStridedBatched(h, ta, tb, m, n, k, &a, A, lda, sA, B, ldb, sB, &b, C, ldc, sC, count); });
+        return CUBLAS_STATUS_SUCCESS;
+    }
     for (int i = 0; i < count; i++) {
         cublasStatus_t s = gemm(h, ta, tb, m, n, k, *alpha, A + i * sA, lda, B + i * sB, ldb, *beta, C + i * sC, ldc);
         if (s) return s;
@@ -457,9 +489,14 @@ static cudnnStatus_t geo_of(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w
 
 static float in_t(float v, int t) { return t ? tf32(v) : v; }
 
-cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, cudnnTensorDescriptor_t xd, const void *xv,
+cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t xd, const void *xv,
     cudnnFilterDescriptor_t wd, const void *wv, cudnnConvolutionDescriptor_t cd, cudnnConvolutionFwdAlgo_t a, void *ws,
     size_t ws_size, const void *beta, cudnnTensorDescriptor_t yd, void *yv) {
+    if (capture_on()) {   // descriptors by handle (runexp keeps them for the context's life), scalars by value
+        const float al_ = *(const float *)alpha, be_ = *(const float *)beta;
+        capture_record([=] { cudnnConvolutionForward(h, &al_, xd, xv, wd, wv, cd, a, ws, ws_size, &be_, yd, yv); });
+        return CUDNN_STATUS_SUCCESS;
+    }
     conv_geo g;
     cudnnStatus_t s = geo_of(xd, wd, cd, yd, ws_fwd(a), ws, ws_size, &g);
     if (s) return s;
@@ -479,9 +516,14 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, cudnnTen
     return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t, const void *alpha, cudnnFilterDescriptor_t wd, const void *wv,
+cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, cudnnFilterDescriptor_t wd, const void *wv,
     cudnnTensorDescriptor_t dyd, const void *dyv, cudnnConvolutionDescriptor_t cd, cudnnConvolutionBwdDataAlgo_t a, void *ws,
     size_t ws_size, const void *beta, cudnnTensorDescriptor_t dxd, void *dxv) {
+    if (capture_on()) {   // descriptors by handle (runexp keeps them for the context's life), scalars by value
+        const float al_ = *(const float *)alpha, be_ = *(const float *)beta;
+        capture_record([=] { cudnnConvolutionBackwardData(h, &al_, wd, wv, dyd, dyv, cd, a, ws, ws_size, &be_, dxd, dxv); });
+        return CUDNN_STATUS_SUCCESS;
+    }
     conv_geo g;
     cudnnStatus_t s = geo_of(dxd, wd, cd, dyd, ws_bwd_data(a), ws, ws_size, &g);
     if (s) return s;
@@ -500,9 +542,14 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t, const void *alpha, cud
     return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t, const void *alpha, cudnnTensorDescriptor_t xd, const void *xv,
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha, cudnnTensorDescriptor_t xd, const void *xv,
     cudnnTensorDescriptor_t dyd, const void *dyv, cudnnConvolutionDescriptor_t cd, cudnnConvolutionBwdFilterAlgo_t a, void *ws,
     size_t ws_size, const void *beta, cudnnFilterDescriptor_t dwd, void *dwv) {
+    if (capture_on()) {   // descriptors by handle (runexp keeps them for the context's life), scalars by value
+        const float al_ = *(const float *)alpha, be_ = *(const float *)beta;
+        capture_record([=] { cudnnConvolutionBackwardFilter(h, &al_, xd, xv, dyd, dyv, cd, a, ws, ws_size, &be_, dwd, dwv); });
+        return CUDNN_STATUS_SUCCESS;
+    }
     conv_geo g;
     cudnnStatus_t s = geo_of(xd, dwd, cd, dyd, ws_bwd_filter(a), ws, ws_size, &g);
     if (s) return s;
@@ -520,3 +567,56 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t, const void *alpha, c
     for (size_t i = 0; i < acc.size(); i++) dw[i] = (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * dw[i]));
     return CUDNN_STATUS_SUCCESS;
 }
+
+// ---- stream capture: CUDA graphs (cuda_runtime.h's graphs section) -------------------------------
+// One stream exists (stream_token), so one capture at a time. A graph is the list of recorded
+// operations; an executable graph is a copy of it; a launch runs them in order.
+
+struct rx_emu_graph { std::vector<std::function<void()>> ops; };
+struct rx_emu_graph_exec { std::vector<std::function<void()>> ops; };
+
+static rx_emu_graph *capturing;          // the graph being recorded, or null
+static bool capture_invalidated;
+
+static bool capture_on(void) { return capturing != nullptr; }
+static cudaError_t capture_refuse(void) {
+    capture_invalidated = true;
+    return last_error = cudaErrorStreamCaptureUnsupported;
+}
+static void capture_record(std::function<void()> op) { capturing->ops.push_back(std::move(op)); }
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+    if (!s || capturing) return last_error = cudaErrorInvalidValue;   // not the legacy stream, not twice
+    capturing = new rx_emu_graph;
+    capture_invalidated = false;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    if (!capturing) return last_error = cudaErrorInvalidValue;
+    rx_emu_graph *done = capturing;
+    capturing = nullptr;
+    if (capture_invalidated) {
+        delete done;
+        *g = nullptr;
+        return last_error = cudaErrorStreamCaptureInvalidated;
+    }
+    *g = done;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus *status) {
+    *status = !capturing ? cudaStreamCaptureStatusNone
+              : capture_invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long) {
+    if (!g || capturing) return last_error = cudaErrorInvalidValue;
+    *e = new rx_emu_graph_exec{g->ops};
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) {
+    if (!e || capturing) return last_error = cudaErrorInvalidValue;   // no child graphs here
+    for (auto &op : e->ops) op();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaGraphDestroy(cudaGraph_t g) { delete g; return cudaSuccess; }

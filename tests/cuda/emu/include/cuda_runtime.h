@@ -27,6 +27,8 @@ typedef enum cudaError {
     cudaErrorInvalidDevice = 101,
     cudaErrorNoDevice = 100,
     cudaErrorLaunchFailure = 719,
+    cudaErrorStreamCaptureUnsupported = 900,   // stream capture (graphs section below)
+    cudaErrorStreamCaptureInvalidated = 901,
 } cudaError_t;
 
 typedef enum cudaMemcpyKind {
@@ -73,6 +75,31 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 cudaError_t cudaDeviceSynchronize(void);
 
+// ---- CUDA graphs: stream capture, instantiate, launch (emu.cpp's "stream capture" section) ----
+// Between cudaStreamBeginCapture and cudaStreamEndCapture, launches, cudaMemcpyAsync,
+// cudaMemsetAsync and the cuBLAS/cuDNN compute calls are recorded (kernel arguments and
+// host-side scalars as they are at the call), not run; cudaGraphLaunch replays them in order.
+// Calls a GPU refuses during capture (cudaMalloc, cudaFree, cudaMallocHost, cudaFreeHost,
+// cudaMemcpy, cudaStreamSynchronize, cudaDeviceSynchronize) return
+// cudaErrorStreamCaptureUnsupported and invalidate the capture (EndCapture then fails with
+// cudaErrorStreamCaptureInvalidated), as on a GPU.
+typedef struct rx_emu_graph *cudaGraph_t;
+typedef struct rx_emu_graph_exec *cudaGraphExec_t;
+typedef enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2
+} cudaStreamCaptureMode;
+typedef enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1, cudaStreamCaptureStatusInvalidated = 2
+} cudaStreamCaptureStatus;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+// ---- end of CUDA graphs ----
+
 // device side
 void __syncthreads(void);
 void rx_emu_warp_exchange(const void *v, void *out, size_t bytes, int src_lane);
@@ -97,5 +124,11 @@ inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v)
 // kernel<<<grid, block, shmem, stream>>>(args) is rewritten (rewrite_launches.py) into this;
 // fibers: the kernel waits at barriers or shuffles (else each thread runs to completion in turn)
 void rx_emu_launch(dim3 grid, dim3 block, size_t shmem, cudaStream_t s, int fibers, const std::function<void()> &body);
+// what the rewrite emits: the kernel's arguments are evaluated and copied at the launch, as a GPU
+// does (a launch recorded in a graph replays with them, not with what the variables hold later)
+template <class K, class... A>
+inline void rx_emu_launch_args(dim3 grid, dim3 block, size_t shmem, cudaStream_t s, int fibers, K kernel, A... args) {
+    rx_emu_launch(grid, block, shmem, s, fibers, std::function<void()>([=]() { kernel(args...); }));
+}
 
 #endif
