@@ -7,6 +7,8 @@
  * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads.
  * During training (train.sample_every) the same grid from the weights so far:
  * samples/grid_step<NNNNNN>.png (rx_sample_preview).
+ * A generator runs the network at sample.precision (the top-level precision when null) and
+ * puts training's back when it closes.
  * Data-parallel (dist/dist.h): the sample stage's images are split over the ranks, each
  * generating a contiguous share of the indices (same noise: it is keyed by the index), and
  * gathered on rank 0, which writes them; previews stay rank 0's (the others are training). */
@@ -111,6 +113,8 @@ rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_se
     g->training_was = ex->ctx->training;
     rx_set_grad_enabled(ex->ctx, 0);
     ex->ctx->training = 0;
+    /* the network calls at sample.precision; training's is back on close */
+    if (!s) s = rx_experiment_use_precision(ex, ex->sample_precision);
     return s;
 }
 
@@ -142,6 +146,7 @@ rx_status rx_generator_close(rx_generator *g) {
     free(g->z);
     rx_set_grad_enabled(ex->ctx, g->grad_was);
     ex->ctx->training = g->training_was;
+    s = rx_experiment_use_precision(ex, ex->precision);
     memset(g, 0, sizeof *g);
     return s;
 }
