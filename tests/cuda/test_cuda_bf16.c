@@ -38,13 +38,14 @@ static void teardown(void) {
     if (root[0] && !getenv("RX_KEEP_TMP")) rx_fs_remove_tree(root);
 }
 
-/* tiny.yaml as the tests run it: backend and precision given, no sampling */
-static rx_config *tiny_config(const char *backend, const char *precision) {
+/* tiny.yaml as the tests run it: backend and precision given, no sampling (sample: null) or
+ * sample_set (e.g. "sample.precision=fp32") */
+static rx_config *tiny_config_with(const char *backend, const char *precision, const char *sample_set) {
     char b[64], p[64];
     snprintf(b, sizeof b, "backend=%s", backend);
     snprintf(p, sizeof p, "precision=%s", precision);
-    const char *sets[] = {b, p, "train.steps=8", "train.log_every=2", "train.checkpoint_every=4", "sample=null",
-                          "optimizer.lr=3e-3"};
+    const char *sets[] = {b, p, "train.steps=8", "train.log_every=2", "train.checkpoint_every=4",
+                          sample_set ? sample_set : "sample=null", "optimizer.lr=3e-3"};
     rx_config_errors errs = {0};
     rx_config *cfg = NULL;
     rx_status s = rx_config_resolve(TINY, sets, (int)(sizeof sets / sizeof *sets), NULL, &cfg, &errs);
@@ -52,6 +53,9 @@ static rx_config *tiny_config(const char *backend, const char *precision) {
     rx_config_errors_clear(&errs);
     cr_assert_eq(s, RX_OK, "%s: %s", TINY, rx_last_error());
     return cfg;
+}
+static rx_config *tiny_config(const char *backend, const char *precision) {
+    return tiny_config_with(backend, precision, NULL);
 }
 
 /* one run of the config into results/<sub>; its directory in dir */
@@ -177,4 +181,48 @@ Test(cuda_bf16, training_learns_and_resumes_bit_exactly, .init = setup, .fini = 
     snprintf(a, sizeof a, "%s/checkpoints/last.safetensors", stopped);
     snprintf(b, sizeof b, "%s/checkpoints/last.safetensors", whole);
     same_tensors(a, b);
+}
+
+/* sample.precision changes the sampling only: two runs of one bf16 training config, sampled at fp32
+ * and at bf16. The second reuses the first's training (same train_hash: the train stage's cache key
+ * does not hold sample.precision; checkpoints identical), its sample_hash differs, and its images
+ * differ (the network's calls did run at another precision). Reference: the first run. */
+Test(cuda_bf16, sample_precision_applies_to_sampling_only, .init = setup, .fini = teardown) {
+    static const char *const sample_at[2] = {"sample.precision=fp32", "sample.precision=bf16"};
+    char dir[2][600], results[512];
+    snprintf(results, sizeof results, "%s/sample", root);
+    for (int k = 0; k < 2; k++) {
+        rx_run_options opt = {.results_root = results, .quiet = 1};   /* the stage cache on */
+        rx_config *cfg = tiny_config_with("cuda", "bf16", sample_at[k]);
+        int config_error = 0;
+        cr_assert_eq(rx_run_config(cfg, &opt, dir[k], sizeof dir[k], NULL, &config_error), RX_OK, "%s", rx_last_error());
+        rx_config_free(cfg);
+    }
+    json_t *r[2];
+    char path[700];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/run.json", dir[k]);
+        cr_assert_eq(rx_json_load_file(path, &r[k]), RX_OK, "%s", rx_last_error());
+    }
+    cr_expect_str_eq(json_string_value(json_object_get(r[0], "train_hash")), json_string_value(json_object_get(r[1], "train_hash")));
+    cr_expect_str_neq(json_string_value(json_object_get(r[0], "sample_hash")), json_string_value(json_object_get(r[1], "sample_hash")));
+    cr_expect_str_eq(json_string_value(json_object_get(json_object_get(r[1], "precision"), "sample")), "bf16");
+    json_decref(r[0]);
+    json_decref(r[1]);
+    rx_st_file *f[2];
+    const rx_st_tensor *t[2];
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/samples/samples.safetensors", dir[k]);
+        cr_assert_eq(rx_st_open(path, &f[k]), RX_OK, "%s", rx_last_error());
+        cr_assert_eq(rx_st_get(f[k], "images", &t[k]), RX_OK, "%s", rx_last_error());
+    }
+    const size_t bytes = t[0]->end - t[0]->begin;
+    cr_assert_eq(bytes, t[1]->end - t[1]->begin);
+    const uint8_t *a = rx_st_data(f[0], t[0]), *b = rx_st_data(f[1], t[1]);
+    size_t differ = 0;
+    for (size_t i = 0; i < bytes; i++) differ += a[i] != b[i];
+    cr_log_info("sample.precision fp32 vs bf16: %zu of %zu image bytes differ", differ, bytes);
+    cr_expect_gt(differ, 0, "the images sampled at fp32 and at bf16 are identical: sample.precision had no effect");
+    rx_st_close(f[0]);
+    rx_st_close(f[1]);
 }
