@@ -72,7 +72,7 @@ static rx_status run(const char *backend, const char *precision, const char *sub
 
 /* the losses of metrics.jsonl, in order */
 static int losses(const char *dir, double *out, int max) {
-    char path[700], *text = NULL;
+    char path[1400], *text = NULL;
     size_t len = 0;
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     cr_assert_eq(rx_fs_read_file(path, &text, &len), RX_OK, "%s", rx_last_error());
@@ -123,7 +123,7 @@ static void check_learning(const char *cpu_dir, const char *bf16_dir) {
                       ref[i]);
     }
     cr_expect_lt(got[n - 1], 0.92 * got[0], "bf16 loss %.4f -> %.4f: not learning", got[0], got[n - 1]);
-    char path[700];
+    char path[1400];
     snprintf(path, sizeof path, "%s/run.json", bf16_dir);
     json_t *r = NULL;
     cr_assert_eq(rx_json_load_file(path, &r), RX_OK, "%s", rx_last_error());
@@ -156,7 +156,7 @@ Test(cuda_bf16, training_learns_and_resumes_bit_exactly, .init = setup, .fini = 
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the run did not stop at its step-%d fault (status %d)",
               FAIL_STEP, status);
 
-    char path[700], whole[600], out[600];
+    char path[1400], whole[600], out[600];
     snprintf(path, sizeof path, "%s/checkpoints/last.safetensors", stopped);
     cr_assert(rx_fs_exists(path), "no checkpoint before the fault in %s", stopped);
     rx_config *cfg = tiny_config("cuda", "bf16");
@@ -177,7 +177,7 @@ Test(cuda_bf16, training_learns_and_resumes_bit_exactly, .init = setup, .fini = 
     cr_assert_eq(run("cpu", "fp32", "cpu", cpu, sizeof cpu), RX_OK, "%s", rx_last_error());
     cr_assert_eq(run("cuda", "bf16", "whole", whole, sizeof whole), RX_OK, "%s", rx_last_error());
     check_learning(cpu, whole);
-    char a[700], b[700];
+    char a[1400], b[1400];
     snprintf(a, sizeof a, "%s/checkpoints/last.safetensors", stopped);
     snprintf(b, sizeof b, "%s/checkpoints/last.safetensors", whole);
     same_tensors(a, b);
@@ -199,7 +199,7 @@ Test(cuda_bf16, sample_precision_applies_to_sampling_only, .init = setup, .fini 
         rx_config_free(cfg);
     }
     json_t *r[2];
-    char path[700];
+    char path[1400];
     for (int k = 0; k < 2; k++) {
         snprintf(path, sizeof path, "%s/run.json", dir[k]);
         cr_assert_eq(rx_json_load_file(path, &r[k]), RX_OK, "%s", rx_last_error());
