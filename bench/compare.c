@@ -200,7 +200,9 @@ static rx_status write_setup(const rx_experiment *ex, const options *o, const ch
     set_real(j, op, "eps");
     set_real(j, op, "weight_decay");
     set_real(j, op, "grad_clip");
-    json_object_set_new(j, "tf32", json_boolean(rx_param_bool(ex->top.params, "tf32")));   /* CUDA matmul/conv math */
+    /* CUDA matmul/conv math: the config's precision (training) and sample.precision */
+    json_object_set_new(j, "precision", json_string(rx_precision_name(ex->precision)));
+    json_object_set_new(j, "sample_precision", json_string(rx_precision_name(ex->sample_precision)));
     json_object_set_new(j, "threads", json_integer(omp_get_max_threads()));
     json_object_set_new(j, "backend", json_string(ex->backend_name));
     char path[1200];

@@ -71,6 +71,11 @@ class Bench:
                              set_alpha_to_one=s["set_alpha_to_one"], steps_offset=s["steps_offset"],
                              prediction_type=s["prediction_type"], timestep_spacing=s["timestep_spacing"])
 
+    def autocast(self, key):
+        """torch.autocast(bfloat16) when the setup's `key` precision is bf16 on a GPU (else a no-op)"""
+        on = self.device != "cpu" and self.s.get(key, "tf32") == "bf16"
+        return self.torch.autocast(device_type="cuda", dtype=self.torch.bfloat16, enabled=on)
+
     def sync(self):
         if self.device != "cpu":
             self.torch.cuda.synchronize()
@@ -80,8 +85,9 @@ class Bench:
         torch, m, inp = self.torch, self.model, self.inp
         m.train()
         self.opt.zero_grad(set_to_none=True)
-        out = forward(m, inp["xt"], inp["t"].long(), inp["labels"].long())[:, :self.C]   # learn_sigma: eps half
-        loss = (((out - inp["target"]) ** 2).mean(dim=(1, 2, 3)) * inp["weight"]).mean()
+        with self.autocast("precision"):
+            out = forward(m, inp["xt"], inp["t"].long(), inp["labels"].long())[:, :self.C]   # learn_sigma: eps half
+        loss = (((out.float() - inp["target"]) ** 2).mean(dim=(1, 2, 3)) * inp["weight"]).mean()
         loss.backward()
         if self.s["grad_clip"] > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.s["grad_clip"])
@@ -90,8 +96,9 @@ class Bench:
 
     def guided(self, x, t, labels2):
         """CFG as runexp's guidance and diffusers' pipelines: [x; x] with [labels; null] in one call"""
-        out = forward(self.model, self.torch.cat([x, x]), t.expand(2 * x.shape[0]), labels2)[:, :self.C]
-        cond, uncond = out.chunk(2)
+        with self.autocast("sample_precision"):
+            out = forward(self.model, self.torch.cat([x, x]), t.expand(2 * x.shape[0]), labels2)[:, :self.C]
+        cond, uncond = out.float().chunk(2)
         return uncond + self.s["scale"] * (cond - uncond)
 
     def labels2(self, n):
@@ -147,8 +154,9 @@ def main():
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)   # one op at a time, as runexp
     _, model, inp, setup = load(a)
-    if a.device != "cpu":   # the math runexp's CUDA backend runs: the config's `tf32` (default true)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = setup.get("tf32", True)
+    if a.device != "cpu":   # the math runexp's CUDA backend runs: the config's `precision` (default tf32);
+        # bf16 is torch.autocast(bfloat16) around the network calls (Bench.autocast), fp32 elsewhere
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = setup.get("precision", "tf32") != "fp32"
         torch.backends.cudnn.benchmark = True
     diff, scale = parity(torch, model, inp)
     import diffusers

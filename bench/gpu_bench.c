@@ -1,6 +1,7 @@
 /* gpu_bench.c — U-Net training-step speed and memory on the CUDA backend.
  *
- *   build/bench/gpu_bench [smoke|default|cifar32|all] [--batch B] [--steps N] [--tf32 0|1] [--profile]
+ *   build/bench/gpu_bench [smoke|default|cifar32|all] [--batch B] [--steps N] [--precision fp32|tf32|bf16]
+ *                         [--profile]   (--tf32 0|1: the same as --precision fp32|tf32)
  *
  * One training step = zero grads, forward, weighted MSE, backward, AdamW (clipping 1.0), arena
  * reset: what runner/train.c does per step, minus data loading. Models: `smoke` is
@@ -157,11 +158,13 @@ static void prof_print(int steps, double eager_ms) {
            total, eager_ms);
 }
 
-static void bench(const bench_model *bm, int batch, int steps, int tf32, int profile) {
+static const char *const precision_names[] = {"fp32", "tf32", "bf16"};   /* rx_precision order */
+
+static void bench(const bench_model *bm, int batch, int steps, int precision, int profile) {
     const rx_backend *be = NULL;
     void *state = NULL;
     const char *device = NULL;
-    CHECK(rx_cuda_open(0, tf32, 0, &be, &state, &device));
+    CHECK(rx_cuda_open(0, precision, 0, &be, &state, &device));
     rx_ctx *c = NULL;
     CHECK(rx_ctx_create(be, state, 0, &c));
     rx_params *p = NULL;
@@ -191,9 +194,9 @@ static void bench(const bench_model *bm, int batch, int steps, int tf32, int pro
     const double dt = (now_s() - t0) / steps;
     size_t scratch = 0, used = 0, total = 0;
     if (rx_cuda_memory_info) CHECK(rx_cuda_memory_info(c, &scratch, &used, &total));
-    printf("%-7s %5d %9.2f %9.1f %8.1fM %10.1f %10.1f %9.1f %9.1f/%.0f  %s%s\n", bm->name, B, dt * 1e3, B / dt,
+    printf("%-7s %5d %9.2f %9.1f %8.1fM %10.1f %10.1f %9.1f %9.1f/%.0f  %s (%s)\n", bm->name, B, dt * 1e3, B / dt,
            rx_model_param_count(m) / 1e6, rx_arena_data_peak(c->step) / 1048576.0, rx_arena_data_used(c->persist) / 1048576.0,
-           scratch / 1048576.0, used / 1048576.0, total / 1048576.0, device, tf32 ? " (tf32)" : "");
+           scratch / 1048576.0, used / 1048576.0, total / 1048576.0, device, precision_names[precision]);
     fflush(stdout);
     if (profile) {
         memset(prof_ms, 0, sizeof prof_ms);
@@ -213,14 +216,22 @@ static void bench(const bench_model *bm, int batch, int steps, int tf32, int pro
 
 int main(int argc, char **argv) {
     const char *which = "all";
-    int batch = 0, steps = 20, tf32 = 1, profile = 0;
+    int batch = 0, steps = 20, precision = RX_PRECISION_TF32, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--tf32") && i + 1 < argc) tf32 = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--tf32") && i + 1 < argc) precision = atoi(argv[++i]) != 0;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            const char *want = argv[++i];
+            precision = -1;
+            for (int k = 0; k < 3; k++) if (!strcmp(want, precision_names[k])) precision = k;
+            if (precision < 0) { fprintf(stderr, "gpu_bench: --precision fp32|tf32|bf16, not '%s'\n", want); return 2; }
+        } else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (argv[i][0] != '-') which = argv[i];
-        else { fprintf(stderr, "usage: gpu_bench [smoke|default|cifar32|all] [--batch B] [--steps N] [--tf32 0|1] [--profile]\n"); return 2; }
+        else {
+            fprintf(stderr, "usage: gpu_bench [smoke|default|cifar32|all] [--batch B] [--steps N] [--precision fp32|tf32|bf16] [--profile]\n");
+            return 2;
+        }
     }
     if (rx_cuda_device_count() == 0) {
         printf("gpu_bench: no CUDA device (or a build without CUDA): nothing to measure\n");
@@ -230,6 +241,6 @@ int main(int argc, char **argv) {
     printf("%-7s %5s %9s %9s %9s %10s %10s %9s %9s\n", "model", "batch", "ms/step", "img/s", "params", "step MiB",
            "persist MiB", "scratch", "device MiB");
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++)
-        if (!strcmp(which, "all") || !strcmp(which, models[k].name)) bench(&models[k], batch, steps, tf32, profile);
+        if (!strcmp(which, "all") || !strcmp(which, models[k].name)) bench(&models[k], batch, steps, precision, profile);
     return 0;
 }

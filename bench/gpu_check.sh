@@ -6,6 +6,10 @@
 #   3. bench/gpu_bench: training-step time and memory of the smoke U-Net and the default U-Net;
 #   4. trains experiments/smoke/unet_ddpm.yaml for 300 steps on --backend cuda (peak device
 #      memory sampled with nvidia-smi), and the same on the CPU to compare the loss curves;
+#   4b. bf16 (issue 16 §3-4, its own block below; BF16=0 skips it): gpu_bench's cfg_cifar32 step at
+#      tf32 and bf16, and 100 steps of experiments/cfg_cifar32.yaml with precision: bf16 (CIFAR-10
+#      from $RUNEXP_DATA, else synthetic 32x32 images of 10 classes); the suite of step 2 already ran
+#      the bf16 tests (test_cuda_ops' dense_bf16_*, test_cuda_bf16's training and exact resume);
 #   5. prints a short table (also $OUT/summary.txt).
 # Finishes in well under 8 minutes on an H100 (every stage has its own timeout).
 #
@@ -81,6 +85,25 @@ cp "$RUN_CPU/metrics.jsonl" "$OUT/metrics_cpu.jsonl" 2>/dev/null
 [ "$RC_CUDA" -ne 0 ] && { say "cuda training failed:"; tail -5 "$OUT/train_cuda.log"; }
 [ "$RC_CPU" -ne 0 ] && { say "cpu training failed:"; tail -5 "$OUT/train_cpu.log"; }
 
+# ---- 4b. bf16 (issue 16 §3-4) -------------------------------------------------------------------
+# the cfg_cifar32 U-Net's training step (synthetic batches, no loader) at tf32 then bf16, and a short
+# cfg_cifar32 training with precision: bf16; everything into bf16.log
+RC_BF16=skipped
+if [ "${BF16:-1}" = 1 ]; then
+  say "bf16: gpu_bench cifar32 at tf32 and bf16, then 100 cfg_cifar32 steps in bf16 (log: bf16.log)"
+  for p in tf32 bf16; do rx timeout 120 "$BIN/bench/gpu_bench" cifar32 --steps 20 --precision "$p" 2>&1 | grep -v '^model'; done > "$OUT/bf16.log"
+  DATA_SET=""
+  [ -d "${RUNEXP_DATA:-data}/cifar10" ] || DATA_SET="dataset={name: synthetic, num_images: 2048, size: 32, channels: 3, num_classes: 10}"
+  rx timeout 240 "$BIN/runexp" experiments/cfg_cifar32.yaml --backend cuda --set precision=bf16 --set train.steps=100 \
+    --set train.log_every=25 --set train.checkpoint_every=100 --set sample=null --set eval=null \
+    ${DATA_SET:+--set "$DATA_SET"} --results "$WORK/results/bf16" --force > "$OUT/bf16_run.out" 2>> "$OUT/bf16.log"; RC_BF16=$?
+  RUN_BF16=$(tail -1 "$OUT/bf16_run.out" 2>/dev/null)
+  { echo "cfg_cifar32 bf16 (rc=$RC_BF16${DATA_SET:+, synthetic data}):"; cat "$RUN_BF16/metrics.jsonl" 2>/dev/null
+    grep -h '"precision"' -A4 "$RUN_BF16/run.json" 2>/dev/null; } >> "$OUT/bf16.log"
+  cat "$OUT/bf16.log"
+  rm -f "$OUT/bf16_run.out"
+fi
+
 # loss curves side by side, and the training speed (rows after the first: warm-up excluded)
 python3 - "$OUT/metrics_cuda.jsonl" "$OUT/metrics_cpu.jsonl" > "$OUT/curves.txt" 2>&1 <<'EOF'
 import json, sys
@@ -118,11 +141,13 @@ WALL=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.1f", b - a }')
   echo "loss cuda vs cpu  worst relative difference over the logged steps: ${WORST:-n/a} (cpu rc=$RC_CPU)"
   echo "gpu_bench (training steps without data loading; device MiB = cudaMemGetInfo, in use/total):"
   sed 's/^/  /' "$OUT/bench.log"
+  echo "bf16 (4b)          cfg_cifar32 run rc=$RC_BF16; gpu_bench tf32 vs bf16 and the run's rows:"
+  sed 's/^/  /' "$OUT/bf16.log" 2>/dev/null | grep -E 'cifar32|"step"' | head -8
   echo "loss curves (metrics.jsonl rows):"
   sed 's/^/  /' "$OUT/curves.txt"
   echo "total             $(( $(date +%s) - START ))s; logs in $OUT"
 } | tee "$OUT/summary.txt"
 # what stays in $OUT (the device tool brings back at most 8 files): summary.txt, build.log,
-# tests.log, train_cuda.log, train_cpu.log, metrics_cuda.jsonl, metrics_cpu.jsonl
+# tests.log, train_cuda.log, train_cpu.log, metrics_cuda.jsonl, metrics_cpu.jsonl, bf16.log
 rm -rf "$RES" "$OUT/mem.csv" "$OUT"/train_*.out "$OUT/env.txt" "$OUT/curves.txt" "$OUT/bench.log"
 [ "$FAIL" -eq 0 ] && [ "$CRASH" -eq 0 ] && [ "$RC_CUDA" -eq 0 ]

@@ -171,6 +171,11 @@ static const bad_config bad_configs[] = {
     {"sweep_bad_range.yaml", 4, 16, "sweep: sampler.eta: range: stop 0.1 cannot be reached from start 0.5 with step 0.1"},
     {"experiment_name.yaml", 1, 13, "top level: experiment name 'my run/1' may only hold letters, digits"},
     {"not_a_mapping.yaml", 1, 1, "top level: expected a mapping of experiment keys, got a list"},
+    {"precision_choice.yaml", 3, 12, "top level: parameter 'precision': 'bf61' is not one of fp32|tf32|bf16 (did you mean 'bf16'?)"},
+    {"sample_precision.yaml", 4, 14, "sample: parameter 'precision': 'fp16' is not one of fp32|tf32|bf16"},
+    // the key earlier runexps took: the error says what replaces it
+    {"tf32_renamed.yaml", 4, 1, "top level: 'tf32' was replaced by 'precision' (tf32: true -> precision: tf32, "
+                                "tf32: false -> precision: fp32)"},
 };
 
 Test(config_bad, each_file_one_error_with_position) {
@@ -252,7 +257,8 @@ Test(config_defaults, minimal_file_gets_every_default) {
     cr_assert_str_eq(rx_param_str(top, "experiment"), "minimal");   // the file's stem
     cr_assert_eq(rx_param_int(top, "seed"), 0);
     cr_assert_str_eq(rx_param_str(top, "backend"), "auto");
-    cr_assert_eq(rx_param_bool(top, "tf32"), 1);
+    cr_assert_str_eq(rx_param_str(top, "precision"), "tf32");   // as `tf32: true` was before
+    cr_assert(rx_param_is_null(section(cfg, "sample"), "precision"));   // null: the top-level precision
     cr_assert(rx_param_is_null(top, "init"));
 
     const rx_component *comp = NULL;
@@ -280,7 +286,7 @@ Test(config_defaults, minimal_file_gets_every_default) {
     cr_assert(rx_cfg_is_null(rx_cfg_path(cfg->root, "latent")));   // pixel space by default
 
     // the resolved tree holds every key in schema order, defaults written out
-    static const char *const top_keys[] = {"experiment", "seed", "backend", "device_id", "deterministic", "tf32",
+    static const char *const top_keys[] = {"experiment", "seed", "backend", "device_id", "deterministic", "precision",
                                            "threads", "init", "dataset", "transforms", "model", "latent", "schedule",
                                            "objective", "optimizer", "lr_schedule", "sampler", "guidance",
                                            "train", "sample", "eval", "reflow", "log", "sweep"};
@@ -301,6 +307,8 @@ Test(config_defaults, full_file_values_typed) {
     rx_config *cfg = resolve_ok(CONFIGS "/good/full.yaml", NULL, 0);
     cr_assert_eq(rx_param_int(section(cfg, ""), "seed"), 7);
     cr_assert_eq(rx_param_bool(section(cfg, ""), "deterministic"), 1);
+    cr_assert_str_eq(rx_param_str(section(cfg, ""), "precision"), "fp32");
+    cr_assert_str_eq(rx_param_str(section(cfg, "sample"), "precision"), "bf16");
     cr_assert_eq(rx_config_section_count(cfg, "transforms"), 2);
     const rx_component *comp;
     const rx_params *p;

@@ -6,10 +6,19 @@
 
 #include "kernels/backend.h"
 
-/* device_id: which GPU; tf32: allow TF32 tensor-core math in cuBLAS/cuDNN;
- * deterministic: only deterministic cuDNN algorithms. */
-rx_status rx_cuda_open(int device_id, int tf32, int deterministic, const rx_backend **be, void **state,
+/* The math of GEMMs and convolutions (the config's `precision`). FP32 and TF32 are 0 and 1, so a
+ * caller that passes a TF32 on/off flag means what it always meant. BF16: the fp32 operands are
+ * rounded to bf16 (nearest even) just before each cuBLAS/cuDNN call, which accumulates in fp32;
+ * tensors, weights, optimizer state and normalisation statistics stay fp32. */
+typedef enum { RX_PRECISION_FP32 = 0, RX_PRECISION_TF32 = 1, RX_PRECISION_BF16 = 2, RX_PRECISION_COUNT } rx_precision;
+
+/* device_id: which GPU; precision: an rx_precision; deterministic: only deterministic cuDNN
+ * algorithms. */
+rx_status rx_cuda_open(int device_id, int precision, int deterministic, const rx_backend **be, void **state,
                        const char **device_name);
+/* switches an open context's precision (the sample stage's own, sample.precision); the queued
+ * work is unaffected, the next GEMM or convolution uses the new one */
+rx_status rx_cuda_set_precision(void *state, int precision);
 void      rx_cuda_close(void *state);
 /* number of usable CUDA devices (0 without a driver or without CUDA support) */
 int       rx_cuda_device_count(void);

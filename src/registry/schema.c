@@ -29,7 +29,10 @@ static const rx_param_spec top_params[] = {
     {"device_id", RX_P_INT, "0", 0, 255, NULL, "CUDA device index"},
     {"deterministic", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
      "bit-reproducible GPU kernels (slower); the CPU backend is always deterministic"},
-    {"tf32", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "allow TF32 tensor-core math in GPU matmul/conv (Ampere and newer)"},
+    {"precision", RX_P_CHOICE, "tf32", RX_NO_RANGE, "fp32|tf32|bf16",
+     "GPU matmul/conv math: fp32 (FMA, no tensor cores), tf32 (TF32 tensor cores, Ampere and newer) or bf16 "
+     "(bf16 tensor-core inputs with fp32 accumulation; weights, optimizer state, EMA, normalisation and "
+     "activations stay fp32); the CPU backend computes in fp32 whatever this says"},
     {"threads", RX_P_INT, "0", 0, 4096, NULL, "CPU threads for OpenMP / OpenBLAS; 0 = all cores"},
     {"init", RX_P_PATH, "null", RX_NO_RANGE, NULL,
      "checkpoint (.safetensors) to start from; with train: null, sample/evaluate a trained model. Diffusers "
@@ -66,6 +69,8 @@ static const rx_param_spec sample_params[] = {
      "rows of the PNG grid; 0 = one row per class when class-conditional, else a square grid"},
     {"class_labels", RX_P_INT_LIST, "null", 0, 1e9, NULL,
      "labels to sample, cycled over the images; null = every class in turn (class-conditional) or none"},
+    {"precision", RX_P_CHOICE, "null", RX_NO_RANGE, "fp32|tf32|bf16",
+     "math of the sampler's network calls (as the top-level precision); null = the top-level precision"},
     {"model", RX_P_STRING, "teacher", RX_NO_RANGE, NULL,
      "which model the sample and eval stages use: teacher (the trained model), reflow<k> (after reflow round k, "
      "k <= reflow.rounds) or distill (the 1-step distillation); a reflowed or distilled model is sampled without "
@@ -296,6 +301,17 @@ static const rx_cfg_node *error_node(const rx_cfg_node *v, const char *msg) {
     return v;
 }
 
+// Top-level keys that an earlier runexp took and this one names differently: the error says
+// what to write instead (a saved config of an old run is edited once, by hand).
+static const char *renamed_key(const char *key) {
+    static const char *const renamed[][2] = {
+        {"tf32", "was replaced by 'precision' (tf32: true -> precision: tf32, tf32: false -> precision: fp32)"},
+    };
+    for (size_t k = 0; k < sizeof renamed / sizeof renamed[0]; k++)
+        if (!strcmp(key, renamed[k][0])) return renamed[k][1];
+    return NULL;
+}
+
 // Keys of src that are neither parameters, child sections nor (for components) `name`.
 static void check_keys(vctx *c, const char *label, const rx_cfg_node *src, const rx_param_spec *params,
                        const rx_section_spec *children, int is_component, int is_top) {
@@ -310,6 +326,11 @@ static void check_keys(vctx *c, const char *label, const rx_cfg_node *src, const
         int known = is_top && !strcmp(key, "base");
         for (int k = 0; k < n && !known; k++) known = !strcmp(key, names[k]);
         if (known) continue;
+        const char *was = is_top ? renamed_key(key) : NULL;
+        if (was) {
+            rx_config_error_at(c->errs, src->keys[i], "%s: '%s' %s", label, key, was);
+            continue;
+        }
         const char *what = children ? "key" : "parameter";
         const char *hint = rx_did_you_mean(key, names, n);
         if (hint) {

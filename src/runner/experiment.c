@@ -90,7 +90,26 @@ static const rx_task tasks[] = {
     [RX_TASK_VAE] = {.autoencoder = 1, .generates = 0, .loss = rx_vae_loss, .eval = rx_stage_eval_vae},
 };
 
-static rx_status choose_backend(rx_experiment *ex, const char *want, int device_id, int tf32, int deterministic,
+static const char *const precision_names[RX_PRECISION_COUNT] = {
+    [RX_PRECISION_FP32] = "fp32", [RX_PRECISION_TF32] = "tf32", [RX_PRECISION_BF16] = "bf16"};
+
+const char *rx_precision_name(int precision) {
+    return precision >= 0 && precision < RX_PRECISION_COUNT ? precision_names[precision] : "?";
+}
+
+/* a CHOICE the schema checked: one of precision_names */
+static int precision_of(const char *name) {
+    for (int k = 0; k < RX_PRECISION_COUNT; k++)
+        if (!strcmp(name, precision_names[k])) return k;
+    return RX_PRECISION_TF32;
+}
+
+rx_status rx_experiment_use_precision(rx_experiment *ex, int precision) {
+    if (ex->ctx->mem->device != RX_DEV_CUDA) return RX_OK;
+    return rx_cuda_set_precision(ex->ctx->be_state, precision);
+}
+
+static rx_status choose_backend(rx_experiment *ex, const char *want, int device_id, int precision, int deterministic,
                                 rx_run_options const *opt) {
     const rx_backend *be = rx_backend_cpu();
     void *state = NULL;
@@ -100,7 +119,7 @@ static rx_status choose_backend(rx_experiment *ex, const char *want, int device_
         /* one process per GPU: a data-parallel rank takes the local rank's device, counted from
          * device_id (dist/dist.h); device_id + local_rank must exist on the node */
         device_id += rx_dist_world()->local_rank;
-        rx_status s = rx_cuda_open(device_id, tf32, deterministic, &be, &state, &ex->device_name);
+        rx_status s = rx_cuda_open(device_id, precision, deterministic, &be, &state, &ex->device_name);
         if (s != RX_OK) {
             char why[512];   // rx_fail formats into the buffer rx_last_error() points at: copy it first
             snprintf(why, sizeof why, "%s", rx_last_error());
@@ -143,6 +162,24 @@ static rx_status fold_train_inputs(rx_experiment *ex, const char *const *weights
     return s;
 }
 
+/* every stage's hash with `text` folded in (XXH64 of the hash and the text) */
+static void fold_into_stage_hashes(rx_experiment *ex, const char *text) {
+    char *hashes[] = {ex->train_hash, ex->sample_hash, ex->eval_hash};
+    for (int i = 0; i < 3; i++) {
+        char both[64];
+        const int n = snprintf(both, sizeof both, "%.16s%s", hashes[i], text);
+        snprintf(hashes[i], 17, "%016llx", (unsigned long long)XXH64(both, (size_t)n, 0));
+    }
+}
+
+/* bf16 (and fp32) training gives other weights than tf32's, and so other samples: the stages'
+ * caches must not hand one's results to the other (a --sweep precision=tf32,bf16 trains twice).
+ * Folded in only when not the default, so the hashes of tf32 configs stay what they were and
+ * their cached stages stay valid. sample.precision is in the sample section, hashed already. */
+static void fold_precision(rx_experiment *ex) {
+    if (ex->precision != RX_PRECISION_TF32) fold_into_stage_hashes(ex, precision_names[ex->precision]);
+}
+
 /* latent diffusion: what every stage computes depends on the latent section too. Folded in only when
  * there is one, so that the hashes of pixel-space configs stay what they were (their cached stages
  * stay valid). */
@@ -150,13 +187,7 @@ static rx_status fold_latent_section(rx_experiment *ex) {
     static const char *const latent[] = {"latent"};
     char h[17];
     RX_TRY(rx_config_hash_sections(ex->cfg->root, latent, 1, h));
-    char *hashes[] = {ex->train_hash, ex->sample_hash, ex->eval_hash};
-    for (int i = 0; i < 3; i++) {
-        char both[34];
-        memcpy(both, hashes[i], 16);
-        memcpy(both + 16, h, 16);
-        snprintf(hashes[i], 17, "%016llx", (unsigned long long)XXH64(both, 32, 0));
-    }
+    fold_into_stage_hashes(ex, h);
     return RX_OK;
 }
 
@@ -213,8 +244,12 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     }
     int threads = (int)rx_param_int(top, "threads");
     if (threads > 0) omp_set_num_threads(threads);
+    ex->precision = precision_of(rx_param_str(top, "precision"));
+    ex->sample_precision = ex->sample && !rx_param_is_null(ex->sample, "precision")
+                               ? precision_of(rx_param_str(ex->sample, "precision")) : ex->precision;
+    fold_precision(ex);
     RX_TRY(choose_backend(ex, opt->backend ? opt->backend : rx_param_str(top, "backend"), (int)rx_param_int(top, "device_id"),
-                          rx_param_bool(top, "tf32"), rx_param_bool(top, "deterministic"), opt));
+                          ex->precision, rx_param_bool(top, "deterministic"), opt));
     ex->ctx->seed = ex->seed;
 
     RX_TRY(rx_model_create(ex->ctx, ex->model_sec.comp, ex->model_sec.params, ex->seed, &ex->model));

@@ -57,6 +57,8 @@ struct rx_experiment {
     char hash[17], train_hash[17], sample_hash[17], eval_hash[17];
     rx_ctx *ctx;
     const char *backend_name, *device_name;
+    int precision, sample_precision;            /* rx_precision (kernels/cuda_backend.h): the config's
+                                                   `precision`, and sample.precision (null: the same) */
     rx_section_ref top, dataset, model_sec, schedule_sec, objective, optimizer, lr_schedule, sampler, guidance;
     const rx_params *train, *sample, *eval;     /* NULL: stage disabled */
     const rx_params *log;                       /* the log section (tensorboard) */
@@ -84,6 +86,11 @@ struct rx_experiment {
 
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt);
 void      rx_experiment_free(rx_experiment *ex);
+/* the GEMM/convolution math of the backend from now on (an rx_precision); the CPU computes in
+ * fp32 whatever it is told */
+rx_status rx_experiment_use_precision(rx_experiment *ex, int precision);
+/* "fp32", "tf32" or "bf16" */
+const char *rx_precision_name(int precision);
 
 /* one training batch from the loader and the host scratch a loss fills */
 typedef struct rx_train_batch {

@@ -174,6 +174,19 @@ static rx_status open_tensorboard(rx_experiment *ex, rx_run *run) {
     return s;
 }
 
+/* run.json's precision: what the config asks (training, sampling) and what the backend computes
+ * (the CPU: fp32 whatever was asked, which the log says once when bf16 was asked) */
+static void record_precision(rx_experiment *ex, rx_run *run) {
+    const int cpu = ex->ctx->mem->device != RX_DEV_CUDA;
+    json_t *p = json_object();
+    json_object_set_new(p, "train", json_string(rx_precision_name(ex->precision)));
+    json_object_set_new(p, "sample", json_string(rx_precision_name(ex->sample_precision)));
+    json_object_set_new(p, "computed", json_string(cpu ? "fp32" : "as configured"));
+    rx_run_set(run, "precision", p);
+    if (cpu && (ex->precision == RX_PRECISION_BF16 || ex->sample_precision == RX_PRECISION_BF16))
+        rx_run_log(run, "runexp: precision bf16 is GPU tensor-core math; the CPU backend computes in fp32");
+}
+
 static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics_out) {
     json_t *metrics = NULL;
     rx_run_set(run, "backend", json_string(ex->backend_name));
@@ -188,6 +201,7 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     json_object_set_new(dist, "transport", json_string(dw->ops->name));
     rx_run_set(run, "dist", dist);
     rx_run_log(run, "runexp: %s -> %s (backend %s, %s)", ex->name, run->dir, ex->backend_name, ex->device_name);
+    record_precision(ex, run);
     rx_status s = rx_run_save_record(run);
     if (!s) s = open_tensorboard(ex, run);
     if (!s) s = run_stages(ex, run, opt, resume, &metrics);

@@ -7,6 +7,8 @@
  * samples/samples.safetensors (uint8 images [N,C,H,W] + int32 labels), which eval reads.
  * During training (train.sample_every) the same grid from the weights so far:
  * samples/grid_step<NNNNNN>.png (rx_sample_preview).
+ * The network's calls run at sample.precision (the top-level precision when null); the
+ * backend is back at the top-level precision between them.
  * Data-parallel (dist/dist.h): the sample stage's images are split over the ranks, each
  * generating a contiguous share of the indices (same noise: it is keyed by the index), and
  * gathered on rank 0, which writes them; previews stay rank 0's (the others are training). */
@@ -33,6 +35,9 @@ static rx_status model_denoise(void *vctx, int n, const float *x, const float *t
     rx_ctx *c = ex->ctx;
     rx_model *m = ex->model;
     int64_t d = (int64_t)mc->C * mc->H * mc->W;
+    /* the network at sample.precision; what runs between its calls (an eval's feature extractor,
+     * which must see generated and reference images alike) at the top-level precision */
+    RX_TRY(rx_experiment_use_precision(ex, ex->sample_precision));
     rx_tensor *X = rx_from_host(c, RX_SHAPE(n, mc->C, mc->H, mc->W), x);
     rx_tensor *T = rx_from_host(c, RX_SHAPE(n), t);
     rx_tensor *L = NULL;
@@ -52,7 +57,8 @@ static rx_status model_denoise(void *vctx, int n, const float *x, const float *t
     rx_status s = Y ? rx_tensor_to_host(c, Y, out) : rx_ctx_status(c);
     if (Y && Y->numel != n * d) s = rx_fail(RX_ERR_SHAPE, "sample: model output %s for %d images of %lld values", RX_SHAPE_STR(Y), n, (long long)d);
     rx_step_end(c);
-    return s;
+    rx_status s2 = rx_experiment_use_precision(ex, ex->precision);
+    return s ? s : s2;
 }
 
 /* labels for image i: the config's list (cycled), or one row per class: i / cols mod K */

@@ -26,8 +26,23 @@ typedef struct {
     rx_ctx *cpu, *gpu;
     void *state;
     const char *device;
-    int tf32, deterministic;
+    int tf32, deterministic;   /* tf32: the rx_precision the context was opened with (0 fp32, 1 tf32, 2 bf16) */
+    int round_bf16;            /* round the inputs and the output gradient to bf16 before both backends see them */
 } px_pair;
+
+/* fp32 -> bf16 -> fp32, round to nearest even (what the CUDA backend does to a bf16 operand) */
+static inline float px_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return f;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline void px_round_bf16(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = px_bf16(x[i]);
+}
 
 static inline void px_open(px_pair *p, int tf32, int deterministic) {
     RX_CUDA_REQUIRE();
@@ -115,6 +130,7 @@ static inline px_result px_run(px_pair *p, const px_case *k, uint64_t seed, doub
         if (s->kind == PX_ABSENT) continue;
         numel[i] = rx_numel(s->ndim, s->shape);
         x_h[i] = px_host_values(s, numel[i], seed, i);
+        if (p->round_bf16 && s->kind == PX_NORMAL) px_round_bf16(x_h[i], numel[i]);
         if (s->grad) {
             const px_in g0 = {.kind = PX_NORMAL, .arg = 0.5f};
             g0_h[i] = px_host_values(&g0, numel[i], seed + 1, i);
@@ -147,6 +163,7 @@ static inline px_result px_run(px_pair *p, const px_case *k, uint64_t seed, doub
         if (with_grad) {
             float *R = malloc((size_t)(out_n ? out_n : 1) * sizeof *R);
             rx_rng_normal(seed + 2, RX_STREAM(RX_RNG_TEST, 99), 0, R, out_n);
+            if (p->round_bf16) px_round_bf16(R, out_n);
             rx_tensor *seed_t = rx_from_host(c, out->ndim, out->shape, R);
             free(R);
             cr_assert(seed_t, "%s", rx_last_error());
@@ -167,7 +184,9 @@ static inline px_result px_run(px_pair *p, const px_case *k, uint64_t seed, doub
         cr_expect(r.grad_err[i] <= tol, "%s: gradient of input %d: relative error %.3g > %.0e (%s)", k->name, i,
                   r.grad_err[i], tol, p->device);
     }
-    cr_log_info("%s%s: forward %.2e, grads %.2e %.2e %.2e", k->name, p->tf32 ? " (tf32)" : "", r.out_err, r.grad_err[0],
+    static const char *const prec[] = {"", " (tf32)", " (bf16)"};
+    cr_log_info("%s%s%s: forward %.2e, grads %.2e %.2e %.2e", k->name, prec[p->tf32 >= 0 && p->tf32 < 3 ? p->tf32 : 0],
+                p->round_bf16 ? " bf16 inputs" : "", r.out_err, r.grad_err[0],
                 r.grad_err[1], r.grad_err[2]);
     for (int i = 0; i < RX_MAX_IN; i++) { free(x_h[i]); free(g0_h[i]); free(g_h[0][i]); free(g_h[1][i]); }
     free(out_h[0]);

@@ -126,6 +126,89 @@ Test(cuda_ops, dense_and_attention_tf32) {
     px_close(&p);
 }
 
+/* ---- bf16 (precision: bf16) ------------------------------------------------------------------------
+ * The GEMM and convolution operands are rounded to bf16 (nearest even) on the device and multiplied
+ * with fp32 accumulation (dense.cu). Two references:
+ *   - the CPU fp32 kernel on the same inputs rounded to bf16 beforehand (inputs and the output
+ *     gradient: px round_bf16), so the device's rounding of its operands changes nothing and only
+ *     what bf16 does to the results remains: linear/matmul keep fp32 results (cublasGemmEx, fp32
+ *     C), TOL_FP32 (accumulation order); a convolution's result r comes back from cuDNN as bf16
+ *     (its legacy API has no bf16-in/fp32-out configuration): one rounding, |error| <= 2^-9 |r|,
+ *     to which the bias (forward) or the gradient already there (backward) is added, so measured
+ *     against the final values' max (up to 2x smaller than r's here) TOL_BF16_RESULT = 2^-7.
+ *     Sharper: a convolution of small whole numbers (results < 256, exact in bf16 and in fp32)
+ *     must match exactly;
+ *   - the CPU fp32 kernel on the unrounded inputs: the operands' own rounding (2^-9 relative each)
+ *     on top, TOL_BF16 = 1e-2; and each GEMM-backed op must differ by more than TOL_BF16_SEEN = 1e-4
+ *     (fp32 agrees to 1e-5): bf16 math did run.
+ * Attention keeps its own fp32 kernel under bf16 (attention.cu): TOL_FP32 on unrounded inputs. */
+
+static const double TOL_BF16_RESULT = 1.0 / 128, TOL_BF16 = 1e-2, TOL_BF16_SEEN = 1e-4;
+
+/* forward only (no gradients): x, w, b whole numbers in [0, 3): 27 products <= 4, sums < 256 */
+static const px_case conv_whole_numbers = {"conv2d whole numbers (exact in bf16)", f_conv2d, &S1P1, 3,
+    {PX_T(0, PX_INDEX, 3, 2, 3, 7, 9), PX_T(0, PX_INDEX, 3, 5, 3, 3, 3), PX_T(0, PX_INDEX, 3, 5)}};
+
+static int is_conv(const px_case *k) { return !strncmp(k->name, "conv2d", 6); }
+
+static const px_case *dense_case(const char *name) {
+    for (int i = 0; i < PX_COUNT(dense_cases); i++)
+        if (!strcmp(dense_cases[i].name, name)) return &dense_cases[i];
+    cr_assert_fail("no dense case '%s'", name);
+    return NULL;
+}
+
+Test(cuda_ops, dense_bf16_matches_the_cpu_on_bf16_inputs) {
+    px_pair p;
+    px_open(&p, RX_PRECISION_BF16, 0);
+    p.round_bf16 = 1;
+    for (int i = 0; i < PX_COUNT(dense_cases); i++)
+        px_run(&p, &dense_cases[i], 1000 + (uint64_t)i * 17, is_conv(&dense_cases[i]) ? TOL_BF16_RESULT : TOL_FP32);
+    px_run(&p, &conv_whole_numbers, 5, 0.0);
+    px_close(&p);
+}
+
+/* the largest of the output's and the gradients' errors */
+static double px_worst(const px_result *r) {
+    double w = r->out_err;
+    for (int i = 0; i < RX_MAX_IN; i++) w = r->grad_err[i] > w ? r->grad_err[i] : w;
+    return w;
+}
+
+Test(cuda_ops, dense_bf16_on_fp32_inputs) {
+    px_pair p;
+    px_open(&p, RX_PRECISION_BF16, 1);   /* deterministic: cuDNN's heuristic ranking, with bf16 descriptors */
+    for (int i = 0; i < PX_COUNT(dense_cases); i++) {
+        const px_result r = px_run(&p, &dense_cases[i], 1000 + (uint64_t)i * 17, TOL_BF16);
+        cr_expect_gt(px_worst(&r), TOL_BF16_SEEN, "%s: error %.3g: as small as fp32's, so bf16 did not run",
+                     dense_cases[i].name, px_worst(&r));
+    }
+    px_run_all(&p, attention_cases, PX_COUNT(attention_cases), TOL_FP32);
+    px_close(&p);
+}
+
+/* sample.precision switches an open context (rx_cuda_set_precision): convolution plans are kept
+ * per precision, so an fp32 call after bf16 ones is fp32 again (TOL_FP32), and bf16 after that is
+ * bf16 (an error above fp32's) */
+Test(cuda_ops, precision_switches_on_an_open_context) {
+    px_pair p;
+    px_open(&p, RX_PRECISION_FP32, 0);
+    const px_case *conv = dense_case("conv2d 32ch 16x16"), *lin = dense_case("linear 64x256->128");
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(rx_cuda_set_precision(p.state, RX_PRECISION_FP32), RX_OK, "%s", rx_last_error());
+        p.tf32 = RX_PRECISION_FP32;
+        px_run(&p, conv, 5, TOL_FP32);
+        px_run(&p, lin, 6, TOL_FP32);
+        cr_assert_eq(rx_cuda_set_precision(p.state, RX_PRECISION_BF16), RX_OK, "%s", rx_last_error());
+        p.tf32 = RX_PRECISION_BF16;
+        px_result a = px_run(&p, conv, 5, TOL_BF16), b = px_run(&p, lin, 6, TOL_BF16);
+        cr_expect_gt(px_worst(&a), TOL_BF16_SEEN, "conv2d after the switch to bf16: error %.3g", px_worst(&a));
+        cr_expect_gt(px_worst(&b), TOL_BF16_SEEN, "linear after the switch to bf16: error %.3g", px_worst(&b));
+    }
+    cr_expect_neq(rx_cuda_set_precision(p.state, 7), RX_OK, "precision 7 accepted");
+    px_close(&p);
+}
+
 /* ---- norm, softmax, attention ---------------------------------------------------------------- */
 
 static const gn_args G3 = {3, 1e-5f}, G8 = {8, 1e-6f}, G1 = {1, 1e-5f};

@@ -119,8 +119,25 @@ extern "C" int rx_cuda_device_count(void) {
     return n;
 }
 
-extern "C" rx_status rx_cuda_open(int device_id, int tf32, int deterministic, const rx_backend **be, void **state,
+// cuBLAS' math mode for a precision: TF32 tensor cores for fp32 GEMMs with tf32; plain fp32 FMA
+// otherwise (CUBLAS_DEFAULT_MATH never uses TF32 for fp32 data; bf16's GEMMs name their compute
+// type in cublasGemmEx, dense.cu)
+static cublasMath_t cublas_math_of(int precision) {
+    return precision == RX_PRECISION_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+}
+
+extern "C" rx_status rx_cuda_set_precision(void *state, int precision) {
+    rx_cuda_state *st = (rx_cuda_state *)state;
+    if (precision < 0 || precision >= RX_PRECISION_COUNT) return rx_fail(RX_ERR_ARG, "cuda: precision %d", precision);
+    if (st->precision == precision) return RX_OK;
+    RX_CUBLAS_TRY(cublasSetMathMode(st->cublas, cublas_math_of(precision)));
+    st->precision = precision;   // convolution plans are per precision (dense.cu's cache key)
+    return RX_OK;
+}
+
+extern "C" rx_status rx_cuda_open(int device_id, int precision, int deterministic, const rx_backend **be, void **state,
                                   const char **device_name) {
+    if (precision < 0 || precision >= RX_PRECISION_COUNT) return rx_fail(RX_ERR_ARG, "cuda: precision %d", precision);
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
@@ -132,7 +149,7 @@ extern "C" rx_status rx_cuda_open(int device_id, int tf32, int deterministic, co
     rx_cuda_state *st = (rx_cuda_state *)calloc(1, sizeof *st);
     if (!st) return rx_fail(RX_ERR_OOM, "cuda: out of host memory");
     st->device = device_id;
-    st->tf32 = tf32;
+    st->precision = precision;
     st->deterministic = deterministic;
     rx_status s = RX_OK;
     cudaDeviceProp prop;
@@ -146,8 +163,7 @@ extern "C" rx_status rx_cuda_open(int device_id, int tf32, int deterministic, co
     if (!s) snprintf(st->name, sizeof st->name, "%s", prop.name);
     if (!s && cublasCreate(&st->cublas) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLAS: cublasCreate failed");
     if (!s && cublasSetStream(st->cublas, st->stream) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set stream failed");
-    // without TF32 the GEMMs are plain fp32 FMA (CUBLAS_DEFAULT_MATH never uses TF32 for fp32 data)
-    if (!s && cublasSetMathMode(st->cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS)
+    if (!s && cublasSetMathMode(st->cublas, cublas_math_of(precision)) != CUBLAS_STATUS_SUCCESS)
         s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set math mode failed");
     cudnnStatus_t ds;
     if (!s && (ds = cudnnCreate(&st->cudnn)) != CUDNN_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuDNN: %s", cudnnGetErrorString(ds));

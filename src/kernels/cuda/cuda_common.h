@@ -20,6 +20,7 @@
 
 extern "C" {
 #include "kernels/backend.h"
+#include "kernels/cuda_backend.h"
 
 // the kernels, one pair per op in ops.def (cuda/<family>.cu); weak, as the CPU's, so the
 // table links while a family is missing (tests/cuda/test_cuda_table.c lists what is missing)
@@ -36,6 +37,7 @@ extern "C" {
 enum {
     RX_CUDA_SCRATCH_WORK = 0,   // cuDNN workspace
     RX_CUDA_SCRATCH_PARTIAL,    // reduction parts (double), per-row statistics in backward (attention's D)
+    RX_CUDA_SCRATCH_BF16,       // precision bf16: the bf16 copies of a GEMM's or convolution's operands (dense.cu)
     RX_CUDA_SCRATCH_COUNT
 };
 
@@ -56,7 +58,8 @@ typedef struct rx_cuda_staging {
 
 enum { RX_CUDA_CHECK_RING = 64 };
 typedef struct rx_cuda_state {
-    int device, tf32, deterministic;
+    int device, deterministic;
+    int precision;                        // rx_precision (cuda_backend.h): GEMM and convolution math
     char name[256];
     cudaStream_t stream;
     cublasHandle_t cublas;

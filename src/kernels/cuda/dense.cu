@@ -9,10 +9,23 @@
 //   - deterministic: cuDNN's heuristic ranking (cudnnGet*_v7: the same choice every run),
 //     keeping only algorithms whose determinism is CUDNN_DETERMINISTIC;
 //   - otherwise: measured (cudnnFind*), fastest first.
-// Without TF32 the descriptors ask for FMA math, and the transforms that trade fp32 accuracy
-// for speed (FFT, Winograd) are left out, so results stay within fp32 rounding of the CPU.
-// Workspaces come from the context's scratch slot (one buffer reused by every convolution,
+// With precision fp32 the descriptors ask for FMA math, and the transforms that trade fp32
+// accuracy for speed (FFT, Winograd) are left out, so results stay within fp32 rounding of the
+// CPU. Workspaces come from the context's scratch slot (one buffer reused by every convolution,
 // grown when a shape needs more; see cuda_common.h), capped at CONV_WORKSPACE_MAX.
+//
+// Precision bf16 (mixed precision with fp32 master data): runexp's tensors stay fp32; just
+// before each cuBLAS/cuDNN call a small kernel rounds the operands to bf16 (nearest even) into
+// the context's bf16 scratch slot, and the library multiplies them on the tensor cores with fp32
+// accumulation:
+//   - GEMMs: cublasGemmEx / cublasGemmStridedBatchedEx, A and B CUDA_R_16BF, C CUDA_R_32F,
+//     CUBLAS_COMPUTE_32F: the output (and beta's accumulation into it) stays fp32;
+//   - convolutions: bf16 x / w / y descriptors with an fp32 compute type (cuDNN's
+//     PSEUDO_BFLOAT16 configuration; its legacy API has no bf16-in/fp32-out one), so each
+//     direction's result comes back as bf16 and is widened into the fp32 output, or added to the
+//     fp32 gradient (as under torch.autocast, where a conv's output is bf16).
+// So bf16 buys tensor-core math, not memory: activations are stored in fp32 as before, plus the
+// bf16 copies of one op's operands at a time.
 #include "kernels/cuda/cuda_common.h"
 #include <limits.h>
 
@@ -34,6 +47,84 @@ struct scale_op {   // C = beta C (K = 0: an empty sum; beta = 0 writes zeros, a
 
 }  // namespace
 
+// ---- bf16 operands ---------------------------------------------------------------------------
+// fp32 -> bf16 by round to nearest even, as cuda_bf16.h's __float2bfloat16 (done on the bits:
+// the emulator has no cuda_bf16.h): add 0x7fff plus the lowest kept bit, keep the top half. A NaN
+// stays a NaN (its quiet bit set, so the truncation cannot turn it into an infinity).
+
+typedef uint16_t bf16_bits;
+
+__device__ __forceinline__ bf16_bits bf16_of(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_bits)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_bits)(u >> 16);
+}
+
+__device__ __forceinline__ float float_of(bf16_bits h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+namespace {
+struct round_to_bf16 {   // y[i] = bf16(x[i])
+    const float *x;
+    bf16_bits *y;
+    __device__ void operator()(int64_t i) const { y[i] = bf16_of(x[i]); }
+};
+struct widen_bf16 {      // y[i] = x[i] (a bf16 result into an fp32 output)
+    float *y;
+    const bf16_bits *x;
+    __device__ void operator()(int64_t i) const { y[i] = float_of(x[i]); }
+};
+struct add_bf16 {        // y[i] += x[i] (a bf16 result added to an fp32 gradient)
+    float *y;
+    const bf16_bits *x;
+    __device__ void operator()(int64_t i) const { y[i] += float_of(x[i]); }
+};
+}  // namespace
+
+// bytes of n bf16 values in a scratch slot, each array 256-byte aligned as cuBLAS/cuDNN prefer
+static size_t bf16_span(int64_t n) { return ((size_t)n * sizeof(bf16_bits) + 255) & ~(size_t)255; }
+
+// bf16 copies of the operands [n[k]] in one scratch request (the slot holds them side by side)
+static rx_status bf16_copies(rx_ctx *c, int count, const float *const *src, const int64_t *n, bf16_bits **out) {
+    size_t total = 0;
+    for (int k = 0; k < count; k++) total += bf16_span(n[k]);
+    void *buf;
+    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_BF16, total, &buf));
+    char *p = (char *)buf;
+    for (int k = 0; k < count; k++) {
+        out[k] = (bf16_bits *)p;
+        if (src[k]) RX_TRY(rx_cuda_foreach(c, n[k], round_to_bf16{src[k], out[k]}));   // NULL: an output
+        p += bf16_span(n[k]);
+    }
+    return RX_OK;
+}
+
+// the bf16 GEMM: operands rounded, fp32 accumulation and output (cuBLAS' column-major view as below)
+static rx_status sgemm_bf16(rx_ctx *c, cublasOperation_t opA, cublasOperation_t opB, int64_t M, int64_t N, int64_t K,
+                            float alpha, const float *A, int64_t lda, int64_t sA, const float *B, int64_t ldb, int64_t sB,
+                            float beta, float *C, int64_t sC, int64_t count) {
+    const float *src[2] = {A, B};
+    const int64_t n[2] = {(count - 1) * sA + M * K, (count - 1) * sB + K * N};   // every matrix's elements
+    bf16_bits *h16[2];
+    RX_TRY(bf16_copies(c, 2, src, n, h16));
+    cublasHandle_t h = rx_cuda(c)->cublas;
+    if (count == 1)
+        RX_CUBLAS_TRY(cublasGemmEx(h, opB, opA, (int)N, (int)M, (int)K, &alpha, h16[1], CUDA_R_16BF, (int)ldb, h16[0],
+                                   CUDA_R_16BF, (int)lda, &beta, C, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT));
+    else
+        RX_CUBLAS_TRY(cublasGemmStridedBatchedEx(h, opB, opA, (int)N, (int)M, (int)K, &alpha, h16[1], CUDA_R_16BF, (int)ldb,
+                                                 sB, h16[0], CUDA_R_16BF, (int)lda, sA, &beta, C, CUDA_R_32F, (int)N, sC,
+                                                 (int)count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return RX_OK;
+}
+
 rx_status rx_cuda_sgemm(rx_ctx *c, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t sA, const float *B, int64_t sB, float beta, float *C, int64_t sC, int64_t count) {
     if (count == 0 || M == 0 || N == 0) return RX_OK;
@@ -44,6 +135,8 @@ rx_status rx_cuda_sgemm(rx_ctx *c, int ta, int tb, int64_t M, int64_t N, int64_t
                        (long long)K, (long long)count);
     cublasHandle_t h = rx_cuda(c)->cublas;
     const cublasOperation_t opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (rx_cuda(c)->precision == RX_PRECISION_BF16)
+        return sgemm_bf16(c, opA, opB, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, sC, count);
     if (count == 1)
         RX_CUBLAS_TRY(cublasSgemm(h, opB, opA, (int)N, (int)M, (int)K, &alpha, B, (int)ldb, A, (int)lda, &beta, C, (int)N));
     else
@@ -59,8 +152,12 @@ static const size_t CONV_WORKSPACE_MAX = (size_t)1 << 30;   // 1 GiB: larger wor
 
 enum { DIR_FWD, DIR_BWD_DATA, DIR_BWD_FILTER, DIR_COUNT };
 
+enum { CONV_KEY = 10 };
+
 typedef struct conv_plan {
-    int64_t key[9];                          // B, Ci, H, W, Co, kh, kw, stride, pad
+    int64_t key[CONV_KEY];                   // B, Ci, H, W, Co, kh, kw, stride, pad, precision
+    int precision;                           // rx_precision: bf16 plans have bf16 x / w / y descriptors
+    int64_t nx, nw, ny;                      // elements of x, w, y (bf16: the copies' sizes)
     cudnnTensorDescriptor_t x, y, bias;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv[DIR_COUNT];   // one per direction: each keeps its algorithm's math type
@@ -112,6 +209,12 @@ static conv_geom conv_geom_of(const rx_node *n) {
     return g;
 }
 
+// cuDNN's data type of x, w and y, and the convolution's math before an algorithm is chosen:
+// fp32 only FMA kernels; tf32 and bf16 let cuDNN pick (the chosen algorithm's math type is set
+// later, as cuDNN measured it). bf16 computes in fp32 (the conv descriptor's type).
+static const cudnnDataType_t conv_data_type[RX_PRECISION_COUNT] = {CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, CUDNN_DATA_BFLOAT16};
+static const cudnnMathType_t conv_math[RX_PRECISION_COUNT] = {CUDNN_FMA_MATH, CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH};
+
 static rx_status plan_init(rx_cuda_state *st, const conv_geom *g, conv_plan *p) {
     const int64_t dims[] = {g->B, g->Ci, g->H, g->W, g->Co, g->kh, g->kw, g->Ho, g->Wo, g->stride, g->pad};
     for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++)
@@ -123,19 +226,20 @@ static rx_status plan_init(rx_cuda_state *st, const conv_geom *g, conv_plan *p) 
     RX_CUDNN_TRY(cudnnCreateTensorDescriptor(&p->y));
     RX_CUDNN_TRY(cudnnCreateTensorDescriptor(&p->bias));
     RX_CUDNN_TRY(cudnnCreateFilterDescriptor(&p->w));
-    RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->B, (int)g->Ci, (int)g->H,
-                                            (int)g->W));
-    RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g->B, (int)g->Co, (int)g->Ho,
-                                            (int)g->Wo));
+    p->precision = st->precision;
+    p->nx = g->B * g->Ci * g->H * g->W;
+    p->nw = g->Co * g->Ci * g->kh * g->kw;
+    p->ny = g->B * g->Co * g->Ho * g->Wo;
+    const cudnnDataType_t t = conv_data_type[p->precision];
+    RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, t, (int)g->B, (int)g->Ci, (int)g->H, (int)g->W));
+    RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, t, (int)g->B, (int)g->Co, (int)g->Ho, (int)g->Wo));
     RX_CUDNN_TRY(cudnnSetTensor4dDescriptor(p->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, (int)g->Co, 1, 1));
-    RX_CUDNN_TRY(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g->Co, (int)g->Ci, (int)g->kh,
-                                            (int)g->kw));
+    RX_CUDNN_TRY(cudnnSetFilter4dDescriptor(p->w, t, CUDNN_TENSOR_NCHW, (int)g->Co, (int)g->Ci, (int)g->kh, (int)g->kw));
     for (int d = 0; d < DIR_COUNT; d++) {
         RX_CUDNN_TRY(cudnnCreateConvolutionDescriptor(&p->conv[d]));
         RX_CUDNN_TRY(cudnnSetConvolution2dDescriptor(p->conv[d], (int)g->pad, (int)g->pad, (int)g->stride, (int)g->stride,
                                                      1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-        // without TF32 only FMA kernels; with it, let cuDNN pick (the chosen algorithm's math type is set later)
-        RX_CUDNN_TRY(cudnnSetConvolutionMathType(p->conv[d], st->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+        RX_CUDNN_TRY(cudnnSetConvolutionMathType(p->conv[d], conv_math[p->precision]));
     }
     int n, c, h, w;
     RX_CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(p->conv[DIR_FWD], p->x, p->w, &n, &c, &h, &w));
@@ -152,7 +256,7 @@ static rx_status plan_of(rx_ctx *c, const conv_geom *g, conv_plan **out) {
         if (!st->conv_cache) return rx_fail(RX_ERR_OOM, "conv2d: out of host memory for the algorithm cache");
     }
     rx_cuda_conv_cache *cc = st->conv_cache;
-    const int64_t key[9] = {g->B, g->Ci, g->H, g->W, g->Co, g->kh, g->kw, g->stride, g->pad};
+    const int64_t key[CONV_KEY] = {g->B, g->Ci, g->H, g->W, g->Co, g->kh, g->kw, g->stride, g->pad, st->precision};
     for (int i = 0; i < cc->n; i++)
         if (!memcmp(cc->plans[i].key, key, sizeof key)) { *out = &cc->plans[i]; return RX_OK; }
     conv_plan *p;
@@ -256,10 +360,10 @@ static rx_status choose_algorithm(rx_ctx *c, conv_plan *p, int dir) {
         if (k->status != CUDNN_STATUS_SUCCESS) continue;
         if (st->deterministic && k->determinism != CUDNN_DETERMINISTIC) continue;
         if (k->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;   // may round fp32 to fp16/bf16
-        if (!st->tf32 && (k->math == CUDNN_TENSOR_OP_MATH || !fp32_accurate(dir, k->algo))) continue;
+        if (p->precision == RX_PRECISION_FP32 && (k->math == CUDNN_TENSOR_OP_MATH || !fp32_accurate(dir, k->algo))) continue;
         size_t ws = 0;
         if (workspace_of(st->cudnn, p, dir, k->algo, &ws) != CUDNN_STATUS_SUCCESS || ws > CONV_WORKSPACE_MAX) continue;
-        if (st->tf32) RX_CUDNN_TRY(cudnnSetConvolutionMathType(p->conv[dir], k->math));   // as cuDNN measured it
+        if (p->precision != RX_PRECISION_FP32) RX_CUDNN_TRY(cudnnSetConvolutionMathType(p->conv[dir], k->math));   // as measured
         p->algo[dir] = k->algo;
         p->workspace[dir] = ws;
         p->chosen[dir] = 1;
@@ -343,16 +447,29 @@ extern "C" rx_status cuda_conv2d_fwd(rx_ctx *c, rx_node *n) {
     RX_TRY(choose_algorithm(c, p, DIR_FWD));
     void *ws = nullptr;
     if (p->workspace[DIR_FWD]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_FWD], &ws));
+    // cuDNN's operands: the fp32 tensors, or with bf16 their copies and a bf16 result, widened after
+    const int bf16 = p->precision == RX_PRECISION_BF16;
+    const void *x_op = n->in[0]->data, *w_op = n->in[1]->data;
+    void *y_out = n->out->data;
+    bf16_bits *h[3];
+    if (bf16) {
+        const float *src[3] = {n->in[0]->data, n->in[1]->data, NULL};
+        const int64_t cnt[3] = {p->nx, p->nw, p->ny};
+        RX_TRY(bf16_copies(c, 3, src, cnt, h));
+        x_op = h[0], w_op = h[1], y_out = h[2];
+    }
     const float one = 1.0f, zero = 0.0f;
-    RX_CUDNN_TRY(cudnnConvolutionForward(st->cudnn, &one, p->x, n->in[0]->data, p->w, n->in[1]->data, p->conv[DIR_FWD],
+    RX_CUDNN_TRY(cudnnConvolutionForward(st->cudnn, &one, p->x, x_op, p->w, w_op, p->conv[DIR_FWD],
                                          (cudnnConvolutionFwdAlgo_t)p->algo[DIR_FWD], ws, p->workspace[DIR_FWD], &zero, p->y,
-                                         n->out->data));
+                                         y_out));
+    if (bf16) RX_TRY(rx_cuda_foreach(c, p->ny, widen_bf16{n->out->data, h[2]}));
     if (n->in[2])
         RX_TRY(rx_cuda_foreach(c, n->out->numel, add_channel_bias{n->out->data, n->in[2]->data, g.Co, g.Ho * g.Wo}));
     return RX_OK;
 }
 
-// gx += conv_transpose(gy, w);  gw += corr(x, gy);  gb += Σ gy  (cuDNN with beta = 1: accumulate)
+// gx += conv_transpose(gy, w);  gw += corr(x, gy);  gb += Σ gy  (cuDNN with beta = 1: accumulate;
+// with bf16 cuDNN writes bf16 results (beta = 0) that are then added to the fp32 gradients)
 extern "C" rx_status cuda_conv2d_bwd(rx_ctx *c, rx_node *n) {
     float *gx = cuda_in_grad(n, 0), *gw = cuda_in_grad(n, 1), *gb = cuda_in_grad(n, 2);
     if (n->out->numel == 0 || (!gx && !gw && !gb)) return RX_OK;
@@ -362,21 +479,36 @@ extern "C" rx_status cuda_conv2d_bwd(rx_ctx *c, rx_node *n) {
     const float one = 1.0f;
     conv_plan *p;
     RX_TRY(plan_of(c, &g, &p));
+    // cuDNN's operands and results: the fp32 tensors, or with bf16 the copies
+    // gy16 [ny], w16 [nw], gx16 [nx], x16 [nx], gw16 [nw] side by side (the slot's size is the plan's)
+    const int bf16 = p->precision == RX_PRECISION_BF16 && (gx || gw);
+    const void *gy_op = gy, *w_op = n->in[1]->data, *x_op = n->in[0]->data;
+    void *gx_out = gx, *gw_out = gw;
+    float beta = 1.0f;
+    bf16_bits *h[5];
+    if (bf16) {
+        const float *src[5] = {gy, gx ? n->in[1]->data : NULL, NULL, gw ? n->in[0]->data : NULL, NULL};
+        const int64_t cnt[5] = {p->ny, p->nw, p->nx, p->nx, p->nw};
+        RX_TRY(bf16_copies(c, 5, src, cnt, h));
+        gy_op = h[0], w_op = h[1], gx_out = h[2], x_op = h[3], gw_out = h[4], beta = 0.0f;
+    }
     if (gx) {
         RX_TRY(choose_algorithm(c, p, DIR_BWD_DATA));
         void *ws = nullptr;
         if (p->workspace[DIR_BWD_DATA]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_BWD_DATA], &ws));
-        RX_CUDNN_TRY(cudnnConvolutionBackwardData(st->cudnn, &one, p->w, n->in[1]->data, p->y, gy, p->conv[DIR_BWD_DATA],
+        RX_CUDNN_TRY(cudnnConvolutionBackwardData(st->cudnn, &one, p->w, w_op, p->y, gy_op, p->conv[DIR_BWD_DATA],
                                                   (cudnnConvolutionBwdDataAlgo_t)p->algo[DIR_BWD_DATA], ws,
-                                                  p->workspace[DIR_BWD_DATA], &one, p->x, gx));
+                                                  p->workspace[DIR_BWD_DATA], &beta, p->x, gx_out));
+        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nx, add_bf16{gx, h[2]}));
     }
     if (gw) {
         RX_TRY(choose_algorithm(c, p, DIR_BWD_FILTER));
         void *ws = nullptr;   // (the data pass above is queued before this regrows the slot, if it does)
         if (p->workspace[DIR_BWD_FILTER]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_BWD_FILTER], &ws));
-        RX_CUDNN_TRY(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->x, n->in[0]->data, p->y, gy, p->conv[DIR_BWD_FILTER],
+        RX_CUDNN_TRY(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->x, x_op, p->y, gy_op, p->conv[DIR_BWD_FILTER],
                                                     (cudnnConvolutionBwdFilterAlgo_t)p->algo[DIR_BWD_FILTER], ws,
-                                                    p->workspace[DIR_BWD_FILTER], &one, p->w, gw));
+                                                    p->workspace[DIR_BWD_FILTER], &beta, p->w, gw_out));
+        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nw, add_bf16{gw, h[4]}));
     }
     if (gb) RX_TRY(conv_bias_grad(c, gy, gb, g.B, g.Co, g.Ho * g.Wo));
     return RX_OK;

@@ -6,7 +6,8 @@
 // every live thread of its block is there), reads of never-written device memory (fresh
 // allocations are filled with NaN bytes), cuDNN workspace sizes, cuBLAS/cuDNN argument mapping.
 // What it cannot check: real-GPU timing, races between blocks, the real libraries' numerics
-// (TF32 is imitated by rounding GEMM/convolution inputs to 10-bit mantissas).
+// (TF32 is imitated by rounding GEMM/convolution inputs to 10-bit mantissas; bf16 operands are
+// read as the top halves of floats, accumulated in double, and bf16 results rounded to nearest even).
 #include "cuda_runtime.h"
 #include "cublas_v2.h"
 #include "cudnn.h"
@@ -278,6 +279,33 @@ static float tf32(float x) {
     return x;
 }
 
+// ---- bf16 operands (precision: bf16) -----------------------------------------------------------------
+// A bf16 is the top 16 bits of a float. cuBLAS/cuDNN read bf16 operands exactly (every bf16 is a
+// float), accumulate in fp32 (here in double, as every other emulated GEMM), and round a bf16
+// result to nearest even. Element i of an operand stored as fp32 or bf16:
+
+static float bf16_to_float(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t float_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);   // NaN stays NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float load_elem(const void *p, size_t i, int bf16) {
+    return bf16 ? bf16_to_float(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+static void store_elem(void *p, size_t i, float v, int bf16) {
+    if (bf16) ((uint16_t *)p)[i] = float_to_bf16(v);
+    else ((float *)p)[i] = v;
+}
+// ---- end bf16 operands ----
+
 // ---- cuBLAS ------------------------------------------------------------------------------------------
 
 struct cublasContext { cublasMath_t math; };
@@ -287,18 +315,18 @@ cublasStatus_t cublasDestroy(cublasHandle_t h) { delete h; return CUBLAS_STATUS_
 cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { h->math = m; return CUBLAS_STATUS_SUCCESS; }
 
-static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
-                           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+// A and B fp32 or (a16, b16) bf16; t: round fp32 inputs to TF32
+static cublasStatus_t gemm_t(int t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                             const void *A, int a16, int lda, const void *B, int b16, int ldb, float beta, float *C, int ldc) {
     if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) || lda < 1 || ldb < (tb == CUBLAS_OP_N ? k : n) ||
         ldb < 1 || ldc < m || ldc < 1)
         return CUBLAS_STATUS_INVALID_VALUE;
-    const int t = h->math == CUBLAS_TF32_TENSOR_OP_MATH;
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             double s = 0;
             for (int p = 0; p < k; p++) {
-                float a = ta == CUBLAS_OP_N ? A[i + (size_t)p * lda] : A[p + (size_t)i * lda];
-                float b = tb == CUBLAS_OP_N ? B[p + (size_t)j * ldb] : B[j + (size_t)p * ldb];
+                float a = load_elem(A, ta == CUBLAS_OP_N ? i + (size_t)p * lda : p + (size_t)i * lda, a16);
+                float b = load_elem(B, tb == CUBLAS_OP_N ? p + (size_t)j * ldb : j + (size_t)p * ldb, b16);
                 if (t) { a = tf32(a); b = tf32(b); }
                 s += (double)a * b;
             }
@@ -306,6 +334,11 @@ static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
             *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * *c));   // beta = 0: C is not read
         }
     return CUBLAS_STATUS_SUCCESS;
+}
+
+static cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                           const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    return gemm_t(h->math == CUBLAS_TF32_TENSOR_OP_MATH, ta, tb, m, n, k, alpha, A, 0, lda, B, 0, ldb, beta, C, ldc);
 }
 
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -334,12 +367,49 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// ---- bf16 GEMMs (precision: bf16) ---------------------------------------------------------------------
+// cublasGemmEx as runexp calls it: A and B fp32 or bf16, C fp32, fp32 compute (FAST_TF32 rounds
+// fp32 inputs to TF32). Other combinations are CUBLAS_STATUS_NOT_SUPPORTED here.
+static cublasStatus_t gemm_ex(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                              const void *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                              cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
+                              cublasComputeType_t compute) {
+    const int ok_in = (at == CUDA_R_32F || at == CUDA_R_16BF) && (bt == CUDA_R_32F || bt == CUDA_R_16BF) && at == bt;
+    if (!ok_in || ct != CUDA_R_32F || (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    const int t = at == CUDA_R_32F && (compute == CUBLAS_COMPUTE_32F_FAST_TF32 || h->math == CUBLAS_TF32_TENSOR_OP_MATH);
+    return gemm_t(t, ta, tb, m, n, k, *(const float *)alpha, A, at == CUDA_R_16BF, lda, B, bt == CUDA_R_16BF, ldb,
+                  *(const float *)beta, (float *)C, ldc);
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B,
+                            cudaDataType_t Btype, int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t) {
+    return gemm_ex(h, ta, tb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, compute);
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda,
+                                          long long sA, const void *B, cudaDataType_t Btype, int ldb, long long sB,
+                                          const void *beta, void *C, cudaDataType_t Ctype, int ldc, long long sC,
+                                          int count, cublasComputeType_t compute, cublasGemmAlgo_t) {
+    const size_t ea = Atype == CUDA_R_16BF ? 2 : 4, eb = Btype == CUDA_R_16BF ? 2 : 4;   // element bytes
+    for (int i = 0; i < count; i++) {
+        cublasStatus_t s = gemm_ex(h, ta, tb, m, n, k, alpha, (const char *)A + i * sA * ea, Atype, lda,
+                                   (const char *)B + i * sB * eb, Btype, ldb, beta, (float *)C + i * sC, Ctype, ldc, compute);
+        if (s) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+// ---- end bf16 GEMMs ----
+
 // ---- cuDNN -------------------------------------------------------------------------------------------
 
 struct cudnnContext { int unused; };
-struct rx_emu_tensor_desc { int n, c, h, w, set; };
-struct rx_emu_filter_desc { int k, c, h, w, set; };
-struct rx_emu_conv_desc { int pad_h, pad_w, u, v, set; cudnnMathType_t math; };
+struct rx_emu_tensor_desc { int n, c, h, w, set, bf16; };
+struct rx_emu_filter_desc { int k, c, h, w, set, bf16; };
+struct rx_emu_conv_desc { int pad_h, pad_w, u, v, set; cudnnMathType_t math; cudnnDataType_t compute; };
 
 const char *cudnnGetErrorString(cudnnStatus_t s) {
     switch (s) {
@@ -355,27 +425,27 @@ cudnnStatus_t cudnnDestroy(cudnnHandle_t h) { delete h; return CUDNN_STATUS_SUCC
 cudnnStatus_t cudnnSetStream(cudnnHandle_t, cudaStream_t) { return CUDNN_STATUS_SUCCESS; }
 cudnnStatus_t cudnnCreateTensorDescriptor(cudnnTensorDescriptor_t *d) { *d = new rx_emu_tensor_desc{}; return CUDNN_STATUS_SUCCESS; }
 cudnnStatus_t cudnnDestroyTensorDescriptor(cudnnTensorDescriptor_t d) { delete d; return CUDNN_STATUS_SUCCESS; }
-cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t, cudnnDataType_t, int n, int c, int h, int w) {
+cudnnStatus_t cudnnSetTensor4dDescriptor(cudnnTensorDescriptor_t d, cudnnTensorFormat_t, cudnnDataType_t t, int n, int c, int h, int w) {
     if (n < 1 || c < 1 || h < 1 || w < 1) return CUDNN_STATUS_BAD_PARAM;
-    *d = rx_emu_tensor_desc{n, c, h, w, 1};
+    *d = rx_emu_tensor_desc{n, c, h, w, 1, t == CUDNN_DATA_BFLOAT16};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateFilterDescriptor(cudnnFilterDescriptor_t *d) { *d = new rx_emu_filter_desc{}; return CUDNN_STATUS_SUCCESS; }
 cudnnStatus_t cudnnDestroyFilterDescriptor(cudnnFilterDescriptor_t d) { delete d; return CUDNN_STATUS_SUCCESS; }
-cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t, cudnnTensorFormat_t, int k, int c, int h, int w) {
+cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t d, cudnnDataType_t t, cudnnTensorFormat_t, int k, int c, int h, int w) {
     if (k < 1 || c < 1 || h < 1 || w < 1) return CUDNN_STATUS_BAD_PARAM;
-    *d = rx_emu_filter_desc{k, c, h, w, 1};
+    *d = rx_emu_filter_desc{k, c, h, w, 1, t == CUDNN_DATA_BFLOAT16};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *d) {
-    *d = new rx_emu_conv_desc{0, 0, 1, 1, 0, CUDNN_DEFAULT_MATH};
+    *d = new rx_emu_conv_desc{0, 0, 1, 1, 0, CUDNN_DEFAULT_MATH, CUDNN_DATA_FLOAT};
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t d) { delete d; return CUDNN_STATUS_SUCCESS; }
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t d, int ph, int pw, int u, int v, int dh, int dw,
-                                              cudnnConvolutionMode_t mode, cudnnDataType_t) {
+                                              cudnnConvolutionMode_t mode, cudnnDataType_t compute) {
     if (ph < 0 || pw < 0 || u < 1 || v < 1 || dh != 1 || dw != 1 || mode != CUDNN_CROSS_CORRELATION) return CUDNN_STATUS_BAD_PARAM;
-    d->pad_h = ph; d->pad_w = pw; d->u = u; d->v = v; d->set = 1;
+    d->pad_h = ph; d->pad_w = pw; d->u = u; d->v = v; d->set = 1; d->compute = compute;
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t d, cudnnMathType_t m) { d->math = m; return CUDNN_STATUS_SUCCESS; }
@@ -472,7 +542,7 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t, cudn
     cudnnConvolutionDescriptor_t, cudnnFilterDescriptor_t, cudnnConvolutionBwdFilterAlgo_t a, size_t *b) { *b = ws_bwd_filter(a); return CUDNN_STATUS_SUCCESS; }
 
 // the geometry of one convolution, checked against the descriptors
-struct conv_geo { int N, C, H, W, K, R, S, P, Q, ph, pw, u, v, t; };
+struct conv_geo { int N, C, H, W, K, R, S, P, Q, ph, pw, u, v, t, bf16; };
 
 static cudnnStatus_t geo_of(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t c,
                             cudnnTensorDescriptor_t y, size_t need, void *ws, size_t ws_size, conv_geo *g) {
@@ -482,8 +552,10 @@ static cudnnStatus_t geo_of(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w
         fprintf(stderr, "cuda emulator: cuDNN workspace %zu bytes at %p, the algorithm needs %zu\n", ws_size, ws, need);
         return CUDNN_STATUS_BAD_PARAM;
     }
+    // bf16: x, w and y all bf16 with an fp32 compute type (PSEUDO_BFLOAT16), as cuDNN's legacy API requires
+    if (x->bf16 != w->bf16 || x->bf16 != y->bf16 || (x->bf16 && c->compute != CUDNN_DATA_FLOAT)) return CUDNN_STATUS_NOT_SUPPORTED;
     *g = conv_geo{x->n, x->c, x->h, x->w, w->k, w->h, w->w, y->h, y->w, c->pad_h, c->pad_w, c->u, c->v,
-                  c->math != CUDNN_FMA_MATH};   // DEFAULT and TENSOR_OP may use TF32 on Ampere and newer
+                  c->math != CUDNN_FMA_MATH, x->bf16};   // DEFAULT and TENSOR_OP may use TF32 on Ampere and newer
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -500,18 +572,17 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, cudnnT
     conv_geo g;
     cudnnStatus_t s = geo_of(xd, wd, cd, yd, ws_fwd(a), ws, ws_size, &g);
     if (s) return s;
-    const float *x = (const float *)xv, *w = (const float *)wv, al = *(const float *)alpha, be = *(const float *)beta;
-    float *y = (float *)yv;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
     for (int n = 0; n < g.N; n++) for (int k = 0; k < g.K; k++) for (int p = 0; p < g.P; p++) for (int q = 0; q < g.Q; q++) {
         double acc = 0;
         for (int c = 0; c < g.C; c++) for (int r = 0; r < g.R; r++) for (int t = 0; t < g.S; t++) {
             const int ih = p * g.u - g.ph + r, iw = q * g.v - g.pw + t;
             if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-            acc += (double)in_t(x[((size_t)(n * g.C + c) * g.H + ih) * g.W + iw], g.t) *
-                   in_t(w[((size_t)(k * g.C + c) * g.R + r) * g.S + t], g.t);
+            acc += (double)in_t(load_elem(xv, ((size_t)(n * g.C + c) * g.H + ih) * g.W + iw, g.bf16), g.t) *
+                   in_t(load_elem(wv, ((size_t)(k * g.C + c) * g.R + r) * g.S + t, g.bf16), g.t);
         }
-        float *o = &y[((size_t)(n * g.K + k) * g.P + p) * g.Q + q];
-        *o = (float)(al * acc + (be == 0.0f ? 0.0 : (double)be * *o));
+        const size_t o = ((size_t)(n * g.K + k) * g.P + p) * g.Q + q;
+        store_elem(yv, o, (float)(al * acc + (be == 0.0f ? 0.0 : (double)be * load_elem(yv, o, g.bf16))), g.bf16);
     }
     return CUDNN_STATUS_SUCCESS;
 }
@@ -527,18 +598,19 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
     conv_geo g;
     cudnnStatus_t s = geo_of(dxd, wd, cd, dyd, ws_bwd_data(a), ws, ws_size, &g);
     if (s) return s;
-    const float *w = (const float *)wv, *dy = (const float *)dyv, al = *(const float *)alpha, be = *(const float *)beta;
-    float *dx = (float *)dxv;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
     std::vector<double> acc((size_t)g.N * g.C * g.H * g.W, 0.0);
     for (int n = 0; n < g.N; n++) for (int k = 0; k < g.K; k++) for (int p = 0; p < g.P; p++) for (int q = 0; q < g.Q; q++) {
-        const float d = in_t(dy[((size_t)(n * g.K + k) * g.P + p) * g.Q + q], g.t);
+        const float d = in_t(load_elem(dyv, ((size_t)(n * g.K + k) * g.P + p) * g.Q + q, g.bf16), g.t);
         for (int c = 0; c < g.C; c++) for (int r = 0; r < g.R; r++) for (int t = 0; t < g.S; t++) {
             const int ih = p * g.u - g.ph + r, iw = q * g.v - g.pw + t;
             if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-            acc[((size_t)(n * g.C + c) * g.H + ih) * g.W + iw] += (double)d * in_t(w[((size_t)(k * g.C + c) * g.R + r) * g.S + t], g.t);
+            acc[((size_t)(n * g.C + c) * g.H + ih) * g.W + iw] +=
+                (double)d * in_t(load_elem(wv, ((size_t)(k * g.C + c) * g.R + r) * g.S + t, g.bf16), g.t);
         }
     }
-    for (size_t i = 0; i < acc.size(); i++) dx[i] = (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * dx[i]));
+    for (size_t i = 0; i < acc.size(); i++)
+        store_elem(dxv, i, (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * load_elem(dxv, i, g.bf16))), g.bf16);
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -553,18 +625,19 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
     conv_geo g;
     cudnnStatus_t s = geo_of(xd, dwd, cd, dyd, ws_bwd_filter(a), ws, ws_size, &g);
     if (s) return s;
-    const float *x = (const float *)xv, *dy = (const float *)dyv, al = *(const float *)alpha, be = *(const float *)beta;
-    float *dw = (float *)dwv;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
     std::vector<double> acc((size_t)g.K * g.C * g.R * g.S, 0.0);
     for (int n = 0; n < g.N; n++) for (int k = 0; k < g.K; k++) for (int p = 0; p < g.P; p++) for (int q = 0; q < g.Q; q++) {
-        const float d = in_t(dy[((size_t)(n * g.K + k) * g.P + p) * g.Q + q], g.t);
+        const float d = in_t(load_elem(dyv, ((size_t)(n * g.K + k) * g.P + p) * g.Q + q, g.bf16), g.t);
         for (int c = 0; c < g.C; c++) for (int r = 0; r < g.R; r++) for (int t = 0; t < g.S; t++) {
             const int ih = p * g.u - g.ph + r, iw = q * g.v - g.pw + t;
             if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
-            acc[((size_t)(k * g.C + c) * g.R + r) * g.S + t] += (double)d * in_t(x[((size_t)(n * g.C + c) * g.H + ih) * g.W + iw], g.t);
+            acc[((size_t)(k * g.C + c) * g.R + r) * g.S + t] +=
+                (double)d * in_t(load_elem(xv, ((size_t)(n * g.C + c) * g.H + ih) * g.W + iw, g.bf16), g.t);
         }
     }
-    for (size_t i = 0; i < acc.size(); i++) dw[i] = (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * dw[i]));
+    for (size_t i = 0; i < acc.size(); i++)
+        store_elem(dwv, i, (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * load_elem(dwv, i, g.bf16))), g.bf16);
     return CUDNN_STATUS_SUCCESS;
 }
 
