@@ -32,6 +32,12 @@ rx_tensor *rx_matmul(rx_ctx *c, rx_tensor *a, rx_tensor *b, int trans_a, int tra
  * Statistics per (sample, group) over C/G channels x spatial; biased variance (PyTorch GroupNorm). */
 rx_tensor *rx_group_norm(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, int groups, float eps);
 /* x [..., D], gamma/beta [D] or NULL (no affine) -> y same shape (PyTorch LayerNorm over the last dim). */
+/* Fused ResnetBlock2D prologue: y = silu(group_norm(x + shift[:, :, None, ...]) gamma + beta), in one
+ * pass per (sample, group). x [B,C,...], shift [B,C] or NULL (the time embedding, added before
+ * the norm), gamma/beta [C] or NULL -> y same shape as x. Equals rx_silu(rx_group_norm(rx_add(x,
+ * shift viewed [B,C,1,1]), ...)) without keeping x + shift or the norm's output for backward. */
+rx_tensor *rx_group_norm_silu(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, rx_tensor *shift,
+                              int groups, float eps);
 rx_tensor *rx_layer_norm(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, float eps);
 
 /* --- attention ------------------------------------------------------------ */
