@@ -307,3 +307,31 @@ Test(cuda_ops, bad_indices_fail_with_the_cpu_message) {
                       "cross_entropy: label 2.5 of row 1 is not a class index");
     px_close(&p);
 }
+
+/* ---- fused ops (issue 16 §2) ------------------------------------------------------------------------- */
+
+static rx_tensor *f_group_norm_silu(rx_ctx *c, rx_tensor **in, const void *ud) {
+    const gn_args *a = ud;
+    return rx_group_norm_silu(c, in[0], in[1], in[2], in[3], a->groups, a->eps);
+}
+
+/* group_norm_silu in = {x, gamma, beta, shift}: the resnet's norm2 (shift = the time embedding),
+ * norm1 (no shift), no affine, only the shift with grad, one channel per group, and the U-Net's
+ * first level (128 channels, 32 groups, 16x16: more threads' worth of work per group than a block) */
+static const px_case fused_cases[] = {
+    {"group_norm_silu shift + affine", f_group_norm_silu, &G3, 4, {PX_X(2, 6, 5, 7), PX_X(6), PX_X(6), PX_X(2, 6)}},
+    {"group_norm_silu no shift", f_group_norm_silu, &G8, 4, {PX_X(3, 16, 4, 3), PX_X(16), PX_X(16), PX_NONE}},
+    {"group_norm_silu no affine 3-D", f_group_norm_silu, &G3, 4, {PX_X(2, 6, 9), PX_NONE, PX_NONE, PX_X(2, 6)}},
+    {"group_norm_silu only shift with grad, shifted data", f_group_norm_silu, &G1, 4,
+     {PX_T(0, PX_UNIFORM, 5.0f, 2, 4, 3, 3), PX_T(0, PX_NORMAL, 1.0f, 4), PX_T(0, PX_NORMAL, 1.0f, 4), PX_X(2, 4)}},
+    {"group_norm_silu one channel per group", f_group_norm_silu, &G8, 4, {PX_X(2, 8, 5, 5), PX_X(8), PX_X(8), PX_X(2, 8)}},
+    {"group_norm_silu 128ch 32 groups 16x16", f_group_norm_silu, &(gn_args){32, 1e-5f}, 4,
+     {PX_X(2, 128, 16, 16), PX_X(128), PX_X(128), PX_X(2, 128)}},
+};
+
+Test(cuda_ops, fused_fp32) {
+    px_pair p;
+    px_open(&p, 0, 0);
+    px_run_all(&p, fused_cases, PX_COUNT(fused_cases), TOL_FP32);
+    px_close(&p);
+}
