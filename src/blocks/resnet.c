@@ -17,13 +17,12 @@ rx_status rx_resnet_build(rx_builder *b, const char *name, int cin, int cout, in
 }
 
 rx_tensor *rx_resnet_forward(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, rx_tensor *temb_act) {
-    rx_tensor *h = rx_conv_fwd(c, &r->conv1, rx_silu(c, rx_group_norm_fwd(c, &r->norm1, x)));
-    if (temb_act && r->time_emb_proj.w) {
-        rx_tensor *e = rx_linear_fwd(c, &r->time_emb_proj, temb_act);             /* [B,cout]     */
-        if (e) e = rx_reshape(c, e, RX_SHAPE(e->shape[0], e->shape[1], 1, 1));    /* [B,cout,1,1] */
-        h = rx_add(c, h, e);
-    }
-    h = rx_silu(c, rx_group_norm_fwd(c, &r->norm2, h));
+    /* norm→silu pairs are one op each (kernels: group_norm_silu), the time embedding riding in norm2
+     * as its per-(sample, channel) shift: the sum conv1(...) + temb and the norms' outputs are never
+     * stored, the backward recomputes them */
+    rx_tensor *h = rx_conv_fwd(c, &r->conv1, rx_group_norm_silu_fwd(c, &r->norm1, x, NULL));
+    rx_tensor *e = temb_act && r->time_emb_proj.w ? rx_linear_fwd(c, &r->time_emb_proj, temb_act) : NULL;   /* [B,cout] */
+    h = rx_group_norm_silu_fwd(c, &r->norm2, h, e);
     h = rx_conv_fwd(c, &r->conv2, rx_dropout(c, h, r->dropout));
     rx_tensor *skip = r->has_shortcut ? rx_conv_fwd(c, &r->conv_shortcut, x) : x;
     return rx_add(c, skip, h);
