@@ -63,6 +63,11 @@ rx_tensor *rx_abs(rx_ctx *c, rx_tensor *x);
 rx_tensor *rx_gelu(rx_ctx *c, rx_tensor *x, int approximate_tanh);
 /* adaLN: x [B,N,D], shift [B,D], scale [B,D] -> y = x (1 + scale) + shift (broadcast over N) */
 rx_tensor *rx_modulate(rx_ctx *c, rx_tensor *x, rx_tensor *shift, rx_tensor *scale);
+/* A residual connection with the layer's bias folded in: a, b [B,C,...] (same shape), bias [C] or NULL
+ * -> y = (a + (b + bias[c])) · scale. The ResnetBlock2D's (shortcut + conv2(h)) / output_scale_factor
+ * with conv2 run without its bias, and the attention block's x + to_out(o): one pass instead of
+ * the conv's bias pass and the add's. */
+rx_tensor *rx_residual_add(rx_ctx *c, rx_tensor *a, rx_tensor *b, rx_tensor *bias, float scale);
 /* inverted dropout with probability p (identity when !c->training or p == 0); mask from Philox */
 rx_tensor *rx_dropout(rx_ctx *c, rx_tensor *x, float p);
 

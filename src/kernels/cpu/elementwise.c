@@ -546,3 +546,55 @@ rx_status cpu_dropout_bwd(rx_ctx *c, rx_node *n) {
     if (gx) dropout_apply((uint64_t)n->i[1], (uint64_t)n->i[0], n->f[0], n->out->grad->data, gx, n->out->numel, 1);
     return RX_OK;
 }
+
+/* ---- residual_add: y = (a + (b + bias[c])) s;  da = db = s dy,  dbias[c] = s Σ_{b,spatial} dy ------------
+ * a, b [B,C,S] (S = the spatial size), bias [C] or NULL, f[0] = s. */
+
+rx_status cpu_residual_add_fwd(rx_ctx *c, rx_node *n) {
+    const rx_tensor *at = n->in[0];
+    const int64_t C = at->shape[1], BC = at->shape[0] * C, S = BC ? at->numel / BC : 0;
+    const float *restrict a = at->data, *restrict b = n->in[1]->data, *bias = n->in[2] ? n->in[2]->data : NULL;
+    const float s = n->f[0];
+    float *restrict y = n->out->data;
+    #pragma omp parallel for schedule(static) if (at->numel > RX_OMP_MIN_WORK)
+    for (int64_t bc = 0; bc < BC; bc++) {
+        const float bv = bias ? bias[bc % C] : 0.0f;
+        const float *as = a + bc * S, *bs = b + bc * S;
+        float *ys = y + bc * S;
+        #pragma omp simd
+        for (int64_t i = 0; i < S; i++) ys[i] = (as[i] + (bs[i] + bv)) * s;
+    }
+    return RX_OK;
+}
+
+rx_status cpu_residual_add_bwd(rx_ctx *c, rx_node *n) {
+    float *ga = cpu_in_grad(n, 0), *gb = cpu_in_grad(n, 1), *gbias = cpu_in_grad(n, 2);
+    const rx_tensor *at = n->in[0];
+    const int64_t C = at->shape[1], B = at->shape[0], BC = B * C, S = BC ? at->numel / BC : 0;
+    const float *restrict dy = n->out->grad->data;
+    const float s = n->f[0];
+    // per (b,c) row: Σ dy (for the bias, summed over b in order below), da and db in the same pass
+    double *rows = gbias ? rx_arena_data(c->step, (size_t)(BC ? BC : 1) * sizeof(double)) : NULL;
+    if (gbias && !rows) return RX_ERR_OOM;
+    #pragma omp parallel for schedule(static) if (at->numel > RX_OMP_MIN_WORK)
+    for (int64_t bc = 0; bc < BC; bc++) {
+        const float *dys = dy + bc * S;
+        float *gas = ga ? ga + bc * S : NULL, *gbs = gb ? gb + bc * S : NULL;
+        if (gas) {
+            #pragma omp simd
+            for (int64_t i = 0; i < S; i++) gas[i] += s * dys[i];
+        }
+        if (gbs) {
+            #pragma omp simd
+            for (int64_t i = 0; i < S; i++) gbs[i] += s * dys[i];
+        }
+        if (rows) rows[bc] = row_dot(dys, NULL, 0, 1.0f, S);
+    }
+    if (!rows) return RX_OK;
+    for (int64_t ch = 0; ch < C; ch++) {
+        double t = 0;
+        for (int64_t b = 0; b < B; b++) t += rows[b * C + ch];
+        gbias[ch] += (float)(s * t);
+    }
+    return rx_arena_free(c->step, rows, (size_t)(BC ? BC : 1) * sizeof(double));
+}
