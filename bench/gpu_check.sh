@@ -56,6 +56,9 @@ done
 rm -f "$OUT/one.log"
 say "suite: $PASS passed, $FAIL failed, $CRASH crashed${BAD:+ (failing:$BAD)}"
 grep -E '^\[(FAIL|SKIP)\]|Assertion Failed|^\[----\]   [a-z]' "$OUT/tests.log" | grep -v '^\[----\]   *$' | head -40
+# the fused kernels (issue 16 §2: cuda_ops/fused_fp32 in the suite above): their errors against the CPU
+say "fused kernels on the device (group_norm_silu, residual_add, mse_loss; tolerance 1e-5):"
+grep -E '(group_norm_silu|residual_add|mse_loss)[^:]*: forward' "$OUT/tests.log" | sed 's/^\[----\] /  /' | tee "$OUT/fused.txt"
 
 # ---- 3. step time and memory -----------------------------------------------------------------------
 say "gpu_bench (log: bench.log)"

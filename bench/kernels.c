@@ -195,6 +195,18 @@ static rx_tensor *run_group_norm(rx_ctx *c, const bench_case *k, rx_tensor **in)
     return rx_group_norm(c, in[0], in[1], in[2], (int)k->a[4], 1e-5f);
 }
 
+/* group_norm_silu (issue 16 §2) with affine [C] and the time-embedding shift [B,C]: traffic as a
+ * unary op, as group_norm's row (compare with group_norm + silu + add, the chain it replaces) */
+static void make_group_norm_silu(rx_ctx *c, const bench_case *k, rx_tensor **in, char *s, size_t len, double *fwd,
+                                 double *bwd) {
+    make_group_norm(c, k, in, s, len, fwd, bwd);
+    in[3] = input(c, RX_SHAPE(k->a[0], k->a[1]), 4);
+    snprintf(s + strlen(s), len - strlen(s), " + shift");
+}
+static rx_tensor *run_group_norm_silu(rx_ctx *c, const bench_case *k, rx_tensor **in) {
+    return rx_group_norm_silu(c, in[0], in[1], in[2], in[3], (int)k->a[4], 1e-5f);
+}
+
 /* add of two same-shape tensors: fwd reads a, b, writes y; bwd reads gy, reads + writes ga and gb */
 static void make_add(rx_ctx *c, const bench_case *k, rx_tensor **in, char *s, size_t len, double *fwd, double *bwd) {
     in[0] = input(c, RX_SHAPE(k->a[0], k->a[1], k->a[2], k->a[3]), 1);
@@ -205,6 +217,17 @@ static void make_add(rx_ctx *c, const bench_case *k, rx_tensor **in, char *s, si
     *bwd = 5 * nchw_bytes(k);
 }
 static rx_tensor *run_add(rx_ctx *c, const bench_case *k, rx_tensor **in) { return rx_add(c, in[0], in[1]); }
+
+/* residual_add (a + (b + bias[c])): traffic as add's (the bias is negligible) */
+static void make_residual_add(rx_ctx *c, const bench_case *k, rx_tensor **in, char *s, size_t len, double *fwd,
+                              double *bwd) {
+    make_add(c, k, in, s, len, fwd, bwd);
+    in[2] = input(c, RX_SHAPE(k->a[1]), 3);
+    snprintf(s + strlen(s), len - strlen(s), " + bias");
+}
+static rx_tensor *run_residual_add(rx_ctx *c, const bench_case *k, rx_tensor **in) {
+    return rx_residual_add(c, in[0], in[1], in[2], 1.0f);
+}
 
 /* Representative shapes of a CIFAR-10 U-Net (DDPM: 128 channels, mult 1,2,2,2, B = 16) and of a
  * small DiT (256 tokens, width 384). */
@@ -227,6 +250,10 @@ static const bench_case cases[] = {
     {"group_norm", RX_OP_GROUP_NORM, {16, 128, 32, 32, 32}, make_group_norm, run_group_norm, 1, NULL},
     {"silu", RX_OP_SILU, {16, 128, 32, 32}, make_unary, run_silu, 1, NULL},
     {"add", RX_OP_ADD, {16, 128, 32, 32}, make_add, run_add, 1, NULL},
+    {"group_norm_silu", RX_OP_GROUP_NORM_SILU, {16, 128, 32, 32, 32}, make_group_norm_silu, run_group_norm_silu, 1,
+     "fused: replaces add + group_norm + silu"},
+    {"residual_add", RX_OP_RESIDUAL_ADD, {16, 128, 32, 32}, make_residual_add, run_residual_add, 1,
+     "fused: replaces the conv's bias pass + add"},
 };
 
 /* median seconds of the forward call and of the backward kernel; < 0 on failure */

@@ -1,4 +1,5 @@
-/* test_ops_elementwise.c — add/sub/mul with broadcasting, scale, silu, exp, abs, gelu, modulate, dropout.
+/* test_ops_elementwise.c — add/sub/mul with broadcasting, scale, silu, exp, abs, gelu, modulate, dropout,
+ * residual_add.
  * References: NumPy broadcasting evaluated in double in this file (index arithmetic per
  * element, independent of the kernel's collapsed plan); the PyTorch definitions of SiLU,
  * GELU (erf and approximate='tanh') and DiT's modulate in double; central finite
@@ -358,5 +359,92 @@ Test(elementwise, dropout_mask_is_philox_and_reproducible) {
     cr_expect_null(rx_dropout(c, x, 1.5f));
     cr_expect(strstr(rx_last_error(), "dropout: p=1.5 must be in [0, 1]"), "%s", rx_last_error());
     free(hx); free(h1); free(h2); free(h3);
+    rx_ctx_destroy(c);
+}
+
+/* ---- residual_add: y = (a + (b + bias[c])) s ----------------------------------------------------
+ * References: the formula in double (forward), the chain of the tested ops it replaces,
+ * rx_scale(rx_add(a, rx_add(b, bias viewed [1,C,1,...]))) (forward and every gradient), and
+ * finite differences. */
+
+typedef struct { float scale; int bias; } radd_args;
+
+static rx_tensor *f_radd(rx_ctx *c, rx_tensor **in, void *ud) {
+    const radd_args *a = ud;
+    return rx_residual_add(c, in[0], in[1], a->bias ? in[2] : NULL, a->scale);
+}
+
+static rx_tensor *f_radd_chain(rx_ctx *c, rx_tensor **in, void *ud) {
+    const radd_args *a = ud;
+    rx_tensor *b = in[1];
+    if (a->bias) {
+        int64_t sh[RX_MAX_DIMS];
+        for (int k = 0; k < in[0]->ndim; k++) sh[k] = k == 1 ? in[0]->shape[1] : 1;
+        b = rx_add(c, b, rx_reshape(c, in[2], in[0]->ndim, sh));
+    }
+    return rx_scale(c, rx_add(c, in[0], b), a->scale, 0.0f);
+}
+
+static void check_radd(int ndim, const int64_t *shape, radd_args a) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    const int64_t C = shape[1];
+    rx_tensor *in[3] = {rx_param(c, "a", ndim, shape, 1), rx_param(c, "b", ndim, shape, 1), rx_param(c, "bias", RX_SHAPE(C), 1)};
+    for (int k = 0; k < 3; k++) rx_test_randn(c, in[k], 301 + k, 1.0f);
+    const int64_t N = in[0]->numel, S = N / (shape[0] * C);
+    float *R = malloc(N * sizeof(float)), *y[2], *g[2][3];
+    rx_rng_normal(305, RX_STREAM(RX_RNG_TEST, 3), 0, R, N);
+    rx_gc_fn fs[2] = {f_radd, f_radd_chain};
+    for (int v = 0; v < 2; v++) {
+        for (int k = 0; k < 3; k++) rx_tensor_fill(c, in[k]->grad, 0.0f);
+        rx_tensor *out = fs[v](c, in, &a);
+        cr_assert(out, "%s", rx_last_error());
+        y[v] = host(c, out);
+        cr_assert_eq(rx_backward_with(c, out, rx_from_host(c, out->ndim, out->shape, R)), RX_OK, "%s", rx_last_error());
+        for (int k = 0; k < 3; k++) g[v][k] = host(c, in[k]->grad);
+        rx_step_end(c);
+    }
+    // the formula in double
+    float *ah = host(c, in[0]), *bh = host(c, in[1]), *ch = host(c, in[2]);
+    double err = 0, mx = 0;
+    for (int64_t i = 0; i < N; i++) {
+        const double r = ((double)ah[i] + bh[i] + (a.bias ? ch[(i / S) % C] : 0.0)) * a.scale;
+        err = fmax(err, fabs(y[0][i] - r));
+        mx = fmax(mx, fabs(r));
+    }
+    cr_expect_lt(err / mx, 3e-7, "residual_add forward vs formula: rel err %g", err / mx);
+    cr_expect_lt(rx_rel_err(y[0], y[1], N), 3e-7, "forward vs chain");
+    for (int k = 0; k < 3; k++) {
+        const int64_t n = in[k]->numel;
+        if (k == 2 && !a.bias) {
+            for (int64_t i = 0; i < n; i++) cr_expect_eq(g[0][2][i], 0.0f, "dbias without a bias");
+            continue;
+        }
+        cr_expect_lt(rx_rel_err(g[0][k], g[1][k], n), 1e-6, "gradient of input %d vs chain", k);
+    }
+    free(R); free(ah); free(bh); free(ch);
+    for (int v = 0; v < 2; v++) { free(y[v]); for (int k = 0; k < 3; k++) free(g[v][k]); }
+    rx_ctx_destroy(c);
+}
+
+Test(elementwise, residual_add_matches_formula_and_chain) {
+    check_radd(RX_SHAPE(2, 3, 4, 5), (radd_args){1.0f, 1});
+    check_radd(RX_SHAPE(3, 5, 7), (radd_args){0.5f, 1});           // output_scale_factor 2
+    check_radd(RX_SHAPE(2, 4, 3, 3), (radd_args){1.0f, 0});
+    check_radd(RX_SHAPE(4, 64, 32, 32), (radd_args){0.7f, 1});     // past the threading threshold
+}
+
+Test(elementwise, residual_add_gradcheck_and_errors) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_tensor *in[3] = {rx_param(c, "a", RX_SHAPE(2, 3, 4, 5), 1), rx_param(c, "b", RX_SHAPE(2, 3, 4, 5), 1),
+                        rx_param(c, "bias", RX_SHAPE(3), 1)};
+    for (int k = 0; k < 3; k++) rx_test_randn(c, in[k], 311 + k, 1.0f);
+    radd_args a = {0.5f, 1};
+    rx_gradcheck(c, f_radd, &a, 3, in, 1e-2, 5e-4, 2e-3, 200);
+    rx_tensor *bad = rx_param(c, "x", RX_SHAPE(2, 3, 4, 4), 0);
+    cr_expect_null(rx_residual_add(c, in[0], bad, NULL, 1.0f));
+    cr_expect(strstr(rx_last_error(), "residual_add: a [2,3,4,5] and b [2,3,4,4] must be the same"), "%s", rx_last_error());
+    rx_ctx_clear_error(c);
+    cr_expect_null(rx_residual_add(c, in[0], in[1], bad, 1.0f));
+    cr_expect(strstr(rx_last_error(), "residual_add: a [2,3,4,5] needs bias [3], got [2,3,4,4]"), "%s", rx_last_error());
     rx_ctx_destroy(c);
 }

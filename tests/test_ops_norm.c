@@ -1,7 +1,8 @@
 /* test_ops_norm.c — group_norm and layer_norm (src/kernels/cpu/norm.c).
  * Forward reference: the defining formula (PyTorch GroupNorm / LayerNorm: biased variance,
  * eps inside the square root) computed in double in this file. Backward reference: central
- * finite differences (tests/gradcheck.h). */
+ * finite differences (tests/gradcheck.h). group_norm_silu: the unfused chain of those ops, and
+ * finite differences. */
 #include "gradcheck.h"
 
 /* y = (x - mean) / sqrt(var + eps) * gamma + beta over runs of `n` elements; `ch_of(i)` gives
@@ -208,5 +209,148 @@ Test(norm, large_tensors_threaded_paths_gradcheck) {
     rx_test_randn(c, ln[2], 76, 1.0f);
     int affine = 1;
     rx_gradcheck(c, f_layer_norm, &affine, 3, ln, 1e-2, 3e-3, 2e-3, 12);
+    rx_ctx_destroy(c);
+}
+
+// ---------------------------------------------------------------------------- group_norm_silu
+// References: the unfused chain of the existing (tested) ops, rx_silu(rx_group_norm(rx_add(x,
+// shift viewed [B,C,1,1]))) on the same inputs, forward and every input gradient; and central
+// finite differences (gradcheck.h).
+
+typedef struct { int groups; int affine; int shift; } gns_args;
+
+static rx_tensor *f_gns_fused(rx_ctx *c, rx_tensor **in, void *ud) {
+    const gns_args *a = ud;
+    return rx_group_norm_silu(c, in[0], a->affine ? in[1] : NULL, a->affine ? in[2] : NULL, a->shift ? in[3] : NULL,
+                              a->groups, 1e-5f);
+}
+
+static rx_tensor *f_gns_chain(rx_ctx *c, rx_tensor **in, void *ud) {
+    const gns_args *a = ud;
+    rx_tensor *u = in[0];
+    if (a->shift) {
+        int64_t sh[RX_MAX_DIMS];
+        for (int k = 0; k < in[0]->ndim; k++) sh[k] = k < 2 ? in[0]->shape[k] : 1;
+        u = rx_add(c, u, rx_reshape(c, in[3], in[0]->ndim, sh));
+    }
+    return rx_silu(c, rx_group_norm(c, u, a->affine ? in[1] : NULL, a->affine ? in[2] : NULL, a->groups, 1e-5f));
+}
+
+/* output and the 4 input gradients of f (grads start from zero), host copies */
+typedef struct { float *y, *g[4]; } gns_run;
+
+static gns_run gns_eval(rx_ctx *c, rx_gc_fn f, gns_args *a, rx_tensor **in, const float *R) {
+    gns_run r = {0};
+    for (int k = 0; k < 4; k++) cr_assert_eq(rx_tensor_fill(c, in[k]->grad, 0.0f), RX_OK);
+    rx_tensor *y = f(c, in, a);
+    cr_assert(y, "%s", rx_last_error());
+    r.y = host(c, y);
+    cr_assert_eq(rx_backward_with(c, y, rx_from_host(c, y->ndim, y->shape, R)), RX_OK, "%s", rx_last_error());
+    for (int k = 0; k < 4; k++) r.g[k] = host(c, in[k]->grad);
+    rx_step_end(c);
+    return r;
+}
+
+/* x [B,C,S...] (+ offset), gamma, beta [C], shift [B,C]: fused against the chain */
+static void check_gns_vs_chain(int ndim, const int64_t *shape, int G, int affine, int shift, float offset, double tol) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    const int64_t B = shape[0], C = shape[1];
+    rx_tensor *in[4] = {rx_param(c, "x", ndim, shape, 1), rx_param(c, "g", RX_SHAPE(C), 1),
+                        rx_param(c, "b", RX_SHAPE(C), 1), rx_param(c, "t", RX_SHAPE(B, C), 1)};
+    rx_test_randn(c, in[0], 81, 2.0f);
+    rx_test_randn(c, in[1], 82, 1.0f);
+    rx_test_randn(c, in[2], 83, 1.0f);
+    rx_test_randn(c, in[3], 84, 1.5f);
+    float *xh = host(c, in[0]);
+    for (int64_t i = 0; i < in[0]->numel; i++) xh[i] += offset;
+    rx_tensor_from_host(c, in[0], xh);
+    float *R = malloc(in[0]->numel * sizeof(float));
+    rx_rng_normal(85, RX_STREAM(RX_RNG_TEST, 7), 0, R, in[0]->numel);
+    gns_args a = {G, affine, shift};
+    gns_run f = gns_eval(c, f_gns_fused, &a, in, R), ch = gns_eval(c, f_gns_chain, &a, in, R);
+    double e = rx_rel_err(f.y, ch.y, in[0]->numel);
+    cr_expect_lt(e, tol, "group_norm_silu forward vs chain: rel err %g (G %d affine %d shift %d)", e, G, affine, shift);
+    const char *nm[4] = {"x", "gamma", "beta", "shift"};
+    for (int k = 0; k < 4; k++) {
+        const int used = k == 0 || (k < 3 && affine) || (k == 3 && shift);
+        e = rx_rel_err(f.g[k], ch.g[k], in[k]->numel);
+        if (used && k == 3 && C / G == 1) {
+            // one channel per group: dshift = Σ_s dx over the group, 0 in exact arithmetic (a norm's
+            // dx sums to zero), so both sides are rounding noise: bound it by the summed terms' scale
+            double mx = 0, md = 0;
+            for (int64_t i = 0; i < in[0]->numel; i++) mx = fmax(mx, fabs(ch.g[0][i]));
+            for (int64_t i = 0; i < in[3]->numel; i++) md = fmax(md, fabs(f.g[3][i]) + fabs(ch.g[3][i]));
+            cr_expect_lt(md, tol * mx * (in[0]->numel / (B * C)), "dshift %g should be ~0 (max |dx| %g)", md, mx);
+        } else if (used) cr_expect_lt(e, tol, "d%s vs chain: rel err %g (G %d affine %d shift %d)", nm[k], e, G, affine, shift);
+        else {   // an input the op was not given gets no gradient
+            for (int64_t i = 0; i < in[k]->numel; i++) cr_expect_eq(f.g[k][i], 0.0f, "d%s[%lld] should be 0", nm[k], (long long)i);
+        }
+    }
+    for (int k = 0; k < 4; k++) { free(f.g[k]); free(ch.g[k]); }
+    free(f.y); free(ch.y); free(xh); free(R);
+    rx_ctx_destroy(c);
+}
+
+Test(group_norm_silu, matches_the_unfused_chain) {
+    check_gns_vs_chain(RX_SHAPE(3, 6, 5, 7), 3, 1, 1, 0.0f, 2e-5);      // the resnet's norm2: shift + affine
+    check_gns_vs_chain(RX_SHAPE(2, 8, 4, 4), 4, 1, 0, 0.0f, 2e-5);      // norm1: no shift
+    check_gns_vs_chain(RX_SHAPE(2, 8, 9), 2, 0, 1, 0.0f, 2e-5);         // 3-D, no affine
+    check_gns_vs_chain(RX_SHAPE(2, 4, 3, 3, 2), 4, 1, 1, 0.0f, 2e-5);   // 5-D, one channel per group
+    // mean 300: the two-pass variance of x + shift (the chain rounds x + shift to float first,
+    // ulp(300)/2 = 1.5e-5 of a std-2 input: 8e-6 relative, amplified by the norm's backward)
+    check_gns_vs_chain(RX_SHAPE(2, 6, 17, 15), 3, 1, 1, 300.0f, 2e-4);
+}
+
+/* past the threading threshold: the OpenMP region with per-thread dz buffers */
+Test(group_norm_silu, large_tensors_threaded_path_matches_the_chain) {
+    check_gns_vs_chain(RX_SHAPE(4, 64, 32, 32), 32, 1, 1, 0.0f, 2e-5);   // cfg_cifar32's first level
+    check_gns_vs_chain(RX_SHAPE(2, 8, 48, 48), 4, 1, 0, 0.0f, 2e-5);
+}
+
+Test(group_norm_silu, backward_gradcheck) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_tensor *in[4] = {rx_param(c, "x", RX_SHAPE(2, 6, 3, 5), 1), rx_param(c, "g", RX_SHAPE(6), 1),
+                        rx_param(c, "b", RX_SHAPE(6), 1), rx_param(c, "t", RX_SHAPE(2, 6), 1)};
+    rx_test_randn(c, in[0], 91, 1.0f);
+    rx_test_randn(c, in[1], 92, 1.0f);
+    rx_test_randn(c, in[2], 93, 1.0f);
+    rx_test_randn(c, in[3], 94, 1.0f);
+    gns_args a = {3, 1, 1};
+    rx_gradcheck(c, f_gns_fused, &a, 4, in, 1e-2, 5e-4, 2e-3, 200);
+    a = (gns_args){2, 0, 0};
+    rx_gradcheck(c, f_gns_fused, &a, 1, in, 1e-2, 5e-4, 2e-3, 200);
+    rx_ctx_destroy(c);
+}
+
+/* backward ADDS into input grads (reference: one pass's gradient, x2) */
+Test(group_norm_silu, backward_accumulates) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_tensor *in[4] = {rx_param(c, "x", RX_SHAPE(2, 4, 5), 1), rx_param(c, "g", RX_SHAPE(4), 1),
+                        rx_param(c, "b", RX_SHAPE(4), 1), rx_param(c, "t", RX_SHAPE(2, 4), 1)};
+    for (int k = 0; k < 4; k++) rx_test_randn(c, in[k], 95 + k, 1.0f);
+    float R[40], g[2][4][40];
+    rx_rng_normal(6, 6, 0, R, 40);
+    for (int k = 0; k < 4; k++) rx_tensor_fill(c, in[k]->grad, 0.0f);
+    for (int pass = 0; pass < 2; pass++) {
+        rx_tensor *y = rx_group_norm_silu(c, in[0], in[1], in[2], in[3], 2, 1e-5f);
+        cr_assert_eq(rx_backward_with(c, y, rx_from_host(c, RX_SHAPE(2, 4, 5), R)), RX_OK, "%s", rx_last_error());
+        for (int k = 0; k < 4; k++) rx_tensor_to_host(c, in[k]->grad, g[pass][k]);
+        rx_step_end(c);
+    }
+    for (int k = 0; k < 4; k++) {
+        for (int64_t i = 0; i < in[k]->numel; i++) g[0][k][i] *= 2;
+        cr_expect_lt(rx_rel_err(g[1][k], g[0][k], in[k]->numel), 1e-6, "input %d", k);
+    }
+    rx_ctx_destroy(c);
+}
+
+Test(group_norm_silu, shape_errors_name_op_and_shapes) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_tensor *x = rx_param(c, "x", RX_SHAPE(2, 6, 4, 4), 0), *t = rx_param(c, "t", RX_SHAPE(2, 5), 0);
+    cr_expect_null(rx_group_norm_silu(c, x, NULL, NULL, t, 3, 1e-5f));
+    cr_expect(strstr(rx_last_error(), "group_norm_silu: x [2,6,4,4] needs shift [2,6], got [2,5]"), "%s", rx_last_error());
+    rx_ctx_clear_error(c);
+    cr_expect_null(rx_group_norm_silu(c, x, NULL, NULL, NULL, 4, 1e-5f));
+    cr_expect(strstr(rx_last_error(), "group_norm_silu: x [2,6,4,4]: C=6 not divisible by groups=4"), "%s", rx_last_error());
     rx_ctx_destroy(c);
 }

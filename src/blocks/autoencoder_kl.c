@@ -183,7 +183,7 @@ static rx_tensor *vae_encode(rx_ctx *c, rx_model *m, rx_tensor *x) {
         h = v->down[i].impl->forward(c, &v->down[i], h, NULL, skips, &n_skips);
     }
     h = v->enc_mid.impl->forward(c, &v->enc_mid, h, NULL, NULL, NULL);
-    h = rx_conv_fwd(c, &v->enc_conv_out, rx_silu(c, rx_group_norm_fwd(c, &v->enc_norm_out, h)));
+    h = rx_conv_fwd(c, &v->enc_conv_out, rx_group_norm_silu_fwd(c, &v->enc_norm_out, h, NULL));
     return v->use_quant_conv ? rx_conv_fwd(c, &v->quant_conv, h) : h;
 }
 
@@ -196,7 +196,7 @@ static rx_tensor *vae_decode(rx_ctx *c, rx_model *m, rx_tensor *z) {
     h = rx_conv_fwd(c, &v->dec_conv_in, h);
     h = v->dec_mid.impl->forward(c, &v->dec_mid, h, NULL, NULL, NULL);
     for (int i = 0; i < v->levels; i++) h = v->up[i].impl->forward(c, &v->up[i], h, NULL, NULL, NULL);
-    return rx_conv_fwd(c, &v->dec_conv_out, rx_silu(c, rx_group_norm_fwd(c, &v->dec_norm_out, h)));
+    return rx_conv_fwd(c, &v->dec_conv_out, rx_group_norm_silu_fwd(c, &v->dec_norm_out, h, NULL));
 }
 
 /* the reconstruction through the posterior mean; t and labels are not used */

@@ -81,7 +81,7 @@ static rx_tensor *classifier_features(rx_ctx *c, rx_model *m, rx_tensor *x) {
         if (st > 0) h = rx_avgpool2x(c, h);
         for (int j = 0; j < k->blocks; j++) h = rx_resnet_forward(c, &k->res[st][j], h, NULL);
     }
-    return rx_global_avgpool(c, rx_silu(c, rx_group_norm_fwd(c, &k->norm_out, h)));
+    return rx_global_avgpool(c, rx_group_norm_silu_fwd(c, &k->norm_out, h, NULL));
 }
 
 static rx_tensor *classifier_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t, rx_tensor *labels) {

@@ -46,5 +46,9 @@ rx_status rx_build_embedding(rx_builder *b, const char *name, int num, int dim, 
 static inline rx_tensor *rx_linear_fwd(rx_ctx *c, const rx_linear_layer *l, rx_tensor *x) { return rx_linear(c, x, l->w, l->b); }
 static inline rx_tensor *rx_conv_fwd(rx_ctx *c, const rx_conv_layer *l, rx_tensor *x) { return rx_conv2d(c, x, l->w, l->b, l->stride, l->pad); }
 static inline rx_tensor *rx_group_norm_fwd(rx_ctx *c, const rx_group_norm_layer *l, rx_tensor *x) { return rx_group_norm(c, x, l->w, l->b, l->groups, l->eps); }
+/* silu(norm(x + shift[:, :, None, None])) in one op; shift [B,C] or NULL */
+static inline rx_tensor *rx_group_norm_silu_fwd(rx_ctx *c, const rx_group_norm_layer *l, rx_tensor *x, rx_tensor *shift) {
+    return rx_group_norm_silu(c, x, l->w, l->b, shift, l->groups, l->eps);
+}
 
 #endif

@@ -17,16 +17,16 @@ rx_status rx_resnet_build(rx_builder *b, const char *name, int cin, int cout, in
 }
 
 rx_tensor *rx_resnet_forward(rx_ctx *c, const rx_resnet_block *r, rx_tensor *x, rx_tensor *temb_act) {
-    rx_tensor *h = rx_conv_fwd(c, &r->conv1, rx_silu(c, rx_group_norm_fwd(c, &r->norm1, x)));
-    if (temb_act && r->time_emb_proj.w) {
-        rx_tensor *e = rx_linear_fwd(c, &r->time_emb_proj, temb_act);             /* [B,cout]     */
-        if (e) e = rx_reshape(c, e, RX_SHAPE(e->shape[0], e->shape[1], 1, 1));    /* [B,cout,1,1] */
-        h = rx_add(c, h, e);
-    }
-    h = rx_silu(c, rx_group_norm_fwd(c, &r->norm2, h));
-    h = rx_conv_fwd(c, &r->conv2, rx_dropout(c, h, r->dropout));
+    /* norm→silu pairs are one op each (kernels: group_norm_silu), the time embedding riding in norm2
+     * as its per-(sample, channel) shift: the sum conv1(...) + temb and the norms' outputs are never
+     * stored, the backward recomputes them */
+    rx_tensor *h = rx_conv_fwd(c, &r->conv1, rx_group_norm_silu_fwd(c, &r->norm1, x, NULL));
+    rx_tensor *e = temb_act && r->time_emb_proj.w ? rx_linear_fwd(c, &r->time_emb_proj, temb_act) : NULL;   /* [B,cout] */
+    h = rx_group_norm_silu_fwd(c, &r->norm2, h, e);
+    /* conv2's bias is added with the residual (kernels: residual_add), one pass instead of two */
+    h = rx_conv2d(c, rx_dropout(c, h, r->dropout), r->conv2.w, NULL, r->conv2.stride, r->conv2.pad);
     rx_tensor *skip = r->has_shortcut ? rx_conv_fwd(c, &r->conv_shortcut, x) : x;
-    return rx_add(c, skip, h);
+    return rx_residual_add(c, skip, h, r->conv2.b, 1.0f);   /* output_scale_factor 1 */
 }
 
 rx_status rx_attn_block_build(rx_builder *b, const char *name, int channels, int dim_head, int groups, float eps,
@@ -71,9 +71,10 @@ rx_tensor *rx_attn_block_forward(rx_ctx *c, const rx_attn_block *a, rx_tensor *x
     rx_tensor *q = rx_split_heads(c, rx_linear_fwd(c, &a->to_q, h), a->heads);
     rx_tensor *k = rx_split_heads(c, rx_linear_fwd(c, &a->to_k, h), a->heads);
     rx_tensor *v = rx_split_heads(c, rx_linear_fwd(c, &a->to_v, h), a->heads);
-    rx_tensor *o = rx_linear_fwd(c, &a->to_out, rx_merge_heads(c, rx_attention(c, q, k, v, 0.0f)));  /* [B,HW,C] */
+    /* to_out without its bias: the bias is per channel once o is [B,C,H,W], added with the residual */
+    rx_tensor *o = rx_linear(c, rx_merge_heads(c, rx_attention(c, q, k, v, 0.0f)), a->to_out.w, NULL);  /* [B,HW,C] */
     o = rx_reshape(c, rx_permute(c, o, (const int[]){0, 2, 1}), RX_SHAPE(B, C, H, W));
-    return rx_add(c, o, x);
+    return rx_residual_add(c, x, o, a->to_out.b, 1.0f);   /* rescale_output_factor 1 */
 }
 
 // ---------------------------------------------------------------------------

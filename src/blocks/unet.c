@@ -178,7 +178,7 @@ static rx_tensor *unet_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *
     for (int i = 0; i < u->levels; i++) h = u->down[i].impl->forward(c, &u->down[i], h, temb_act, skips, &n_skips);
     h = u->mid.impl->forward(c, &u->mid, h, temb_act, skips, &n_skips);
     for (int i = 0; i < u->levels; i++) h = u->up[i].impl->forward(c, &u->up[i], h, temb_act, skips, &n_skips);
-    return rx_conv_fwd(c, &u->conv_out, rx_silu(c, rx_group_norm_fwd(c, &u->norm_out, h)));
+    return rx_conv_fwd(c, &u->conv_out, rx_group_norm_silu_fwd(c, &u->norm_out, h, NULL));
 }
 
 /* UNet2DModel settings that runexp's unet implements one way only, diffusers' default (JSON): export

@@ -10,6 +10,7 @@ const char *const rx_op_names[RX_OP_COUNT] = {
 #define X0 (1u << 0)
 #define X1 (1u << 1)
 #define X2 (1u << 2)
+#define X3 (1u << 3)
 #define Y  RX_BWD_READS_OUT
 const uint8_t rx_op_bwd_reads[RX_OP_COUNT] = {
 #define OP(ID, name, family, reads) [RX_OP_##ID] = (reads),
@@ -19,6 +20,7 @@ const uint8_t rx_op_bwd_reads[RX_OP_COUNT] = {
 #undef X0
 #undef X1
 #undef X2
+#undef X3
 #undef Y
 
 int rx_inputs_ok(rx_ctx *c, int n, ...) {

@@ -1,8 +1,9 @@
-/* op_elementwise.c — add/sub/mul (NumPy broadcasting), scale, silu, exp, abs, gelu, modulate, dropout.
+/* op_elementwise.c — add/sub/mul (NumPy broadcasting), scale, silu, exp, abs, gelu, modulate, dropout,
+ * residual_add.
  *
  * Node layout: add/sub/mul in = {a, b}; scale in = {x}, f[0] = alpha, f[1] = beta;
  * silu in = {x}; gelu in = {x}, i[0] = approximate_tanh; modulate in = {x, shift, scale};
- * dropout in = {x}, f[0] = p, i[0] = Philox stream, i[1] = seed (the mask is recomputed
+ * residual_add in = {a, b, bias}, f[0] = scale; dropout in = {x}, f[0] = p, i[0] = Philox stream, i[1] = seed (the mask is recomputed
  * from these in backward, see cpu/elementwise.c). */
 #include "ops.h"
 #include "dispatch.h"
@@ -79,6 +80,19 @@ rx_tensor *rx_modulate(rx_ctx *c, rx_tensor *x, rx_tensor *shift, rx_tensor *sca
         return RX_OP_FAIL(c, "modulate: x %s, shift %s, scale %s: expected x [B,N,D] with shift and scale [B,D]",
                           RX_SHAPE_STR(x), RX_SHAPE_STR(shift), RX_SHAPE_STR(scale));
     return rx_node_run(c, rx_node_new(c, RX_OP_MODULATE, rx_empty_like(c, x), 3, x, shift, scale));
+}
+
+rx_tensor *rx_residual_add(rx_ctx *c, rx_tensor *a, rx_tensor *b, rx_tensor *bias, float scale) {
+    if (!rx_inputs_ok(c, 2, a, b)) return NULL;
+    if (a->ndim < 2 || !rx_same_shape(a, b))
+        return RX_OP_FAIL(c, "residual_add: a %s and b %s must be the same [B,C,...]", RX_SHAPE_STR(a), RX_SHAPE_STR(b));
+    if (bias && (bias->ndim != 1 || bias->shape[0] != a->shape[1]))
+        return RX_OP_FAIL(c, "residual_add: a %s needs bias [%lld], got %s", RX_SHAPE_STR(a), (long long)a->shape[1],
+                          RX_SHAPE_STR(bias));
+    rx_node *n = rx_node_new(c, RX_OP_RESIDUAL_ADD, rx_empty_like(c, a), 3, a, b, bias);
+    if (!n) return NULL;
+    n->f[0] = scale;
+    return rx_node_run(c, n);
 }
 
 /* Identity (x itself, no node) when not training or p == 0, as nn.Dropout in eval mode. */

@@ -1,8 +1,8 @@
-/* op_norm.c — group_norm and layer_norm front-ends: shape checks, output, arguments.
+/* op_norm.c — group_norm, group_norm_silu and layer_norm front-ends: shape checks, output, arguments.
  *
- * Node layout (both ops): in = {x, gamma, beta} (gamma/beta may be NULL: no affine),
- * f[0] = eps; group_norm: i[0] = groups. The kernels save mean and rstd per
- * normalised group (saved[0], saved[1]) for the backward pass. */
+ * Node layout: in = {x, gamma, beta} (gamma/beta may be NULL: no affine), f[0] = eps;
+ * group_norm and group_norm_silu: i[0] = groups; group_norm_silu: in[3] = shift [B,C] or NULL.
+ * The kernels save mean and rstd per normalised group (saved[0], saved[1]) for the backward pass. */
 #include "ops.h"
 #include "dispatch.h"
 
@@ -22,16 +22,37 @@ static int affine_ok(rx_ctx *c, const char *what, const rx_tensor *x, const rx_t
     return 1;
 }
 
+/* x [B,C,...] with C divisible by groups, eps > 0, gamma/beta [C]; `what` names the op */
+static int group_norm_args_ok(rx_ctx *c, const char *what, const rx_tensor *x, const rx_tensor *gamma,
+                              const rx_tensor *beta, int groups, float eps) {
+    if (x->ndim < 2) { RX_OP_FAIL(c, "%s: x %s must be [B,C,...]", what, RX_SHAPE_STR(x)); return 0; }
+    const int64_t C = x->shape[1];
+    if (groups < 1 || C % groups != 0) {
+        RX_OP_FAIL(c, "%s: x %s: C=%lld not divisible by groups=%d", what, RX_SHAPE_STR(x), (long long)C, groups);
+        return 0;
+    }
+    if (!(eps > 0.0f)) { rx_ctx_fail(c, RX_ERR_ARG, "%s: eps=%g must be > 0", what, eps); return 0; }
+    return affine_ok(c, what, x, gamma, beta, C);
+}
+
 rx_tensor *rx_group_norm(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, int groups, float eps) {
     if (!rx_inputs_ok(c, 1, x)) return NULL;
-    if (x->ndim < 2) return RX_OP_FAIL(c, "group_norm: x %s must be [B,C,...]", RX_SHAPE_STR(x));
-    const int64_t C = x->shape[1];
-    if (groups < 1 || C % groups != 0)
-        return RX_OP_FAIL(c, "group_norm: x %s: C=%lld not divisible by groups=%d", RX_SHAPE_STR(x), (long long)C,
-                          groups);
-    if (!(eps > 0.0f)) return rx_ctx_fail(c, RX_ERR_ARG, "group_norm: eps=%g must be > 0", eps);
-    if (!affine_ok(c, "group_norm", x, gamma, beta, C)) return NULL;
+    if (!group_norm_args_ok(c, "group_norm", x, gamma, beta, groups, eps)) return NULL;
     rx_node *n = rx_node_new(c, RX_OP_GROUP_NORM, rx_empty_like(c, x), 3, x, gamma, beta);
+    if (!n) return NULL;
+    n->i[0] = groups;
+    n->f[0] = eps;
+    return rx_node_run(c, n);
+}
+
+rx_tensor *rx_group_norm_silu(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, rx_tensor *shift,
+                              int groups, float eps) {
+    if (!rx_inputs_ok(c, 1, x)) return NULL;
+    if (!group_norm_args_ok(c, "group_norm_silu", x, gamma, beta, groups, eps)) return NULL;
+    if (shift && (shift->ndim != 2 || shift->shape[0] != x->shape[0] || shift->shape[1] != x->shape[1]))
+        return RX_OP_FAIL(c, "group_norm_silu: x %s needs shift [%lld,%lld], got %s", RX_SHAPE_STR(x),
+                          (long long)x->shape[0], (long long)x->shape[1], RX_SHAPE_STR(shift));
+    rx_node *n = rx_node_new(c, RX_OP_GROUP_NORM_SILU, rx_empty_like(c, x), 4, x, gamma, beta, shift);
     if (!n) return NULL;
     n->i[0] = groups;
     n->f[0] = eps;

@@ -32,6 +32,12 @@ rx_tensor *rx_matmul(rx_ctx *c, rx_tensor *a, rx_tensor *b, int trans_a, int tra
  * Statistics per (sample, group) over C/G channels x spatial; biased variance (PyTorch GroupNorm). */
 rx_tensor *rx_group_norm(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, int groups, float eps);
 /* x [..., D], gamma/beta [D] or NULL (no affine) -> y same shape (PyTorch LayerNorm over the last dim). */
+/* Fused ResnetBlock2D prologue: y = silu(group_norm(x + shift[:, :, None, ...]) gamma + beta), in one
+ * pass per (sample, group). x [B,C,...], shift [B,C] or NULL (the time embedding, added before
+ * the norm), gamma/beta [C] or NULL -> y same shape as x. Equals rx_silu(rx_group_norm(rx_add(x,
+ * shift viewed [B,C,1,1]), ...)) without keeping x + shift or the norm's output for backward. */
+rx_tensor *rx_group_norm_silu(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, rx_tensor *shift,
+                              int groups, float eps);
 rx_tensor *rx_layer_norm(rx_ctx *c, rx_tensor *x, rx_tensor *gamma, rx_tensor *beta, float eps);
 
 /* --- attention ------------------------------------------------------------ */
@@ -57,6 +63,11 @@ rx_tensor *rx_abs(rx_ctx *c, rx_tensor *x);
 rx_tensor *rx_gelu(rx_ctx *c, rx_tensor *x, int approximate_tanh);
 /* adaLN: x [B,N,D], shift [B,D], scale [B,D] -> y = x (1 + scale) + shift (broadcast over N) */
 rx_tensor *rx_modulate(rx_ctx *c, rx_tensor *x, rx_tensor *shift, rx_tensor *scale);
+/* A residual connection with the layer's bias folded in: a, b [B,C,...] (same shape), bias [C] or NULL
+ * -> y = (a + (b + bias[c])) · scale. The ResnetBlock2D's (shortcut + conv2(h)) / output_scale_factor
+ * with conv2 run without its bias, and the attention block's x + to_out(o): one pass instead of
+ * the conv's bias pass and the add's. */
+rx_tensor *rx_residual_add(rx_ctx *c, rx_tensor *a, rx_tensor *b, rx_tensor *bias, float scale);
 /* inverted dropout with probability p (identity when !c->training or p == 0); mask from Philox */
 rx_tensor *rx_dropout(rx_ctx *c, rx_tensor *x, float p);
 

@@ -394,3 +394,50 @@ Test(cuda_ops, bad_indices_fail_with_the_cpu_message) {
                       "cross_entropy: label 2.5 of row 1 is not a class index");
     px_close(&p);
 }
+
+/* ---- fused ops (issue 16 §2) ------------------------------------------------------------------------- */
+
+static rx_tensor *f_group_norm_silu(rx_ctx *c, rx_tensor **in, const void *ud) {
+    const gn_args *a = ud;
+    return rx_group_norm_silu(c, in[0], in[1], in[2], in[3], a->groups, a->eps);
+}
+
+typedef struct { float scale; } radd_args;
+static rx_tensor *f_residual_add(rx_ctx *c, rx_tensor **in, const void *ud) {
+    return rx_residual_add(c, in[0], in[1], in[2], ((const radd_args *)ud)->scale);
+}
+static const radd_args RADD1 = {1.0f}, RADD_HALF = {0.5f};
+
+/* group_norm_silu in = {x, gamma, beta, shift}: the resnet's norm2 (shift = the time embedding),
+ * norm1 (no shift), no affine, only the shift with grad, one channel per group, and the U-Net's
+ * first level (128 channels, 32 groups, 16x16: more threads' worth of work per group than a block) */
+static const px_case fused_cases[] = {
+    {"group_norm_silu shift + affine", f_group_norm_silu, &G3, 4, {PX_X(2, 6, 5, 7), PX_X(6), PX_X(6), PX_X(2, 6)}},
+    {"group_norm_silu no shift", f_group_norm_silu, &G8, 4, {PX_X(3, 16, 4, 3), PX_X(16), PX_X(16), PX_NONE}},
+    {"group_norm_silu no affine 3-D", f_group_norm_silu, &G3, 4, {PX_X(2, 6, 9), PX_NONE, PX_NONE, PX_X(2, 6)}},
+    {"group_norm_silu only shift with grad, shifted data", f_group_norm_silu, &G1, 4,
+     {PX_T(0, PX_UNIFORM, 5.0f, 2, 4, 3, 3), PX_T(0, PX_NORMAL, 1.0f, 4), PX_T(0, PX_NORMAL, 1.0f, 4), PX_X(2, 4)}},
+    {"group_norm_silu one channel per group", f_group_norm_silu, &G8, 4, {PX_X(2, 8, 5, 5), PX_X(8), PX_X(8), PX_X(2, 8)}},
+    {"group_norm_silu 128ch 32 groups 16x16", f_group_norm_silu, &(gn_args){32, 1e-5f}, 4,
+     {PX_X(2, 128, 16, 16), PX_X(128), PX_X(128), PX_X(2, 128)}},
+    /* residual_add in = {a, b, bias}: with the bias gradient (the rows kernel), without a bias, and
+     * with only b needing a gradient (the elementwise path) */
+    {"residual_add bias", f_residual_add, &RADD1, 3, {PX_X(2, 5, 6, 7), PX_X(2, 5, 6, 7), PX_X(5)}},
+    {"residual_add scale 0.5 32x32", f_residual_add, &RADD_HALF, 3, {PX_X(2, 8, 32, 32), PX_X(2, 8, 32, 32), PX_X(8)}},
+    {"residual_add no bias", f_residual_add, &RADD1, 3, {PX_X(3, 4, 9), PX_X(3, 4, 9), PX_NONE}},
+    {"residual_add bias without grad", f_residual_add, &RADD_HALF, 3,
+     {PX_T(0, PX_NORMAL, 1.0f, 2, 3, 5, 5), PX_X(2, 3, 5, 5), PX_T(0, PX_NORMAL, 1.0f, 3)}},
+    /* mse_loss computes its gradient in the forward's pass and its last block adds the examples:
+     * many blocks (128 examples), only the weight with a gradient, and only the target */
+    {"mse_loss 128 examples", f_mse, NULL, 3, {PX_X(128, 3, 4, 4), PX_X(128, 3, 4, 4), PX_T(1, PX_UNIFORM, 2.0f, 128)}},
+    {"mse_loss only weight grad", f_mse, NULL, 3,
+     {PX_T(0, PX_NORMAL, 1.0f, 6, 50), PX_T(0, PX_NORMAL, 1.0f, 6, 50), PX_T(1, PX_UNIFORM, 2.0f, 6)}},
+    {"mse_loss only target grad", f_mse, NULL, 3, {PX_T(0, PX_NORMAL, 1.0f, 5, 77), PX_X(5, 77), PX_NONE}},
+};
+
+Test(cuda_ops, fused_fp32) {
+    px_pair p;
+    px_open(&p, 0, 0);
+    px_run_all(&p, fused_cases, PX_COUNT(fused_cases), TOL_FP32);
+    px_close(&p);
+}

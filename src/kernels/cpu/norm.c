@@ -1,4 +1,5 @@
-/* norm.c — CPU group_norm and layer_norm, forward and backward.
+/* norm.c — CPU group_norm, group_norm_silu (fused with the silu after it) and layer_norm, forward
+ * and backward.
  *
  * Both normalise contiguous runs of n elements: xhat = (x - mu) * rstd, rstd = 1/sqrt(var + eps)
  * with the biased variance, then y = xhat * gamma + beta per channel (group_norm) or per
@@ -12,6 +13,7 @@
  * in float over short blocks (vectorized with omp simd) and the blocks in double; the
  * variance is two-pass (Σ (x - mu)²) so a large mean does not cancel it. */
 #include "cpu.h"
+#include "exp_vec.h"
 #include <math.h>
 #include <omp.h>
 
@@ -191,6 +193,158 @@ rx_status cpu_group_norm_bwd(rx_ctx *c, rx_node *n) {
     }
     if (gx) group_norm_dx(&d, x, dy, gamma, mean, rstd, dsx, ds, par, gx);
     RX_TRY(scratch_free(c, dsx, (size_t)BC * sizeof(double)));
+    return scratch_free(c, ds, (size_t)BC * sizeof(double));
+}
+
+// ----------------------------------------------------------------------------
+// group_norm_silu: y = silu(z), z = (u - mu) rstd gamma + beta, u = x + shift[b,c] (shift constant
+// over a channel's S elements). Same runs as group_norm; the statistics are u's, and neither u nor
+// z is stored: per channel k of a group, z = x a_k + c_k with a_k = rstd gamma_k and
+// c_k = (shift_k - mu) a_k + beta_k, so the backward recomputes z from x in the same loop.
+//
+// Backward per group, dz = dy σ(z) (1 + z (1 - σ(z))) (silu's derivative, as cpu_silu_bwd) and
+// per channel ds_k = Σ_s dz, dd_k = Σ_s dz (u - mu); group_norm's backward with dz for dy:
+//   m1 = Σ_k gamma_k ds_k / n,  m2 = rstd Σ_k gamma_k dd_k / n
+//   du = a_k dz + q (u - mu) + r,  q = -rstd² m2,  r = -rstd m1;   dx = du
+//   dshift_k = Σ_s du = a_k ds_k + q (Σ_s x + S (shift_k - mu)) + S r;   dgamma += Σ_b rstd dd_k,  dbeta += Σ_b ds_k
+
+/* mean and rstd of u = x + shift over group (b,g) [Cg,S]: the shift moves each channel's sums */
+static void gns_stats(const gn_dims *d, const float *xg, const float *tg, float eps, float *mean, float *rstd) {
+    const int64_t n = d->Cg * d->S;
+    double su = 0;
+    for (int64_t k = 0; k < d->Cg; k++) su += sum_f(xg + k * d->S, d->S) + (tg ? (double)tg[k] * d->S : 0.0);
+    const float mu = (float)(su / (double)n);
+    double sv = 0;
+    for (int64_t k = 0; k < d->Cg; k++) sv += sum_sq_dev(xg + k * d->S, d->S, mu - (tg ? tg[k] : 0.0f));
+    *mean = mu;
+    *rstd = (float)(1.0 / sqrt(sv / (double)n + eps));
+}
+
+rx_status cpu_group_norm_silu_fwd(rx_ctx *c, rx_node *n) {
+    const gn_dims d = gn_dims_of(n);
+    const float *x = n->in[0]->data;
+    const float *gamma = n->in[1] ? n->in[1]->data : NULL, *beta = n->in[2] ? n->in[2]->data : NULL;
+    const float *shift = n->in[3] ? n->in[3]->data : NULL;   // [B,C]
+    float *y = n->out->data;
+    rx_tensor *mean_t = rx_empty(c, RX_SHAPE(d.B, d.G)), *rstd_t = rx_empty(c, RX_SHAPE(d.B, d.G));
+    if (!mean_t || !rstd_t) return c->err;
+    n->saved[0] = mean_t;
+    n->saved[1] = rstd_t;
+    float *mean = mean_t->data, *rstd = rstd_t->data;
+
+    #pragma omp parallel for schedule(static) if (n->in[0]->numel >= RX_OMP_MIN_WORK)
+    for (int64_t bg = 0; bg < d.B * d.G; bg++) {
+        const int64_t b = bg / d.G, g = bg % d.G;
+        const float *xg = x + bg * d.Cg * d.S, *tg = shift ? shift + b * d.C + g * d.Cg : NULL;   // [Cg,S], [Cg]
+        float *yg = y + bg * d.Cg * d.S;
+        gns_stats(&d, xg, tg, n->f[0], &mean[bg], &rstd[bg]);
+        for (int64_t k = 0; k < d.Cg; k++) {
+            const int64_t ch = g * d.Cg + k;
+            const float a = rstd[bg] * (gamma ? gamma[ch] : 1.0f);
+            const float cz = ((tg ? tg[k] : 0.0f) - mean[bg]) * a + (beta ? beta[ch] : 0.0f);
+            const float *xs = xg + k * d.S;
+            float *ys = yg + k * d.S;
+            #pragma omp simd
+            for (int64_t s = 0; s < d.S; s++) {
+                const float z = xs[s] * a + cz;
+                ys[s] = z / (1.0f + exp_vec(-z));
+            }
+        }
+    }
+    return RX_OK;
+}
+
+/* dz [S] of one channel at the recomputed z = x a + cz, with Σ dz, Σ dz (u - mu) (u - mu = x + tm)
+ * and Σ x */
+static void gns_channel_dz(const float *xs, const float *dys, int64_t S, float a, float cz, float tm, float *dz,
+                           double *ds, double *dd, double *sx) {
+    double s1 = 0, s2 = 0, s3 = 0;
+    for (int64_t i0 = 0; i0 < S; i0 += BLOCK) {
+        const int64_t i1 = i0 + BLOCK < S ? i0 + BLOCK : S;
+        float p = 0, q = 0, w = 0;
+        #pragma omp simd reduction(+ : p, q, w)
+        for (int64_t i = i0; i < i1; i++) {
+            const float z = xs[i] * a + cz, sg = 1.0f / (1.0f + exp_vec(-z));
+            const float v = dys[i] * sg * (1.0f + z * (1.0f - sg));
+            dz[i] = v;
+            p += v;
+            q += v * (xs[i] + tm);
+            w += xs[i];
+        }
+        s1 += p;
+        s2 += q;
+        s3 += w;
+    }
+    *ds = s1;
+    *dd = s2;
+    *sx = s3;
+}
+
+rx_status cpu_group_norm_silu_bwd(rx_ctx *c, rx_node *n) {
+    const gn_dims d = gn_dims_of(n);
+    float *gx = cpu_in_grad(n, 0), *ggamma = cpu_in_grad(n, 1), *gbeta = cpu_in_grad(n, 2), *gshift = cpu_in_grad(n, 3);
+    if (!gx && !ggamma && !gbeta && !gshift) return RX_OK;
+    const float *x = n->in[0]->data, *dy = n->out->grad->data;
+    const float *gamma = n->in[1] ? n->in[1]->data : NULL, *beta = n->in[2] ? n->in[2]->data : NULL;
+    const float *shift = n->in[3] ? n->in[3]->data : NULL;
+    const float *mean = n->saved[0]->data, *rstd = n->saved[1]->data;
+    const int64_t BC = d.B * d.C, run = d.Cg * d.S;
+    const int nt = n->in[0]->numel >= RX_OMP_MIN_WORK ? omp_get_max_threads() : 1;
+
+    // per (b,c): ds, dd, Σ x (double); per thread: the dz of the group it works on
+    double *ds = scratch(c, (size_t)BC * sizeof(double)), *dd = scratch(c, (size_t)BC * sizeof(double));
+    double *sx = scratch(c, (size_t)BC * sizeof(double));
+    float *dz_all = scratch(c, (size_t)nt * run * sizeof(float));
+    if (!ds || !dd || !sx || !dz_all) return RX_ERR_OOM;
+    #pragma omp parallel num_threads(nt)
+    {
+        float *dz = dz_all + (int64_t)omp_get_thread_num() * run;
+        #pragma omp for schedule(static)
+        for (int64_t bg = 0; bg < d.B * d.G; bg++) {
+            const int64_t b = bg / d.G, g = bg % d.G, off = bg * run;
+            const float mu = mean[bg], rs = rstd[bg];
+            double s1 = 0, s2 = 0;
+            for (int64_t k = 0; k < d.Cg; k++) {
+                const int64_t ch = g * d.Cg + k, bc = b * d.C + ch;
+                const float tm = (shift ? shift[bc] : 0.0f) - mu, a = rs * (gamma ? gamma[ch] : 1.0f);
+                const float cz = tm * a + (beta ? beta[ch] : 0.0f);
+                gns_channel_dz(x + off + k * d.S, dy + off + k * d.S, d.S, a, cz, tm, dz + k * d.S, &ds[bc], &dd[bc],
+                               &sx[bc]);
+                const double gm = gamma ? gamma[ch] : 1.0;
+                s1 += gm * ds[bc];
+                s2 += gm * dd[bc];
+            }
+            if (!gx && !gshift) continue;
+            const double m1 = s1 / (double)run, m2 = rs * s2 / (double)run;
+            const float q = (float)(-(double)rs * rs * m2), r = (float)(-(double)rs * m1);
+            for (int64_t k = 0; k < d.Cg; k++) {
+                const int64_t ch = g * d.Cg + k, bc = b * d.C + ch;
+                const float tm = (shift ? shift[bc] : 0.0f) - mu, a = rs * (gamma ? gamma[ch] : 1.0f);
+                if (gshift) gshift[bc] += (float)(a * ds[bc] + q * (sx[bc] + (double)tm * d.S) + (double)r * d.S);
+                if (!gx) continue;
+                const float rk = q * tm + r;   // du = a dz + q x + rk
+                const float *xs = x + off + k * d.S, *dzs = dz + k * d.S;
+                float *gxs = gx + off + k * d.S;
+                #pragma omp simd
+                for (int64_t s = 0; s < d.S; s++) gxs[s] += a * dzs[s] + q * xs[s] + rk;
+            }
+        }
+    }
+    if (ggamma || gbeta) {
+        for (int64_t ch = 0; ch < d.C; ch++) {
+            double sg = 0, sb = 0;
+            for (int64_t b = 0; b < d.B; b++) {
+                const int64_t bg = b * d.G + ch / d.Cg, bc = b * d.C + ch;
+                sg += rstd[bg] * dd[bc];
+                sb += ds[bc];
+            }
+            if (ggamma) ggamma[ch] += (float)sg;
+            if (gbeta) gbeta[ch] += (float)sb;
+        }
+    }
+    RX_TRY(scratch_free(c, dz_all, (size_t)nt * run * sizeof(float)));
+    RX_TRY(scratch_free(c, sx, (size_t)BC * sizeof(double)));
+    RX_TRY(scratch_free(c, dd, (size_t)BC * sizeof(double)));
     return scratch_free(c, ds, (size_t)BC * sizeof(double));
 }
 

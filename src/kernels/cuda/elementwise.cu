@@ -1,4 +1,4 @@
-// elementwise.cu — CUDA add/sub/mul with NumPy broadcasting, scale, silu, gelu, modulate and
+// elementwise.cu — CUDA add/sub/mul with NumPy broadcasting, scale, silu, gelu, modulate, residual_add and
 // dropout, forward and backward. Node layout as cpu/elementwise.c (see op_elementwise.c):
 //   add/sub/mul in = {a, b};  scale in = {x}, f[0] = alpha, f[1] = beta;  silu in = {x};
 //   gelu in = {x}, i[0] = approximate_tanh;  modulate in = {x, shift, scale};
@@ -488,4 +488,84 @@ extern "C" rx_status cuda_dropout_bwd(rx_ctx *c, rx_node *n) {
     float *gx = cuda_in_grad(n, 0);
     if (!gx) return RX_OK;
     return dropout_apply(c, n, n->out->grad->data, gx, 1);
+}
+
+// ---- residual_add: y = (a + (b + bias[c])) s;  da = db = s dy,  dbias[c] = s Σ_{b,spatial} dy --------
+// a, b [B,C,S], bias [C] or NULL, f[0] = s. Backward with a bias gradient: one block per (b,c) row
+// writes da, db and the row's Σ dy; the rows are then added over b in order (deterministic).
+
+namespace {
+
+struct residual_add_fwd_op {
+    float *y;
+    const float *a, *b, *bias;
+    float s;
+    int64_t C, S;
+    __device__ void operator()(int64_t i) const {
+        y[i] = (a[i] + (b[i] + (bias ? bias[(i / S) % C] : 0.0f))) * s;
+    }
+};
+
+struct residual_add_grad_op {   // da += s dy, db += s dy
+    float *ga, *gb;
+    const float *dy;
+    float s;
+    __device__ void operator()(int64_t i) const {
+        const float g = s * dy[i];
+        if (ga) ga[i] += g;
+        if (gb) gb[i] += g;
+    }
+};
+
+struct residual_add_bias_grad_op {   // dbias[c] += s Σ_b rows[b,c]
+    float *gbias;
+    const double *rows;
+    float s;
+    int64_t B, C;
+    __device__ void operator()(int64_t ch) const {
+        double t = 0;
+        for (int64_t b = 0; b < B; b++) t += rows[b * C + ch];
+        gbias[ch] += (float)(s * t);
+    }
+};
+
+}  // namespace
+
+__global__ void residual_add_rows_bwd_kernel(const float *__restrict__ dy, float *__restrict__ ga,
+                                             float *__restrict__ gb, double *rows, float s, int64_t BC, int64_t S) {
+    for (int64_t bc = blockIdx.x; bc < BC; bc += gridDim.x) {
+        const float *dys = dy + bc * S;
+        double t = 0;
+        for (int64_t i = threadIdx.x; i < S; i += blockDim.x) {
+            const float g = s * dys[i];
+            if (ga) ga[bc * S + i] += g;
+            if (gb) gb[bc * S + i] += g;
+            t += dys[i];
+        }
+        t = rx_block_sum(t);
+        if (threadIdx.x == 0) rows[bc] = t;
+    }
+}
+
+extern "C" rx_status cuda_residual_add_fwd(rx_ctx *c, rx_node *n) {
+    const rx_tensor *a = n->in[0];
+    const int64_t C = a->shape[1], BC = a->shape[0] * C, S = BC ? a->numel / BC : 1;
+    return rx_cuda_foreach(c, a->numel, residual_add_fwd_op{n->out->data, a->data, n->in[1]->data,
+                                                            n->in[2] ? n->in[2]->data : nullptr, n->f[0], C, S});
+}
+
+extern "C" rx_status cuda_residual_add_bwd(rx_ctx *c, rx_node *n) {
+    float *ga = cuda_in_grad(n, 0), *gb = cuda_in_grad(n, 1), *gbias = cuda_in_grad(n, 2);
+    const rx_tensor *a = n->in[0];
+    const int64_t B = a->shape[0], C = a->shape[1], BC = B * C, S = BC ? a->numel / BC : 1;
+    const float *dy = n->out->grad->data;
+    if (!gbias) return ga || gb ? rx_cuda_foreach(c, a->numel, residual_add_grad_op{ga, gb, dy, n->f[0]}) : RX_OK;
+    if (BC == 0) return RX_OK;
+    void *buf;
+    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_PARTIAL, (size_t)BC * sizeof(double), &buf));
+    double *rows = (double *)buf;
+    const unsigned grid = (unsigned)(BC > (1 << 20) ? (1 << 20) : BC);
+    residual_add_rows_bwd_kernel<<<grid, S >= 1024 ? 256 : 128, 0, rx_cuda(c)->stream>>>(dy, ga, gb, rows, n->f[0], BC, S);
+    RX_CUDA_LAUNCH_CHECK();
+    return rx_cuda_foreach(c, C, residual_add_bias_grad_op{gbias, rows, n->f[0], B, C});
 }

@@ -2,7 +2,7 @@
 // Every output is one number: per-example sums are block reductions in double, and the
 // examples are added in order by a deterministic reduction (cuda_common.h). The upstream
 // gradient dL is read on the device (no copy to the host).
-//   mse:  saved[0] = mse_b [B];  cross_entropy: saved[0] = softmax [B,K]
+//   mse:  saved[0] = mse_b [B], saved[1] = the gradient for dL = 1;  cross_entropy: saved[0] = softmax [B,K]
 #include "kernels/cuda/cuda_common.h"
 
 namespace {
@@ -57,16 +57,25 @@ extern "C" rx_status cuda_mean_bwd(rx_ctx *c, rx_node *n) {
 // ---- mse_loss: pred, target [B,M], weight [B] or NULL ------------------------------------------------
 //   L = 1/B Σ_b w_b mse_b,  mse_b = 1/M Σ_j (pred - target)²
 //   dpred = dL 2 w_b (pred - target) / (B M) = -dtarget;  dw_b = dL mse_b / B
+// One kernel computes the loss and, when the node will be on the tape, the gradient for dL = 1,
+// g1 = 2 w_b (pred - target) / (B M), in the same pass over pred and target (saved[1]); the backward
+// scales it by dL (pred and target are not read again; with dL = 1, the training loss, the result
+// equals the unfused dL-first rounding bit for bit).
 
-// one block per example: mse_b in double (kept for L) and as float (saved for dw)
-__global__ void mse_rows_kernel(const float *__restrict__ p, const float *__restrict__ t, int64_t B, int64_t M,
-                                float *mse, double *mse_d) {
+// One block per example (grid-stride): mse_b in double and as float (saved for dw) and, with g1,
+// the example's gradient. The block that finishes last adds w_b mse_b over the examples (in a
+// fixed order: the result does not depend on which block that is) and writes L.
+__global__ void mse_loss_fused_kernel(const float *__restrict__ p, const float *__restrict__ t,
+                                      const float *__restrict__ w, int64_t B, int64_t M, float *mse, double *mse_d,
+                                      float *__restrict__ g1, float *loss, unsigned *blocks_done) {
     for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
         const float *pb = p + b * M, *tb = t + b * M;
+        const float coef = (float)(2.0 * (w ? w[b] : 1.0f) / ((double)B * (double)M));
         double s = 0;
         for (int64_t j = threadIdx.x; j < M; j += blockDim.x) {
-            const double d = (double)(pb[j] - tb[j]);
-            s += d * d;
+            const float d = pb[j] - tb[j];
+            s += (double)d * d;
+            if (g1) g1[b * M + j] = coef * d;
         }
         s = rx_block_sum(s) / (double)M;
         if (threadIdx.x == 0) {
@@ -74,24 +83,31 @@ __global__ void mse_rows_kernel(const float *__restrict__ p, const float *__rest
             mse_d[b] = s;
         }
     }
+    __shared__ unsigned is_last;
+    if (threadIdx.x == 0) {
+        __threadfence();   // this block's mse_d is visible to every block before it is counted
+        is_last = atomicAdd(blocks_done, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!is_last) return;
+    __threadfence();
+    const volatile double *md = mse_d;   // the other blocks' values, from memory (not a stale cache line)
+    double L = 0;
+    for (int64_t b = threadIdx.x; b < B; b += blockDim.x) L += (w ? (double)w[b] : 1.0) * md[b];
+    L = rx_block_sum(L);
+    if (threadIdx.x == 0) {
+        loss[0] = (float)(L / (double)B);
+        *blocks_done = 0;
+    }
 }
 
 namespace {
 
-struct weighted_mse {   // w_b mse_b
-    const double *mse_d;
-    const float *w;
-    __device__ double operator()(int64_t b) const { return (w ? (double)w[b] : 1.0) * mse_d[b]; }
-};
-
-struct mse_pred_grad {
+struct mse_pred_grad {   // gpred += dL g1, gtarget -= dL g1
     float *gp, *gt;
-    const float *p, *t, *w, *dL;
-    int64_t B, M;
+    const float *g1, *dL;
     __device__ void operator()(int64_t i) const {
-        const int64_t b = i / M;
-        const float coef = (float)(2.0 * dL[0] * (w ? w[b] : 1.0f) / ((double)B * (double)M));
-        const float d = coef * (p[i] - t[i]);
+        const float d = dL[0] * g1[i];
         if (gp) gp[i] += d;
         if (gt) gt[i] -= d;
     }
@@ -115,24 +131,35 @@ extern "C" rx_status cuda_mse_loss_fwd(rx_ctx *c, rx_node *n) {
     rx_tensor *mse_t = rx_empty(c, 1, sh);
     if (!mse_t) return c->err;
     n->saved[0] = mse_t;
-    // the per-example doubles live in the work slot: rx_cuda_reduce takes the partial slot
+    // the gradient for dL = 1 when rx_node_run will record the node (an input needs a gradient)
+    int taped = 0;
+    for (int i = 0; i < n->n_in; i++) taped |= c->grad_enabled && n->in[i] && n->in[i]->requires_grad;
+    rx_tensor *g1_t = taped ? rx_empty_like(c, pred) : nullptr;
+    if (taped && !g1_t) return c->err;
+    n->saved[1] = g1_t;
+    // the work slot: the per-example doubles, then the count of finished blocks (zeroed here; the
+    // kernel's last block sets it back to 0)
+    const size_t count_at = (size_t)B * sizeof(double);
     void *buf;
-    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, (size_t)B * sizeof(double), &buf));
-    double *mse_d = (double *)buf;
-    mse_rows_kernel<<<rows_grid(B), 512, 0, rx_cuda(c)->stream>>>(pred->data, n->in[1]->data, B, M, mse_t->data, mse_d);
+    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, count_at + sizeof(unsigned), &buf));
+    unsigned *blocks_done = (unsigned *)((char *)buf + count_at);
+    RX_CUDA_TRY(cudaMemsetAsync(blocks_done, 0, sizeof(unsigned), rx_cuda(c)->stream));
+    mse_loss_fused_kernel<<<rows_grid(B), 512, 0, rx_cuda(c)->stream>>>(
+        pred->data, n->in[1]->data, n->in[2] ? n->in[2]->data : nullptr, B, M, mse_t->data, (double *)buf,
+        g1_t ? g1_t->data : nullptr, n->out->data, blocks_done);
     RX_CUDA_LAUNCH_CHECK();
-    return rx_cuda_reduce(c, B, weighted_mse{mse_d, n->in[2] ? n->in[2]->data : nullptr},
-                          store_scaled{n->out->data, (double)B});
+    return RX_OK;
 }
 
 extern "C" rx_status cuda_mse_loss_bwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *pred = n->in[0];
-    const int64_t B = pred->shape[0], M = pred->numel / B;
-    const float *w = n->in[2] ? n->in[2]->data : nullptr, *dL = n->out->grad->data;
+    const int64_t B = pred->shape[0];
+    const float *dL = n->out->grad->data;
     float *gp = cuda_in_grad(n, 0), *gt = cuda_in_grad(n, 1), *gw = cuda_in_grad(n, 2);
     if (gw) RX_TRY(rx_cuda_foreach(c, B, mse_weight_grad{gw, n->saved[0]->data, dL, B}));
     if (!gp && !gt) return RX_OK;
-    return rx_cuda_foreach(c, pred->numel, mse_pred_grad{gp, gt, pred->data, n->in[1]->data, w, dL, B, M});
+    if (!n->saved[1]) return rx_fail(RX_ERR_INTERNAL, "mse_loss: backward of a forward that was not taped");
+    return rx_cuda_foreach(c, pred->numel, mse_pred_grad{gp, gt, n->saved[1]->data, dL});
 }
 
 // ---- cross_entropy: logits [B,K], labels [B] -> L = 1/B Σ_b (logsumexp(logits_b) - logits_b[y_b]) ----

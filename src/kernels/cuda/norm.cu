@@ -1,5 +1,6 @@
-// norm.cu — CUDA group_norm and layer_norm, forward and backward, as cpu/norm.c.
-// Node layout (op_norm.c): in = {x, gamma|NULL, beta|NULL}, f[0] = eps; group_norm i[0] = groups.
+// norm.cu — CUDA group_norm, group_norm_silu and layer_norm, forward and backward, as cpu/norm.c.
+// Node layout (op_norm.c): in = {x, gamma|NULL, beta|NULL}, f[0] = eps; group_norm(_silu) i[0] = groups;
+// group_norm_silu in[3] = shift [B,C] or NULL.
 // The forward saves mean and rstd per normalised run: saved[0], saved[1] ([B,G] or [R]).
 //
 //   xhat = (x - mu) rstd,  rstd = 1/sqrt(var + eps) (biased variance, two-pass: Σ (x - mu)²)
@@ -160,6 +161,171 @@ extern "C" rx_status cuda_group_norm_bwd(rx_ctx *c, rx_node *n) {
     RX_CUDA_LAUNCH_CHECK();
     if (ggamma || gbeta)
         RX_TRY(rx_cuda_foreach(c, d.C, group_norm_affine_grads{ggamma, gbeta, dsx, ds, mean, rstd, d.B, d.C, d.G, d.Cg}));
+    return RX_OK;
+}
+
+// ---- group_norm_silu: y = silu(z), z = (u - mu) rstd gamma + beta, u = x + shift[b,c] -------------------
+// As cpu/norm.c: per channel k of group (b,g), z = x a_k + c_k, a_k = rstd gamma_k,
+// c_k = (shift_k - mu) a_k + beta_k; neither u nor z is stored. Backward recomputes z, and with
+// dz = dy σ(z) (1 + z (1 - σ(z))), ds_k = Σ_s dz, dd_k = Σ_s dz (u - mu), sx_k = Σ_s x:
+//   m1 = Σ_k gamma_k ds_k / n,  m2 = rstd Σ_k gamma_k dd_k / n,  q = -rstd² m2,  r = -rstd m1
+//   dx = a_k dz + q (u - mu) + r;  dshift_k = a_k ds_k + q (sx_k + S (shift_k - mu)) + S r
+//   dgamma += Σ_b rstd dd_k,  dbeta += Σ_b ds_k
+
+__device__ __forceinline__ float gns_silu_grad(float dy, float z) {   // dy · silu'(z)
+    const float sg = 1.0f / (1.0f + expf(-z));
+    return dy * sg * (1.0f + z * (1.0f - sg));
+}
+
+// one block per group (grid-stride over the B·G groups)
+__global__ void group_norm_silu_fwd_kernel(const float *__restrict__ x, const float *__restrict__ gamma,
+                                           const float *__restrict__ beta, const float *__restrict__ shift,
+                                           float *__restrict__ y, float *mean, float *rstd, int64_t BG, int64_t G,
+                                           int64_t Cg, int64_t S, float eps) {
+    const int64_t n = Cg * S, C = G * Cg;
+    for (int64_t bg = blockIdx.x; bg < BG; bg += gridDim.x) {
+        const int64_t b = bg / G, g = bg % G;
+        const float *xg = x + bg * n, *tg = shift ? shift + b * C + g * Cg : nullptr;   // [Cg,S], [Cg]
+        float *yg = y + bg * n;
+        double s = 0;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += (double)xg[i] + (tg ? (double)tg[i / S] : 0.0);
+        const float mu = (float)(rx_block_sum(s) / (double)n);
+        double v = 0;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            const double d = (double)xg[i] + (tg ? (double)tg[i / S] : 0.0) - (double)mu;
+            v += d * d;
+        }
+        const float rs = (float)(1.0 / sqrt(rx_block_sum(v) / (double)n + eps));
+        if (threadIdx.x == 0) {
+            mean[bg] = mu;
+            rstd[bg] = rs;
+        }
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            const int64_t k = i / S, ch = g * Cg + k;
+            const float a = rs * (gamma ? gamma[ch] : 1.0f);
+            const float cz = ((tg ? tg[k] : 0.0f) - mu) * a + (beta ? beta[ch] : 0.0f);
+            const float z = xg[i] * a + cz;
+            yg[i] = z / (1.0f + expf(-z));
+        }
+    }
+}
+
+// one block per group: per channel ds, dd, sx (kept in `sums` [3,B·C] for dgamma/dbeta), then
+// (with gx or gshift) dx from the recomputed dz and dshift from the closed form
+__global__ void group_norm_silu_bwd_kernel(const float *__restrict__ x, const float *__restrict__ dy,
+                                           const float *__restrict__ gamma, const float *__restrict__ beta,
+                                           const float *__restrict__ shift, const float *mean, const float *rstd,
+                                           float *__restrict__ gx, float *__restrict__ gshift, double *sums,
+                                           int64_t BG, int64_t G, int64_t Cg, int64_t S) {
+    const int64_t n = Cg * S, C = G * Cg, BC = (BG / G) * C;
+    double *ds = sums, *dd = sums + BC, *sx = sums + 2 * BC;
+    for (int64_t bg = blockIdx.x; bg < BG; bg += gridDim.x) {
+        const int64_t b = bg / G, g = bg % G;
+        const float mu = mean[bg], rs = rstd[bg];
+        for (int64_t k = 0; k < Cg; k++) {
+            const int64_t ch = g * Cg + k, bc = b * C + ch;
+            const float tm = (shift ? shift[bc] : 0.0f) - mu, a = rs * (gamma ? gamma[ch] : 1.0f);
+            const float cz = tm * a + (beta ? beta[ch] : 0.0f);
+            const float *xs = x + bc * S, *dys = dy + bc * S;
+            double s1 = 0, s2 = 0, s3 = 0;
+            for (int64_t i = threadIdx.x; i < S; i += blockDim.x) {
+                const float v = gns_silu_grad(dys[i], xs[i] * a + cz);
+                s1 += v;
+                s2 += (double)v * (xs[i] + tm);
+                s3 += xs[i];
+            }
+            s1 = rx_block_sum(s1);
+            s2 = rx_block_sum(s2);
+            s3 = rx_block_sum(s3);
+            if (threadIdx.x == 0) {
+                ds[bc] = s1;
+                dd[bc] = s2;
+                sx[bc] = s3;
+            }
+        }
+        if (!gx && !gshift) continue;
+        __syncthreads();   // thread 0's sums are visible to the block after this
+        double t1 = 0, t2 = 0;   // every thread sums the Cg channels in the same order
+        for (int64_t k = 0; k < Cg; k++) {
+            const int64_t ch = g * Cg + k, bc = b * C + ch;
+            const double gm = gamma ? gamma[ch] : 1.0;
+            t1 += gm * ds[bc];
+            t2 += gm * dd[bc];
+        }
+        const double m1 = t1 / (double)n, m2 = rs * t2 / (double)n;
+        const float q = (float)(-(double)rs * rs * m2), r = (float)(-(double)rs * m1);
+        if (gshift)
+            for (int64_t k = threadIdx.x; k < Cg; k += blockDim.x) {
+                const int64_t ch = g * Cg + k, bc = b * C + ch;
+                const float tm = (shift ? shift[bc] : 0.0f) - mu, a = rs * (gamma ? gamma[ch] : 1.0f);
+                gshift[bc] += (float)(a * ds[bc] + q * (sx[bc] + (double)tm * S) + (double)r * S);
+            }
+        if (!gx) continue;
+        const int64_t off = bg * n;
+        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+            const int64_t k = i / S, ch = g * Cg + k, bc = b * C + ch;
+            const float tm = (shift ? shift[bc] : 0.0f) - mu, a = rs * (gamma ? gamma[ch] : 1.0f);
+            const float cz = tm * a + (beta ? beta[ch] : 0.0f);
+            const float dz = gns_silu_grad(dy[off + i], x[off + i] * a + cz);
+            gx[off + i] += a * dz + q * x[off + i] + (q * tm + r);
+        }
+    }
+}
+
+namespace {
+
+// dgamma[c] += Σ_b rstd dd,  dbeta[c] += Σ_b ds  (one thread per channel)
+struct group_norm_silu_affine_grads {
+    float *ggamma, *gbeta;
+    const double *ds, *dd;
+    const float *rstd;
+    int64_t B, C, G, Cg;
+    __device__ void operator()(int64_t ch) const {
+        double sg = 0, sb = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t bg = b * G + ch / Cg, bc = b * C + ch;
+            sg += (double)rstd[bg] * dd[bc];
+            sb += ds[bc];
+        }
+        if (ggamma) ggamma[ch] += (float)sg;
+        if (gbeta) gbeta[ch] += (float)sb;
+    }
+};
+
+}  // namespace
+
+extern "C" rx_status cuda_group_norm_silu_fwd(rx_ctx *c, rx_node *n) {
+    const gn_dims d = gn_dims_of(n);
+    rx_tensor *mean_t = cuda_empty2(c, d.B, d.G), *rstd_t = cuda_empty2(c, d.B, d.G);
+    if (!mean_t || !rstd_t) return c->err;
+    n->saved[0] = mean_t;
+    n->saved[1] = rstd_t;
+    const int64_t BG = d.B * d.G;
+    if (BG == 0) return RX_OK;
+    group_norm_silu_fwd_kernel<<<rows_grid(BG), NORM_THREADS, 0, rx_cuda(c)->stream>>>(
+        n->in[0]->data, n->in[1] ? n->in[1]->data : nullptr, n->in[2] ? n->in[2]->data : nullptr,
+        n->in[3] ? n->in[3]->data : nullptr, n->out->data, mean_t->data, rstd_t->data, BG, d.G, d.Cg, d.S, n->f[0]);
+    RX_CUDA_LAUNCH_CHECK();
+    return RX_OK;
+}
+
+extern "C" rx_status cuda_group_norm_silu_bwd(rx_ctx *c, rx_node *n) {
+    const gn_dims d = gn_dims_of(n);
+    float *gx = cuda_in_grad(n, 0), *ggamma = cuda_in_grad(n, 1), *gbeta = cuda_in_grad(n, 2);
+    float *gshift = cuda_in_grad(n, 3);
+    const int64_t BG = d.B * d.G, BC = d.B * d.C;
+    if (BG == 0 || (!gx && !ggamma && !gbeta && !gshift)) return RX_OK;
+    void *buf;
+    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_PARTIAL, (size_t)(3 * BC) * sizeof(double), &buf));
+    double *sums = (double *)buf;   // ds, dd, sx: [3, B·C]
+    group_norm_silu_bwd_kernel<<<rows_grid(BG), NORM_THREADS, 0, rx_cuda(c)->stream>>>(
+        n->in[0]->data, n->out->grad->data, n->in[1] ? n->in[1]->data : nullptr, n->in[2] ? n->in[2]->data : nullptr,
+        n->in[3] ? n->in[3]->data : nullptr, n->saved[0]->data, n->saved[1]->data, gx, gshift, sums, BG, d.G, d.Cg,
+        d.S);
+    RX_CUDA_LAUNCH_CHECK();
+    if (ggamma || gbeta)
+        RX_TRY(rx_cuda_foreach(c, d.C, group_norm_silu_affine_grads{ggamma, gbeta, sums, sums + BC, n->saved[1]->data,
+                                                                    d.B, d.C, d.G, d.Cg}));
     return RX_OK;
 }
 

@@ -121,6 +121,15 @@ inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v)
     return old;
 }
 
+// ---- fused kernels (issue 16 §2): the last-block-done count of the fused mse_loss (cuda/loss.cu) ----
+inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    unsigned old = *p;   // fibers switch only at barriers: this is atomic
+    *p = old + v;
+    return old;
+}
+inline void __threadfence() {}   // one block runs at a time: its stores are visible to the next
+// ---- end fused kernels ----
+
 // kernel<<<grid, block, shmem, stream>>>(args) is rewritten (rewrite_launches.py) into this;
 // fibers: the kernel waits at barriers or shuffles (else each thread runs to completion in turn)
 void rx_emu_launch(dim3 grid, dim3 block, size_t shmem, cudaStream_t s, int fibers, const std::function<void()> &body);
