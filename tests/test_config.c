@@ -13,6 +13,7 @@
 #include "io/config.h"
 #include "registry/registry.h"
 #include "diffusion/diffusion.h"
+#include "runner/experiment.h"
 
 #define CONFIGS "tests/configs"
 
@@ -174,8 +175,8 @@ static const bad_config bad_configs[] = {
     {"precision_choice.yaml", 3, 12, "top level: parameter 'precision': 'bf61' is not one of fp32|tf32|bf16 (did you mean 'bf16'?)"},
     {"sample_precision.yaml", 4, 14, "sample: parameter 'precision': 'fp16' is not one of fp32|tf32|bf16"},
     // the key earlier runexps took: the error says what replaces it
-    {"tf32_renamed.yaml", 4, 1, "top level: 'tf32' was replaced by 'precision' (tf32: true -> precision: tf32, "
-                                "tf32: false -> precision: fp32)"},
+    {"tf32_and_precision.yaml", 4, 1, "top level: 'tf32' (the earlier name) and 'precision' both given: keep only "
+                                      "precision"},
 };
 
 Test(config_bad, each_file_one_error_with_position) {
@@ -893,5 +894,31 @@ Test(registry, real_table_is_consistent) {
     rx_status st = rx_registry_check(rx_registry_components, &errs);
     if (st != RX_OK) rx_config_errors_print(&errs, stderr);
     cr_assert_eq(st, RX_OK, "%s", rx_last_error());
+    rx_config_errors_clear(&errs);
+}
+
+/* `tf32: true|false`, the key before `precision`, is read as precision tf32|fp32, and a config
+ * saved by an earlier runexp keeps its run identity, so its run resumes. Reference: the
+ * config.yaml and run.json config_hash (8e5572d15363a271) that runexp 8a643b4 wrote for
+ * results/reflow_mnist/0001-8e5572d1, copied to tests/configs/saved/. */
+Test(config, the_old_tf32_key_is_read_as_precision_and_old_runs_keep_their_identity) {
+    rx_config_errors errs = {0};
+    rx_config *cfg = NULL;
+    cr_assert_eq(rx_config_resolve(CONFIGS "/good/tf32_old_key.yaml", NULL, 0, fake_table, &cfg, &errs), RX_OK, "%s",
+                 errs.n ? errs.items[0].message : rx_last_error());
+    const rx_cfg_node *p = rx_cfg_map_get(cfg->root, "precision");
+    cr_assert(p && p->text);
+    cr_expect_str_eq(p->text, "fp32");
+    cr_expect_null(rx_cfg_map_get(cfg->root, "tf32"));
+    rx_config_free(cfg);
+    rx_config_errors_clear(&errs);
+
+    cr_assert_eq(rx_config_resolve(CONFIGS "/saved/reflow_mnist_8a643b4.yaml", NULL, 0, NULL, &cfg, &errs), RX_OK, "%s",
+                 errs.n ? errs.items[0].message : rx_last_error());
+    cr_expect_str_eq(rx_cfg_map_get(cfg->root, "precision")->text, "tf32");
+    char h[17];
+    cr_assert_eq(rx_experiment_identity_hash(cfg->root, h), RX_OK);
+    cr_expect_str_eq(h, "8e5572d15363a271", "the saved config's identity changed: its run would not resume");
+    rx_config_free(cfg);
     rx_config_errors_clear(&errs);
 }

@@ -301,15 +301,34 @@ static const rx_cfg_node *error_node(const rx_cfg_node *v, const char *msg) {
     return v;
 }
 
-// Top-level keys that an earlier runexp took and this one names differently: the error says
-// what to write instead (a saved config of an old run is edited once, by hand).
-static const char *renamed_key(const char *key) {
-    static const char *const renamed[][2] = {
-        {"tf32", "was replaced by 'precision' (tf32: true -> precision: tf32, tf32: false -> precision: fp32)"},
-    };
-    for (size_t k = 0; k < sizeof renamed / sizeof renamed[0]; k++)
-        if (!strcmp(key, renamed[k][0])) return renamed[k][1];
-    return NULL;
+// `tf32: true|false`, the key earlier runexps took, is read as `precision: tf32|fp32`, so every
+// saved config of an old run still loads, reproduces and resumes (the run's identity maps it back:
+// runner/experiment.c). The node is renamed in place and keeps its position for errors; both keys
+// at once is an error, as is a value that is not a boolean.
+static void upgrade_tf32_key(rx_cfg_node *tree, rx_config_errors *errs) {
+    int i = rx_cfg_map_find(tree, "tf32");
+    if (i < 0) return;
+    rx_cfg_node *key = tree->keys[i], *v = tree->items[i];
+    if (rx_cfg_map_find(tree, "precision") >= 0) {
+        rx_config_error_at(errs, key, "top level: 'tf32' (the earlier name) and 'precision' both given: keep only "
+                                      "precision (tf32: true -> precision: tf32, tf32: false -> precision: fp32)");
+        rx_cfg_map_remove(tree, i);   /* said once: not again as an unknown key */
+        return;
+    }
+    const int on = v->type == RX_CFG_SCALAR && !v->quoted && v->text && !strcmp(v->text, "true");
+    const int off = v->type == RX_CFG_SCALAR && !v->quoted && v->text && !strcmp(v->text, "false");
+    if (!on && !off) {
+        rx_config_error_at(errs, v, "top level: 'tf32' (now 'precision') expects true or false, got %s%s%s", noun(v),
+                           v->type == RX_CFG_SCALAR ? " " : "", v->type == RX_CFG_SCALAR && v->text ? v->text : "");
+        rx_cfg_map_remove(tree, i);
+        return;
+    }
+    char *k = strdup("precision"), *t = strdup(on ? "tf32" : "fp32");
+    if (!k || !t) { free(k); free(t); return; }   /* out of memory: the key stays and is reported as unknown */
+    free(key->text);
+    key->text = k;
+    free(v->text);
+    v->text = t;
 }
 
 // Keys of src that are neither parameters, child sections nor (for components) `name`.
@@ -326,11 +345,6 @@ static void check_keys(vctx *c, const char *label, const rx_cfg_node *src, const
         int known = is_top && !strcmp(key, "base");
         for (int k = 0; k < n && !known; k++) known = !strcmp(key, names[k]);
         if (known) continue;
-        const char *was = is_top ? renamed_key(key) : NULL;
-        if (was) {
-            rx_config_error_at(c->errs, src->keys[i], "%s: '%s' %s", label, key, was);
-            continue;
-        }
         const char *what = children ? "key" : "parameter";
         const char *hint = rx_did_you_mean(key, names, n);
         if (hint) {
@@ -746,6 +760,7 @@ rx_status rx_config_validate(rx_cfg_node *tree, const char *experiment_default, 
         rx_cfg_free(tree);
         return rx_fail(RX_ERR_OOM, "config: out of memory");
     }
+    upgrade_tf32_key(tree, errs);
     rx_config_fill_from_diffusers(tree, table, errs);
     rx_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg) { rx_cfg_free(tree); return rx_fail(RX_ERR_OOM, "config: out of memory"); }

@@ -40,8 +40,24 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
  * exactly rx_config_hash(root). */
 static int left_out_of_identity(const char *parent, const char *key, const rx_cfg_node *v) {
     if (!parent) return !strcmp(key, "log") || ((!strcmp(key, "reflow") || !strcmp(key, "latent")) && rx_cfg_is_null(v));
-    return !strcmp(parent, "sample") && !strcmp(key, "model") && v->type == RX_CFG_SCALAR && v->text &&
-           !strcmp(v->text, "teacher");
+    return !strcmp(parent, "sample") &&
+           ((!strcmp(key, "model") && v->type == RX_CFG_SCALAR && v->text && !strcmp(v->text, "teacher")) ||
+            (!strcmp(key, "precision") && rx_cfg_is_null(v)));
+}
+
+/* `precision: tf32|fp32` enters the identity as what runexp wrote before the key was renamed,
+ * `tf32: true|false`, at the same place (schema.c reads the old key as the new one): old runs
+ * keep their hash and resume. bf16 is new and enters as itself. */
+static rx_cfg_node tf32_key = {.type = RX_CFG_SCALAR, .text = "tf32"};
+static rx_cfg_node tf32_on = {.type = RX_CFG_SCALAR, .text = "true"}, tf32_off = {.type = RX_CFG_SCALAR, .text = "false"};
+
+static void identity_entry(const char *parent, const rx_cfg_node *key, const rx_cfg_node *v, rx_cfg_node **key_out,
+                           rx_cfg_node **v_out) {
+    *key_out = (rx_cfg_node *)key;
+    *v_out = (rx_cfg_node *)v;
+    if (parent || strcmp(key->text, "precision") || v->type != RX_CFG_SCALAR || !v->text) return;
+    if (!strcmp(v->text, "tf32")) *key_out = &tf32_key, *v_out = &tf32_on;
+    else if (!strcmp(v->text, "fp32")) *key_out = &tf32_key, *v_out = &tf32_off;
 }
 
 /* a view of map (borrowing its nodes; owning only its two arrays, freed by view_free) without
@@ -59,14 +75,15 @@ static rx_status identity_view(const rx_cfg_node *map, const char *parent, rx_cf
     for (int i = 0; i < map->n; i++) {
         const char *key = map->keys[i]->text;
         if (key && left_out_of_identity(parent, key, map->items[i])) continue;
-        view->keys[view->n] = map->keys[i];
-        view->items[view->n++] = map->items[i];
+        if (key) identity_entry(parent, map->keys[i], map->items[i], &view->keys[view->n], &view->items[view->n]);
+        else view->keys[view->n] = map->keys[i], view->items[view->n] = map->items[i];
+        view->n++;
     }
     view->cap = view->n;
     return RX_OK;
 }
 
-static rx_status run_hash(const rx_cfg_node *root, char out[17]) {
+rx_status rx_experiment_identity_hash(const rx_cfg_node *root, char out[17]) {
     if (root->type != RX_CFG_MAP) return rx_config_hash(root, out);
     rx_cfg_node top, sample = {0};
     RX_TRY(identity_view(root, NULL, &top));
@@ -199,7 +216,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     const rx_params *top = ex->top.params;
     ex->name = rx_param_str(top, "experiment");
     ex->seed = (uint64_t)rx_param_int(top, "seed");
-    RX_TRY(run_hash(cfg->root, ex->hash));
+    RX_TRY(rx_experiment_identity_hash(cfg->root, ex->hash));
     RX_TRY(rx_config_hash_sections(cfg->root, train_sections, COUNT(train_sections), ex->train_hash));
     RX_TRY(rx_config_hash_sections(cfg->root, sample_sections, COUNT(sample_sections), ex->sample_hash));
     RX_TRY(rx_config_hash_sections(cfg->root, eval_sections, COUNT(eval_sections), ex->eval_hash));

@@ -85,6 +85,9 @@ struct rx_experiment {
 };
 
 rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_options *opt);
+/* the run's identity (its directory's tag, --resume's check): the resolved config's hash without the
+ * keys added later while they hold their default (experiment.c) */
+rx_status rx_experiment_identity_hash(const rx_cfg_node *root, char out[17]);
 void      rx_experiment_free(rx_experiment *ex);
 /* the GEMM/convolution math of the backend from now on (an rx_precision); the CPU computes in
  * fp32 whatever it is told */
