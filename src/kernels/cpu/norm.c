@@ -100,17 +100,21 @@ static gn_dims gn_dims_of(const rx_node *n) {
     return d;
 }
 
+/* the per-(sample, group) mean and 1/std a group-norm forward saves for its backward [B,G] */
+static rx_status gn_save_stats(rx_ctx *c, rx_node *n, const gn_dims *d) {
+    n->saved[0] = rx_empty(c, RX_SHAPE(d->B, d->G));
+    n->saved[1] = rx_empty(c, RX_SHAPE(d->B, d->G));
+    return n->saved[0] && n->saved[1] ? RX_OK : c->err;
+}
+
 rx_status cpu_group_norm_fwd(rx_ctx *c, rx_node *n) {
     const gn_dims d = gn_dims_of(n);
     const float eps = n->f[0];
     const float *x = n->in[0]->data;
     const float *gamma = n->in[1] ? n->in[1]->data : NULL, *beta = n->in[2] ? n->in[2]->data : NULL;
     float *y = n->out->data;
-    rx_tensor *mean_t = rx_empty(c, RX_SHAPE(d.B, d.G)), *rstd_t = rx_empty(c, RX_SHAPE(d.B, d.G));
-    if (!mean_t || !rstd_t) return c->err;
-    n->saved[0] = mean_t;
-    n->saved[1] = rstd_t;
-    float *mean = mean_t->data, *rstd = rstd_t->data;
+    RX_TRY(gn_save_stats(c, n, &d));
+    float *mean = n->saved[0]->data, *rstd = n->saved[1]->data;
 
     #pragma omp parallel for schedule(static) if (n->in[0]->numel >= RX_OMP_MIN_WORK)
     for (int64_t bg = 0; bg < d.B * d.G; bg++) {
@@ -226,11 +230,8 @@ rx_status cpu_group_norm_silu_fwd(rx_ctx *c, rx_node *n) {
     const float *gamma = n->in[1] ? n->in[1]->data : NULL, *beta = n->in[2] ? n->in[2]->data : NULL;
     const float *shift = n->in[3] ? n->in[3]->data : NULL;   // [B,C]
     float *y = n->out->data;
-    rx_tensor *mean_t = rx_empty(c, RX_SHAPE(d.B, d.G)), *rstd_t = rx_empty(c, RX_SHAPE(d.B, d.G));
-    if (!mean_t || !rstd_t) return c->err;
-    n->saved[0] = mean_t;
-    n->saved[1] = rstd_t;
-    float *mean = mean_t->data, *rstd = rstd_t->data;
+    RX_TRY(gn_save_stats(c, n, &d));
+    float *mean = n->saved[0]->data, *rstd = n->saved[1]->data;
 
     #pragma omp parallel for schedule(static) if (n->in[0]->numel >= RX_OMP_MIN_WORK)
     for (int64_t bg = 0; bg < d.B * d.G; bg++) {

@@ -131,17 +131,21 @@ static gn_dims gn_dims_of(const rx_node *n) {
 
 static unsigned rows_grid(int64_t rows) { return (unsigned)(rows < 1 ? 1 : rows > (1 << 20) ? (1 << 20) : rows); }
 
+// the per-(sample, group) mean and 1/std a group-norm forward saves for its backward [B,G]
+static rx_status gn_save_stats(rx_ctx *c, rx_node *n, const gn_dims *d) {
+    n->saved[0] = cuda_empty2(c, d->B, d->G);
+    n->saved[1] = cuda_empty2(c, d->B, d->G);
+    return n->saved[0] && n->saved[1] ? RX_OK : c->err;
+}
+
 extern "C" rx_status cuda_group_norm_fwd(rx_ctx *c, rx_node *n) {
     const gn_dims d = gn_dims_of(n);
-    rx_tensor *mean_t = cuda_empty2(c, d.B, d.G), *rstd_t = cuda_empty2(c, d.B, d.G);
-    if (!mean_t || !rstd_t) return c->err;
-    n->saved[0] = mean_t;
-    n->saved[1] = rstd_t;
+    RX_TRY(gn_save_stats(c, n, &d));
     const int64_t BG = d.B * d.G;
     if (BG == 0) return RX_OK;
     group_norm_fwd_kernel<<<rows_grid(BG), NORM_THREADS, 0, rx_cuda(c)->stream>>>(
         n->in[0]->data, n->in[1] ? n->in[1]->data : nullptr, n->in[2] ? n->in[2]->data : nullptr, n->out->data,
-        mean_t->data, rstd_t->data, BG, d.G, d.Cg, d.S, n->f[0]);
+        n->saved[0]->data, n->saved[1]->data, BG, d.G, d.Cg, d.S, n->f[0]);
     RX_CUDA_LAUNCH_CHECK();
     return RX_OK;
 }
@@ -296,15 +300,12 @@ struct group_norm_silu_affine_grads {
 
 extern "C" rx_status cuda_group_norm_silu_fwd(rx_ctx *c, rx_node *n) {
     const gn_dims d = gn_dims_of(n);
-    rx_tensor *mean_t = cuda_empty2(c, d.B, d.G), *rstd_t = cuda_empty2(c, d.B, d.G);
-    if (!mean_t || !rstd_t) return c->err;
-    n->saved[0] = mean_t;
-    n->saved[1] = rstd_t;
+    RX_TRY(gn_save_stats(c, n, &d));
     const int64_t BG = d.B * d.G;
     if (BG == 0) return RX_OK;
     group_norm_silu_fwd_kernel<<<rows_grid(BG), NORM_THREADS, 0, rx_cuda(c)->stream>>>(
         n->in[0]->data, n->in[1] ? n->in[1]->data : nullptr, n->in[2] ? n->in[2]->data : nullptr,
-        n->in[3] ? n->in[3]->data : nullptr, n->out->data, mean_t->data, rstd_t->data, BG, d.G, d.Cg, d.S, n->f[0]);
+        n->in[3] ? n->in[3]->data : nullptr, n->out->data, n->saved[0]->data, n->saved[1]->data, BG, d.G, d.Cg, d.S, n->f[0]);
     RX_CUDA_LAUNCH_CHECK();
     return RX_OK;
 }

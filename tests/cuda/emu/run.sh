@@ -23,7 +23,12 @@ mkdir -p "$OUT/gen"
 protoc-c -Ithird_party/tensorboard --c_out="$OUT/gen" third_party/tensorboard/tensorboard/compat/proto/*.proto
 
 # C sources of the library (main.c aside), then the rewritten CUDA sources and the emulator;
-# a C object is rebuilt when its source is newer (headers: delete $OUT to rebuild everything)
+# a C object is rebuilt when its source is newer, and every one when a header changed since the
+# last build (a struct or op-table change would otherwise link objects of two layouts: crashes)
+if [ -f "$OUT/librunexp_emu.a" ] && [ -n "$(find src tests/cuda/emu/include -name '*.h' -newer "$OUT/librunexp_emu.a" | head -n 1)" ]; then
+  echo "emu: a header changed since the last build: rebuilding every object"
+  rm -f "$OUT"/obj/*.o
+fi
 objs=""
 cmds="$OUT/compile.txt"
 : > "$cmds"
