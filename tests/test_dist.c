@@ -395,24 +395,7 @@ Test(dist_mpi, evaluation_is_split_over_the_ranks_and_gathered_on_rank_0) {
     const char *root = getenv("RUNEXP_DATA") && *getenv("RUNEXP_DATA") ? getenv("RUNEXP_DATA") : "data";
     if (!rx_fs_is_dir(P("%s/mnist", root)))
         cr_skip_test("%s/mnist missing: run `make data` (the MNIST classifier's features)", root);
-    const char *yaml = T("ev.yaml");
-    FILE *f = fopen(yaml, "w");
-    cr_assert_not_null(f);
-    fputs("experiment: dpeval\nseed: 3\nbackend: cpu\ndataset: {name: mnist}\n"
-          "transforms: [{name: pad, padding: 2}, {name: normalize}]\n"
-          "model: {name: unet, sample_size: 32, in_channels: 1, out_channels: 1, layers_per_block: 1,\n"
-          "        block_out_channels: [8, 16], down_block_types: [DownBlock2D, DownBlock2D],\n"
-          "        up_block_types: [UpBlock2D, UpBlock2D], norm_num_groups: 4, num_classes: 10}\n"
-          "schedule: {name: linear, num_train_timesteps: 100}\n"
-          "objective: {name: ddpm, prediction_type: epsilon, p_uncond: 0.1}\n"
-          "optimizer: {name: adamw, lr: 1.0e-3}\n"
-          "train: {steps: 4, batch_size: 8, log_every: 1, checkpoint_every: 0}\n"
-          "sampler: {name: ddim, steps: 2}\nguidance: {name: cfg, scale: 2.0}\n"
-          "sample: {num_images: 4, batch_size: 4}\n"
-          "eval: {num_images: 10, batch_size: 4, reference_split: test,\n"
-          "       features: {name: classifier, weights: models/mnist_classifier.safetensors},\n"
-          "       metrics: [{name: fd}, {name: class_accuracy}]}\n", f);
-    cr_assert_eq(fclose(f), 0);
+    const char *yaml = "tests/configs/runner/mnist_eval.yaml";
     result one = RUNEXP("one", yaml, "--results", T("r"), "--quiet");
     RUN_OK(one);
     result two = MPI_RUNEXP("two", 2, NULL, yaml, "--results", T("r"), "--quiet");

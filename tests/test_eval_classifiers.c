@@ -183,24 +183,10 @@ Test(shipped_classifiers, cifar10_fd_sanity_curve, .timeout = 900) {
 Test(shipped_classifiers, eval_floor_is_the_fd_of_the_first_n_images_of_both_splits, .init = setup, .fini = teardown,
      .timeout = 600) {
     enum { N = 48 };
-    const char *yaml = T("floor.yaml");
-    FILE *f = fopen(yaml, "w");
-    cr_assert_not_null(f);
-    fputs("experiment: floor\nseed: 3\nbackend: cpu\ndataset: {name: mnist}\n"
-          "transforms: [{name: pad, padding: 2}, {name: normalize}]\n"
-          "model: {name: unet, sample_size: 32, in_channels: 1, out_channels: 1, layers_per_block: 1,\n"
-          "        block_out_channels: [8, 16], down_block_types: [DownBlock2D, DownBlock2D],\n"
-          "        up_block_types: [UpBlock2D, UpBlock2D], norm_num_groups: 4, num_classes: 10}\n"
-          "schedule: {name: linear, num_train_timesteps: 100}\n"
-          "objective: {name: ddpm, prediction_type: epsilon, p_uncond: 0.1}\n"
-          "optimizer: {name: adamw, lr: 1.0e-3}\n"
-          "train: {steps: 2, batch_size: 8, log_every: 1, checkpoint_every: 0}\n"
-          "sampler: {name: ddim, steps: 1}\nguidance: {name: cfg, scale: 2.0}\nsample: null\n"
-          "eval: {num_images: 48, batch_size: 20, reference_split: test, floor: true,\n"
-          "       features: {name: classifier, weights: models/mnist_classifier.safetensors},\n"
-          "       metrics: [{name: fd}, {name: class_accuracy}]}\n", f);
-    cr_assert_eq(fclose(f), 0);
-    result r = RUNEXP("floor", yaml, "--results", T("r"), "--quiet");
+    const char *yaml = "tests/configs/runner/mnist_eval.yaml";
+    result r = RUNEXP("floor", yaml, "--results", T("r"), "--quiet", "--set", "train.steps=2", "--set", "sampler.steps=1",
+                      "--set", "sample=null", "--set", "eval.num_images=48", "--set", "eval.batch_size=20",
+                      "--set", "eval.floor=true");
     RUN_OK(r);
     json_t *ev = load_json(P("%s/eval.json", r.last));
     json_t *fl = json_object_get(ev, "floor");
