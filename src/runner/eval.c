@@ -345,17 +345,17 @@ rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out) {
     if (!s) s = reference_stats(&j, &ref);
     json_t *metrics = json_object();
     if (!s) s = compute_metrics(&j, &gen, &ref, "", metrics);
-    json_t *floor = NULL;
-    if (!s && rx_param_bool(ex->eval, "floor")) s = floor_metrics(&j, &ref, &floor);
+    json_t *floor_js = NULL;
+    if (!s && rx_param_bool(ex->eval, "floor")) s = floor_metrics(&j, &ref, &floor_js);
     if (!s) {
         json_t *e = eval_record(&j, metrics, &ref, used_ema);
-        if (floor) json_object_set(e, "floor", floor);
+        if (floor_js) json_object_set(e, "floor", floor_js);
         s = rx_eval_write(run, e);
         json_decref(e);
     }
     if (!s && metrics_out) *metrics_out = json_incref(metrics);
     json_decref(metrics);
-    json_decref(floor);
+    json_decref(floor_js);
     set_free(&gen);
     set_free(&ref);
     if (j.fi->destroy) j.fi->destroy(j.fx);
