@@ -193,6 +193,27 @@ Test(latent, bad_input_exits_2_with_position_and_writes_nothing) {
     cr_expect_eq(r.code, 0, "smoke with a random VAE: %s", r.err);
 }
 
+/* the experiment the vae loss sees: tests/fixtures/vae_small's VAE (3x16x16 images) and objective vae
+ * with sample_posterior false (decode the mean: deterministic) and kl_weight 0.25 */
+static void small_vae_experiment(rx_ctx *c, rx_experiment *ex, rx_params **vp, rx_params **op) {
+    ASSERT_OK(rx_params_from_defaults("autoencoder_kl", rx_comp_model_autoencoder_kl.params, vp));
+    static const char *const kv[] = {"sample_size", "16", "block_out_channels", "[8, 16]", "layers_per_block", "2",
+                                     "norm_num_groups", "4", "down_block_types", "[DownEncoderBlock2D, DownEncoderBlock2D]",
+                                     "up_block_types", "[UpDecoderBlock2D, UpDecoderBlock2D]", NULL};
+    for (int i = 0; kv[i]; i += 2) ASSERT_OK(rx_params_set(*vp, kv[i], kv[i + 1]));
+    memset(ex, 0, sizeof *ex);
+    ex->ctx = c;
+    ex->seed = 3;
+    ex->data_c = 3;
+    ex->data_h = ex->data_w = 16;
+    ASSERT_OK(rx_model_create(c, &rx_comp_model_autoencoder_kl, *vp, 0, &ex->model));
+    ASSERT_OK(rx_model_load_weights(c, ex->model, VAE_W, 0));
+    ASSERT_OK(rx_params_from_defaults("vae", rx_comp_objective_vae.params, op));
+    ASSERT_OK(rx_params_set(*op, "sample_posterior", "false"));
+    ASSERT_OK(rx_params_set(*op, "kl_weight", "0.25"));
+    ex->objective = (rx_section_ref){&rx_comp_objective_vae, *op};
+}
+
 /* objective vae on diffusers' numbers: sample_posterior false decodes the mean, so the loss is
  *   Σ rec(out - x) / B + kl_weight ½ Σ (mean² + e^logvar - 1 - logvar) / B
  * with out, mean, logvar from diffusers (tests/fixtures/vae_small/io.safetensors) */
@@ -208,25 +229,9 @@ Test(latent, vae_loss_matches_the_formula_on_diffusers_outputs) {
     const int B = 2;
 
     rx_ctx *c = rx_test_cpu_ctx();
-    rx_params *vp = NULL;
-    ASSERT_OK(rx_params_from_defaults("autoencoder_kl", rx_comp_model_autoencoder_kl.params, &vp));
-    static const char *const kv[] = {"sample_size", "16", "block_out_channels", "[8, 16]", "layers_per_block", "2",
-                                     "norm_num_groups", "4", "down_block_types", "[DownEncoderBlock2D, DownEncoderBlock2D]",
-                                     "up_block_types", "[UpDecoderBlock2D, UpDecoderBlock2D]", NULL};
-    for (int i = 0; kv[i]; i += 2) ASSERT_OK(rx_params_set(vp, kv[i], kv[i + 1]));
+    rx_params *vp = NULL, *op = NULL;
     rx_experiment ex;
-    memset(&ex, 0, sizeof ex);
-    ex.ctx = c;
-    ex.seed = 3;
-    ex.data_c = 3;
-    ex.data_h = ex.data_w = 16;
-    ASSERT_OK(rx_model_create(c, &rx_comp_model_autoencoder_kl, vp, 0, &ex.model));
-    ASSERT_OK(rx_model_load_weights(c, ex.model, VAE_W, 0));
-    rx_params *op = NULL;
-    ASSERT_OK(rx_params_from_defaults("vae", rx_comp_objective_vae.params, &op));
-    ASSERT_OK(rx_params_set(op, "sample_posterior", "false"));
-    ASSERT_OK(rx_params_set(op, "kl_weight", "0.25"));
-    ex.objective = (rx_section_ref){&rx_comp_objective_vae, op};
+    small_vae_experiment(c, &ex, &vp, &op);
     rx_train_batch b = {.n = B, .x0 = x};
     const char *recs[] = {"l1", "l2"};
     const double want_rec[] = {l1, l2};
@@ -275,4 +280,135 @@ Test(latent, vae_objective_needs_an_autoencoder_and_back) {
     cr_expect_eq(r.code, 2);
     cr_expect(strstr(r.err, "objective: model autoencoder_kl is an autoencoder; it trains with objective vae"), "%s", r.err);
     cr_expect_neq(access(root, F_OK), 0);
+}
+
+/* the perceptual term, P = w · C·H·W · Σ_s mean (φ_s(x̂) - φ_s(x))² (the means over the batch too), in double on the host from the
+ * frozen classifier's stage outputs of the VAE's reconstruction and of x (grad off) */
+static double perceptual_reference(rx_experiment *ex, const float *x, int B) {
+    rx_ctx *c = ex->ctx;
+    rx_set_grad_enabled(c, 0);
+    rx_tensor *X = rx_from_host(c, RX_SHAPE(B, 3, 16, 16), x);
+    rx_tensor *xhat = ex->model->impl->forward(c, ex->model, X, NULL, NULL);   /* decode(mean) */
+    rx_tensor *fa[8], *fb[8];
+    const int n = rx_classifier_stages(c, ex->perceptual, xhat, fa, 8);
+    cr_assert_eq(rx_classifier_stages(c, ex->perceptual, X, fb, 8), n);
+    cr_assert_gt(n, 1);
+    double p = 0;
+    for (int st = 0; st < n; st++) {
+        float *a = malloc(fa[st]->numel * sizeof *a), *b = malloc(fb[st]->numel * sizeof *b);
+        ASSERT_OK(rx_tensor_to_host(c, fa[st], a));
+        ASSERT_OK(rx_tensor_to_host(c, fb[st], b));
+        double sq = 0;
+        for (int64_t i = 0; i < fa[st]->numel; i++) sq += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        p += sq / (double)fa[st]->numel;
+        free(a);
+        free(b);
+    }
+    rx_step_end(c);
+    rx_set_grad_enabled(c, 1);
+    return rx_param_float(ex->objective.params, "perceptual_weight") * 3 * 16 * 16 * p;
+}
+
+/* loss (and d loss / d p for the parameter elements in `probe`) with or without the perceptual net */
+static double vae_loss_and_grads(rx_experiment *ex, rx_model *perceptual, float *x, int B, rx_tensor *probe, double *g) {
+    rx_ctx *c = ex->ctx;
+    ex->perceptual = perceptual;
+    rx_train_batch b = {.n = B, .x0 = x};
+    rx_tensor *loss = NULL;
+    ASSERT_OK(rx_vae_loss(ex, &b, 1, &loss));
+    float got;
+    ASSERT_OK(rx_tensor_to_host(c, loss, &got));
+    ASSERT_OK(rx_backward(c, loss));
+    float *gr = malloc(probe->numel * sizeof *gr);
+    ASSERT_OK(rx_tensor_to_host(c, probe->grad, gr));
+    for (int64_t i = 0; i < probe->numel; i++) g[i] = gr[i];
+    free(gr);
+    rx_step_end(c);
+    ASSERT_OK(rx_paramset_zero_grad(c, &ex->model->params));
+    return got;
+}
+
+/* objective vae's perceptual term (perceptual_weight, perceptual_net): the loss grows by exactly the
+ * formula's P (against the host computation above), its gradient is P's central finite difference
+ * (the tape runs back through the frozen classifier into x̂), and the classifier's own parameters
+ * get no gradient */
+Test(latent, vae_perceptual_term_matches_its_formula_and_finite_differences) {
+    const char *io = "tests/fixtures/vae_small/io.safetensors";
+    int64_t nx;
+    float *x = read_f32(io, "x", &nx);
+    const int B = 2;
+    cr_assert_eq(nx, B * 3 * 16 * 16);
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_params *vp = NULL, *op = NULL;
+    rx_experiment ex;
+    small_vae_experiment(c, &ex, &vp, &op);
+    ASSERT_OK(rx_params_set(op, "perceptual_weight", "0.5"));
+    ASSERT_OK(rx_params_set(op, "perceptual_net", "models/cifar10_classifier.safetensors"));
+    ASSERT_OK(rx_vae_perceptual_open(&ex));
+    rx_model *net = ex.perceptual;
+    cr_assert(net);
+
+    rx_tensor *probe = rx_paramset_find(&ex.model->params, "decoder.conv_out.bias");   /* [3] */
+    cr_assert(probe && probe->numel == 3);
+    double g0[3], gw[3];
+    const double l0 = vae_loss_and_grads(&ex, NULL, x, B, probe, g0);
+    const double lw = vae_loss_and_grads(&ex, net, x, B, probe, gw);
+    const double P = perceptual_reference(&ex, x, B);
+    cr_log_info("vae loss %.8g, with the perceptual term %.8g; P = %.8g", l0, lw, P);
+    cr_assert_gt(P, 1e-3 * l0, "the perceptual term is too small to test (%g)", P);
+    cr_expect_lt(fabs((lw - l0) - P), 2e-5 * fabs(lw) + 1e-4 * P, "loss grew by %.8g, formula P %.8g", lw - l0, P);
+
+    for (int k = 0; k < 3; k++) {   /* d P / d bias_k: autograd (with - without) against the central difference */
+        const float h = 1e-2f, keep = probe->data[k];
+        probe->data[k] = keep + h;
+        const double up = perceptual_reference(&ex, x, B);
+        probe->data[k] = keep - h;
+        const double down = perceptual_reference(&ex, x, B);
+        probe->data[k] = keep;
+        const double fd = (up - down) / (2 * h), ad = gw[k] - g0[k];
+        cr_log_info("d P / d %s[%d]: autograd %.6g, finite difference %.6g", probe->name, k, ad, fd);
+        cr_expect_lt(fabs(ad - fd), 2e-2 * fabs(fd) + 1e-3, "d P / d bias[%d]: autograd %g, finite difference %g", k, ad, fd);
+    }
+    for (int i = 0; i < net->params.n; i++) {   /* frozen: nothing flowed into its parameters */
+        rx_tensor *t = net->params.t[i];
+        cr_expect_eq(t->requires_grad, 0, "%s requires grad", t->name);
+        if (!t->grad) continue;
+        float *gh = malloc(t->numel * sizeof *gh);
+        ASSERT_OK(rx_tensor_to_host(c, t->grad, gh));
+        double a = 0;
+        for (int64_t j = 0; j < t->numel; j++) a += fabs(gh[j]);
+        cr_expect_eq(a, 0.0, "%s has a gradient", t->name);
+        free(gh);
+    }
+    rx_model_destroy(net);
+    rx_config_free(ex.perceptual_cfg);
+    rx_model_destroy(ex.model);
+    rx_params_free(vp);
+    rx_params_free(op);
+    rx_ctx_destroy(c);
+}
+
+/* the perceptual term's bad input: a weight without a network, a network that is not there or takes
+ * other images than the VAE's: exit 2 at the key, nothing written; with a fitting one the run trains */
+Test(latent, vae_perceptual_term_bad_input_and_smoke_run) {
+    const char *root = T("perceptual");
+    static const struct { const char *set, *want; } bad[] = {
+        {NULL, "objective.perceptual_weight: 0.5 needs objective.perceptual_net"},
+        {"objective.perceptual_net=no/such.safetensors", "objective.perceptual_net: cannot read 'no/such.safetensors'"},
+        {"objective.perceptual_net=models/cifar10_classifier.safetensors",
+         "objective.perceptual_net: models/cifar10_classifier.safetensors takes 3-channel images, the VAE's are 1-channel"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        result r = bad[i].set ? RUNEXP("bad", "experiments/features/vae_mnist.yaml", "--results", root, "--smoke", "--set",
+                                       "objective.perceptual_weight=0.5", "--set", bad[i].set)
+                              : RUNEXP("bad", "experiments/features/vae_mnist.yaml", "--results", root, "--smoke", "--set",
+                                       "objective.perceptual_weight=0.5");
+        cr_expect_eq(r.code, 2, "%s: exit %d", bad[i].want, r.code);
+        cr_expect(strstr(r.err, "<command line>:--set:") && strstr(r.err, bad[i].want), "want '%s' in: %s", bad[i].want, r.err);
+    }
+    cr_expect_neq(access(root, F_OK), 0, "a refused config wrote %s", root);
+    result r = RUNEXP("ok", "experiments/features/vae_mnist.yaml", "--results", root, "--smoke", "--set",
+                      "objective.perceptual_weight=0.5", "--set", "objective.perceptual_net=models/mnist_classifier.safetensors");
+    if (r.code != 0 && strstr(r.err, "not found")) cr_skip_test("MNIST is not in data/ (make data)");
+    cr_assert_eq(r.code, 0, "%s", r.err);
 }

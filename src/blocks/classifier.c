@@ -71,7 +71,8 @@ static rx_status classifier_create(rx_ctx *c, const rx_params *p, uint64_t seed,
     return RX_OK;
 }
 
-static rx_tensor *classifier_features(rx_ctx *c, rx_model *m, rx_tensor *x) {
+/* conv_in, then each stage: [avgpool2x] + its resnet blocks; stage s's output to out[s] */
+static rx_tensor *classifier_trunk(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor **out) {
     classifier *k = m->priv;
     if (!x) return NULL;
     if (x->ndim != 4 || x->shape[1] != m->in_channels)
@@ -80,8 +81,15 @@ static rx_tensor *classifier_features(rx_ctx *c, rx_model *m, rx_tensor *x) {
     for (int st = 0; st < k->n_stages; st++) {
         if (st > 0) h = rx_avgpool2x(c, h);
         for (int j = 0; j < k->blocks; j++) h = rx_resnet_forward(c, &k->res[st][j], h, NULL);
+        if (out) out[st] = h;
     }
-    return rx_global_avgpool(c, rx_group_norm_silu_fwd(c, &k->norm_out, h, NULL));
+    return h;
+}
+
+static rx_tensor *classifier_features(rx_ctx *c, rx_model *m, rx_tensor *x) {
+    classifier *k = m->priv;
+    rx_tensor *h = classifier_trunk(c, m, x, NULL);
+    return h ? rx_global_avgpool(c, rx_group_norm_silu_fwd(c, &k->norm_out, h, NULL)) : NULL;
 }
 
 static rx_tensor *classifier_forward(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor *t, rx_tensor *labels) {
@@ -93,6 +101,19 @@ static void classifier_destroy(rx_model *m) { free(m->priv); }
 
 static const rx_model_impl classifier_impl = {classifier_create, classifier_forward, classifier_features, NULL,
                                               classifier_destroy};
+
+int rx_classifier_stages(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor **out, int max) {
+    if (m->impl != &classifier_impl) {
+        rx_ctx_fail(c, RX_ERR_ARG, "stage features: %s is not a resnet_classifier", m->arch);
+        return -1;
+    }
+    const classifier *k = m->priv;
+    if (k->n_stages > max) {
+        rx_ctx_fail(c, RX_ERR_ARG, "stage features: %d stages, room for %d", k->n_stages, max);
+        return -1;
+    }
+    return classifier_trunk(c, m, x, out) ? k->n_stages : -1;
+}
 const rx_component rx_comp_model_resnet_classifier = {
     RX_KIND_MODEL, "resnet_classifier",
     "small ResNet classifier (GroupNorm); its pooled features drive the fd_<name> metrics",

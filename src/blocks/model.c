@@ -17,3 +17,7 @@ void rx_model_destroy(rx_model *m) {
     rx_paramset_free(&m->params);
     free(m);
 }
+
+void rx_model_freeze(rx_model *m) {
+    for (int i = 0; i < m->params.n; i++) m->params.t[i]->requires_grad = 0;
+}

@@ -63,6 +63,14 @@ struct rx_model {
 /* create by registry name from a resolved parameter set */
 rx_status rx_model_create(rx_ctx *c, const rx_component *comp, const rx_params *p, uint64_t seed, rx_model **out);
 void      rx_model_destroy(rx_model *m);
+/* a fixed network inside another's loss (the vae objective's perceptual term): its parameters stop
+ * requiring gradients, so backward passes through its ops into the input without touching them,
+ * and nothing (optimizer, EMA, gradient buckets) ever sees them */
+void      rx_model_freeze(rx_model *m);
+/* resnet_classifier only: the output of each stage (conv_in, then per stage [avgpool] + its
+ * resnet blocks) for x [B,C,H,W], written to out[0..n), n = the number of stages (<= max);
+ * -1 (the context's error set) when m is not a resnet_classifier or x has the wrong channels */
+int       rx_classifier_stages(rx_ctx *c, rx_model *m, rx_tensor *x, rx_tensor **out, int max);
 /* DIR/diffusion_pytorch_model.safetensors (state-dict names) + DIR/config.json, loadable with
  * diffusers' <Model>.from_pretrained(DIR). */
 rx_status rx_model_export_diffusers(rx_ctx *c, const rx_model *m, const char *dir);

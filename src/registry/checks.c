@@ -123,7 +123,7 @@ static const rx_cfg_node *path_node(const rx_config *cfg, const char *key) {
 /* the VAE's weights must be there before anything runs (init and model.weights are opened when the
  * experiment is built, which also refuses a missing file before any run directory exists) */
 static void check_weights_files(const rx_config *cfg, rx_config_errors *errs) {
-    static const char *const keys[] = {"latent.vae.weights"};
+    static const char *const keys[] = {"latent.vae.weights", "objective.perceptual_net"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const rx_cfg_node *n = path_node(cfg, keys[i]);
         if (n && access(n->text, R_OK) != 0)
@@ -191,6 +191,19 @@ static void check_autoencoder_objective(const rx_config *cfg, rx_config_errors *
                                      "latent.vae to be the first stage of latent diffusion)", model->name);
 }
 
+/* objective vae's perceptual term needs its network */
+static void check_perceptual(const rx_config *cfg, rx_config_errors *errs) {
+    const rx_component *ob = NULL;
+    const rx_params *op = params_of(cfg, "objective", &ob);
+    if (!op || task_of(ob) != RX_TASK_VAE || !has(op, "perceptual_weight") || rx_param_float(op, "perceptual_weight") <= 0) return;
+    if (!rx_param_is_null(op, "perceptual_net")) return;
+    const rx_cfg_node *at = rx_cfg_path(cfg->root, "objective.perceptual_weight");
+    rx_config_error_at(errs, at ? at : rx_cfg_path(cfg->root, "objective"),
+                       "objective.perceptual_weight: %g needs objective.perceptual_net, a resnet_classifier checkpoint "
+                       "(models/cifar10_classifier.safetensors for CIFAR-10, models/mnist_classifier.safetensors for MNIST)",
+                       rx_param_float(op, "perceptual_weight"));
+}
+
 /* every cross-section check, in the order they run */
 const rx_validate_hook rx_validate_hooks[] = {
     check_diffusion,
@@ -199,5 +212,6 @@ const rx_validate_hook rx_validate_hooks[] = {
     check_weights_files,
     check_latent,
     check_autoencoder_objective,
+    check_perceptual,
     NULL,
 };

@@ -272,7 +272,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     RX_TRY(rx_model_create(ex->ctx, ex->model_sec.comp, ex->model_sec.params, ex->seed, &ex->model));
     ex->data_c = ex->image_c = ex->model->in_channels;
     ex->data_h = ex->data_w = ex->image_h = ex->image_w = ex->model->sample_size;
-    const char *weights[3];
+    const char *weights[4];
     int n_weights = 0;
     const char *init = rx_param_is_null(top, "init") ? NULL : rx_param_str(top, "init");
     if (init) RX_TRY(rx_model_load_weights(ex->ctx, ex->model, weights[n_weights++] = init, 1));
@@ -296,6 +296,10 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
                                                             : "objective: %s does not train an autoencoder; model %s needs objective: vae",
                        ex->task->autoencoder ? ex->model_sec.comp->name : ex->objective.comp->name, ex->model_sec.comp->name);
     if (ex->task->generates) ex->prediction_type = obj->prediction_type(ex->objective.params);
+    if (ex->task->autoencoder) {
+        RX_TRY(rx_vae_perceptual_open(ex));
+        if (ex->perceptual) weights[n_weights++] = rx_param_str(ex->objective.params, "perceptual_net");
+    }
 
     if (stage_params(cfg, "latent")) {
         RX_TRY(rx_latent_open(ex));
@@ -321,6 +325,8 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
 void rx_experiment_free(rx_experiment *ex) {
     rx_dataset_free(ex->train_data);
     rx_latent_free(ex->latent);
+    rx_model_destroy(ex->perceptual);
+    rx_config_free(ex->perceptual_cfg);
     rx_model_destroy(ex->model);
     rx_paramset_free(&ex->ema);
     rx_schedule_free(&ex->schedule);

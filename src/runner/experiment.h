@@ -78,6 +78,8 @@ struct rx_experiment {
     int image_c, image_h, image_w;              /* what generation gives (sample grid, eval): = data_* in pixel
                                                    space, the VAE's decoded images in latent space */
     rx_latent_space *latent;                    /* NULL: pixel space */
+    rx_model *perceptual;                       /* objective vae's perceptual network (frozen), or NULL */
+    rx_config *perceptual_cfg;                  /* its config, read from the checkpoint */
     int smoke;
     const rx_task *task;                        /* what the objective trains the model to do */
     rx_dataset *train_data;                     /* loaded at build time when training: a missing data set
@@ -176,6 +178,12 @@ rx_status rx_stage_eval_classifier(rx_experiment *ex, rx_run *run, json_t **metr
  * feature-space Fréchet distance of the reconstructions of the reference split against the
  * originals, and writes samples/reconstructions.png */
 rx_status rx_vae_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
+/* objective vae with perceptual_weight > 0: loads objective.perceptual_net (a resnet_classifier
+ * checkpoint) into ex->perceptual, frozen; refuses one whose input channels are not the images' */
+rx_status rx_vae_perceptual_open(rx_experiment *ex);
+/* features_classifier.c: a resnet_classifier checkpoint of a runexp run, rebuilt from the config in
+ * its metadata (kept in *cfg for the model's life) with its weights (the EMA's when present) */
+rx_status rx_classifier_load(rx_ctx *c, const char *path, rx_model **model, rx_config **cfg);
 rx_status rx_stage_eval_vae(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 
 /* eval.json in the run directory: record (not stolen), written atomically; its metrics also

@@ -29,6 +29,40 @@ static void fx_destroy(rx_feature_extractor *fx) {
     free(fx);
 }
 
+/* A resnet_classifier checkpoint written by a runexp run: the network rebuilt from the config in
+ * the file's metadata, then its weights (the EMA's when the file has them). The config is kept
+ * with the model (the model's parameters point into it); the caller frees both. Shared by the
+ * feature extractor and the vae objective's perceptual term. */
+rx_status rx_classifier_load(rx_ctx *c, const char *path, rx_model **model, rx_config **cfg) {
+    *model = NULL;
+    *cfg = NULL;
+    rx_st_file *f = NULL;
+    rx_status s = rx_st_open(path, &f);
+    const char *yaml = s ? NULL : rx_st_metadata(f, "config");
+    if (!s && !yaml) s = rx_fail(RX_ERR_FORMAT, "features/classifier: %s has no runexp config in its metadata", path);
+    rx_config_errors errs = {0};
+    rx_cfg_node *tree = NULL;
+    if (!s) s = rx_yaml_parse_string(yaml, strlen(yaml), path, &tree, &errs);
+    if (f) rx_st_close(f);
+    if (!s) s = rx_config_validate(tree, NULL, NULL, cfg, &errs);
+    if (s && errs.n) s = rx_fail(RX_ERR_FORMAT, "features/classifier: the config inside %s is invalid: %s", path, errs.items[0].message);
+    rx_config_errors_clear(&errs);
+    free(errs.items);
+    const rx_component *mc;
+    const rx_params *mp;
+    if (!s) s = rx_config_section_params(*cfg, "model", &mc, &mp);
+    if (!s) s = rx_model_create(c, mc, mp, 0, model);
+    if (!s && !(*model)->impl->features) s = rx_fail(RX_ERR_CONFIG, "features/classifier: %s holds a %s, not a classifier", path, mc->name);
+    if (!s) s = rx_model_load_weights(c, *model, path, 1);
+    if (s) {
+        rx_model_destroy(*model);
+        rx_config_free(*cfg);
+        *model = NULL;
+        *cfg = NULL;
+    }
+    return s;
+}
+
 static rx_status fx_create(rx_ctx *c, const rx_params *params, rx_feature_extractor **out) {
     const char *path = rx_param_str(params, "weights");
     rx_feature_extractor *fx = calloc(1, sizeof *fx);
@@ -43,24 +77,7 @@ static rx_status fx_create(rx_ctx *c, const rx_params *params, rx_feature_extrac
         base = base ? base + 1 : path;
         snprintf(fx->name, sizeof fx->name, "%.*s", (int)strcspn(base, "."), base);
     }
-    rx_st_file *f = NULL;
-    rx_status s = rx_st_open(path, &f);
-    const char *yaml = s ? NULL : rx_st_metadata(f, "config");
-    if (!s && !yaml) s = rx_fail(RX_ERR_FORMAT, "features/classifier: %s has no runexp config in its metadata", path);
-    rx_config_errors errs = {0};
-    rx_cfg_node *tree = NULL;
-    if (!s) s = rx_yaml_parse_string(yaml, strlen(yaml), path, &tree, &errs);
-    if (f) rx_st_close(f);
-    if (!s) s = rx_config_validate(tree, NULL, NULL, &p->cfg, &errs);
-    if (s && errs.n) s = rx_fail(RX_ERR_FORMAT, "features/classifier: the config inside %s is invalid: %s", path, errs.items[0].message);
-    rx_config_errors_clear(&errs);
-    free(errs.items);
-    const rx_component *mc;
-    const rx_params *mp;
-    if (!s) s = rx_config_section_params(p->cfg, "model", &mc, &mp);
-    if (!s) s = rx_model_create(c, mc, mp, 0, &p->model);
-    if (!s && !p->model->impl->features) s = rx_fail(RX_ERR_CONFIG, "features/classifier: %s holds a %s, not a classifier", path, mc->name);
-    if (!s) s = rx_model_load_weights(c, p->model, path, 1);
+    rx_status s = rx_classifier_load(c, path, &p->model, &p->cfg);
     if (!s) s = rx_file_hash(path, fx->weights_hash);
     if (s) { fx_destroy(fx); return s; }
     fx->num_classes = p->model->out_channels;

@@ -66,12 +66,21 @@ rx_status rx_memory_plan_train_forward(rx_experiment *ex, rx_train_batch *b, int
     rx_ctx *c = NULL;
     rx_model *m = NULL;
     RX_TRY(rx_ctx_create(rx_backend_plan(), NULL, 0, &c));
+    rx_model *perceptual = NULL;   /* objective vae's frozen network, when it has one: on c too */
     rx_status s = rx_model_create(c, ex->model_sec.comp, ex->model_sec.params, 0, &m);
+    if (!s && ex->perceptual) {
+        const rx_component *pc;
+        const rx_params *pp;
+        s = rx_config_section_params(ex->perceptual_cfg, "model", &pc, &pp);
+        if (!s) s = rx_model_create(c, pc, pp, 0, &perceptual);
+        if (!s) rx_model_freeze(perceptual);
+    }
     if (!s) s = rx_fwd_plan_create(c);
     if (!s) {
         rx_experiment shadow = *ex;   /* the train stage's own loss, on the planning context */
         shadow.ctx = c;
         shadow.model = m;
+        shadow.perceptual = perceptual;
         c->training = ex->ctx->training;
         c->release_in_backward = 1;
         rx_set_grad_enabled(c, 1);
@@ -81,6 +90,7 @@ rx_status rx_memory_plan_train_forward(rx_experiment *ex, rx_train_batch *b, int
         if (!s) s = rx_backward(c, loss);
         if (!s) s = rx_fwd_plan_copy(ex->ctx, c);
     }
+    rx_model_destroy(perceptual);
     rx_model_destroy(m);
     rx_ctx_destroy(c);
     return s;

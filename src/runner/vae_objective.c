@@ -6,7 +6,17 @@
  *   rec  = Σ_pixels |x̂ - x| (l1) or Σ_pixels (x̂ - x)² (l2),   KL = ½ Σ (mu² + σ² - 1 - logvar)
  *
  * per-image sums, as LDM's LPIPSWithDiscriminator sums them (so kl_weight means what it means there:
- * 1e-6 for the SD VAE). eps ~ N(0, I) from Philox keyed by (seed, step). The logvar is not clamped
+ * 1e-6 for the SD VAE). With perceptual_weight w > 0 a perceptual term (Johnson et al. 2016's feature
+ * reconstruction loss, in the place LDM puts LPIPS) is added per image:
+ *
+ *   perc(x̂, x) = Σ_s mean_{c,h,w} (φ_s(x̂) - φ_s(x))²      φ_s: stage s of perceptual_net, frozen
+ *   loss += w · C·H·W · (1/B) Σ_i perc(x̂_i, x_i)
+ *
+ * C·H·W because LDM adds p_weight · LPIPS to every pixel's |x̂ - x| before the per-image sum. φ is
+ * one of our resnet_classifier checkpoints (models/cifar10_classifier.safetensors for CIFAR-10): not
+ * LPIPS, whose VGG/AlexNet weights and learned layer weights cannot be had here. Note that eval's
+ * recon_fd uses a classifier's features too: trained against the same network, that FD flatters
+ * the model; the PSNR does not. eps ~ N(0, I) from Philox keyed by (seed, step). The logvar is not clamped
  * while training (diffusers clamps it to [-30, 20] only when it builds a posterior); the KL term keeps
  * it near 0. The eval stage reconstructs the reference split through the posterior mean and reports
  * the PSNR and the Fréchet distance of the reconstructions' features against the originals'. */
@@ -23,14 +33,66 @@ static const rx_param_spec vae_params[] = {
     {"reconstruction", RX_P_CHOICE, "l1", RX_NO_RANGE, "l1|l2", "per-pixel reconstruction loss, summed over each image"},
     {"kl_weight", RX_P_FLOAT, "1e-06", 0, 1e6, NULL, "weight of the KL term against N(0, I) (LDM's SD VAE: 1e-6)"},
     {"sample_posterior", RX_P_BOOL, "true", RX_NO_RANGE, NULL, "decode a draw of the posterior (false: its mean)"},
+    {"perceptual_weight", RX_P_FLOAT, "0", 0, 1e6, NULL,
+     "weight of the perceptual term (squared stage-feature distance under perceptual_net, per pixel as LDM's LPIPS); 0: none"},
+    {"perceptual_net", RX_P_PATH, "null", RX_NO_RANGE, NULL,
+     "resnet_classifier checkpoint whose stage features the perceptual term compares (e.g. models/cifar10_classifier.safetensors)"},
     {0}};
 
 static const rx_objective_impl vae_impl = {RX_TASK_VAE, NULL, NULL, 0};
 
 const rx_component rx_comp_objective_vae = {
     RX_KIND_OBJECTIVE, "vae",
-    "autoencoder training (LDM's first stage): L1 or L2 reconstruction + kl_weight * KL; no perceptual term",
+    "autoencoder training (LDM's first stage): L1 or L2 reconstruction + kl_weight * KL (+ a perceptual term)",
     vae_params, &vae_impl, NULL};
+
+#define MAX_STAGES 8
+
+rx_status rx_vae_perceptual_open(rx_experiment *ex) {
+    const rx_params *p = ex->objective.params;
+    if (rx_param_float(p, "perceptual_weight") <= 0) return RX_OK;
+    if (rx_param_is_null(p, "perceptual_net"))   /* registry/checks.c refuses this first, at its key */
+        return rx_fail(RX_ERR_CONFIG, "objective.perceptual_weight > 0 needs objective.perceptual_net");
+    const char *path = rx_param_str(p, "perceptual_net");
+    RX_TRY(rx_classifier_load(ex->ctx, path, &ex->perceptual, &ex->perceptual_cfg));
+    rx_model_freeze(ex->perceptual);
+    if (ex->perceptual->in_channels != ex->data_c) {
+        const rx_cfg_node *at = rx_cfg_path(ex->cfg->root, "objective.perceptual_net");
+        char where[600] = "";
+        if (at && at->file && at->line > 0) snprintf(where, sizeof where, "%s:%d:%d: ", at->file, at->line, at->col);
+        return rx_fail(RX_ERR_CONFIG, "%sobjective.perceptual_net: %s takes %d-channel images, the VAE's are %d-channel",
+                       where, path, ex->perceptual->in_channels, ex->data_c);
+    }
+    rx_tensor *probe[MAX_STAGES];
+    const int grad = ex->ctx->grad_enabled;
+    rx_set_grad_enabled(ex->ctx, 0);   /* the stage count, and that it fits */
+    int n = rx_classifier_stages(ex->ctx, ex->perceptual, rx_zeros(ex->ctx, RX_SHAPE(1, ex->data_c, ex->data_h, ex->data_w)),
+                                 probe, MAX_STAGES);
+    rx_status s = n < 0 ? rx_ctx_status(ex->ctx) : RX_OK;
+    rx_step_end(ex->ctx);
+    rx_set_grad_enabled(ex->ctx, grad);
+    return s;
+}
+
+/* w · C·H·W · (1/B) Σ_i Σ_s mean (φ_s(x̂_i) - φ_s(x_i))², on the tape through x̂ only */
+static rx_tensor *perceptual_term(rx_experiment *ex, rx_tensor *xhat, rx_tensor *x) {
+    rx_ctx *c = ex->ctx;
+    rx_tensor *fa[MAX_STAGES], *fb[MAX_STAGES];
+    const int n = rx_classifier_stages(c, ex->perceptual, xhat, fa, MAX_STAGES);
+    const int grad = c->grad_enabled;
+    rx_set_grad_enabled(c, 0);   /* φ(x) is a constant of the loss */
+    const int n2 = rx_classifier_stages(c, ex->perceptual, x, fb, MAX_STAGES);
+    rx_set_grad_enabled(c, grad);
+    if (n < 0 || n2 != n) return NULL;
+    rx_tensor *sum = NULL;
+    for (int st = 0; st < n; st++) {
+        rx_tensor *d = rx_sub(c, fa[st], fb[st]);
+        rx_tensor *m = rx_mean(c, rx_mul(c, d, d));   /* over B·C_s·H_s·W_s: the batch mean of per-image means */
+        sum = sum ? rx_add(c, sum, m) : m;
+    }
+    const float chw = (float)(x->shape[1] * x->shape[2] * x->shape[3]);
+    return rx_scale(c, sum, (float)rx_param_float(ex->objective.params, "perceptual_weight") * chw, 0.0f);
+}
 
 rx_status rx_vae_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss) {
     rx_ctx *c = ex->ctx;
@@ -51,12 +113,14 @@ rx_status rx_vae_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_ten
         free(eps);
         z = rx_add(c, mu, rx_mul(c, rx_exp(c, rx_scale(c, logvar, 0.5f, 0.0f)), E));
     }
-    rx_tensor *diff = rx_sub(c, m->impl->decode(c, m, z), X);
+    rx_tensor *xhat = m->impl->decode(c, m, z);
+    rx_tensor *diff = rx_sub(c, xhat, X);
     rx_tensor *rec = rx_sum(c, strcmp(rx_param_str(p, "reconstruction"), "l1") ? rx_mul(c, diff, diff) : rx_abs(c, diff));
     /* ½ Σ (mu² + e^logvar - logvar) / B - ½ L h w = ½ Σ (mu² + σ² - 1 - logvar) / B */
     rx_tensor *kl = rx_sum(c, rx_add(c, rx_mul(c, mu, mu), rx_sub(c, rx_exp(c, logvar), logvar)));
     kl = rx_scale(c, kl, 0.5f / B, -0.5f * (float)dz);
     *loss = rx_add(c, rx_scale(c, rec, 1.0f / B, 0.0f), rx_scale(c, kl, (float)rx_param_float(p, "kl_weight"), 0.0f));
+    if (ex->perceptual && xhat) *loss = rx_add(c, *loss, perceptual_term(ex, xhat, X));
     return *loss ? RX_OK : rx_ctx_status(c);
 }
 
