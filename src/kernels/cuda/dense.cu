@@ -27,6 +27,9 @@
 // So bf16 buys tensor-core math, not memory: activations are stored in fp32 as before, plus the
 // bf16 copies of one op's operands at a time.
 #include "kernels/cuda/cuda_common.h"
+extern "C" {
+#include "kernels/bf16_operands.h"
+}
 #include <limits.h>
 
 // ---- GEMM (row-major, through column-major cuBLAS) ----------------------------------------
@@ -87,20 +90,19 @@ struct add_bf16 {        // y[i] += x[i] (a bf16 result added to an fp32 gradien
 };
 }  // namespace
 
-// bytes of n bf16 values in a scratch slot, each array 256-byte aligned as cuBLAS/cuDNN prefer
-static size_t bf16_span(int64_t n) { return ((size_t)n * sizeof(bf16_bits) + 255) & ~(size_t)255; }
-
-// bf16 copies of the operands [n[k]] in one scratch request (the slot holds them side by side)
+// bf16 copies of the operands [n[k]] in one scratch request (the slot holds them side by side,
+// each rx_bf16_span: 256-byte aligned). kernels/bf16_operands.c mirrors every request made here,
+// for the memory plan: a change to what is copied changes it too (test_cuda_memory.c checks).
 static rx_status bf16_copies(rx_ctx *c, int count, const float *const *src, const int64_t *n, bf16_bits **out) {
     size_t total = 0;
-    for (int k = 0; k < count; k++) total += bf16_span(n[k]);
+    for (int k = 0; k < count; k++) total += rx_bf16_span(n[k]);
     void *buf;
     RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_BF16, total, &buf));
     char *p = (char *)buf;
     for (int k = 0; k < count; k++) {
         out[k] = (bf16_bits *)p;
         if (src[k]) RX_TRY(rx_cuda_foreach(c, n[k], round_to_bf16{src[k], out[k]}));   // NULL: an output
-        p += bf16_span(n[k]);
+        p += rx_bf16_span(n[k]);
     }
     return RX_OK;
 }
@@ -479,18 +481,21 @@ extern "C" rx_status cuda_conv2d_bwd(rx_ctx *c, rx_node *n) {
     const float one = 1.0f;
     conv_plan *p;
     RX_TRY(plan_of(c, &g, &p));
-    // cuDNN's operands and results: the fp32 tensors, or with bf16 the copies
-    // gy16 [ny], w16 [nw], gx16 [nx], x16 [nx], gw16 [nw] side by side (the slot's size is the plan's)
+    // cuDNN's operands and results: the fp32 tensors, or with bf16 the copies, gy16 [ny] and one
+    // [nw] and one [nx] array that the two passes take in turn (stream order makes it safe: the
+    // filter pass rounds x over gx16 after the data pass's gx16 was added to gx, and writes gw16
+    // over w16 after the data pass read it):
+    //   data pass    w16 [nw], gy16  -> gx16 [nx]        filter pass  x16 [nx], gy16 -> gw16 [nw]
     const int bf16 = p->precision == RX_PRECISION_BF16 && (gx || gw);
     const void *gy_op = gy, *w_op = n->in[1]->data, *x_op = n->in[0]->data;
     void *gx_out = gx, *gw_out = gw;
     float beta = 1.0f;
-    bf16_bits *h[5];
+    bf16_bits *h[3];
     if (bf16) {
-        const float *src[5] = {gy, gx ? n->in[1]->data : NULL, NULL, gw ? n->in[0]->data : NULL, NULL};
-        const int64_t cnt[5] = {p->ny, p->nw, p->nx, p->nx, p->nw};
-        RX_TRY(bf16_copies(c, 5, src, cnt, h));
-        gy_op = h[0], w_op = h[1], gx_out = h[2], x_op = h[3], gw_out = h[4], beta = 0.0f;
+        const float *src[3] = {gy, gx ? n->in[1]->data : NULL, NULL};
+        const int64_t cnt[3] = {p->ny, p->nw, p->nx};
+        RX_TRY(bf16_copies(c, 3, src, cnt, h));
+        gy_op = h[0], w_op = h[1], gx_out = h[2], x_op = h[2], gw_out = h[1], beta = 0.0f;
     }
     if (gx) {
         RX_TRY(choose_algorithm(c, p, DIR_BWD_DATA));
@@ -502,13 +507,14 @@ extern "C" rx_status cuda_conv2d_bwd(rx_ctx *c, rx_node *n) {
         if (bf16) RX_TRY(rx_cuda_foreach(c, p->nx, add_bf16{gx, h[2]}));
     }
     if (gw) {
+        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nx, round_to_bf16{n->in[0]->data, h[2]}));   // x16 over gx16
         RX_TRY(choose_algorithm(c, p, DIR_BWD_FILTER));
         void *ws = nullptr;   // (the data pass above is queued before this regrows the slot, if it does)
         if (p->workspace[DIR_BWD_FILTER]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_BWD_FILTER], &ws));
         RX_CUDNN_TRY(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->x, x_op, p->y, gy_op, p->conv[DIR_BWD_FILTER],
                                                     (cudnnConvolutionBwdFilterAlgo_t)p->algo[DIR_BWD_FILTER], ws,
                                                     p->workspace[DIR_BWD_FILTER], &beta, p->w, gw_out));
-        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nw, add_bf16{gw, h[4]}));
+        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nw, add_bf16{gw, h[1]}));
     }
     if (gb) RX_TRY(conv_bias_grad(c, gy, gb, g.B, g.Co, g.Ho * g.Wo));
     return RX_OK;
