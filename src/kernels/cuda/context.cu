@@ -165,6 +165,7 @@ extern "C" rx_status rx_cuda_open(int device_id, int precision, int deterministi
     if (!s && cublasSetStream(st->cublas, st->stream) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set stream failed");
     if (!s && cublasSetMathMode(st->cublas, cublas_math_of(precision)) != CUBLAS_STATUS_SUCCESS)
         s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set math mode failed");
+    if (!s && cublasLtCreate(&st->cublaslt) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLASLt: cublasLtCreate failed");
     cudnnStatus_t ds;
     if (!s && (ds = cudnnCreate(&st->cudnn)) != CUDNN_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuDNN: %s", cudnnGetErrorString(ds));
     if (!s && (ds = cudnnSetStream(st->cudnn, st->stream)) != CUDNN_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuDNN: %s", cudnnGetErrorString(ds));
@@ -180,6 +181,7 @@ extern "C" void rx_cuda_close(void *state) {
     if (!st) return;
     if (st->stream) cudaStreamSynchronize(st->stream);
     rx_cuda_conv_cache_free(st);
+    rx_cuda_lt_cache_free(st);
     for (int k = 0; k < RX_CUDA_STAGING_SLOTS; k++) {
         if (st->staging[k].buf) cudaFreeHost(st->staging[k].buf);
         if (st->staging[k].done) cudaEventDestroy(st->staging[k].done);
@@ -190,6 +192,7 @@ extern "C" void rx_cuda_close(void *state) {
     if (st->host_pinned) cudaFreeHost(st->host_pinned);
     if (st->cudnn) cudnnDestroy(st->cudnn);
     if (st->cublas) cublasDestroy(st->cublas);
+    if (st->cublaslt) cublasLtDestroy(st->cublaslt);
     if (st->stream) cudaStreamDestroy(st->stream);
     free(st);
 }

@@ -36,6 +36,11 @@ rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t *device_us
  * shrunk, so it is also the slot's high-water mark; 0 before any bf16 GEMM or convolution */
 rx_status rx_cuda_bf16_slot_bytes(rx_ctx *c, size_t *bytes) __attribute__((weak));
 
+/* the linear layers' cuBLASLt plans (dense.cu: one per shape, precision and pointer alignment,
+ * its algorithm chosen once by cuBLASLt's heuristic) made so far, and how many of them found no
+ * cuBLASLt algorithm and run as a bias kernel + GEMM instead. Either pointer may be NULL. */
+rx_status rx_cuda_lt_info(rx_ctx *c, int *plans, int *fallbacks) __attribute__((weak));
+
 /* the context's stream (a cudaStream_t) and device: NCCL's all-reduce runs on the same
  * stream as the kernels, so it is ordered after the backward that wrote the gradients
  * (dist/dist_nccl.c) */
