@@ -89,6 +89,7 @@ rx_status rx_cuda_scratch(rx_ctx *c, int slot, size_t bytes, void **out) {
     rx_cuda_state *st = rx_cuda(c);
     if (slot < 0 || slot >= RX_CUDA_SCRATCH_COUNT) return rx_fail(RX_ERR_INTERNAL, "cuda: scratch slot %d", slot);
     if (bytes == 0) bytes = 1;
+    if (bytes > st->scratch_request_peak[slot]) st->scratch_request_peak[slot] = bytes;
     if (bytes > st->scratch_bytes[slot]) {
         const size_t want = rx_cuda_scratch_size(bytes);
         RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
@@ -210,9 +211,10 @@ extern "C" rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t
     return RX_OK;
 }
 
-extern "C" rx_status rx_cuda_bf16_slot_bytes(rx_ctx *c, size_t *bytes) {
+extern "C" rx_status rx_cuda_bf16_slot_bytes(rx_ctx *c, size_t *bytes, size_t *largest_request) {
     if (!c || c->be != &rx_cuda_backend_table) return rx_fail(RX_ERR_ARG, "cuda bf16 slot: not a CUDA context");
-    *bytes = rx_cuda(c)->scratch_bytes[RX_CUDA_SCRATCH_BF16];
+    if (bytes) *bytes = rx_cuda(c)->scratch_bytes[RX_CUDA_SCRATCH_BF16];
+    if (largest_request) *largest_request = rx_cuda(c)->scratch_request_peak[RX_CUDA_SCRATCH_BF16];
     return RX_OK;
 }
 

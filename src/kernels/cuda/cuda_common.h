@@ -70,6 +70,7 @@ typedef struct rx_cuda_state {
     void *scratch[RX_CUDA_SCRATCH_COUNT];
     size_t scratch_bytes[RX_CUDA_SCRATCH_COUNT];
     size_t scratch_peak;                  // largest total of the scratch slots so far (bytes)
+    size_t scratch_request_peak[RX_CUDA_SCRATCH_COUNT];   // largest request of each slot so far (bytes)
     unsigned long long *dev_flag;         // one device word for kernels that report a bad input
     void *host_pinned;                    // 64 pinned bytes: reduction results, flags
     struct rx_cuda_conv_cache *conv_cache;

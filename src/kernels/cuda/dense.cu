@@ -558,7 +558,7 @@ struct column_of {   // f(r, j) = g[r, j] of a row-major [R, D]
 // for every linear (bench/gpu_issue16.sh's before/after profile).
 
 enum { LT_CACHE_CAP = 128, LT_KEY = 9 };
-static const size_t LT_WORKSPACE_MAX = (size_t)32 << 20;   // 32 MiB, PyTorch's cuBLASLt workspace on Hopper
+static const size_t LT_WORKSPACE_MAX = (size_t)32 << 20;   // cuBLAS docs (cublasSetWorkspace) for Hopper; PyTorch too
 
 typedef struct lt_plan {
     int64_t key[LT_KEY];                 // R, out, in, precision, bias, alignment of w, x, y, b
