@@ -72,7 +72,7 @@ CU_SRC   := $(shell find src/kernels/cuda -name '*.cu' 2>/dev/null | sort)
 ifeq ($(CUDA),1)
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 CFLAGS   += -DRX_HAVE_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcudnn -lcublas -lcudart -lstdc++
+LDLIBS   += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64/stubs -lcudnn -lcublasLt -lcublas -lcudart -lstdc++
 NVFLAGS  ?= -O3 -std=c++17 -Isrc -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Wno-missing-field-initializers \
             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
             -gencode arch=compute_90,code=compute_90 -DRX_HAVE_CUDA=1

@@ -11,7 +11,9 @@
 #   4. bench/compare --device cuda cifar32: runexp against PyTorch eager on the same step (needs
 #      torch + diffusers on the machine; skipped with a note otherwise);
 #   5. a short cfg_cifar32 training run (300 steps, log_every 100): img/s with the loss read back
-#      once per log window (train.c) against the same run with log_every 1 (a read every step).
+#      once per log window (train.c) against the same run with log_every 1 (a read every step);
+#   6. the bf16 step's per-op profile with the linear forward through cuBLASLt (bias epilogue) and
+#      with RX_CUDA_LT=0 (the bias kernel + GEMM path): the `linear` rows side by side.
 #   Prints a table (also $OUT/issue16_summary.txt).
 #
 #   sh bench/gpu_issue16.sh                         # logs in $OUT (the device tool's folder) or a temp dir
@@ -70,6 +72,13 @@ IPS_WINDOW=$(train window 100)
 say "cfg_cifar32 300 steps, log_every 1 (a read-back every step)"
 IPS_EVERY=$(train every 1)
 
+# ---- 6. cuBLASLt linear forward (bias epilogue) against the old bias kernel + GEMM (RX_CUDA_LT=0) --------
+# bf16 cfg_cifar32 step profiled twice; bench/NOTES.md "Issue 16 §3" predicts the linear fwd row
+say "gpu_bench cifar32 --precision bf16 --profile, cuBLASLt and RX_CUDA_LT=0 (logs: lt_on.log, lt_off.log)"
+rx timeout 60 "$BIN/bench/gpu_bench" cifar32 --steps 5 --precision bf16 --profile > "$OUT/lt_on.log" 2>&1 || say "gpu_bench (cuBLASLt) failed"
+RX_CUDA_LT=0 rx timeout 60 "$BIN/bench/gpu_bench" cifar32 --steps 5 --precision bf16 --profile > "$OUT/lt_off.log" 2>&1 || say "gpu_bench (RX_CUDA_LT=0) failed"
+LT_ROWS=$(for f in lt_on lt_off; do grep -E '^(cifar32|linear |sum )' "$OUT/$f.log" | sed "s/^/$f: /"; done)
+
 {
   echo "================ runexp issue 16 device check ================"
   echo "device            $GPU"
@@ -78,6 +87,8 @@ IPS_EVERY=$(train every 1)
   echo "cfg_cifar32 train img/s, steps 101-300: log_every 100 $IPS_WINDOW, log_every 1 $IPS_EVERY"
   echo "gpu_bench cifar32 --profile:"
   sed 's/^/  /' "$OUT/profile.log"
+  echo "linear forward, bf16 step: cuBLASLt (lt_on) vs bias kernel + GEMM (lt_off):"
+  echo "$LT_ROWS" | sed 's/^/  /'
   echo "bench/compare --device cuda cifar32:"
   sed 's/^/  /' "$OUT/compare.log"
   echo "total             $(( $(date +%s) - START ))s; load $(cut -d' ' -f1-3 /proc/loadavg); logs in $OUT"

@@ -169,7 +169,7 @@ static void expect_plan_close(const rx_component *comp, const char *const *cfg, 
     step_result real = one_step_planned(comp, cfg, C, S, 1, ckpt, !ckpt);   /* as the train stage runs it */
     rx_params *p = fx_params(comp, cfg);
     double planned = 0;
-    ASSERT_OK(rx_memory_plan_step(comp, p, 4, 1, ckpt, &planned, NULL));
+    ASSERT_OK(rx_memory_plan_step(comp, p, 4, 1, ckpt, &planned, NULL, NULL));
     rx_params_free(p);
     const double rel = fabs(planned - (double)real.peak_bytes) / (double)real.peak_bytes;
     cr_expect_lt(rel, 0.10, "%s%s: planned %.3f MiB, measured %.3f MiB", comp->name, ckpt ? " checkpointed" : "",
@@ -344,4 +344,129 @@ Test(step_memory, forward_plan_stops_when_the_graph_changes) {
     cr_assert_eq(rx_ctx_status(c), RX_ERR_INTERNAL);
     cr_assert(strstr(rx_last_error(), "given back by the forward plan"), "%s", rx_last_error());
     rx_ctx_destroy(c);
+}
+
+// ---------------------------------------------------------------------------
+// the bf16 operand slot: with precision bf16 the CUDA backend rounds each GEMM's and
+// convolution's operands into one scratch slot (cuda/dense.cu), whose size is the largest
+// request of any op. Reference: the request of each conv2d / linear / matmul node of a real CPU
+// step's tape, summed here from dense.cu's copies (written out below, not the planner's code):
+// every array 2 bytes per value, rounded up to 256 bytes;
+//   conv2d   forward x, w, y;          backward (dx or dw wanted) gy, and w then gw in one array,
+//                                      gx then x in another (the data pass's, reused by the filter pass)
+//   linear   forward x [R,in], w;      backward dx: gy [R,out], w;  dw: gy, x  (one GEMM each)
+//   matmul   forward op(a), op(b);     backward da: gy, b;  db: a, gy          (one GEMM each)
+
+static double ref_span(int64_t n) { return ceil(2.0 * (double)n / 256.0) * 256.0; }
+
+static double ref_request(const rx_node *n, int backward) {
+    const rx_tensor *x = n->in[0], *w = n->in[1], *y = n->out;
+    const int gx = x->requires_grad, gw = w->requires_grad;
+    switch (n->op) {
+    case RX_OP_CONV2D:
+        if (!backward) return ref_span(x->numel) + ref_span(w->numel) + ref_span(y->numel);
+        return gx || gw ? ref_span(y->numel) + ref_span(w->numel) + ref_span(x->numel) : 0;
+    case RX_OP_LINEAR:
+        if (!backward) return ref_span(x->numel) + ref_span(w->numel);
+        return fmax(gx ? ref_span(y->numel) + ref_span(w->numel) : 0, gw ? ref_span(y->numel) + ref_span(x->numel) : 0);
+    case RX_OP_MATMUL:   /* a and b hold every batch's matrices: their sizes are op(a)'s and op(b)'s */
+        if (!backward) return ref_span(x->numel) + ref_span(w->numel);
+        return fmax(gx ? ref_span(y->numel) + ref_span(w->numel) : 0, gw ? ref_span(x->numel) + ref_span(y->numel) : 0);
+    default:
+        return 0;
+    }
+}
+
+/* the largest request of the forward and of the backward of a real CPU step's tape (B = 4) */
+static void ref_bf16_requests(const rx_component *comp, const char *const *cfg, int C, int S, double *fwd, double *bwd) {
+    rx_ctx *c = rx_test_cpu_ctx();
+    rx_params *p = fx_params(comp, cfg);
+    rx_model *m = NULL;
+    ASSERT_OK(rx_model_create(c, comp, p, 11, &m));
+    rx_params_free(p);
+    rx_tensor *loss = fixed_loss(c, m, C, S);
+    *fwd = *bwd = 0;
+    int dense = 0;
+    for (const rx_node *n = c->tape; n; n = n->prev) {
+        if (n->op != RX_OP_CONV2D && n->op != RX_OP_LINEAR && n->op != RX_OP_MATMUL) continue;
+        dense++;
+        *fwd = fmax(*fwd, ref_request(n, 0));
+        if (n->out->requires_grad) *bwd = fmax(*bwd, ref_request(n, 1));
+    }
+    cr_assert_gt(dense, 4, "%s: %d GEMM/conv nodes on the tape", comp->name, dense);
+    (void)loss;
+    rx_model_destroy(m);
+    rx_ctx_destroy(c);
+}
+
+static void expect_bf16_planned(const rx_component *comp, const char *const *cfg, int C, int S) {
+    double fwd = 0, bwd = 0;
+    ref_bf16_requests(comp, cfg, C, S, &fwd, &bwd);
+    rx_params *p = fx_params(comp, cfg);
+    double step = 0, train = 0, train_ckpt = 0, sample = 0;
+    ASSERT_OK(rx_memory_plan_step(comp, p, 4, 1, 0, &step, &train, NULL));
+    ASSERT_OK(rx_memory_plan_step(comp, p, 4, 1, 1, &step, &train_ckpt, NULL));
+    ASSERT_OK(rx_memory_plan_step(comp, p, 4, 0, 0, &step, &sample, NULL));
+    rx_params_free(p);
+    cr_expect_eq(train, fmax(fwd, bwd), "%s: planned training request %.0f bytes, formula %.0f (forward %.0f, backward %.0f)",
+                 comp->name, train, fmax(fwd, bwd), fwd, bwd);
+    cr_expect_eq(train_ckpt, train, "%s: checkpointing recomputes the same GEMMs: %.0f vs %.0f", comp->name, train_ckpt, train);
+    cr_expect_eq(sample, fwd, "%s: planned sampling request %.0f bytes, formula %.0f", comp->name, sample, fwd);
+    cr_log_info("%s: largest bf16 request forward %.0f, backward %.0f bytes\n", comp->name, fwd, bwd);
+}
+
+Test(step_memory, planned_bf16_operands_match_the_formula_over_the_tape) {
+    expect_bf16_planned(&rx_comp_model_unet, unet_cfg, 3, 16);
+    expect_bf16_planned(&rx_comp_model_dit, dit_cfg, 3, 8);
+}
+
+/* the memory plan of a config: the bf16 slot only for precision bf16 on CUDA, in whole MiB
+ * (the slot grows in MiB steps), added to the training and sampling peaks; sampling after
+ * training keeps training's slot (never shrunk) */
+static rx_memory_plan plan_of_tiny(const char *backend, const char *precision, const char *sample_precision) {
+    char b[64], p[64], sp[64];
+    snprintf(b, sizeof b, "backend=%s", backend);
+    snprintf(p, sizeof p, "precision=%s", precision);
+    snprintf(sp, sizeof sp, "sample.precision=%s", sample_precision);
+    const char *sets[] = {b, p, sp, "train.batch_size=512", "sample.batch_size=16"};
+    rx_config *cfg = NULL;
+    rx_config_errors errs = {0};
+    rx_status st = rx_config_resolve("tests/configs/runner/tiny.yaml", sets, 5, NULL, &cfg, &errs);
+    cr_assert_eq(st, RX_OK, "%s", errs.n ? errs.items[0].message : rx_last_error());
+    rx_config_errors_clear(&errs);
+    free(errs.items);
+    rx_memory_plan plan;
+    ASSERT_OK(rx_memory_plan_config(cfg, &plan));
+    rx_config_free(cfg);
+    return plan;
+}
+
+static double whole_mib(double bytes) { return ceil(bytes / 1048576.0) * 1048576.0; }
+
+Test(step_memory, config_plan_counts_the_bf16_slot_on_cuda_only) {
+    /* tiny.yaml's U-Net at batch 512 (sampling: 16 images, cfg doubles them); the step's request
+     * is the planner's (checked against the tape's formula above), rounded here to whole MiB */
+    rx_memory_plan bf16 = plan_of_tiny("cuda", "bf16", "null"), tf32 = plan_of_tiny("cuda", "tf32", "null"),
+                   cpu = plan_of_tiny("cpu", "bf16", "null"), mixed = plan_of_tiny("cuda", "fp32", "bf16");
+    const rx_component *mc = NULL;
+    const rx_params *mp = NULL;
+    rx_config *cfg = NULL;
+    rx_config_errors errs = {0};
+    ASSERT_OK(rx_config_resolve("tests/configs/runner/tiny.yaml", (const char *[]){"backend=cuda"}, 1, NULL, &cfg, &errs));
+    ASSERT_OK(rx_config_section_params(cfg, "model", &mc, &mp));
+    double step = 0, request = 0;
+    ASSERT_OK(rx_memory_plan_step(mc, mp, 512, 1, 0, &step, &request, NULL));
+    rx_config_free(cfg);
+    free(errs.items);
+    cr_expect_gt(request, 1048576.0, "a request above one MiB, so the rounding is seen: %.0f", request);
+    cr_expect_eq(bf16.train_bf16, whole_mib(request), "slot %.0f for a request of %.0f bytes", bf16.train_bf16, request);
+    cr_expect_eq(bf16.train_peak, tf32.train_peak + bf16.train_bf16, "training peak: tf32's plus the slot");
+    cr_expect_eq(bf16.sample_bf16, bf16.train_bf16, "sampling keeps training's (larger) slot");
+    cr_expect_eq(bf16.sample_peak, tf32.sample_peak + bf16.sample_bf16);
+    cr_expect(tf32.train_bf16 == 0 && tf32.sample_bf16 == 0, "tf32 makes no bf16 copies");
+    cr_expect(cpu.train_bf16 == 0 && cpu.sample_bf16 == 0 && cpu.train_peak == tf32.train_peak,
+              "the CPU backend computes bf16 in fp32: no slot");
+    cr_expect_eq(mixed.train_bf16, 0, "precision fp32 trains without copies");
+    cr_expect(mixed.sample_bf16 > 0 && mixed.sample_bf16 < bf16.train_bf16, "sample.precision bf16: sampling's own slot "
+              "(a forward at batch 32, smaller than training's backward): %.0f", mixed.sample_bf16);
 }

@@ -99,6 +99,10 @@ struct rx_backend {
 const rx_backend *rx_backend_cpu(void);
 /* shapes and memory only: no kernel runs, no data exists (kernels/plan.c) */
 const rx_backend *rx_backend_plan(void);
+/* a planning context's be_state (or NULL): what it measured besides its arenas */
+typedef struct rx_plan_state {
+    size_t bf16_request_max;   /* the largest bf16 operand request of any kernel (kernels/bf16_operands.h) */
+} rx_plan_state;
 
 /* Create a context on `be` (rx_backend_cpu() or rx_cuda_open's) with its backend state
  * (NULL on the CPU); step_chunk = bytes per step-arena chunk, 0 for the default. */

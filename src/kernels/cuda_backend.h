@@ -20,6 +20,13 @@ rx_status rx_cuda_open(int device_id, int precision, int deterministic, const rx
  * work is unaffected, the next GEMM or convolution uses the new one */
 rx_status rx_cuda_set_precision(void *state, int precision);
 void      rx_cuda_close(void *state);
+/* A scratch slot of an open context (the cuDNN workspace, reduction parts, bf16 operand copies)
+ * grows to what an op asks, in whole MiB (fewer regrowths), and is never shrunk: its size after
+ * a request of `bytes` (context.cu's rx_cuda_scratch; runner/memory_plan.c counts with it). */
+static inline size_t rx_cuda_scratch_size(size_t bytes) {
+    const size_t mib = (size_t)1 << 20;
+    return ((bytes ? bytes : 1) + mib - 1) & ~(mib - 1);
+}
 /* number of usable CUDA devices (0 without a driver or without CUDA support) */
 int       rx_cuda_device_count(void);
 

@@ -8,10 +8,13 @@
  * What kernels allocate inside themselves is placed by a plan kernel where it is large: the CPU
  * conv's workspace (oneDNN's scratchpad and blocked copies, cpu/conv_onednn.c, or the reference's
  * per-thread column matrices, cpu/dense.c), taken and given back as the kernel does.
+ * With a plan state (rx_plan_state, backend.h) as the context's be_state, the largest bf16
+ * operand request of the CUDA backend at precision bf16 (kernels/bf16_operands.h) is kept too.
  * Not seen: the norms' saved statistics and the attention's row log-sum-exp (a few floats per
  * row) — why the prediction is quoted within 10 %. */
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/bf16_operands.h"
 #include <omp.h>
 #include <string.h>
 
@@ -45,8 +48,21 @@ static rx_status place_workspace(rx_ctx *c, rx_node *n, int backward) {
     if (!p) return RX_ERR_OOM;
     return rx_arena_free(c->step, p, (size_t)floats * sizeof(float));
 }
-static rx_status plan_fwd(rx_ctx *c, rx_node *n) { return place_workspace(c, n, 0); }
-static rx_status plan_bwd(rx_ctx *c, rx_node *n) { return place_workspace(c, n, 1); }
+/* what the CUDA backend's bf16 path would ask of its operand slot for this kernel */
+static void note_bf16_request(rx_ctx *c, const rx_node *n, int backward) {
+    rx_plan_state *st = c->be_state;
+    if (!st) return;
+    const size_t r = rx_bf16_request(n, backward);
+    if (r > st->bf16_request_max) st->bf16_request_max = r;
+}
+static rx_status plan_fwd(rx_ctx *c, rx_node *n) {
+    note_bf16_request(c, n, 0);
+    return place_workspace(c, n, 0);
+}
+static rx_status plan_bwd(rx_ctx *c, rx_node *n) {
+    note_bf16_request(c, n, 1);
+    return place_workspace(c, n, 1);
+}
 static rx_status no_axpy(rx_ctx *c, float *y, float a, const float *x, int64_t n) { return RX_OK; }
 static rx_status zero_sumsq(rx_ctx *c, const float *x, int64_t n, double *out) { *out = 0; return RX_OK; }
 static rx_status no_adamw(rx_ctx *c, float *p, const float *g, float *m, float *v, int64_t n, const rx_adamw_args *a) {

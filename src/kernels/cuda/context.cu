@@ -83,14 +83,15 @@ rx_status rx_cuda_copy(rx_ctx *c, void *dst, const void *src, size_t bytes) {
 }
 rx_status rx_cuda_sync(rx_ctx *c) { return rx_cuda_deferred_errors(c); }
 
-// Grows a slot to at least `bytes` (rounded up to 1 MiB steps to avoid many small regrowths).
+// Grows a slot to at least `bytes` (rx_cuda_scratch_size: whole MiB, to avoid many small regrowths).
 // Growing waits for the stream: queued kernels may still read the old buffer.
 rx_status rx_cuda_scratch(rx_ctx *c, int slot, size_t bytes, void **out) {
     rx_cuda_state *st = rx_cuda(c);
     if (slot < 0 || slot >= RX_CUDA_SCRATCH_COUNT) return rx_fail(RX_ERR_INTERNAL, "cuda: scratch slot %d", slot);
     if (bytes == 0) bytes = 1;
+    if (bytes > st->scratch_request_peak[slot]) st->scratch_request_peak[slot] = bytes;
     if (bytes > st->scratch_bytes[slot]) {
-        const size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+        const size_t want = rx_cuda_scratch_size(bytes);
         RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
         if (st->scratch[slot]) RX_CUDA_TRY(cudaFree(st->scratch[slot]));
         st->scratch[slot] = nullptr;
@@ -165,6 +166,7 @@ extern "C" rx_status rx_cuda_open(int device_id, int precision, int deterministi
     if (!s && cublasSetStream(st->cublas, st->stream) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set stream failed");
     if (!s && cublasSetMathMode(st->cublas, cublas_math_of(precision)) != CUBLAS_STATUS_SUCCESS)
         s = rx_fail(RX_ERR_DEVICE, "cuBLAS: set math mode failed");
+    if (!s && cublasLtCreate(&st->cublaslt) != CUBLAS_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuBLASLt: cublasLtCreate failed");
     cudnnStatus_t ds;
     if (!s && (ds = cudnnCreate(&st->cudnn)) != CUDNN_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuDNN: %s", cudnnGetErrorString(ds));
     if (!s && (ds = cudnnSetStream(st->cudnn, st->stream)) != CUDNN_STATUS_SUCCESS) s = rx_fail(RX_ERR_DEVICE, "cuDNN: %s", cudnnGetErrorString(ds));
@@ -180,6 +182,7 @@ extern "C" void rx_cuda_close(void *state) {
     if (!st) return;
     if (st->stream) cudaStreamSynchronize(st->stream);
     rx_cuda_conv_cache_free(st);
+    rx_cuda_lt_cache_free(st);
     for (int k = 0; k < RX_CUDA_STAGING_SLOTS; k++) {
         if (st->staging[k].buf) cudaFreeHost(st->staging[k].buf);
         if (st->staging[k].done) cudaEventDestroy(st->staging[k].done);
@@ -190,6 +193,7 @@ extern "C" void rx_cuda_close(void *state) {
     if (st->host_pinned) cudaFreeHost(st->host_pinned);
     if (st->cudnn) cudnnDestroy(st->cudnn);
     if (st->cublas) cublasDestroy(st->cublas);
+    if (st->cublaslt) cublasLtDestroy(st->cublaslt);
     if (st->stream) cudaStreamDestroy(st->stream);
     free(st);
 }
@@ -204,6 +208,13 @@ extern "C" rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t
     if (scratch_peak) *scratch_peak = st->scratch_peak;
     if (device_used) *device_used = total_b - free_b;
     if (device_total) *device_total = total_b;
+    return RX_OK;
+}
+
+extern "C" rx_status rx_cuda_bf16_slot_bytes(rx_ctx *c, size_t *bytes, size_t *largest_request) {
+    if (!c || c->be != &rx_cuda_backend_table) return rx_fail(RX_ERR_ARG, "cuda bf16 slot: not a CUDA context");
+    if (bytes) *bytes = rx_cuda(c)->scratch_bytes[RX_CUDA_SCRATCH_BF16];
+    if (largest_request) *largest_request = rx_cuda(c)->scratch_request_peak[RX_CUDA_SCRATCH_BF16];
     return RX_OK;
 }
 

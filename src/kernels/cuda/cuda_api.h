@@ -31,6 +31,17 @@ rx_status rx_cuda_rng_normal(rx_ctx *c, uint64_t seed, uint64_t stream, uint64_t
 rx_status rx_cuda_memory_info(rx_ctx *c, size_t *scratch_peak, size_t *device_used, size_t *device_total)
     __attribute__((weak));
 
+/* bytes of the context's bf16 operand slot (precision bf16's copies of GEMM and convolution
+ * operands, kernels/bf16_operands.h): grown to the largest request so far in whole MiB, never
+ * shrunk, so it is also the slot's high-water mark; and that largest request (bytes, before the
+ * rounding). 0 before any bf16 GEMM or convolution. Either pointer may be NULL. */
+rx_status rx_cuda_bf16_slot_bytes(rx_ctx *c, size_t *bytes, size_t *largest_request) __attribute__((weak));
+
+/* the linear layers' cuBLASLt plans (dense.cu: one per shape, precision and pointer alignment,
+ * its algorithm chosen once by cuBLASLt's heuristic) made so far, and how many of them found no
+ * cuBLASLt algorithm and run as a bias kernel + GEMM instead. Either pointer may be NULL. */
+rx_status rx_cuda_lt_info(rx_ctx *c, int *plans, int *fallbacks) __attribute__((weak));
+
 /* the context's stream (a cudaStream_t) and device: NCCL's all-reduce runs on the same
  * stream as the kernels, so it is ordered after the backward that wrote the gradients
  * (dist/dist_nccl.c) */

@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cudnn.h>
 #include <math.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@ enum {
 };
 
 struct rx_cuda_conv_cache;      // dense.cu: cuDNN descriptors and algorithms per conv shape
+struct rx_cuda_lt_cache;        // dense.cu: cuBLASLt descriptors and algorithms per linear shape
 
 // Host->device uploads go through a ring of pinned staging buffers (context.cu): the host
 // copies into a slot, queues an asynchronous copy on the stream and returns without waiting
@@ -63,13 +65,16 @@ typedef struct rx_cuda_state {
     char name[256];
     cudaStream_t stream;
     cublasHandle_t cublas;
+    cublasLtHandle_t cublaslt;            // the linear layers' forward (dense.cu: bias fused as an epilogue)
     cudnnHandle_t cudnn;
     void *scratch[RX_CUDA_SCRATCH_COUNT];
     size_t scratch_bytes[RX_CUDA_SCRATCH_COUNT];
     size_t scratch_peak;                  // largest total of the scratch slots so far (bytes)
+    size_t scratch_request_peak[RX_CUDA_SCRATCH_COUNT];   // largest request of each slot so far (bytes)
     unsigned long long *dev_flag;         // one device word for kernels that report a bad input
     void *host_pinned;                    // 64 pinned bytes: reduction results, flags
     struct rx_cuda_conv_cache *conv_cache;
+    struct rx_cuda_lt_cache *lt_cache;
     rx_cuda_staging staging[RX_CUDA_STAGING_SLOTS];
     int staging_next;
     // deferred index checks (embed.cu): kernels record the first bad index here instead of the
@@ -136,6 +141,7 @@ rx_status rx_cuda_adamw_multi(rx_ctx *c, const rx_mt_args *a);
 rx_status rx_cuda_sgemm(rx_ctx *c, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t sA, const float *B, int64_t sB, float beta, float *C, int64_t sC, int64_t count);
 void rx_cuda_conv_cache_free(rx_cuda_state *st);
+void rx_cuda_lt_cache_free(rx_cuda_state *st);
 // embed.cu: *first = the lowest i < n whose v[i] is not a whole number in [0, limit), else -1;
 // *value = v[*first]. Reads one word back, so it waits for the stream.
 rx_status rx_cuda_check_indices(rx_ctx *c, const float *v, int64_t n, int64_t limit, int64_t *first, float *value);

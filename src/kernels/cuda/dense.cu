@@ -1,4 +1,5 @@
-// dense.cu — CUDA conv2d (cuDNN), linear and matmul (cuBLAS), forward and backward.
+// dense.cu — CUDA conv2d (cuDNN), linear (cuBLASLt forward, cuBLAS backward) and matmul (cuBLAS),
+// forward and backward.
 // The node layout is cpu/dense.c's (see op_dense.c):
 //   conv2d  in = {x, w, b|NULL}   i[0] = stride, i[1] = pad
 //   linear  in = {x, w, b|NULL}
@@ -27,6 +28,10 @@
 // So bf16 buys tensor-core math, not memory: activations are stored in fp32 as before, plus the
 // bf16 copies of one op's operands at a time.
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_api.h"
+extern "C" {
+#include "kernels/bf16_operands.h"
+}
 #include <limits.h>
 
 // ---- GEMM (row-major, through column-major cuBLAS) ----------------------------------------
@@ -87,20 +92,19 @@ struct add_bf16 {        // y[i] += x[i] (a bf16 result added to an fp32 gradien
 };
 }  // namespace
 
-// bytes of n bf16 values in a scratch slot, each array 256-byte aligned as cuBLAS/cuDNN prefer
-static size_t bf16_span(int64_t n) { return ((size_t)n * sizeof(bf16_bits) + 255) & ~(size_t)255; }
-
-// bf16 copies of the operands [n[k]] in one scratch request (the slot holds them side by side)
+// bf16 copies of the operands [n[k]] in one scratch request (the slot holds them side by side,
+// each rx_bf16_span: 256-byte aligned). kernels/bf16_operands.c mirrors every request made here,
+// for the memory plan: a change to what is copied changes it too (test_cuda_memory.c checks).
 static rx_status bf16_copies(rx_ctx *c, int count, const float *const *src, const int64_t *n, bf16_bits **out) {
     size_t total = 0;
-    for (int k = 0; k < count; k++) total += bf16_span(n[k]);
+    for (int k = 0; k < count; k++) total += rx_bf16_span(n[k]);
     void *buf;
     RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_BF16, total, &buf));
     char *p = (char *)buf;
     for (int k = 0; k < count; k++) {
         out[k] = (bf16_bits *)p;
         if (src[k]) RX_TRY(rx_cuda_foreach(c, n[k], round_to_bf16{src[k], out[k]}));   // NULL: an output
-        p += bf16_span(n[k]);
+        p += rx_bf16_span(n[k]);
     }
     return RX_OK;
 }
@@ -479,18 +483,21 @@ extern "C" rx_status cuda_conv2d_bwd(rx_ctx *c, rx_node *n) {
     const float one = 1.0f;
     conv_plan *p;
     RX_TRY(plan_of(c, &g, &p));
-    // cuDNN's operands and results: the fp32 tensors, or with bf16 the copies
-    // gy16 [ny], w16 [nw], gx16 [nx], x16 [nx], gw16 [nw] side by side (the slot's size is the plan's)
+    // cuDNN's operands and results: the fp32 tensors, or with bf16 the copies, gy16 [ny] and one
+    // [nw] and one [nx] array that the two passes take in turn (stream order makes it safe: the
+    // filter pass rounds x over gx16 after the data pass's gx16 was added to gx, and writes gw16
+    // over w16 after the data pass read it):
+    //   data pass    w16 [nw], gy16  -> gx16 [nx]        filter pass  x16 [nx], gy16 -> gw16 [nw]
     const int bf16 = p->precision == RX_PRECISION_BF16 && (gx || gw);
     const void *gy_op = gy, *w_op = n->in[1]->data, *x_op = n->in[0]->data;
     void *gx_out = gx, *gw_out = gw;
     float beta = 1.0f;
-    bf16_bits *h[5];
+    bf16_bits *h[3];
     if (bf16) {
-        const float *src[5] = {gy, gx ? n->in[1]->data : NULL, NULL, gw ? n->in[0]->data : NULL, NULL};
-        const int64_t cnt[5] = {p->ny, p->nw, p->nx, p->nx, p->nw};
-        RX_TRY(bf16_copies(c, 5, src, cnt, h));
-        gy_op = h[0], w_op = h[1], gx_out = h[2], x_op = h[3], gw_out = h[4], beta = 0.0f;
+        const float *src[3] = {gy, gx ? n->in[1]->data : NULL, NULL};
+        const int64_t cnt[3] = {p->ny, p->nw, p->nx};
+        RX_TRY(bf16_copies(c, 3, src, cnt, h));
+        gy_op = h[0], w_op = h[1], gx_out = h[2], x_op = h[2], gw_out = h[1], beta = 0.0f;
     }
     if (gx) {
         RX_TRY(choose_algorithm(c, p, DIR_BWD_DATA));
@@ -502,13 +509,14 @@ extern "C" rx_status cuda_conv2d_bwd(rx_ctx *c, rx_node *n) {
         if (bf16) RX_TRY(rx_cuda_foreach(c, p->nx, add_bf16{gx, h[2]}));
     }
     if (gw) {
+        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nx, round_to_bf16{n->in[0]->data, h[2]}));   // x16 over gx16
         RX_TRY(choose_algorithm(c, p, DIR_BWD_FILTER));
         void *ws = nullptr;   // (the data pass above is queued before this regrows the slot, if it does)
         if (p->workspace[DIR_BWD_FILTER]) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace[DIR_BWD_FILTER], &ws));
         RX_CUDNN_TRY(cudnnConvolutionBackwardFilter(st->cudnn, &one, p->x, x_op, p->y, gy_op, p->conv[DIR_BWD_FILTER],
                                                     (cudnnConvolutionBwdFilterAlgo_t)p->algo[DIR_BWD_FILTER], ws,
                                                     p->workspace[DIR_BWD_FILTER], &beta, p->w, gw_out));
-        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nw, add_bf16{gw, h[4]}));
+        if (bf16) RX_TRY(rx_cuda_foreach(c, p->nw, add_bf16{gw, h[1]}));
     }
     if (gb) RX_TRY(conv_bias_grad(c, gy, gb, g.B, g.Co, g.Ho * g.Wo));
     return RX_OK;
@@ -533,11 +541,196 @@ struct column_of {   // f(r, j) = g[r, j] of a row-major [R, D]
 
 }  // namespace
 
+// ---- linear forward through cuBLASLt: y = x wᵀ + b, the bias added by the GEMM's epilogue --------
+// In cuBLAS' column-major view (as rx_cuda_sgemm): D = y' [out,R] = op_T(w' [in,out]) x' [in,R],
+// with CUBLASLT_EPILOGUE_BIAS adding b [out] to every column of D (each row of y): one launch
+// instead of a bias-filling kernel plus a GEMM that reads it back (beta = 1).
+// Operands: fp32 (CUBLAS_COMPUTE_32F: plain fp32 FMA), fp32 with TF32 tensor cores
+// (CUBLAS_COMPUTE_32F_FAST_TF32), or the bf16 copies of x and w (the same request as the GEMM path,
+// kernels/bf16_operands.h) with fp32 accumulation, output and bias.
+// A plan per (R, out, in, precision, bias, pointer alignments) keeps the descriptors and the
+// algorithm cuBLASLt's heuristic ranks first, asked once (cublasLtMatmulAlgoGetHeuristic); its
+// workspace comes from the context's work slot (as cuDNN's), at most LT_WORKSPACE_MAX. The
+// heuristic is told each pointer's real alignment (the default assumes 256 bytes; arena tensors
+// are 64-byte aligned): an algorithm is never chosen for an alignment the pointers lack.
+// Where cuBLASLt has no algorithm (NOT_SUPPORTED), the plan says so and the bias kernel + GEMM
+// path runs instead (counted: rx_cuda_lt_info). RX_CUDA_LT=0 in the environment takes that path
+// for every linear (bench/gpu_issue16.sh's before/after profile).
+
+enum { LT_CACHE_CAP = 128, LT_KEY = 9 };
+static const size_t LT_WORKSPACE_MAX = (size_t)32 << 20;   // cuBLAS docs (cublasSetWorkspace) for Hopper; PyTorch too
+
+typedef struct lt_plan {
+    int64_t key[LT_KEY];                 // R, out, in, precision, bias, alignment of w, x, y, b
+    int usable;                          // 0: no cuBLASLt algorithm: the GEMM + bias kernel path
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, d;      // w' [in,out] (transposed by the op), x' [in,R], y' [out,R]
+    cublasLtMatmulAlgo_t algo;
+    size_t workspace;
+} lt_plan;
+
+struct rx_cuda_lt_cache {
+    lt_plan plans[LT_CACHE_CAP];
+    int n, next_evict, fallbacks;
+    int off;   // RX_CUDA_LT=0 in the environment: every linear forward takes the GEMM path (before/after timing)
+};
+
+static void lt_plan_destroy(lt_plan *p) {
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+    if (p->d) cublasLtMatrixLayoutDestroy(p->d);
+    memset(p, 0, sizeof *p);
+}
+
+void rx_cuda_lt_cache_free(rx_cuda_state *st) {
+    if (!st->lt_cache) return;
+    for (int i = 0; i < st->lt_cache->n; i++) lt_plan_destroy(&st->lt_cache->plans[i]);
+    free(st->lt_cache);
+    st->lt_cache = nullptr;
+}
+
+static const cublasComputeType_t lt_compute[RX_PRECISION_COUNT] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                                                   CUBLAS_COMPUTE_32F};
+static const cudaDataType_t lt_operand[RX_PRECISION_COUNT] = {CUDA_R_32F, CUDA_R_32F, CUDA_R_16BF};
+
+// the largest power of two dividing the address, at most 256 (cuBLASLt's default assumption)
+static uint32_t alignment_of(const void *p) {
+    const uintptr_t a = (uintptr_t)p, low = a & (~a + 1);
+    return !a || low > 256 ? 256u : (uint32_t)low;
+}
+
+#define RX_CUBLASLT_TRY(call) do { cublasStatus_t e_ = (call); if (e_ != CUBLAS_STATUS_SUCCESS) \
+    return rx_fail(RX_ERR_DEVICE, "%s:%d: %s: cuBLASLt status %d", __FILE__, __LINE__, #call, (int)e_); } while (0)
+
+// the heuristic's first algorithm under the alignments and the workspace limit (a preference
+// made and destroyed here); none: p->usable stays 0
+static rx_status lt_choose(rx_cuda_state *st, lt_plan *p, const uint32_t align[4]) {
+    cublasLtMatmulPreference_t pref = nullptr;
+    RX_CUBLASLT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t max_ws = LT_WORKSPACE_MAX;
+    static const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    cublasStatus_t e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &max_ws,
+                                                            sizeof max_ws);
+    for (int i = 0; i < 4 && e == CUBLAS_STATUS_SUCCESS; i++)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof align[i]);
+    cublasLtMatmulHeuristicResult_t result;
+    int found = 0;
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulAlgoGetHeuristic(st->cublaslt, p->op, p->a, p->b, p->d, p->d, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (e == CUBLAS_STATUS_NOT_SUPPORTED || (e == CUBLAS_STATUS_SUCCESS && (found < 1 || result.state != CUBLAS_STATUS_SUCCESS)))
+        return RX_OK;   // no algorithm for this configuration: the GEMM path
+    if (e != CUBLAS_STATUS_SUCCESS)
+        return rx_fail(RX_ERR_DEVICE, "linear [%lld,%lld] x [%lld,%lld]ᵀ: cuBLASLt heuristic: status %d", (long long)p->key[0],
+                       (long long)p->key[2], (long long)p->key[1], (long long)p->key[2], (int)e);
+    p->algo = result.algo;
+    p->workspace = result.workspaceSize;
+    p->usable = 1;
+    return RX_OK;
+}
+
+static rx_status lt_plan_init(rx_cuda_state *st, lt_plan *p, const void *bias, const uint32_t align[4]) {
+    const int64_t R = p->key[0], out = p->key[1], in = p->key[2];
+    const int prec = (int)p->key[3];
+    RX_CUBLASLT_TRY(cublasLtMatmulDescCreate(&p->op, lt_compute[prec], CUDA_R_32F));
+    const int32_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    RX_CUBLASLT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
+    RX_CUBLASLT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
+    const uint32_t epilogue = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    RX_CUBLASLT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue));
+    // the heuristic reads the bias pointer's alignment (each call sets its own, of the same alignment)
+    if (bias) RX_CUBLASLT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    RX_CUBLASLT_TRY(cublasLtMatrixLayoutCreate(&p->a, lt_operand[prec], (uint64_t)in, (uint64_t)out, in));
+    RX_CUBLASLT_TRY(cublasLtMatrixLayoutCreate(&p->b, lt_operand[prec], (uint64_t)in, (uint64_t)R, in));
+    RX_CUBLASLT_TRY(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)out, (uint64_t)R, out));
+    return lt_choose(st, p, align);
+}
+
+// the plan of a linear forward with these operands (A = w, B = x, D = y, as cuBLASLt sees them)
+static rx_status lt_plan_of(rx_ctx *c, int64_t R, int64_t out, int64_t in, const void *w, const void *x, const void *y,
+                            const void *bias, lt_plan **out_plan) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (!st->lt_cache) {
+        st->lt_cache = (rx_cuda_lt_cache *)calloc(1, sizeof *st->lt_cache);
+        if (!st->lt_cache) return rx_fail(RX_ERR_OOM, "linear: out of host memory for the cuBLASLt plans");
+        const char *env = getenv("RX_CUDA_LT");
+        st->lt_cache->off = env && !strcmp(env, "0");
+    }
+    rx_cuda_lt_cache *lc = st->lt_cache;
+    *out_plan = nullptr;
+    if (lc->off) return RX_OK;
+    // A = w, B = x, C = D = y
+    const uint32_t align[4] = {alignment_of(w), alignment_of(x), alignment_of(y), alignment_of(y)};
+    const int64_t key[LT_KEY] = {R, out, in, st->precision, bias != nullptr, align[0], align[1], align[2],
+                                 bias ? alignment_of(bias) : 0};
+    for (int i = 0; i < lc->n; i++)
+        if (!memcmp(lc->plans[i].key, key, sizeof key)) { *out_plan = &lc->plans[i]; return RX_OK; }
+    lt_plan *p;
+    if (lc->n < LT_CACHE_CAP) p = &lc->plans[lc->n++];
+    else {   // full: replace round-robin, as the convolution plans
+        p = &lc->plans[lc->next_evict];
+        lc->next_evict = (lc->next_evict + 1) % LT_CACHE_CAP;
+        lt_plan_destroy(p);
+    }
+    memset(p, 0, sizeof *p);
+    memcpy(p->key, key, sizeof key);
+    rx_status s = lt_plan_init(st, p, bias, align);
+    if (s) {   // leave no half-made plan behind: it would match the key next time
+        lt_plan_destroy(p);
+        return s;
+    }
+    if (!p->usable) lc->fallbacks++;
+    *out_plan = p;
+    return RX_OK;
+}
+
+// y [R,out] = x [R,in] wᵀ (+ b) through the plan's cuBLASLt algorithm
+static rx_status lt_linear(rx_ctx *c, const lt_plan *p, const void *x, const void *w, const float *bias, float *y) {
+    rx_cuda_state *st = rx_cuda(c);
+    if (bias) RX_CUBLASLT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    void *ws = nullptr;
+    if (p->workspace) RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_WORK, p->workspace, &ws));
+    const float one = 1.0f, zero = 0.0f;
+    RX_CUBLASLT_TRY(cublasLtMatmul(st->cublaslt, p->op, &one, w, p->a, x, p->b, &zero, y, p->d, y, p->d, &p->algo, ws,
+                                   p->workspace, st->stream));
+    return RX_OK;
+}
+
+extern "C" rx_backend rx_cuda_backend_table;   // backend_cuda.cu
+
+extern "C" rx_status rx_cuda_lt_info(rx_ctx *c, int *plans, int *fallbacks) {
+    if (!c || c->be != &rx_cuda_backend_table) return rx_fail(RX_ERR_ARG, "cuBLASLt info: not a CUDA context");
+    const rx_cuda_lt_cache *lc = rx_cuda(c)->lt_cache;
+    if (plans) *plans = lc ? lc->n : 0;
+    if (fallbacks) *fallbacks = lc ? lc->fallbacks : 0;
+    return RX_OK;
+}
+
 extern "C" rx_status cuda_linear_fwd(rx_ctx *c, rx_node *n) {
     const rx_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
     const int64_t in = w->shape[1], out = w->shape[0], R = out ? n->out->numel / out : 0;
     float *y = n->out->data;
-    if (b) RX_TRY(rx_cuda_foreach(c, R * out, bias_rows{y, b->data, out}));   // the GEMM adds x wᵀ to it
+    const float *bias = b ? b->data : nullptr;
+    if (R == 0 || out == 0) return RX_OK;
+    if (in > 0 && in <= INT_MAX && out <= INT_MAX && R <= INT_MAX) {
+        // cuBLASLt's operands: x and w, or with bf16 their copies (the GEMM path's request: x, then w)
+        const void *x_op = x->data, *w_op = w->data;
+        if (rx_cuda(c)->precision == RX_PRECISION_BF16) {
+            const float *src[2] = {x->data, w->data};
+            const int64_t cnt[2] = {R * in, out * in};
+            bf16_bits *h[2];
+            RX_TRY(bf16_copies(c, 2, src, cnt, h));
+            x_op = h[0], w_op = h[1];
+        }
+        lt_plan *p = nullptr;
+        RX_TRY(lt_plan_of(c, R, out, in, w_op, x_op, y, bias, &p));
+        if (p && p->usable) return lt_linear(c, p, x_op, w_op, bias, y);
+    }
+    // no cuBLASLt algorithm (or in = 0): the bias in every row, then the GEMM adds x wᵀ to it
+    if (b) RX_TRY(rx_cuda_foreach(c, R * out, bias_rows{y, bias, out}));
     return rx_cuda_sgemm(c, 0, 1, R, out, in, 1.0f, x->data, 0, w->data, 0, b ? 1.0f : 0.0f, y, 0, 1);
 }
 

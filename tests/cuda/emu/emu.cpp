@@ -10,6 +10,7 @@
 // read as the top halves of floats, accumulated in double, and bf16 results rounded to nearest even).
 #include "cuda_runtime.h"
 #include "cublas_v2.h"
+#include "cublasLt.h"
 #include "cudnn.h"
 
 #include <stdio.h>
@@ -640,6 +641,189 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
         store_elem(dwv, i, (float)(al * acc[i] + (be == 0.0f ? 0.0 : (double)be * load_elem(dwv, i, g.bf16))), g.bf16);
     return CUDNN_STATUS_SUCCESS;
 }
+
+// ---- cuBLASLt (include/cublasLt.h) ---------------------------------------------------------------------
+// Column-major as cuBLAS: D [m,n] = alpha op(A) op(B) + beta C (+ bias[i] on row i with the BIAS
+// epilogue), op(A) [m,k], op(B) [k,n]; A and B fp32 or both bf16, C and D fp32, fp32 scale,
+// compute 32F (FAST_TF32 rounds fp32 inputs to TF32); accumulated in double, rounded once.
+// Other combinations: NOT_SUPPORTED from the heuristic. The one algorithm returned remembers the
+// pointer alignment it was chosen for (the preference's, and the bias pointer's at the query)
+// and its workspace: a split-K kernel for k > 256 that keeps m·n fp32 partials in the workspace,
+// unless the preference's limit is smaller (then a kernel without workspace).
+
+struct rx_emu_lt_handle { int unused; };
+struct rx_emu_lt_desc {
+    cublasComputeType_t compute;
+    cudaDataType_t scale;
+    int32_t transa, transb;
+    uint32_t epilogue;
+    const void *bias;
+    int32_t bias_type;
+};
+struct rx_emu_lt_layout { cudaDataType_t type; uint64_t rows, cols; int64_t ld; };
+struct rx_emu_lt_pref { uint64_t max_workspace; uint32_t align[4]; };   // A, B, C, D
+
+enum { LT_ALGO_MAGIC = 0x4c74, LT_SPLIT_K_FROM = 256 };
+
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = new rx_emu_lt_handle{0}; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { delete h; return CUBLAS_STATUS_SUCCESS; }
+
+cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t compute, cudaDataType_t scale) {
+    *d = new rx_emu_lt_desc{compute, scale, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, -1};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return CUBLAS_STATUS_SUCCESS; }
+
+// an attribute's value from buf, refused (as cuBLASLt does) when bytes is not its storage size
+template <class T>
+static cublasStatus_t lt_set(T *field, const void *buf, size_t bytes) {
+    if (!buf || bytes != sizeof(T)) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(field, buf, sizeof(T));
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const void *buf,
+                                              size_t bytes) {
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA: return lt_set(&d->transa, buf, bytes);
+    case CUBLASLT_MATMUL_DESC_TRANSB: return lt_set(&d->transb, buf, bytes);
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: return lt_set(&d->epilogue, buf, bytes);
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return lt_set(&d->bias, buf, bytes);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return lt_set(&d->bias_type, buf, bytes);
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;   // (pointer mode: runexp keeps the host default)
+    }
+}
+
+cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t type, uint64_t rows, uint64_t cols,
+                                          int64_t ld) {
+    if (ld < 1 || (uint64_t)ld < rows) return CUBLAS_STATUS_INVALID_VALUE;   // column-major: ld >= rows
+    *l = new rx_emu_lt_layout{type, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return CUBLAS_STATUS_SUCCESS; }
+
+cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    *p = new rx_emu_lt_pref{0, {256, 256, 256, 256}};   // the real defaults: no workspace, 256-byte alignment
+    return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { delete p; return CUBLAS_STATUS_SUCCESS; }
+cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr,
+                                                    const void *buf, size_t bytes) {
+    switch (attr) {
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: return lt_set(&p->max_workspace, buf, bytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: return lt_set(&p->align[0], buf, bytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: return lt_set(&p->align[1], buf, bytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: return lt_set(&p->align[2], buf, bytes);
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: return lt_set(&p->align[3], buf, bytes);
+    default: return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
+}
+
+static uint64_t lt_align_of(const void *p) {   // the largest power of two dividing the address, at most 256
+    const uintptr_t a = (uintptr_t)p;
+    return a ? ((a & (~a + 1)) < 256 ? (a & (~a + 1)) : 256) : 256;
+}
+
+// op(A) [m,k], op(B) [k,n], C and D [m,n] from the layouts; 0: the sizes do not fit together
+static int lt_dims(const rx_emu_lt_desc *d, const rx_emu_lt_layout *A, const rx_emu_lt_layout *B,
+                   const rx_emu_lt_layout *C, const rx_emu_lt_layout *D, uint64_t *m, uint64_t *n, uint64_t *k) {
+    *m = d->transa == CUBLAS_OP_N ? A->rows : A->cols;
+    *k = d->transa == CUBLAS_OP_N ? A->cols : A->rows;
+    const uint64_t kb = d->transb == CUBLAS_OP_N ? B->rows : B->cols;
+    *n = d->transb == CUBLAS_OP_N ? B->cols : B->rows;
+    return kb == *k && C->rows == *m && C->cols == *n && D->rows == *m && D->cols == *n;
+}
+
+static int lt_supported(const rx_emu_lt_desc *d, const rx_emu_lt_layout *A, const rx_emu_lt_layout *B,
+                        const rx_emu_lt_layout *C, const rx_emu_lt_layout *D) {
+    const int bf16 = A->type == CUDA_R_16BF;
+    if (A->type != B->type || (A->type != CUDA_R_32F && !bf16) || C->type != CUDA_R_32F || D->type != CUDA_R_32F) return 0;
+    if (d->scale != CUDA_R_32F || (d->compute != CUBLAS_COMPUTE_32F && d->compute != CUBLAS_COMPUTE_32F_FAST_TF32)) return 0;
+    if (bf16 && d->compute != CUBLAS_COMPUTE_32F) return 0;
+    if ((d->transa != CUBLAS_OP_N && d->transa != CUBLAS_OP_T) || (d->transb != CUBLAS_OP_N && d->transb != CUBLAS_OP_T)) return 0;
+    if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT && d->epilogue != CUBLASLT_EPILOGUE_BIAS) return 0;
+    return d->bias_type == -1 || d->bias_type == CUDA_R_32F;   // the bias is D's type (fp32)
+}
+
+// algo.data: [0] magic, [1] workspace bytes, [2..5] alignment of A, B, C, D, [6] of the bias
+cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t A,
+                                              cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C, cublasLtMatrixLayout_t D,
+                                              cublasLtMatmulPreference_t pref, int requested,
+                                              cublasLtMatmulHeuristicResult_t results[], int *returned) {
+    *returned = 0;
+    if (requested < 1 || !results) return CUBLAS_STATUS_INVALID_VALUE;
+    uint64_t m, n, k;
+    if (!lt_dims(op, A, B, C, D, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!lt_supported(op, A, B, C, D)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (op->epilogue == CUBLASLT_EPILOGUE_BIAS && !op->bias) return CUBLAS_STATUS_INVALID_VALUE;
+    cublasLtMatmulHeuristicResult_t r;
+    memset(&r, 0, sizeof r);
+    const uint64_t split_k = k > LT_SPLIT_K_FROM ? m * n * sizeof(float) : 0;
+    r.workspaceSize = split_k <= pref->max_workspace ? split_k : 0;
+    r.algo.data[0] = LT_ALGO_MAGIC;
+    r.algo.data[1] = r.workspaceSize;
+    for (int i = 0; i < 4; i++) r.algo.data[2 + i] = pref->align[i];
+    r.algo.data[6] = op->epilogue == CUBLASLT_EPILOGUE_BIAS ? lt_align_of(op->bias) : 1;
+    r.state = CUBLAS_STATUS_SUCCESS;
+    r.wavesCount = 1.0f;
+    results[0] = r;
+    *returned = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// the multiplication itself, on copies of the descriptors (a captured call keeps them as they were)
+static void lt_run(rx_emu_lt_desc d, rx_emu_lt_layout A, rx_emu_lt_layout B, rx_emu_lt_layout C, rx_emu_lt_layout D,
+                   float alpha, float beta, const void *a, const void *b, const float *c, float *dst, float *workspace) {
+    uint64_t m, n, k;
+    lt_dims(&d, &A, &B, &C, &D, &m, &n, &k);
+    const int bf16 = A.type == CUDA_R_16BF, t = !bf16 && d.compute == CUBLAS_COMPUTE_32F_FAST_TF32;
+    const float *bias = d.epilogue == CUBLASLT_EPILOGUE_BIAS ? (const float *)d.bias : nullptr;
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            double s = 0;
+            for (uint64_t p = 0; p < k; p++) {
+                float x = load_elem(a, d.transa == CUBLAS_OP_N ? i + p * A.ld : p + i * A.ld, bf16);
+                float y = load_elem(b, d.transb == CUBLAS_OP_N ? p + j * B.ld : j + p * B.ld, bf16);
+                if (t) { x = tf32(x); y = tf32(y); }
+                s += (double)x * y;
+            }
+            double v = alpha * s + (beta == 0.0f ? 0.0 : (double)beta * c[i + j * C.ld]) + (bias ? bias[i] : 0.0);
+            if (workspace) workspace[i + j * m] = (float)v;   // split-K: the partial sums live in the workspace
+            else dst[i + j * D.ld] = (float)v;
+        }
+    if (workspace)
+        for (uint64_t j = 0; j < n; j++)
+            for (uint64_t i = 0; i < m; i++) dst[i + j * D.ld] = workspace[i + j * m];
+}
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t op, const void *alpha, const void *A,
+                              cublasLtMatrixLayout_t Adesc, const void *B, cublasLtMatrixLayout_t Bdesc, const void *beta,
+                              const void *C, cublasLtMatrixLayout_t Cdesc, void *D, cublasLtMatrixLayout_t Ddesc,
+                              const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspace_bytes, cudaStream_t) {
+    uint64_t m, n, k;
+    if (!lt_dims(op, Adesc, Bdesc, Cdesc, Ddesc, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!lt_supported(op, Adesc, Bdesc, Cdesc, Ddesc)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (!algo || algo->data[0] != LT_ALGO_MAGIC) return CUBLAS_STATUS_INVALID_VALUE;   // not from the heuristic
+    const uint64_t need = algo->data[1];
+    if (need && (!workspace || workspace_bytes < need)) return CUBLAS_STATUS_INVALID_VALUE;
+    const int bias = op->epilogue == CUBLASLT_EPILOGUE_BIAS;
+    if (bias && !op->bias) return CUBLAS_STATUS_INVALID_VALUE;
+    const void *ptr[4] = {A, B, C, D};
+    for (int i = 0; i < 4; i++)
+        if (lt_align_of(ptr[i]) < algo->data[2 + i]) return CUBLAS_STATUS_INVALID_VALUE;   // chosen for a stricter alignment
+    if (bias && lt_align_of(op->bias) < algo->data[6]) return CUBLAS_STATUS_INVALID_VALUE;
+    const float a = *(const float *)alpha, b = *(const float *)beta;   // host pointer mode: read at the call
+    const rx_emu_lt_desc d = *op;
+    const rx_emu_lt_layout la = *Adesc, lb = *Bdesc, lc = *Cdesc, ld = *Ddesc;
+    float *ws = need ? (float *)workspace : nullptr;
+    if (capture_on()) {
+        capture_record([=] { lt_run(d, la, lb, lc, ld, a, b, A, B, (const float *)C, (float *)D, ws); });
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    lt_run(d, la, lb, lc, ld, a, b, A, B, (const float *)C, (float *)D, ws);
+    return CUBLAS_STATUS_SUCCESS;
+}
+// ---- end cuBLASLt ----
 
 // ---- stream capture: CUDA graphs (cuda_runtime.h's graphs section) -------------------------------
 // One stream exists (stream_token), so one capture at a time. A graph is the list of recorded
