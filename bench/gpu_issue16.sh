@@ -11,7 +11,10 @@
 #   4. bench/compare --device cuda cifar32: runexp against PyTorch eager on the same step (needs
 #      torch + diffusers on the machine; skipped with a note otherwise);
 #   5. a short cfg_cifar32 training run (300 steps, log_every 100): img/s with the loss read back
-#      once per log window (train.c) against the same run with log_every 1 (a read every step).
+#      once per log window (train.c) against the same run with log_every 1 (a read every step),
+#      and against the same run with cuda_graphs: true (the step captured and replayed);
+#   6. DDIM-50 with CFG from that run's weights, 100 images at batch 100 and at batch 10, with
+#      cuda_graphs false and true: the sample stage's seconds (run.json stage_seconds.sample).
 #   Prints a table (also $OUT/issue16_summary.txt).
 #
 #   sh bench/gpu_issue16.sh                         # logs in $OUT (the device tool's folder) or a temp dir
@@ -56,9 +59,9 @@ else
 fi
 
 # ---- 5. cfg_cifar32 training: the loss read back per log window vs every step ------------------------
-train() {   # name log_every
+train() {   # name log_every cuda_graphs
   rx timeout 75 "$BIN/runexp" experiments/cfg_cifar32.yaml --backend cuda --set train.steps=300 \
-    --set train.log_every="$2" --set train.checkpoint_every=0 --set sample=null --set eval=null \
+    --set train.log_every="$2" --set cuda_graphs="${3:-false}" --set train.checkpoint_every=0 --set sample=null --set eval=null \
     --results "$WORK/results_$1" --force > "$OUT/train_$1.out" 2> "$OUT/train_$1.log"
   local run; run=$(tail -1 "$OUT/train_$1.out" 2>/dev/null)
   # img/s of the rows after the first 100 steps (cuDNN's algorithm search and warm-up excluded)
@@ -69,18 +72,34 @@ say "cfg_cifar32 300 steps, log_every 100 (one read-back per window)"
 IPS_WINDOW=$(train window 100)
 say "cfg_cifar32 300 steps, log_every 1 (a read-back every step)"
 IPS_EVERY=$(train every 1)
+say "cfg_cifar32 300 steps, log_every 100, cuda_graphs: true"
+IPS_GRAPHS=$(train graphs 100 true)
+
+# ---- 6. DDIM-50 + CFG sampling, network call eager vs replayed -----------------------------------------
+sample() {   # name cuda_graphs batch: seconds of the sample stage (100 images) from the window run's weights
+  rx timeout 60 "$BIN/runexp" experiments/cfg_cifar32.yaml --backend cuda --set train=null \
+    --set init="$(tail -1 "$OUT/train_window.out")/checkpoints/last.safetensors" --set cuda_graphs="$2" \
+    --set sample.num_images=100 --set sample.batch_size="$3" --set eval=null \
+    --results "$WORK/results_$1" --force > "$OUT/sample_$1.out" 2> "$OUT/sample_$1.log"
+  python3 -c 'import json,sys; print("%.2f s" % json.load(open(sys.argv[1]))["stage_seconds"]["sample"])' \
+    "$(tail -1 "$OUT/sample_$1.out" 2>/dev/null)/run.json" 2>/dev/null || echo n/a
+}
+say "DDIM-50 CFG, 100 images, batch 100 and 10, cuda_graphs false / true"
+S100_EAGER=$(sample s100e false 100); S100_GRAPHS=$(sample s100g true 100)
+S10_EAGER=$(sample s10e false 10); S10_GRAPHS=$(sample s10g true 10)
 
 {
   echo "================ runexp issue 16 device check ================"
   echo "device            $GPU"
   echo "build             $BUILT"
   echo "CUDA suite        $SUITE"
-  echo "cfg_cifar32 train img/s, steps 101-300: log_every 100 $IPS_WINDOW, log_every 1 $IPS_EVERY"
+  echo "cfg_cifar32 train img/s, steps 101-300: log_every 100 $IPS_WINDOW, log_every 1 $IPS_EVERY, cuda_graphs $IPS_GRAPHS"
+  echo "DDIM-50 CFG 100 images: batch 100 eager $S100_EAGER, graphs $S100_GRAPHS; batch 10 eager $S10_EAGER, graphs $S10_GRAPHS"
   echo "gpu_bench cifar32 --profile:"
   sed 's/^/  /' "$OUT/profile.log"
   echo "bench/compare --device cuda cifar32:"
   sed 's/^/  /' "$OUT/compare.log"
   echo "total             $(( $(date +%s) - START ))s; load $(cut -d' ' -f1-3 /proc/loadavg); logs in $OUT"
 } | tee "$OUT/issue16_summary.txt"
-rm -rf "$WORK"/results_* "$OUT"/train_*.out
+rm -rf "$WORK"/results_* "$OUT"/train_*.out "$OUT"/sample_*.out
 [ "$FAIL" -eq 0 ] && [ -z "$BAD" ]

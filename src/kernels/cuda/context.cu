@@ -187,6 +187,7 @@ extern "C" void rx_cuda_close(void *state) {
     for (int k = 0; k < RX_CUDA_SCRATCH_COUNT; k++) if (st->scratch[k]) cudaFree(st->scratch[k]);
     if (st->dev_flag) cudaFree(st->dev_flag);
     if (st->bad_index) cudaFree(st->bad_index);
+    if (st->dropout_step) cudaFree(st->dropout_step);
     if (st->host_pinned) cudaFreeHost(st->host_pinned);
     if (st->cudnn) cudnnDestroy(st->cudnn);
     if (st->cublas) cublasDestroy(st->cublas);

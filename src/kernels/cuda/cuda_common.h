@@ -78,6 +78,10 @@ typedef struct rx_cuda_state {
                                           //         [1] the value there (float bits)
     unsigned checks;                      // check numbers handed out
     char check_what[RX_CUDA_CHECK_RING][192];   // what check k % RING was (for the message)
+    // CUDA graphs (graph.cu): dropout's training step read from this device word instead of the
+    // node's host-side stream, so that a replayed step draws the masks of the step it replays
+    unsigned long long *dropout_step;     // device: the step; NULL until first set
+    int dropout_step_on;                  // kernels read dropout_step (rx_cuda_dropout_step)
 } rx_cuda_state;
 
 static inline rx_cuda_state *rx_cuda(rx_ctx *c) { return (rx_cuda_state *)c->be_state; }
