@@ -5,7 +5,9 @@
 #      prebuilt .gpubundle from bench/gpu_pack.sh);
 #   2. the whole CUDA suite (tests/cuda/test_*.c), including test_cuda_optim (the multi-tensor
 #      AdamW + EMA against the CPU) and test_cuda_graphs (a captured training step replayed,
-#      bit-identical to eager: the issue's graph test, on the real cudaGraph);
+#      bit-identical to eager: the issue's graph test, on the real cudaGraph) and
+#      test_cuda_graphs_runner (cuda_graphs: true through the runner: losses, checkpoint and
+#      samples bit-identical to eager, resume exact);
 #   3. bench/gpu_bench cifar32 --profile: cfg_cifar32's step (batch 128, TF32) timed, then the
 #      per-op table bench/NOTES.md asks for ("Issue 16: predictions") — check the predictions;
 #   4. bench/compare --device cuda cifar32: runexp against PyTorch eager on the same step (needs

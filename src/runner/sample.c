@@ -29,8 +29,9 @@
  * every later call of that shape replays it: one launch per sampler step instead of the
  * forward's thousands. The timesteps, images and labels change from step to step: they are the
  * call's first step-arena tensors, uploaded before the replay into the addresses the graph was
- * captured with (checked each call: a call that finds other addresses runs eagerly and the shape
- * is captured again, never replayed on the wrong buffers), and the output is read from its
+ * captured with (checked each call: a call that finds other addresses, or a scratch reallocated
+ * since the capture by another shape's warm-up, runs eagerly and the shape is captured again,
+ * never replayed on the wrong buffers), and the output is read from its
  * captured address after it. A graph lives as long as its generator: the weights it reads (the
  * EMA swapped in or not, which model) are fixed from rx_generator_open to close. */
 #define NET_GRAPH_SHAPES 4
@@ -39,6 +40,7 @@ typedef struct net_graph {
     rx_cuda_graph *graph;
     const void *x, *t, *l;      /* the input addresses it was captured with */
     const float *y;             /* its output's */
+    uint64_t scratch_moves;     /* the scratch's reallocations then (rx_cuda_scratch_moves) */
 } net_graph;
 
 typedef struct model_fn_ctx {
@@ -90,7 +92,7 @@ static rx_status net_capture(model_fn_ctx *mc, net_graph *g, rx_tensor *X, rx_te
         mc->graphs = 0;
         return RX_OK;   /* the caller runs the call eagerly */
     }
-    *g = (net_graph){g->n, g->calls, g->graph, X->data, T->data, L ? L->data : NULL, Y->data};
+    *g = (net_graph){g->n, g->calls, g->graph, X->data, T->data, L ? L->data : NULL, Y->data, rx_cuda_scratch_moves(c)};
     mc->captures++;
     *y = Y->data;
     return RX_OK;
@@ -122,8 +124,9 @@ static rx_status model_denoise(void *vctx, int n, const float *x, const float *t
     rx_status s = X && T ? RX_OK : rx_ctx_status(c);
     net_graph *g = s ? NULL : net_graph_of(mc, n);
     const float *y = NULL;
-    if (g && g->graph && (g->x != X->data || g->t != T->data || g->l != (L ? L->data : NULL))) {
-        rx_cuda_graph_free(g->graph);   /* the inputs moved: capture this shape again */
+    if (g && g->graph && (g->x != X->data || g->t != T->data || g->l != (L ? L->data : NULL) ||
+                          g->scratch_moves != rx_cuda_scratch_moves(c))) {
+        rx_cuda_graph_free(g->graph);   /* the inputs or the scratch moved: capture this shape again */
         g->graph = NULL;
         g->calls = 0;
     }
@@ -198,7 +201,8 @@ rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_se
     model_fn_ctx *mc = calloc(1, sizeof *mc);
     if (!mc) return rx_fail(RX_ERR_OOM, "sample: out of memory");
     *mc = (model_fn_ctx){.ex = ex, .C = m->in_channels, .H = m->sample_size, .W = m->sample_size,
-                         .graphs = ex->cuda_graphs && ex->ctx->mem->device == RX_DEV_CUDA && rx_cuda_graph_begin};
+                         .graphs = ex->cuda_graphs && ex->ctx->mem->device == RX_DEV_CUDA && rx_cuda_graph_begin &&
+                                   rx_cuda_scratch_moves};
     g->model_ctx = mc;
     g->d = (int64_t)m->in_channels * m->sample_size * m->sample_size;
     rx_status s = rx_guided_init(&g->guided, guidance->comp->impl, guidance->params, model_denoise, mc, (int)g->d,

@@ -281,9 +281,10 @@ static train_plan plan_of(const rx_experiment *ex, const rx_train_stage *st) {
  * window's buffer. The rest of a step's host work (the tape, the step arena's offsets, the
  * memory plan, the kernels' choices) is the same every step once warm, so a replay does what
  * the eager step would have done: bit for bit (tests/cuda/test_cuda_graphs_runner.c). The batch's shape
- * never changes (the loader drops the last partial batch; latent batches are full); a preview
- * grid (the sampler may regrow the scratch the graph points into) drops the graph, and the step
- * after it is warm-up and capture again. A failed capture runs that step and the rest eagerly,
+ * never changes (the loader drops the last partial batch; latent batches are full). A graph whose
+ * scratch was reallocated since its capture (rx_cuda_scratch_moves) is never replayed, and a
+ * preview grid (the sampler may regrow that scratch or add cuDNN plans) drops it too: the next
+ * step is warm-up and capture again. A failed capture runs that step and the rest eagerly,
  * logging why. */
 #define WARM_STEPS 1   /* the arena plan, scratch and cuDNN workspaces are sized by the first step */
 typedef struct step_graph {
@@ -291,6 +292,7 @@ typedef struct step_graph {
     int warm;               /* eager steps still to run before the next capture */
     int failed;             /* a capture failed: every later step runs eagerly (logged once) */
     rx_cuda_graph *graph;   /* NULL: not captured (yet, or again after a preview) */
+    uint64_t scratch_moves; /* the scratch's reallocations when it was captured */
     rx_tensor *loss;        /* [1] the captured step's loss */
     int64_t eager, captures, replayed;
 } step_graph;
@@ -465,7 +467,7 @@ static rx_status graphs_open(trainer *t) {
     rx_ctx *c = ex->ctx;
     if (!ex->cuda_graphs || c->mem->device != RX_DEV_CUDA) return RX_OK;
     const char *why = NULL;
-    if (!rx_cuda_graph_begin || !rx_cuda_dropout_step) why = "this build has no CUDA graphs";
+    if (!rx_cuda_graph_begin || !rx_cuda_dropout_step || !rx_cuda_scratch_moves) why = "this build has no CUDA graphs";
     else if (!t->losses) why = "each step of a multi-rank run agrees on its loss with the other ranks (a host wait)";
     else if (rx_dist_world()->nccl) why = "NCCL's gradient all-reduce is not captured";
     else if (!ex->task->stage) why = "this stage's task draws and uploads its batch inside the step";
@@ -533,6 +535,7 @@ static rx_status graph_capture(trainer *t, int64_t step) {
     rx_status e = rx_cuda_graph_end(c, &g->graph);   /* always, also after a failed call inside */
     if (!s && !e) {
         g->captures++;
+        g->scratch_moves = rx_cuda_scratch_moves(c);
         return RX_OK;
     }
     if (!s) snprintf(why, sizeof why, "%s", rx_last_error());
@@ -545,6 +548,15 @@ static rx_status graph_capture(trainer *t, int64_t step) {
     return graph_body(t, step);   /* nothing of the failed capture ran on the device */
 }
 
+/* the graph dropped (its scratch moved, or a preview ran on the context): the next step warms up
+ * and captures again */
+static void graph_drop(trainer *t) {
+    if (!t->graph.graph) return;
+    rx_cuda_graph_free(t->graph.graph);
+    t->graph.graph = NULL;
+    t->graph.warm = WARM_STEPS;
+}
+
 /* step `step` with graphs on (one process): its inputs staged, then eager (warm-up), captured and
  * replayed, or replayed; its loss copied to loss_dst (device) without waiting */
 static rx_status graph_step(trainer *t, int64_t step, float *loss_dst, float *lr) {
@@ -555,6 +567,7 @@ static rx_status graph_step(trainer *t, int64_t step, float *loss_dst, float *lr
     RX_TRY(rx_cuda_dropout_step(c, 1, (uint64_t)step));
     RX_TRY(step_lr(ex, &t->opt, step, t->plan.steps, lr));
     RX_TRY(rx_adamw_prepare(c, &t->opt, *lr));
+    if (g->graph && g->scratch_moves != rx_cuda_scratch_moves(c)) graph_drop(t);   /* it points at freed scratch */
     if (!g->graph && (g->warm > 0 || g->failed)) {
         if (g->warm > 0) g->warm--;
         g->eager++;
@@ -567,15 +580,6 @@ static rx_status graph_step(trainer *t, int64_t step, float *loss_dst, float *lr
         }
     }
     return c->mem->copy(c, loss_dst, g->loss->data, sizeof(float));
-}
-
-/* after anything else ran on the context (a preview grid): the graph may point at scratch that
- * was regrown since; warm up and capture again */
-static void graph_drop(trainer *t) {
-    if (!t->graph.graph) return;
-    rx_cuda_graph_free(t->graph.graph);
-    t->graph.graph = NULL;
-    t->graph.warm = WARM_STEPS;
 }
 
 /* steps start+1 .. plan.steps, logging and checkpointing on the way; stops early at

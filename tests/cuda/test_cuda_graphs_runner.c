@@ -12,7 +12,8 @@
  *   - resume: a graphs run that fails at step 6 (RX_DIST_TEST_FAULT, after the step-4 checkpoint)
  *     and is resumed with graphs ends with the same checkpoint bytes as the uninterrupted eager run.
  * Runs in the emulator (tests/cuda/emu) without a GPU (capture records, replay runs the records);
- * on a GPU the real cudaGraph (make test-cuda). Skips where no CUDA device answers. */
+ * on a GPU the real cudaGraph (make test-cuda). Skips where no CUDA device answers. Slow in the
+ * emulator: 4 runs of 6 steps and their sampling, ~17 min at load 8-10 on 2 cores. */
 #include "cuda_parity.h"
 #include "runner/pipeline.h"
 #include "registry/registry.h"
@@ -132,29 +133,8 @@ static int log_has(const char *dir, const char *text) {
 
 Test(cuda_graphs_runner, training_and_sampling_replay_bit_identically_and_resume, .init = setup, .fini = teardown,
      .timeout = 3600) {
-    char eager[600], graphs[600];
-    cr_assert_eq(run(0, "eager", eager, sizeof eager), RX_OK, "%s", rx_last_error());
-    cr_assert_eq(run(1, "graphs", graphs, sizeof graphs), RX_OK, "%s", rx_last_error());
-
-    /* steps 1 eager, 2 captured, 3 replayed, preview; 4 eager, 5 captured, 6 replayed */
-    cr_expect_eq(graph_count(graphs, "train", "replayed_steps"), 4);
-    cr_expect_eq(graph_count(graphs, "train", "captures"), 2);
-    cr_expect_eq(graph_count(graphs, "train", "eager_steps"), 2);
-    cr_expect(log_has(graphs, "train: cuda_graphs: 4 steps replayed from 2 captures, 2 eager"), "log.txt of %s", graphs);
-    /* DDIM-2 with CFG, one batch of 4 (8 rows a call): call 1 eager, call 2 captured and replayed */
-    cr_expect_eq(graph_count(graphs, "sample", "replayed_calls"), 1);
-    cr_expect_eq(graph_count(graphs, "preview", "replayed_calls"), 1);
-
-    double a[8], b[8];
-    const int n = losses(eager, a, 8);
-    cr_assert_eq(n, 3, "%d metrics rows", n);
-    cr_assert_eq(losses(graphs, b, 8), n);
-    for (int i = 0; i < n; i++)
-        cr_expect(!memcmp(&a[i], &b[i], sizeof a[i]), "row %d: loss %.17g eager, %.17g graphs", i, a[i], b[i]);
-    same_tensors(eager, graphs, "checkpoints/last.safetensors", "graphs against eager");
-    same_tensors(eager, graphs, "samples/samples.safetensors", "graphs against eager");
-
-    /* a graphs run stopped by a fault at step 6, resumed with graphs: the eager run's bits */
+    /* first (RX_DIST_TEST_FAULT is read once per process: the child must be the first to read it):
+     * a graphs run stopped by a fault at step 6, resumed below with graphs */
     char stopped[600] = "";
     int fd[2];
     cr_assert_eq(pipe(fd), 0);
@@ -177,6 +157,29 @@ Test(cuda_graphs_runner, training_and_sampling_replay_bit_identically_and_resume
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the run did not stop at its step-%d fault (status %d)",
               FAIL_STEP, status);
 
+    char eager[600], graphs[600];
+    cr_assert_eq(run(0, "eager", eager, sizeof eager), RX_OK, "%s", rx_last_error());
+    cr_assert_eq(run(1, "graphs", graphs, sizeof graphs), RX_OK, "%s", rx_last_error());
+
+    /* steps 1 eager, 2 captured, 3 replayed, preview; 4 eager, 5 captured, 6 replayed */
+    cr_expect_eq(graph_count(graphs, "train", "replayed_steps"), 4);
+    cr_expect_eq(graph_count(graphs, "train", "captures"), 2);
+    cr_expect_eq(graph_count(graphs, "train", "eager_steps"), 2);
+    cr_expect(log_has(graphs, "train: cuda_graphs: 4 steps replayed from 2 captures, 2 eager"), "log.txt of %s", graphs);
+    /* DDIM-2 with CFG, one batch of 4 (8 rows a call): call 1 eager, call 2 captured and replayed */
+    cr_expect_eq(graph_count(graphs, "sample", "replayed_calls"), 1);
+    cr_expect_eq(graph_count(graphs, "preview", "replayed_calls"), 1);
+
+    double a[8], b[8];
+    const int n = losses(eager, a, 8);
+    cr_assert_eq(n, 3, "%d metrics rows", n);
+    cr_assert_eq(losses(graphs, b, 8), n);
+    for (int i = 0; i < n; i++)
+        cr_expect(!memcmp(&a[i], &b[i], sizeof a[i]), "row %d: loss %.17g eager, %.17g graphs", i, a[i], b[i]);
+    same_tensors(eager, graphs, "checkpoints/last.safetensors", "graphs against eager");
+    same_tensors(eager, graphs, "samples/samples.safetensors", "graphs against eager");
+
+    /* the resumed run ends with the uninterrupted eager run's bits */
     char results[512], out[600];
     snprintf(results, sizeof results, "%s/resumed", root);
     rx_config *cfg = config(1);

@@ -92,6 +92,7 @@ rx_status rx_cuda_scratch(rx_ctx *c, int slot, size_t bytes, void **out) {
     if (bytes > st->scratch_bytes[slot]) {
         const size_t want = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
         RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
+        st->scratch_moves++;
         if (st->scratch[slot]) RX_CUDA_TRY(cudaFree(st->scratch[slot]));
         st->scratch[slot] = nullptr;
         st->scratch_bytes[slot] = 0;

@@ -52,6 +52,9 @@ void      rx_cuda_graph_free(rx_cuda_graph *g) __attribute__((weak));
  * with the call number of their node (the stream RX_STREAM(RX_RNG_DROPOUT, RX_DROPOUT_INDEX(step,
  * call)) as before: the same masks as eager). on = 0: back to the node's host-side stream. */
 rx_status rx_cuda_dropout_step(rx_ctx *c, int on, uint64_t step) __attribute__((weak));
+/* How many times the context's scratch (cuDNN workspaces, reduction parts) was reallocated so
+ * far: a graph captured at another count may point at freed scratch and must be captured again. */
+uint64_t rx_cuda_scratch_moves(rx_ctx *c) __attribute__((weak));
 
 #ifdef __cplusplus
 }

@@ -67,6 +67,8 @@ typedef struct rx_cuda_state {
     void *scratch[RX_CUDA_SCRATCH_COUNT];
     size_t scratch_bytes[RX_CUDA_SCRATCH_COUNT];
     size_t scratch_peak;                  // largest total of the scratch slots so far (bytes)
+    unsigned long long scratch_moves;     // scratch reallocations so far: a CUDA graph captured
+                                          // before the last one points at freed memory (graph.cu)
     unsigned long long *dev_flag;         // one device word for kernels that report a bad input
     void *host_pinned;                    // 64 pinned bytes: reduction results, flags
     struct rx_cuda_conv_cache *conv_cache;

@@ -76,3 +76,5 @@ extern "C" rx_status rx_cuda_dropout_step(rx_ctx *c, int on, uint64_t step) {
     st->dropout_step_on = 1;
     return RX_OK;
 }
+
+extern "C" uint64_t rx_cuda_scratch_moves(rx_ctx *c) { return rx_cuda(c)->scratch_moves; }
