@@ -5,14 +5,19 @@
 #      prebuilt .gpubundle from bench/gpu_pack.sh);
 #   2. the whole CUDA suite (tests/cuda/test_*.c), including test_cuda_optim (the multi-tensor
 #      AdamW + EMA against the CPU) and test_cuda_graphs (a captured training step replayed,
-#      bit-identical to eager: the issue's graph test, on the real cudaGraph);
+#      bit-identical to eager: the issue's graph test, on the real cudaGraph) and
+#      test_cuda_graphs_runner (cuda_graphs: true through the runner: losses, checkpoint and
+#      samples bit-identical to eager, resume exact);
 #   3. bench/gpu_bench cifar32 --profile: cfg_cifar32's step (batch 128, TF32) timed, then the
 #      per-op table bench/NOTES.md asks for ("Issue 16: predictions") — check the predictions;
 #   4. bench/compare --device cuda cifar32: runexp against PyTorch eager on the same step (needs
 #      torch + diffusers on the machine; skipped with a note otherwise);
 #   5. a short cfg_cifar32 training run (300 steps, log_every 100): img/s with the loss read back
-#      once per log window (train.c) against the same run with log_every 1 (a read every step);
-#   6. the bf16 step's per-op profile with the linear forward through cuBLASLt (bias epilogue) and
+#      once per log window (train.c) against the same run with log_every 1 (a read every step),
+#      and against the same run with cuda_graphs: true (the step captured and replayed);
+#   6. DDIM-50 with CFG from that run's weights, 100 images at batch 100 and at batch 10, with
+#      cuda_graphs false and true: the sample stage's seconds (run.json stage_seconds.sample).
+#   7. the bf16 step's per-op profile with the linear forward through cuBLASLt (bias epilogue) and
 #      with RX_CUDA_LT=0 (the bias kernel + GEMM path): the `linear` rows side by side.
 #   Prints a table (also $OUT/issue16_summary.txt).
 #
@@ -58,9 +63,9 @@ else
 fi
 
 # ---- 5. cfg_cifar32 training: the loss read back per log window vs every step ------------------------
-train() {   # name log_every
+train() {   # name log_every cuda_graphs
   rx timeout 75 "$BIN/runexp" experiments/cfg_cifar32.yaml --backend cuda --set train.steps=300 \
-    --set train.log_every="$2" --set train.checkpoint_every=0 --set sample=null --set eval=null \
+    --set train.log_every="$2" --set cuda_graphs="${3:-false}" --set train.checkpoint_every=0 --set sample=null --set eval=null \
     --results "$WORK/results_$1" --force > "$OUT/train_$1.out" 2> "$OUT/train_$1.log"
   local run; run=$(tail -1 "$OUT/train_$1.out" 2>/dev/null)
   # img/s of the rows after the first 100 steps (cuDNN's algorithm search and warm-up excluded)
@@ -71,8 +76,23 @@ say "cfg_cifar32 300 steps, log_every 100 (one read-back per window)"
 IPS_WINDOW=$(train window 100)
 say "cfg_cifar32 300 steps, log_every 1 (a read-back every step)"
 IPS_EVERY=$(train every 1)
+say "cfg_cifar32 300 steps, log_every 100, cuda_graphs: true"
+IPS_GRAPHS=$(train graphs 100 true)
 
-# ---- 6. cuBLASLt linear forward (bias epilogue) against the old bias kernel + GEMM (RX_CUDA_LT=0) --------
+# ---- 6. DDIM-50 + CFG sampling, network call eager vs replayed -----------------------------------------
+sample() {   # name cuda_graphs batch: seconds of the sample stage (100 images) from the window run's weights
+  rx timeout 60 "$BIN/runexp" experiments/cfg_cifar32.yaml --backend cuda --set train=null \
+    --set init="$(tail -1 "$OUT/train_window.out")/checkpoints/last.safetensors" --set cuda_graphs="$2" \
+    --set sample.num_images=100 --set sample.batch_size="$3" --set eval=null \
+    --results "$WORK/results_$1" --force > "$OUT/sample_$1.out" 2> "$OUT/sample_$1.log"
+  python3 -c 'import json,sys; print("%.2f s" % json.load(open(sys.argv[1]))["stage_seconds"]["sample"])' \
+    "$(tail -1 "$OUT/sample_$1.out" 2>/dev/null)/run.json" 2>/dev/null || echo n/a
+}
+say "DDIM-50 CFG, 100 images, batch 100 and 10, cuda_graphs false / true"
+S100_EAGER=$(sample s100e false 100); S100_GRAPHS=$(sample s100g true 100)
+S10_EAGER=$(sample s10e false 10); S10_GRAPHS=$(sample s10g true 10)
+
+# ---- 7. cuBLASLt linear forward (bias epilogue) against the old bias kernel + GEMM (RX_CUDA_LT=0) --------
 # bf16 cfg_cifar32 step profiled twice; bench/NOTES.md "Issue 16 §3" predicts the linear fwd row
 say "gpu_bench cifar32 --precision bf16 --profile, cuBLASLt and RX_CUDA_LT=0 (logs: lt_on.log, lt_off.log)"
 rx timeout 60 "$BIN/bench/gpu_bench" cifar32 --steps 5 --precision bf16 --profile > "$OUT/lt_on.log" 2>&1 || say "gpu_bench (cuBLASLt) failed"
@@ -84,7 +104,8 @@ LT_ROWS=$(for f in lt_on lt_off; do grep -E '^(cifar32|linear |sum )' "$OUT/$f.l
   echo "device            $GPU"
   echo "build             $BUILT"
   echo "CUDA suite        $SUITE"
-  echo "cfg_cifar32 train img/s, steps 101-300: log_every 100 $IPS_WINDOW, log_every 1 $IPS_EVERY"
+  echo "cfg_cifar32 train img/s, steps 101-300: log_every 100 $IPS_WINDOW, log_every 1 $IPS_EVERY, cuda_graphs $IPS_GRAPHS"
+  echo "DDIM-50 CFG 100 images: batch 100 eager $S100_EAGER, graphs $S100_GRAPHS; batch 10 eager $S10_EAGER, graphs $S10_GRAPHS"
   echo "gpu_bench cifar32 --profile:"
   sed 's/^/  /' "$OUT/profile.log"
   echo "linear forward, bf16 step: cuBLASLt (lt_on) vs bias kernel + GEMM (lt_off):"
@@ -93,5 +114,5 @@ LT_ROWS=$(for f in lt_on lt_off; do grep -E '^(cifar32|linear |sum )' "$OUT/$f.l
   sed 's/^/  /' "$OUT/compare.log"
   echo "total             $(( $(date +%s) - START ))s; load $(cut -d' ' -f1-3 /proc/loadavg); logs in $OUT"
 } | tee "$OUT/issue16_summary.txt"
-rm -rf "$WORK"/results_* "$OUT"/train_*.out
+rm -rf "$WORK"/results_* "$OUT"/train_*.out "$OUT"/sample_*.out
 [ "$FAIL" -eq 0 ] && [ -z "$BAD" ]

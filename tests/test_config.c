@@ -897,6 +897,27 @@ Test(registry, real_table_is_consistent) {
     rx_config_errors_clear(&errs);
 }
 
+/* cuda_graphs changes how the launches are issued, not what they compute: with it on or off a
+ * config has the same run identity (so a run resumes either way).
+ * Reference: the identity runexp 8a643b4 wrote for the saved config (before the key existed). */
+Test(config, cuda_graphs_stays_out_of_the_run_identity) {
+    static const char *const sets[2][1] = {{"cuda_graphs=true"}, {"cuda_graphs=false"}};
+    for (int k = 0; k < 2; k++) {
+        rx_config_errors errs = {0};
+        rx_config *cfg = NULL;
+        cr_assert_eq(rx_config_resolve(CONFIGS "/saved/reflow_mnist_8a643b4.yaml", sets[k], 1, NULL, &cfg, &errs), RX_OK,
+                     "%s", errs.n ? errs.items[0].message : rx_last_error());
+        const rx_cfg_node *g = rx_cfg_map_get(cfg->root, "cuda_graphs");
+        cr_assert(g && g->text, "the resolved config lacks cuda_graphs");
+        cr_expect_str_eq(g->text, k ? "false" : "true");
+        char h[17];
+        cr_assert_eq(rx_experiment_identity_hash(cfg->root, h), RX_OK);
+        cr_expect_str_eq(h, "8e5572d15363a271", "cuda_graphs=%s changed the run identity", k ? "false" : "true");
+        rx_config_free(cfg);
+        rx_config_errors_clear(&errs);
+    }
+}
+
 /* `tf32: true|false`, the key before `precision`, is read as precision tf32|fp32, and a config
  * saved by an earlier runexp keeps its run identity, so its run resumes. Reference: the
  * config.yaml and run.json config_hash (8e5572d15363a271) that runexp 8a643b4 wrote for

@@ -1051,3 +1051,28 @@ Test(runner, export_weights_is_the_ema_group_and_loads_as_init) {
     cr_assert_eq(bad.code, 2, "%s", bad.err);
     cr_assert(strstr(bad.err, "diffusers") && strstr(bad.err, "weights"), "the message must name the formats: %s", bad.err);
 }
+
+/* cuda_graphs: true on the CPU backend: accepted, recorded in run.json, said once in log.txt
+ * (training and sampling both ran eagerly: no graph counts), and the run is the same run as
+ * without the key: the same identity (the key is out of it) and the same checkpoint tensors and
+ * samples. Reference: the same config run with cuda_graphs: false. */
+Test(runner, cuda_graphs_on_the_cpu_says_so_once_and_changes_nothing) {
+    const char *root = own(strdup(T("graphs_cpu")));
+    result off = RUNEXP("graphs_cpu", TINY, "--results", root, "--set", "cuda_graphs=false");
+    RUN_OK(off);
+    result on = RUNEXP("graphs_cpu", TINY, "--results", root, "--set", "cuda_graphs=true", "--force");
+    RUN_OK(on);
+    json_t *rec = load_json(P("%s/run.json", on.last));
+    cr_expect(json_is_true(json_object_get(rec, "cuda_graphs")), "run.json does not record cuda_graphs: true");
+    cr_expect_null(json_object_get(rec, "cuda_graphs_train"), "the CPU reported captured training steps");
+    json_decref(rec);
+    const char *log = read_text(P("%s/log.txt", on.last));
+    const char *say = "the CPU backend has no CUDA graphs";
+    const char *first = strstr(log, say);
+    cr_expect(first, "log.txt does not say the CPU has no graphs:\n%s", log);
+    if (first) cr_expect_null(strstr(first + 1, say), "said more than once:\n%s", log);
+    cr_expect_null(strstr(read_text(P("%s/log.txt", off.last)), say), "said without the key");
+    cr_expect_str_eq(run_field(off.last, "config_hash"), run_field(on.last, "config_hash"));
+    assert_same_tensors(P("%s/checkpoints/last.safetensors", off.last), P("%s/checkpoints/last.safetensors", on.last));
+    assert_same_tensors(P("%s/samples/samples.safetensors", off.last), P("%s/samples/samples.safetensors", on.last));
+}

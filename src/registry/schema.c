@@ -33,6 +33,10 @@ static const rx_param_spec top_params[] = {
      "GPU matmul/conv math: fp32 (FMA, no tensor cores), tf32 (TF32 tensor cores, Ampere and newer) or bf16 "
      "(bf16 tensor-core inputs with fp32 accumulation; weights, optimizer state, EMA, normalisation and "
      "activations stay fp32); the CPU backend computes in fp32 whatever this says"},
+    {"cuda_graphs", RX_P_BOOL, "false", RX_NO_RANGE, NULL,
+     "CUDA graphs: capture the training step after one eager warm-up step and the sampler's network call, then "
+     "replay them (one launch instead of thousands); bit-identical to eager, so not part of the run's identity. "
+     "Steps that cannot be captured run eagerly, saying why in log.txt; the CPU backend has no graphs and says so"},
     {"threads", RX_P_INT, "0", 0, 4096, NULL, "CPU threads for OpenMP / OpenBLAS; 0 = all cores"},
     {"init", RX_P_PATH, "null", RX_NO_RANGE, NULL,
      "checkpoint (.safetensors) to start from; with train: null, sample/evaluate a trained model. Diffusers "

@@ -39,7 +39,9 @@ static const char *const eval_sections[] = {"seed", "init", "dataset", "transfor
  * (pixel space) and `sample.model: teacher`. The same keys emitted in the same order: for a config without them
  * exactly rx_config_hash(root). */
 static int left_out_of_identity(const char *parent, const char *key, const rx_cfg_node *v) {
-    if (!parent) return !strcmp(key, "log") || ((!strcmp(key, "reflow") || !strcmp(key, "latent")) && rx_cfg_is_null(v));
+    /* cuda_graphs changes how the same launches are issued, not what they compute (replays are
+     * bit-identical to eager, tests/cuda/test_cuda_graphs.c): a run may resume with it either way */
+    if (!parent) return !strcmp(key, "log") || !strcmp(key, "cuda_graphs") || ((!strcmp(key, "reflow") || !strcmp(key, "latent")) && rx_cfg_is_null(v));
     return !strcmp(parent, "sample") &&
            ((!strcmp(key, "model") && v->type == RX_CFG_SCALAR && v->text && !strcmp(v->text, "teacher")) ||
             (!strcmp(key, "precision") && rx_cfg_is_null(v)));
@@ -102,7 +104,8 @@ rx_status rx_experiment_identity_hash(const rx_cfg_node *root, char out[17]) {
 
 /* what a run does for each objective task */
 static const rx_task tasks[] = {
-    [RX_TASK_DENOISE] = {.classifier = 0, .generates = 1, .loss = rx_denoise_loss, .eval = rx_stage_eval},
+    [RX_TASK_DENOISE] = {.classifier = 0, .generates = 1, .loss = rx_denoise_loss, .stage = rx_denoise_stage,
+                         .eval = rx_stage_eval},
     [RX_TASK_CLASSIFY] = {.classifier = 1, .generates = 0, .loss = rx_classify_loss, .eval = rx_stage_eval_classifier},
     [RX_TASK_VAE] = {.autoencoder = 1, .generates = 0, .loss = rx_vae_loss, .eval = rx_stage_eval_vae},
 };
@@ -265,6 +268,7 @@ rx_status rx_experiment_build(rx_experiment *ex, rx_config *cfg, const rx_run_op
     ex->sample_precision = ex->sample && !rx_param_is_null(ex->sample, "precision")
                                ? precision_of(rx_param_str(ex->sample, "precision")) : ex->precision;
     fold_precision(ex);
+    ex->cuda_graphs = rx_param_bool(top, "cuda_graphs");
     RX_TRY(choose_backend(ex, opt->backend ? opt->backend : rx_param_str(top, "backend"), (int)rx_param_int(top, "device_id"),
                           ex->precision, rx_param_bool(top, "deterministic"), opt));
     ex->ctx->seed = ex->seed;

@@ -59,6 +59,8 @@ struct rx_experiment {
     const char *backend_name, *device_name;
     int precision, sample_precision;            /* rx_precision (kernels/cuda_backend.h): the config's
                                                    `precision`, and sample.precision (null: the same) */
+    int cuda_graphs;                            /* `cuda_graphs`: capture and replay the training step
+                                                   and the sampler's network call (CUDA backend) */
     rx_section_ref top, dataset, model_sec, schedule_sec, objective, optimizer, lr_schedule, sampler, guidance;
     const rx_params *train, *sample, *eval;     /* NULL: stage disabled */
     const rx_params *log;                       /* the log section (tensorboard) */
@@ -107,6 +109,10 @@ typedef struct rx_train_batch {
     float *xt, *t, *target, *weight;            /* a diffusion batch: [n,C,H,W], [n], [n,C,H,W], [n] */
     int32_t *labels_out;                        /* [n] the labels after the null-label drop */
     float *labels_f;                            /* [n] the labels the model sees, as floats */
+    /* fixed device inputs (CUDA graphs, train.c): x_t, t, target, weight, labels (NULL without
+     * classes), filled before the step by the task's `stage`; the loss then reads them instead
+     * of drawing and uploading its batch itself. in[0] NULL: the loss does both (eager). */
+    rx_tensor *in[5];
 } rx_train_batch;
 
 /* What a run does for its objective's task (rx_objective_task, diffusion.h): the model it
@@ -117,6 +123,9 @@ struct rx_task {
     int generates;      /* the trained model generates images: the sample stage runs */
     /* the batch's loss on the tape, [1] (ctx->rng_step is the step already) */
     rx_status (*loss)(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
+    /* the host half of `loss` for a captured step: draws step's batch and uploads it into b->in
+     * (outside the graph); NULL: the task's steps are not captured (they upload inside the step) */
+    rx_status (*stage)(rx_experiment *ex, rx_train_batch *b, int64_t step);
     rx_status (*eval)(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 };
 
@@ -167,8 +176,11 @@ rx_status rx_sample_preview(rx_experiment *ex, rx_run *run, int64_t step);
 /* RX_TASK_DENOISE: weighted MSE against the objective's target; eval compares generated
  * images with the reference split (eval.json metrics) */
 rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss);
-/* its second half on a batch whose xt, t, target, weight and labels_out are filled */
+/* its second half on a batch whose xt, t, target, weight and labels_out are filled (or, with b->in,
+ * whose device inputs are) */
 rx_status rx_denoise_batch_loss(rx_experiment *ex, rx_train_batch *b, rx_tensor **loss);
+/* its first half for a captured step (rx_task.stage): the objective's draws into b->in */
+rx_status rx_denoise_stage(rx_experiment *ex, rx_train_batch *b, int64_t step);
 rx_status rx_stage_eval(rx_experiment *ex, rx_run *run, json_t **metrics_out);
 /* RX_TASK_CLASSIFY: cross-entropy on the labels; eval reports the accuracy on the test
  * split (eval.json test_accuracy) */

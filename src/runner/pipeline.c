@@ -187,6 +187,14 @@ static void record_precision(rx_experiment *ex, rx_run *run) {
         rx_run_log(run, "runexp: precision bf16 is GPU tensor-core math; the CPU backend computes in fp32");
 }
 
+/* run.json's cuda_graphs: the config's value (the stages add what they captured:
+ * cuda_graphs_train, cuda_graphs_sample); the CPU backend has none, which the log says once */
+static void record_cuda_graphs(rx_experiment *ex, rx_run *run) {
+    rx_run_set(run, "cuda_graphs", json_boolean(ex->cuda_graphs));
+    if (ex->cuda_graphs && ex->ctx->mem->device != RX_DEV_CUDA)
+        rx_run_log(run, "runexp: cuda_graphs: the CPU backend has no CUDA graphs; every step runs eagerly");
+}
+
 static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *opt, int resume, json_t **metrics_out) {
     json_t *metrics = NULL;
     rx_run_set(run, "backend", json_string(ex->backend_name));
@@ -202,6 +210,7 @@ static rx_status execute(rx_experiment *ex, rx_run *run, const rx_run_options *o
     rx_run_set(run, "dist", dist);
     rx_run_log(run, "runexp: %s -> %s (backend %s, %s)", ex->name, run->dir, ex->backend_name, ex->device_name);
     record_precision(ex, run);
+    record_cuda_graphs(ex, run);
     rx_status s = rx_run_save_record(run);
     if (!s) s = open_tensorboard(ex, run);
     if (!s) s = run_stages(ex, run, opt, resume, &metrics);

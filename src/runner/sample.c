@@ -18,16 +18,85 @@
 #include "io/safetensors.h"
 #include "runner/progress.h"
 #include "dist/dist.h"
+#include "kernels/cuda/cuda_api.h"
 #include "registry/components.h"
 #include <math.h>
 #include <string.h>
 
+/* CUDA graphs of the network call (`cuda_graphs: true`, kernels/cuda/graph.cu): per batch shape
+ * (n rows: the batch, or with CFG the batched cond + uncond rows), the first call runs eagerly
+ * (it sizes cuDNN's workspaces, the scratch and the step arena), the second is captured and
+ * every later call of that shape replays it: one launch per sampler step instead of the
+ * forward's thousands. The timesteps, images and labels change from step to step: they are the
+ * call's first step-arena tensors, uploaded before the replay into the addresses the graph was
+ * captured with (checked each call: a call that finds other addresses, or a scratch reallocated
+ * since the capture by another shape's warm-up, runs eagerly and the shape is captured again,
+ * never replayed on the wrong buffers), and the output is read from its
+ * captured address after it. A graph lives as long as its generator: the weights it reads (the
+ * EMA swapped in or not, which model) are fixed from rx_generator_open to close. */
+#define NET_GRAPH_SHAPES 4
+typedef struct net_graph {
+    int n, calls;               /* rows; calls of this shape so far (0: unused slot) */
+    rx_cuda_graph *graph;
+    const void *x, *t, *l;      /* the input addresses it was captured with */
+    const float *y;             /* its output's */
+    uint64_t scratch_moves;     /* the scratch's reallocations then (rx_cuda_scratch_moves) */
+} net_graph;
+
 typedef struct model_fn_ctx {
     rx_experiment *ex;
     int C, H, W;
-    float *tmp;          /* [n, out_channels*H*W] when the model also predicts a variance (learn_sigma) */
-    int tmp_cap;
+    int graphs;                         /* capture and replay the calls (CUDA, cuda_graphs) */
+    net_graph ng[NET_GRAPH_SHAPES];
+    int64_t eager, captures, replayed;  /* network calls */
+    char why[320];                      /* a capture that failed: graphs off for this generator */
 } model_fn_ctx;
+
+static void model_fn_ctx_free(model_fn_ctx *mc) {
+    if (!mc) return;
+    for (int k = 0; k < NET_GRAPH_SHAPES; k++) rx_cuda_graph_free(mc->ng[k].graph);
+    free(mc);
+}
+
+/* the shape's slot (a new one while there is room); NULL: eager */
+static net_graph *net_graph_of(model_fn_ctx *mc, int n) {
+    if (!mc->graphs) return NULL;
+    for (int k = 0; k < NET_GRAPH_SHAPES; k++)
+        if (mc->ng[k].calls == 0 || mc->ng[k].n == n) {
+            mc->ng[k].n = n;
+            return &mc->ng[k];
+        }
+    return NULL;   /* a fifth shape in one generator: its calls run eagerly */
+}
+
+/* the network's output for X, T, L (the eps half of a learn_sigma model), on the step arena */
+static rx_tensor *net_forward(rx_ctx *c, rx_model *m, int C, rx_tensor *X, rx_tensor *T, rx_tensor *L) {
+    rx_tensor *Y = m->impl->forward(c, m, X, T, L);
+    return Y && m->learn_sigma ? rx_slice(c, Y, 1, 0, C) : Y;
+}
+
+/* the forward of g's shape captured into g (it runs nothing) and recorded with its addresses;
+ * a failure turns the generator's graphs off, keeping the reason */
+static rx_status net_capture(model_fn_ctx *mc, net_graph *g, rx_tensor *X, rx_tensor *T, rx_tensor *L,
+                             const float **y) {
+    rx_ctx *c = mc->ex->ctx;
+    RX_TRY(rx_cuda_graph_begin(c));
+    rx_tensor *Y = net_forward(c, mc->ex->model, mc->C, X, T, L);
+    rx_status s = Y ? RX_OK : rx_ctx_status(c);
+    if (s) snprintf(mc->why, sizeof mc->why, "%s", rx_last_error());
+    rx_status e = rx_cuda_graph_end(c, &g->graph);
+    if (!s && e) snprintf(mc->why, sizeof mc->why, "%s", rx_last_error());
+    if (s || e) {
+        rx_clear_error();
+        rx_ctx_clear_error(c);
+        mc->graphs = 0;
+        return RX_OK;   /* the caller runs the call eagerly */
+    }
+    *g = (net_graph){g->n, g->calls, g->graph, X->data, T->data, L ? L->data : NULL, Y->data, rx_cuda_scratch_moves(c)};
+    mc->captures++;
+    *y = Y->data;
+    return RX_OK;
+}
 
 static rx_status model_denoise(void *vctx, int n, const float *x, const float *t, const int32_t *labels, float *out) {
     model_fn_ctx *mc = vctx;
@@ -52,10 +121,36 @@ static rx_status model_denoise(void *vctx, int n, const float *x, const float *t
             RX_TRY(s);
         }
     }
-    rx_tensor *Y = m->impl->forward(c, m, X, T, L);
-    if (Y && m->learn_sigma) Y = rx_slice(c, Y, 1, 0, mc->C);    /* the eps half */
-    rx_status s = Y ? rx_tensor_to_host(c, Y, out) : rx_ctx_status(c);
-    if (Y && Y->numel != n * d) s = rx_fail(RX_ERR_SHAPE, "sample: model output %s for %d images of %lld values", RX_SHAPE_STR(Y), n, (long long)d);
+    rx_status s = X && T ? RX_OK : rx_ctx_status(c);
+    net_graph *g = s ? NULL : net_graph_of(mc, n);
+    const float *y = NULL;
+    if (g && g->graph && (g->x != X->data || g->t != T->data || g->l != (L ? L->data : NULL) ||
+                          g->scratch_moves != rx_cuda_scratch_moves(c))) {
+        rx_cuda_graph_free(g->graph);   /* the inputs or the scratch moved: capture this shape again */
+        g->graph = NULL;
+        g->calls = 0;
+    }
+    if (g && g->graph) {
+        s = rx_cuda_graph_launch(c, g->graph);
+        y = g->y;
+        mc->replayed++;
+    } else if (g && g->calls > 0) {
+        s = net_capture(mc, g, X, T, L, &y);
+        if (!s && y) {
+            s = rx_cuda_graph_launch(c, g->graph);
+            mc->replayed++;
+        }
+    }
+    if (!s && !y) {   /* eager: the warm-up call of a shape, or graphs off */
+        rx_tensor *Y = net_forward(c, m, mc->C, X, T, L);
+        if (Y && Y->numel != n * d)
+            s = rx_fail(RX_ERR_SHAPE, "sample: model output %s for %d images of %lld values", RX_SHAPE_STR(Y), n, (long long)d);
+        else if (!Y) s = rx_ctx_status(c);
+        else y = Y->data;
+        mc->eager++;
+    }
+    if (g) g->calls++;
+    if (!s) s = c->mem->to_host(c, out, y, (size_t)n * d * sizeof *out);
     rx_step_end(c);
     rx_status s2 = rx_experiment_use_precision(ex, ex->precision);
     return s ? s : s2;
@@ -105,7 +200,9 @@ rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_se
     rx_model *m = ex->model;
     model_fn_ctx *mc = calloc(1, sizeof *mc);
     if (!mc) return rx_fail(RX_ERR_OOM, "sample: out of memory");
-    *mc = (model_fn_ctx){ex, m->in_channels, m->sample_size, m->sample_size, NULL, 0};
+    *mc = (model_fn_ctx){.ex = ex, .C = m->in_channels, .H = m->sample_size, .W = m->sample_size,
+                         .graphs = ex->cuda_graphs && ex->ctx->mem->device == RX_DEV_CUDA && rx_cuda_graph_begin &&
+                                   rx_cuda_scratch_moves};
     g->model_ctx = mc;
     g->d = (int64_t)m->in_channels * m->sample_size * m->sample_size;
     rx_status s = rx_guided_init(&g->guided, guidance->comp->impl, guidance->params, model_denoise, mc, (int)g->d,
@@ -144,12 +241,25 @@ rx_status rx_generator_close(rx_generator *g) {
     if (!ex) return RX_OK;
     if (g->use_ema) rx_experiment_swap_ema(ex);   /* the raw weights back */
     rx_guided_free(&g->guided);
-    free(g->model_ctx);
+    model_fn_ctx_free(g->model_ctx);
     free(g->z);
     rx_set_grad_enabled(ex->ctx, g->grad_was);
     ex->ctx->training = g->training_was;
     memset(g, 0, sizeof *g);
     return s;
+}
+
+/* run.json's cuda_graphs_<what> and a log line: how the generator's network calls ran */
+static void record_net_graphs(rx_run *run, const model_fn_ctx *mc, const char *what) {
+    if (!mc || !mc->ex->cuda_graphs || mc->ex->ctx->mem->device != RX_DEV_CUDA) return;
+    if (mc->why[0]) rx_run_log(run, "%s: cuda_graphs: capturing the network call failed (%s); its calls ran eagerly", what, mc->why);
+    char key[96];
+    snprintf(key, sizeof key, "cuda_graphs_%s", what);
+    rx_run_set(run, key, json_pack("{s:I, s:I, s:I, s:b}", "eager_calls", (json_int_t)mc->eager, "captures",
+                                   (json_int_t)mc->captures, "replayed_calls", (json_int_t)mc->replayed,
+                                   "capture_failed", mc->why[0] != 0));
+    rx_run_log(run, "%s: cuda_graphs: %lld network calls replayed from %lld capture%s, %lld eager", what,
+               (long long)mc->replayed, (long long)mc->captures, mc->captures == 1 ? "" : "s", (long long)mc->eager);
 }
 
 /* the sample stage's images: N of them (labels as the grid's rows), B per sampler call, into
@@ -176,6 +286,7 @@ static rx_status generate_images(rx_experiment *ex, rx_run *run, int N, int B, i
                            rx_eta_format(rx_eta_seconds(b0 + n - lo, hi - lo, rx_now() - t0), eta, sizeof eta));
         if (!s && stop_on_interrupt && rx_interrupt_requested) s = rx_fail(RX_ERR_INTERRUPTED, "%s: interrupted", what);
     }
+    record_net_graphs(run, g.model_ctx, what);
     rx_status s2 = rx_generator_close(&g);
     if (!s) s = s2;
     for (int64_t i = lo * d; !s && i < hi * d; i++)

@@ -26,6 +26,7 @@
 #include "autograd/liveness.h"
 #include "runner/memory_plan.h"
 #include "runner/progress.h"
+#include "kernels/cuda/cuda_api.h"
 #include "data/loader.h"
 #include "dist/dist.h"
 #include <math.h>
@@ -107,15 +108,30 @@ static rx_status save_checkpoint(rx_experiment *ex, rx_run *run, const rx_train_
     return s;
 }
 
-rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss) {
-    rx_model *m = ex->model;
+/* the objective's draws for step `step` (on the host, keyed by (seed, step, example)) into b */
+static rx_status denoise_draw(rx_experiment *ex, rx_train_batch *b, int64_t step) {
     const rx_objective_impl *obj = ex->objective.comp->impl;
-    int B = b->n;
-    int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
-    int K = m->num_classes;
-    RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, step, b->first, B, (int)d, b->x0,
+    const int64_t d = (int64_t)ex->data_c * ex->data_h * ex->data_w;
+    const int K = ex->model->num_classes;
+    RX_TRY(obj->make_batch(ex->objective.params, &ex->schedule, ex->seed, step, b->first, b->n, (int)d, b->x0,
                            K > 0 ? b->labels : NULL, K, b->xt, b->t, b->target, b->weight, b->labels_out));
+    if (K > 0)
+        for (int i = 0; i < b->n; i++) b->labels_f[i] = (float)b->labels_out[i];
+    return RX_OK;
+}
+
+rx_status rx_denoise_loss(rx_experiment *ex, rx_train_batch *b, int64_t step, rx_tensor **loss) {
+    if (!b->in[0]) RX_TRY(denoise_draw(ex, b, step));   /* else staged before the step (rx_denoise_stage) */
     return rx_denoise_batch_loss(ex, b, loss);
+}
+
+rx_status rx_denoise_stage(rx_experiment *ex, rx_train_batch *b, int64_t step) {
+    rx_ctx *c = ex->ctx;
+    RX_TRY(denoise_draw(ex, b, step));
+    const float *src[5] = {b->xt, b->t, b->target, b->weight, b->labels_f};
+    for (int k = 0; k < 5; k++)
+        if (b->in[k]) RX_TRY(rx_tensor_from_host(c, b->in[k], src[k]));
+    return RX_OK;
 }
 
 rx_status rx_denoise_batch_loss(rx_experiment *ex, rx_train_batch *b, rx_tensor **loss) {
@@ -123,14 +139,18 @@ rx_status rx_denoise_batch_loss(rx_experiment *ex, rx_train_batch *b, rx_tensor 
     rx_model *m = ex->model;
     int B = b->n, C = ex->data_c, H = ex->data_h, W = ex->data_w;
     int K = m->num_classes;
-    rx_tensor *X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->xt);
-    rx_tensor *T = rx_from_host(c, RX_SHAPE(B), b->t);
-    rx_tensor *Y = rx_from_host(c, RX_SHAPE(B, C, H, W), b->target);
-    rx_tensor *Wt = rx_from_host(c, RX_SHAPE(B), b->weight);
-    rx_tensor *L = NULL;
-    if (K > 0) {
-        for (int i = 0; i < B; i++) b->labels_f[i] = (float)b->labels_out[i];
-        L = rx_from_host(c, RX_SHAPE(B), b->labels_f);
+    rx_tensor *X, *T, *Y, *Wt, *L = NULL;
+    if (b->in[0]) {   /* staged: the fixed inputs a captured step reads */
+        X = b->in[0], T = b->in[1], Y = b->in[2], Wt = b->in[3], L = K > 0 ? b->in[4] : NULL;
+    } else {
+        X = rx_from_host(c, RX_SHAPE(B, C, H, W), b->xt);
+        T = rx_from_host(c, RX_SHAPE(B), b->t);
+        Y = rx_from_host(c, RX_SHAPE(B, C, H, W), b->target);
+        Wt = rx_from_host(c, RX_SHAPE(B), b->weight);
+        if (K > 0) {
+            for (int i = 0; i < B; i++) b->labels_f[i] = (float)b->labels_out[i];
+            L = rx_from_host(c, RX_SHAPE(B), b->labels_f);
+        }
     }
     rx_tensor *out = m->impl->forward(c, m, X, T, L);
     if (out && m->learn_sigma) out = rx_slice(c, out, 1, 0, C);
@@ -143,7 +163,11 @@ static rx_status step_grads(rx_experiment *ex, rx_train_batch *b, int64_t step, 
     rx_ctx *c = ex->ctx;
     c->rng_step = (uint64_t)step;   /* dropout's randomness: keyed by the step, like the batch */
     c->checkpointing = rx_param_bool(ex->train, "gradient_checkpointing");
-    if (!c->checkpointing && !c->fwd_plan && rx_memory_plan_train_forward(ex, b, step) != RX_OK) {
+    /* the plan's forward runs on a planning context: it draws and uploads the batch itself there,
+     * not reading this context's fixed inputs (b->in, CUDA graphs) */
+    rx_train_batch plan_b = *b;
+    memset(plan_b.in, 0, sizeof plan_b.in);
+    if (!c->checkpointing && !c->fwd_plan && rx_memory_plan_train_forward(ex, &plan_b, step) != RX_OK) {
         /* only an earlier start of the saving: without it this step learns the plan itself */
         rx_clear_error();
         RX_TRY(rx_fwd_plan_create(c));
@@ -158,17 +182,24 @@ static rx_status step_grads(rx_experiment *ex, rx_train_batch *b, int64_t step, 
     return s ? s : started;
 }
 
+/* the optimizer's host-side inputs of step `step`: the EMA attached (once) and the lr from the
+ * schedule */
+static rx_status step_lr(rx_experiment *ex, rx_adamw *opt, int64_t step, int64_t total_steps, float *lr_out) {
+    if (ex->ema.n && opt->ema != &ex->ema)
+        RX_TRY(rx_adamw_attach_ema(opt, &ex->ema, (float)rx_param_float(ex->train, "ema_decay"),
+                                   rx_param_int(ex->train, "ema_start")));
+    const rx_lr_schedule_impl *sched = ex->lr_schedule.comp->impl;
+    *lr_out = sched->lr_at(ex->lr_schedule.params, opt->cfg.lr, step - 1, total_steps);
+    return RX_OK;
+}
+
 /* the update after step_grads: gradients averaged over the ranks, then one queued AdamW step
  * (clipping and the EMA inside it, optim.h) and zeroed gradients; waits for nothing */
 static rx_status step_update(rx_experiment *ex, rx_adamw *opt, int64_t step, int64_t total_steps, float *lr_out) {
     rx_ctx *c = ex->ctx;
     rx_model *m = ex->model;
     RX_TRY(rx_dist_grad_mean(c, &m->params));   /* before the clip: its norm is the global batch's */
-    if (ex->ema.n && opt->ema != &ex->ema)
-        RX_TRY(rx_adamw_attach_ema(opt, &ex->ema, (float)rx_param_float(ex->train, "ema_decay"),
-                                   rx_param_int(ex->train, "ema_start")));
-    const rx_lr_schedule_impl *sched = ex->lr_schedule.comp->impl;
-    *lr_out = sched->lr_at(ex->lr_schedule.params, opt->cfg.lr, step - 1, total_steps);
+    RX_TRY(step_lr(ex, opt, step, total_steps, lr_out));
     RX_TRY(rx_adamw_queue(c, opt, *lr_out));
     return rx_paramset_zero_grad(c, &m->params);
 }
@@ -241,6 +272,31 @@ static train_plan plan_of(const rx_experiment *ex, const rx_train_stage *st) {
     return p;
 }
 
+/* CUDA graphs (`cuda_graphs: true`, kernels/cuda/graph.cu): after WARM_STEPS eager steps one
+ * step's device work is captured and every later step replays it with one launch. What changes
+ * from step to step is written, outside the graph, into fixed device buffers the graph reads:
+ * the batch (the objective's draws and the loader's images: rx_task.stage into batch.in),
+ * dropout's step (rx_cuda_dropout_step), the optimizer's lr, t and EMA decay (rx_adamw_prepare).
+ * The loss is copied inside the graph to a fixed slot and from there, outside, to the log
+ * window's buffer. The rest of a step's host work (the tape, the step arena's offsets, the
+ * memory plan, the kernels' choices) is the same every step once warm, so a replay does what
+ * the eager step would have done: bit for bit (tests/cuda/test_cuda_graphs_runner.c). The batch's shape
+ * never changes (the loader drops the last partial batch; latent batches are full). A graph whose
+ * scratch was reallocated since its capture (rx_cuda_scratch_moves) is never replayed, and a
+ * preview grid (the sampler may regrow that scratch or add cuDNN plans) drops it too: the next
+ * step is warm-up and capture again. A failed capture runs that step and the rest eagerly,
+ * logging why. */
+#define WARM_STEPS 1   /* the arena plan, scratch and cuDNN workspaces are sized by the first step */
+typedef struct step_graph {
+    int on;                 /* this stage's steps go through graph_step */
+    int warm;               /* eager steps still to run before the next capture */
+    int failed;             /* a capture failed: every later step runs eagerly (logged once) */
+    rx_cuda_graph *graph;   /* NULL: not captured (yet, or again after a preview) */
+    uint64_t scratch_moves; /* the scratch's reallocations when it was captured */
+    rx_tensor *loss;        /* [1] the captured step's loss */
+    int64_t eager, captures, replayed;
+} step_graph;
+
 /* what the training loop works with; trainer_open sets it up, trainer_close frees it */
 typedef struct trainer {
     rx_experiment *ex;
@@ -258,9 +314,13 @@ typedef struct trainer {
     rx_tensor *losses;      /* [log_every] floats, persistent; NULL: read every step (ranks > 1) */
     int64_t n_pending, first_pending;
     int64_t last_ckpt;      /* the last good checkpoint's step (0: none), for the error message */
+    step_graph graph;
 } trainer;
 
+static void graphs_close(trainer *t);
+
 static void trainer_close(trainer *t) {
+    graphs_close(t);
     rx_train_batch_free(&t->batch);
     rx_loader_free(t->loader);
     rx_adamw_free(&t->opt);
@@ -400,6 +460,128 @@ static rx_status read_back(trainer *t, log_window *w, double *gnorm) {
     return s;
 }
 
+/* cuda_graphs for this stage: on where every step can be captured, else a logged reason and
+ * eager steps. The CPU backend's "no graphs" is said once per run (pipeline.c). */
+static rx_status graphs_open(trainer *t) {
+    rx_experiment *ex = t->ex;
+    rx_ctx *c = ex->ctx;
+    if (!ex->cuda_graphs || c->mem->device != RX_DEV_CUDA) return RX_OK;
+    const char *why = NULL;
+    if (!rx_cuda_graph_begin || !rx_cuda_dropout_step || !rx_cuda_scratch_moves) why = "this build has no CUDA graphs";
+    else if (!t->losses) why = "each step of a multi-rank run agrees on its loss with the other ranks (a host wait)";
+    else if (rx_dist_world()->nccl) why = "NCCL's gradient all-reduce is not captured";
+    else if (!ex->task->stage) why = "this stage's task draws and uploads its batch inside the step";
+    if (why) {
+        rx_run_log(t->run, "%s: cuda_graphs: %s; every step runs eagerly", t->st->name, why);
+        return RX_OK;
+    }
+    const int B = t->batch.n, C = ex->data_c, H = ex->data_h, W = ex->data_w;
+    const int64_t img[4] = {B, C, H, W}, per[1] = {B}, one[1] = {1};
+    rx_train_batch *b = &t->batch;
+    b->in[0] = rx_param(c, NULL, 4, img, 0);
+    b->in[1] = rx_param(c, NULL, 1, per, 0);
+    b->in[2] = rx_param(c, NULL, 4, img, 0);
+    b->in[3] = rx_param(c, NULL, 1, per, 0);
+    if (ex->model->num_classes > 0) b->in[4] = rx_param(c, NULL, 1, per, 0);
+    t->graph.loss = rx_param(c, NULL, 1, one, 0);
+    if (!t->graph.loss) return rx_ctx_status(c);
+    t->graph.on = 1;
+    t->graph.warm = WARM_STEPS;
+    return RX_OK;
+}
+
+/* run.json's cuda_graphs_<stage>: what the steps did; dropout's step back to the host's */
+static void graphs_close(trainer *t) {
+    step_graph *g = &t->graph;
+    if (!g->on) return;
+    rx_cuda_graph_free(g->graph);
+    g->graph = NULL;
+    rx_cuda_dropout_step(t->ex->ctx, 0, 0);
+    memset(t->batch.in, 0, sizeof t->batch.in);   /* persistent: freed with the context */
+    char key[96];
+    snprintf(key, sizeof key, "cuda_graphs_%s", t->st->name);
+    rx_run_set(t->run, key, json_pack("{s:I, s:I, s:I, s:b}", "eager_steps", (json_int_t)g->eager, "captures",
+                                      (json_int_t)g->captures, "replayed_steps", (json_int_t)g->replayed,
+                                      "capture_failed", g->failed));
+    rx_run_log(t->run, "%s: cuda_graphs: %lld steps replayed from %lld capture%s, %lld eager", t->st->name,
+               (long long)g->replayed, (long long)g->captures, g->captures == 1 ? "" : "s", (long long)g->eager);
+    g->on = 0;
+}
+
+/* the device work of one step, every call of it capturable: forward and backward on the staged
+ * inputs, the loss into the fixed slot, AdamW + EMA (prepared outside), zeroed gradients; then
+ * the step's host state is dropped (tape, step arena) */
+static rx_status graph_body(trainer *t, int64_t step) {
+    rx_experiment *ex = t->ex;
+    rx_ctx *c = ex->ctx;
+    rx_tensor *loss = NULL;
+    rx_status s = step_grads(ex, &t->batch, step, &loss);
+    if (!s) s = c->mem->copy(c, t->graph.loss->data, loss->data, sizeof(float));
+    if (!s) s = rx_adamw_apply(c, &t->opt);
+    if (!s) s = rx_paramset_zero_grad(c, &ex->model->params);
+    rx_step_end(c);
+    return s;
+}
+
+/* captures step `step` (which runs nothing) into t->graph.graph; when the capture fails, says
+ * why, runs the step eagerly and leaves graphs off for the rest of the stage */
+static rx_status graph_capture(trainer *t, int64_t step) {
+    rx_ctx *c = t->ex->ctx;
+    step_graph *g = &t->graph;
+    RX_TRY(rx_cuda_graph_begin(c));
+    rx_status s = graph_body(t, step);
+    char why[512] = "";
+    if (s) snprintf(why, sizeof why, "%s", rx_last_error());
+    rx_status e = rx_cuda_graph_end(c, &g->graph);   /* always, also after a failed call inside */
+    if (!s && !e) {
+        g->captures++;
+        g->scratch_moves = rx_cuda_scratch_moves(c);
+        return RX_OK;
+    }
+    if (!s) snprintf(why, sizeof why, "%s", rx_last_error());
+    rx_clear_error();
+    rx_ctx_clear_error(c);
+    rx_run_log(t->run, "%s: cuda_graphs: capturing step %lld failed (%s); it and every later step run eagerly",
+               t->st->name, (long long)step, why);
+    g->failed = 1;
+    g->eager++;
+    return graph_body(t, step);   /* nothing of the failed capture ran on the device */
+}
+
+/* the graph dropped (its scratch moved, or a preview ran on the context): the next step warms up
+ * and captures again */
+static void graph_drop(trainer *t) {
+    if (!t->graph.graph) return;
+    rx_cuda_graph_free(t->graph.graph);
+    t->graph.graph = NULL;
+    t->graph.warm = WARM_STEPS;
+}
+
+/* step `step` with graphs on (one process): its inputs staged, then eager (warm-up), captured and
+ * replayed, or replayed; its loss copied to loss_dst (device) without waiting */
+static rx_status graph_step(trainer *t, int64_t step, float *loss_dst, float *lr) {
+    rx_experiment *ex = t->ex;
+    rx_ctx *c = ex->ctx;
+    step_graph *g = &t->graph;
+    RX_TRY(ex->task->stage(ex, &t->batch, step));
+    RX_TRY(rx_cuda_dropout_step(c, 1, (uint64_t)step));
+    RX_TRY(step_lr(ex, &t->opt, step, t->plan.steps, lr));
+    RX_TRY(rx_adamw_prepare(c, &t->opt, *lr));
+    if (g->graph && g->scratch_moves != rx_cuda_scratch_moves(c)) graph_drop(t);   /* it points at freed scratch */
+    if (!g->graph && (g->warm > 0 || g->failed)) {
+        if (g->warm > 0) g->warm--;
+        g->eager++;
+        RX_TRY(graph_body(t, step));
+    } else {
+        if (!g->graph) RX_TRY(graph_capture(t, step));
+        if (g->graph) {
+            RX_TRY(rx_cuda_graph_launch(c, g->graph));
+            g->replayed++;
+        }
+    }
+    return c->mem->copy(c, loss_dst, g->loss->data, sizeof(float));
+}
+
 /* steps start+1 .. plan.steps, logging and checkpointing on the way; stops early at
  * max_minutes (checkpointed) or an interrupt (checkpointed, RX_ERR_INTERRUPTED) */
 static rx_status train_loop(trainer *t, int64_t start, log_window w) {
@@ -426,7 +608,10 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             (void)issued;   /* the step failed already: its own error is the one to report */
             break;
         }
-        if (t->losses) {   /* one process: nothing waits for the device here */
+        if (t->graph.on) {   /* one process, captured steps */
+            if (t->n_pending == 0) t->first_pending = step;
+            s = graph_step(t, step, t->losses->data + t->n_pending++, &lr);
+        } else if (t->losses) {   /* one process: nothing waits for the device here */
             if (t->n_pending == 0) t->first_pending = step;
             s = rx_train_step_queued(ex, &t->opt, &t->batch, step, p->steps, t->losses->data + t->n_pending++, &lr);
         } else {           /* several ranks agree on each step's loss (rx_train_step) */
@@ -457,7 +642,10 @@ static rx_status train_loop(trainer *t, int64_t start, log_window w) {
             s = save_checkpoint(ex, run, t->st, &t->opt, step, &w);   /* the window just closed: empty */
             t->last_ckpt = step;
         }
-        if (!s && preview_now) s = rx_sample_preview(ex, run, step);
+        if (!s && preview_now) {
+            s = rx_sample_preview(ex, run, step);
+            graph_drop(t);
+        }
         if (!s && out_of_time) {   // the lr schedule still runs over train.steps: it is cut, not compressed
             rx_run_log(run, "%s: max_minutes (%g) reached at step %lld of %lld; checkpoint written",
                        t->st->name, p->max_s / 60, (long long)step, (long long)p->steps);
@@ -549,6 +737,7 @@ rx_status rx_train_stage_run(rx_experiment *ex, rx_run *run, const rx_train_stag
         t.losses = rx_param(ex->ctx, NULL, 1, &n, 0);
         if (!t.losses) s = rx_ctx_status(ex->ctx);
     }
+    if (!s) s = graphs_open(&t);
     if (!s) s = train_loop(&t, start, w);
     if (!s) record_buckets(run);
     if (!s) s = check_replicas(ex, run);

@@ -93,6 +93,7 @@ rx_status rx_cuda_scratch(rx_ctx *c, int slot, size_t bytes, void **out) {
     if (bytes > st->scratch_bytes[slot]) {
         const size_t want = rx_cuda_scratch_size(bytes);
         RX_CUDA_TRY(cudaStreamSynchronize(st->stream));
+        st->scratch_moves++;
         if (st->scratch[slot]) RX_CUDA_TRY(cudaFree(st->scratch[slot]));
         st->scratch[slot] = nullptr;
         st->scratch_bytes[slot] = 0;
@@ -190,6 +191,7 @@ extern "C" void rx_cuda_close(void *state) {
     for (int k = 0; k < RX_CUDA_SCRATCH_COUNT; k++) if (st->scratch[k]) cudaFree(st->scratch[k]);
     if (st->dev_flag) cudaFree(st->dev_flag);
     if (st->bad_index) cudaFree(st->bad_index);
+    if (st->dropout_step) cudaFree(st->dropout_step);
     if (st->host_pinned) cudaFreeHost(st->host_pinned);
     if (st->cudnn) cudnnDestroy(st->cudnn);
     if (st->cublas) cublasDestroy(st->cublas);

@@ -57,6 +57,15 @@ rx_status rx_cuda_graph_begin(rx_ctx *c) __attribute__((weak));
 rx_status rx_cuda_graph_end(rx_ctx *c, rx_cuda_graph **out) __attribute__((weak));
 rx_status rx_cuda_graph_launch(rx_ctx *c, rx_cuda_graph *g) __attribute__((weak));
 void      rx_cuda_graph_free(rx_cuda_graph *g) __attribute__((weak));
+/* Dropout's step from device memory (a captured step's masks must follow the step it replays,
+ * not the one it was captured at): on = 1 writes `step` into a device word (through the upload
+ * staging, so outside any capture) and from then on the dropout kernels read their step there,
+ * with the call number of their node (the stream RX_STREAM(RX_RNG_DROPOUT, RX_DROPOUT_INDEX(step,
+ * call)) as before: the same masks as eager). on = 0: back to the node's host-side stream. */
+rx_status rx_cuda_dropout_step(rx_ctx *c, int on, uint64_t step) __attribute__((weak));
+/* How many times the context's scratch (cuDNN workspaces, reduction parts) was reallocated so
+ * far: a graph captured at another count may point at freed scratch and must be captured again. */
+uint64_t rx_cuda_scratch_moves(rx_ctx *c) __attribute__((weak));
 
 #ifdef __cplusplus
 }

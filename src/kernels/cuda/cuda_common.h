@@ -71,6 +71,8 @@ typedef struct rx_cuda_state {
     size_t scratch_bytes[RX_CUDA_SCRATCH_COUNT];
     size_t scratch_peak;                  // largest total of the scratch slots so far (bytes)
     size_t scratch_request_peak[RX_CUDA_SCRATCH_COUNT];   // largest request of each slot so far (bytes)
+    unsigned long long scratch_moves;     // scratch reallocations so far: a CUDA graph captured
+                                          // before the last one points at freed memory (graph.cu)
     unsigned long long *dev_flag;         // one device word for kernels that report a bad input
     void *host_pinned;                    // 64 pinned bytes: reduction results, flags
     struct rx_cuda_conv_cache *conv_cache;
@@ -83,6 +85,10 @@ typedef struct rx_cuda_state {
                                           //         [1] the value there (float bits)
     unsigned checks;                      // check numbers handed out
     char check_what[RX_CUDA_CHECK_RING][192];   // what check k % RING was (for the message)
+    // CUDA graphs (graph.cu): dropout's training step read from this device word instead of the
+    // node's host-side stream, so that a replayed step draws the masks of the step it replays
+    unsigned long long *dropout_step;     // device: the step; NULL until first set
+    int dropout_step_on;                  // kernels read dropout_step (rx_cuda_dropout_step)
 } rx_cuda_state;
 
 static inline rx_cuda_state *rx_cuda(rx_ctx *c) { return (rx_cuda_state *)c->be_state; }

@@ -14,6 +14,9 @@
 // parts, in a fixed order (see cuda_common.h).
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/philox_device.h"
+extern "C" {
+#include "core/philox.h"   // RX_STREAM, RX_DROPOUT_INDEX: dropout's stream as op_elementwise.c makes it
+}
 #include <limits.h>
 
 // ---- the broadcast plan (cpu/elementwise.c's bcast_plan_make) -------------------------------
@@ -443,7 +446,9 @@ extern "C" rx_status cuda_modulate_bwd(rx_ctx *c, rx_node *n) {
 
 // ---- dropout (inverted): y = x · keep / (1 - p) ---------------------------------------------------
 // keep_i = (u_i >= p), u_i the uniform of word i of Philox stream i[0] under seed i[1]: the CPU's
-// mask exactly (element i is word i%4 of block i/4), recomputed in backward.
+// mask exactly (element i is word i%4 of block i/4), recomputed in backward. With dropout's step on
+// the device (CUDA graphs, graph.cu) the stream's step comes from that word, its call number from
+// i[0]'s low 16 bits (RX_DROPOUT_INDEX): the same stream, read at run time instead of baked in.
 
 namespace {
 
@@ -451,12 +456,14 @@ struct dropout_op {   // one thread per Philox block: 4 elements
     float *y;
     const float *x;
     uint64_t seed, stream;
+    const unsigned long long *step;   // NULL: stream as given
     float p, keep_scale;
     int64_t n;
     int accumulate;
     __device__ void operator()(int64_t blk) const {
         uint32_t w[4];
-        rx_philox_block(seed, stream, (uint64_t)blk, w);
+        const uint64_t s = step ? RX_STREAM(RX_RNG_DROPOUT, RX_DROPOUT_INDEX(*step, stream & 0xFFFF)) : stream;
+        rx_philox_block(seed, s, (uint64_t)blk, w);
         for (int k = 0; k < 4; k++) {
             const int64_t i = blk * 4 + k;
             if (i >= n) break;
@@ -475,6 +482,7 @@ static rx_status dropout_apply(rx_ctx *c, const rx_node *n, const float *x, floa
     op.x = x;
     op.seed = (uint64_t)n->i[1];
     op.stream = (uint64_t)n->i[0];
+    op.step = rx_cuda(c)->dropout_step_on ? rx_cuda(c)->dropout_step : nullptr;
     op.p = n->f[0];
     op.keep_scale = op.p < 1.0f ? 1.0f / (1.0f - op.p) : 0.0f;
     op.n = n->out->numel;

@@ -58,3 +58,23 @@ extern "C" void rx_cuda_graph_free(rx_cuda_graph *g) {
     if (g->graph) cudaGraphDestroy(g->graph);
     free(g);
 }
+
+extern "C" rx_status rx_cuda_dropout_step(rx_ctx *c, int on, uint64_t step) {
+    rx_cuda_state *st = rx_cuda(c);
+    st->dropout_step_on = 0;
+    if (!on) return RX_OK;
+    if (!st->dropout_step) {
+        cudaError_t e = cudaMalloc((void **)&st->dropout_step, sizeof *st->dropout_step);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            st->dropout_step = nullptr;
+            return rx_fail(RX_ERR_DEVICE, "cuda: dropout's step word: cudaMalloc: %s", cudaGetErrorString(e));
+        }
+    }
+    const unsigned long long v = step;
+    RX_TRY(rx_cuda_to_device(c, st->dropout_step, &v, sizeof v));
+    st->dropout_step_on = 1;
+    return RX_OK;
+}
+
+extern "C" uint64_t rx_cuda_scratch_moves(rx_ctx *c) { return rx_cuda(c)->scratch_moves; }
