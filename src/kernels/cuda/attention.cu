@@ -11,22 +11,23 @@
 // Why our own kernels: cuDNN's fused scaled-dot-product attention (cudnn frontend graph API,
 // FlashAttention-2 inside) takes fp16, bf16 or fp8 tensors only (its support matrix, cuDNN 9:
 // https://docs.nvidia.com/deeplearning/cudnn/frontend/latest/operations/Attention.html), and
-// runexp's tensors are fp32 (TF32 only rounds GEMM inputs). With a bf16 precision mode it becomes
-// the fast path for head dims up to 128 (256 on Hopper).
+// runexp's tensors are fp32 (TF32 only rounds GEMM inputs); and it cannot run in the CUDA
+// emulator (tests/cuda/emu), where every kernel here is tested against the CPU's.
 //
-// precision: bf16 (issue 16 §4) does not reach these kernels yet: attention stays fp32 under
-// bf16 (tests/cuda/test_cuda_ops.c checks it at fp32 tolerance), while GEMMs and convolutions
-// round their operands to bf16 (dense.cu). What is left, and why it was not done in the emulator-
-// only session that added bf16:
-//   - cuDNN's SDPA through the backend (graph) API: bf16 copies of q, k, v (dense.cu's rounding
-//     kernel), a graph with an fp32 output (or a bf16 one widened) and the log-sum-exp kept for
-//     the backward graph; the emulator would need a stand-in for cudnnBackend* descriptors and
-//     the graph's execution, and its real numerics and workspace can only be checked on a GPU;
-//   - or bf16 tensor-core math (mma.sync m16n8k16) for S = q kᵀ and o = P v inside these kernels'
-//     tiles: the emulator has no warp-level mma either, so it would need one written first.
-// Either is a device session's job: it can time it against this kernel, which stays the fp32 /
-// TF32 path.
+// precision: bf16 (issue 16 §4) runs the forward on tensor cores: flash_fwd_bf16_kernel below,
+// the same online softmax with S = q kᵀ and O += P v as warp-level mma.sync m16n8k16 products
+// (mma_bf16.h: q, k, v and P in bf16, fp32 accumulation, statistics and output), for head dims up
+// to 256; wider heads keep the fp32 kernel. Its backward is the fp32 kernels' on bf16-rounded
+// copies of q, k, v (so P recomputed there is the forward's within fp32 rounding).
+// tests/cuda/test_cuda_mma.c bounds both against the CPU kernel on the same rounded inputs.
+// What is left, for a session with a device to time it (bench/gpu_issue16.sh has the row):
+//   - the backward on tensor cores (dq, dk, dv and the recomputed S, dP as mma products);
+//   - tuning the forward: ldmatrix fragment loads, cp.async double-buffered K/V tiles, the
+//     occupancy at head dim 256 (245 registers a thread);
+//   - or cuDNN's SDPA through the backend (graph) API as the bf16 path, timed against this one.
+// fp32 and TF32 use the fp32 kernels (TF32 does not round inside them).
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/mma_bf16.h"
 
 // ---- softmax over rows of n (one block per row, grid-stride) ---------------------------------------
 
@@ -303,6 +304,195 @@ __global__ void rowdot_kernel(const float *__restrict__ a, const float *__restri
     }
 }
 
+// ---- precision bf16: the forward on tensor cores ------------------------------------------------------
+// The same online softmax as flash_fwd_kernel, with S = Q Kᵀ and O += P V as m16n8k16 products
+// (mma_bf16.h) of bf16 operands accumulated in fp32, as FlashAttention-2 does on Ampere/Hopper:
+//   q, k, v rounded to bf16 (nearest even) as they are loaded; S accumulated in fp32 and scaled;
+//   the running max m, the sum l (of the fp32 P) and O in fp32; P rounded to bf16 only as the A
+//   operand of P V; LSE = m + log l, kept for the backward as in fp32.
+// A block is FB_WARPS warps, each owning 16 query rows (FB_ROWS a block), looping over key tiles of
+// FB_KEYS keys that the block stages in shared memory as bf16 (K [keys][HD], V [keys][HD]). A
+// warp's Q stays in registers as A fragments; S is FB_KEYS / 8 accumulator tiles, O HD / 8. Head
+// dims are padded with zeros to HD (16 ... 256; D and Dv both <= HD); wider heads keep the fp32
+// kernel. A lane holds rows g and g + 8 of its warp's 16 (the C layout), a row's scores spread over
+// the 4 lanes of its quad: row max and sum are two xor-shuffles.
+// Registers (nvcc -Xptxas -v, sm_90): 56 (HD 16) to 245 (HD 256) a thread, no stack, no spills;
+// RX_UNROLL on every loop that indexes a fragment array keeps them in registers. Not tuned on a
+// device: fragments come from shared memory by 16-bit loads (ldmatrix would do it in one
+// instruction), K/V tiles are not double-buffered (cp.async), 2 blocks an SM fit at HD 256.
+
+constexpr int FB_WARPS = 4, FB_ROWS = 16 * FB_WARPS, FB_THREADS = 32 * FB_WARPS, FB_KEYS = 32, FB_PAD = 8;
+constexpr int FB_MAX_HEAD = 256;
+
+// m[r, c] of a row-major [rows, cols] matrix, 0 outside it
+__device__ __forceinline__ float fb_at(const float *m, int64_t rows, int64_t cols, int64_t r, int64_t c) {
+    return r < rows && c < cols ? m[r * cols + c] : 0.0f;
+}
+
+// the max / sum over the 4 lanes of a quad (one row of the C layout)
+__device__ __forceinline__ float fb_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float fb_quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+template <int HD>
+__global__ void flash_fwd_bf16_kernel(const fa_problem p) {
+    __shared__ bf16_bits Ks[FB_KEYS][HD + FB_PAD], Vs[FB_KEYS][HD + FB_PAD];
+    const int lane = (int)threadIdx.x % 32, warp = (int)threadIdx.x / 32;
+    const int64_t h = blockIdx.x / p.tiles, i0 = blockIdx.x % p.tiles * FB_ROWS + 16 * warp;   // the warp's rows
+    const float *q = p.q + h * p.Nq * p.D, *k = p.k + h * p.Nk * p.D, *v = p.v + h * p.Nk * p.Dv;
+    // Q [16 rows, HD] as A fragments, column chunk kc = 16 columns: kept in registers up to HD 128;
+    // at 256 (with O's 128 registers a lane) they would go to the stack, so they are reloaded per
+    // key tile from global memory (L1/L2) instead
+    constexpr bool Q_IN_REGS = HD <= 128;
+    uint32_t qa[Q_IN_REGS ? HD / 16 : 1][4];
+    auto load_q = [&](int kc, uint32_t a[4]) {
+        mma_load_a(a, lane, [&](int r, int c) { return bf16_of(fb_at(q, p.Nq, p.D, i0 + r, kc * 16 + c)); });
+    };
+    if (Q_IN_REGS) {
+        RX_UNROLL
+        for (int kc = 0; kc < HD / 16; kc++) load_q(kc, qa[kc]);
+    }
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};   // m, l: rows g and g + 8
+    RX_UNROLL
+    for (int nt = 0; nt < HD / 8; nt++)
+        for (int e = 0; e < 4; e++) o[nt][e] = 0.0f;
+    for (int64_t j0 = 0; j0 < p.Nk; j0 += FB_KEYS) {
+        const int64_t keys = p.Nk - j0 < FB_KEYS ? p.Nk - j0 : FB_KEYS;
+        __syncthreads();   // everyone is done with the previous tile
+        for (int i = threadIdx.x; i < FB_KEYS * HD; i += FB_THREADS) {
+            const int r = i / HD, c = i % HD;
+            Ks[r][c] = bf16_of(fb_at(k, p.Nk, p.D, j0 + r, c));
+            Vs[r][c] = bf16_of(fb_at(v, p.Nk, p.Dv, j0 + r, c));
+        }
+        __syncthreads();
+        float s[FB_KEYS / 8][4];   // S = Q Kᵀ: key tile nt = keys 8nt ... 8nt + 7
+        RX_UNROLL
+        for (int nt = 0; nt < FB_KEYS / 8; nt++)
+            for (int e = 0; e < 4; e++) s[nt][e] = 0.0f;
+        RX_UNROLL
+        for (int kc = 0; kc < HD / 16; kc++) {
+            if (!Q_IN_REGS) load_q(kc, qa[0]);
+            const uint32_t *a = qa[Q_IN_REGS ? kc : 0];
+            RX_UNROLL
+            for (int nt = 0; nt < FB_KEYS / 8; nt++) {
+                uint32_t b[2];   // B[d][key] = K[key][d]
+                mma_load_b(b, lane, [&](int d, int key) { return Ks[nt * 8 + key][kc * 16 + d]; });
+                mma_bf16_16816(s[nt], a, b, s[nt]);
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY}, corr[2];
+        RX_UNROLL
+        for (int nt = 0; nt < FB_KEYS / 8; nt++)
+            for (int e = 0; e < 4; e++) {
+                int row, col;
+                mma_c_at(lane, e, &row, &col);
+                s[nt][e] = nt * 8 + col < keys ? s[nt][e] * p.scale : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        for (int r = 0; r < 2; r++) {
+            const float m_new = fmaxf(m[r], fb_quad_max(mx[r]));   // finite: every tile has a key
+            corr[r] = expf(m[r] - m_new);                          // 0 on the first tile
+            m[r] = m_new;
+            l[r] *= corr[r];   // this lane's share of the row's sum; the quad adds its 4 at the end
+        }
+        RX_UNROLL
+        for (int nt = 0; nt < FB_KEYS / 8; nt++)
+            for (int e = 0; e < 4; e++) {
+                s[nt][e] = expf(s[nt][e] - m[e >> 1]);   // P, fp32; e^-inf = 0 past the last key
+                l[e >> 1] += s[nt][e];
+            }
+        RX_UNROLL
+        for (int nt = 0; nt < HD / 8; nt++)
+            for (int e = 0; e < 4; e++) o[nt][e] *= corr[e >> 1];
+        RX_UNROLL
+        for (int kc = 0; kc < FB_KEYS / 16; kc++) {   // O += P V over keys 16kc ... 16kc + 15
+            const float *p0 = s[2 * kc], *p1 = s[2 * kc + 1];   // two C tiles = one A fragment (mma_bf16.h)
+            const uint32_t a[4] = {bf16x2_of(p0[0], p0[1]), bf16x2_of(p0[2], p0[3]), bf16x2_of(p1[0], p1[1]),
+                                   bf16x2_of(p1[2], p1[3])};
+            RX_UNROLL
+            for (int nt = 0; nt < HD / 8; nt++) {
+                uint32_t b[2];   // B[key][c] = V[key][c]
+                mma_load_b(b, lane, [&](int key, int c) { return Vs[kc * 16 + key][nt * 8 + c]; });
+                mma_bf16_16816(o[nt], a, b, o[nt]);
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++) l[r] = fb_quad_sum(l[r]);
+    RX_UNROLL
+    for (int nt = 0; nt < HD / 8; nt++)
+        for (int e = 0; e < 4; e++) {
+            int row, col;
+            mma_c_at(lane, e, &row, &col);
+            const int64_t i = i0 + row, c = nt * 8 + col;
+            if (i < p.Nq && c < p.Dv) p.out[(h * p.Nq + i) * p.Dv + c] = o[nt][e] / l[e >> 1];
+        }
+    if (p.lse_out && lane % 4 == 0)
+        for (int r = 0; r < 2; r++) {
+            const int64_t i = i0 + lane / 4 + 8 * r;
+            if (i < p.Nq) p.lse_out[h * p.Nq + i] = m[r] + logf(l[r]);
+        }
+}
+
+// the head dim the bf16 kernel pads to, or 0 when it does not take this problem
+static int fb_head(const rx_ctx *c, const attn_dims &d) {
+    if (rx_cuda((rx_ctx *)c)->precision != RX_PRECISION_BF16) return 0;
+    const int64_t w = d.D > d.Dv ? d.D : d.Dv;
+    for (int hd = 16; hd <= FB_MAX_HEAD; hd *= 2)
+        if (w <= hd) return hd;
+    return 0;
+}
+
+static rx_status fb_run(rx_ctx *c, fa_problem p, int64_t BH, int hd) {
+    if (BH == 0 || p.Nq == 0) return RX_OK;
+    p.tiles = (p.Nq + FB_ROWS - 1) / FB_ROWS;
+    if (BH * p.tiles > 0x7fffffff)
+        return rx_fail(RX_ERR_ARG, "attention: %lld heads of %lld rows: too many blocks for one launch", (long long)BH,
+                       (long long)p.Nq);
+    const dim3 grid((unsigned)(BH * p.tiles));
+    cudaStream_t stream = rx_cuda(c)->stream;
+    switch (hd) {
+    case 16: flash_fwd_bf16_kernel<16><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    case 32: flash_fwd_bf16_kernel<32><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    case 64: flash_fwd_bf16_kernel<64><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    case 128: flash_fwd_bf16_kernel<128><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    default: flash_fwd_bf16_kernel<256><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    }
+    RX_CUDA_LAUNCH_CHECK();
+    return RX_OK;
+}
+
+// The backward under bf16 is the fp32 kernels' on q, k, v rounded to bf16 (kept as fp32 in the
+// context's bf16 scratch slot), the values the forward multiplied: its P = e^(S - LSE) is the
+// forward's within fp32 rounding. (Tensor cores there too are left for a device session.)
+namespace {
+struct round_through_bf16 {   // y[i] = bf16(x[i]), widened back to fp32
+    const float *x;
+    float *y;
+    __device__ void operator()(int64_t i) const { y[i] = float_of(bf16_of(x[i])); }
+};
+}  // namespace
+
+static size_t fb_span(int64_t n) { return ((size_t)n * sizeof(float) + 255) & ~(size_t)255; }
+
+static rx_status fb_round_inputs(rx_ctx *c, fa_problem *p, const attn_dims &d) {
+    const int64_t n[3] = {d.BH * d.Nq * d.D, d.BH * d.Nk * d.D, d.BH * d.Nk * d.Dv};
+    const float **src[3] = {&p->q, &p->k, &p->v};
+    void *buf;
+    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_BF16, fb_span(n[0]) + fb_span(n[1]) + fb_span(n[2]), &buf));
+    char *at = (char *)buf;
+    for (int i = 0; i < 3; i++) {
+        RX_TRY(rx_cuda_foreach(c, n[i], round_through_bf16{*src[i], (float *)at}));
+        *src[i] = (const float *)at;
+        at += fb_span(n[i]);
+    }
+    return RX_OK;
+}
+
 enum { FA_FWD, FA_DQ, FA_DKDV };
 
 template <int NC>
@@ -351,7 +541,8 @@ extern "C" rx_status cuda_attention_fwd(rx_ctx *c, rx_node *n) {
         n->saved[1] = n->out;
         p.lse_out = lse_t->data;
     }
-    return fa_run(c, FA_FWD, p, d.BH, d.Nq, d.Dv);
+    const int hd = fb_head(c, d);
+    return hd ? fb_run(c, p, d.BH, hd) : fa_run(c, FA_FWD, p, d.BH, d.Nq, d.Dv);
 }
 
 extern "C" rx_status cuda_attention_bwd(rx_ctx *c, rx_node *n) {
@@ -371,6 +562,7 @@ extern "C" rx_status cuda_attention_bwd(rx_ctx *c, rx_node *n) {
     p.Nq = d.Nq, p.Nk = d.Nk, p.D = d.D, p.Dv = d.Dv, p.scale = n->f[0];
     const int64_t R = d.BH * d.Nq;
     if (R == 0) return RX_OK;
+    if (fb_head(c, d)) RX_TRY(fb_round_inputs(c, &p, d));   // the forward ran on tensor cores
     if (p.gq || p.gk) {   // D = rowsum(dO ⊙ O) [BH,Nq], in the context's scratch
         void *buf;
         RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_PARTIAL, (size_t)R * sizeof(float), &buf));

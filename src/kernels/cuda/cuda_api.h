@@ -47,6 +47,16 @@ rx_status rx_cuda_graph_end(rx_ctx *c, rx_cuda_graph **out) __attribute__((weak)
 rx_status rx_cuda_graph_launch(rx_ctx *c, rx_cuda_graph *g) __attribute__((weak));
 void      rx_cuda_graph_free(rx_cuda_graph *g) __attribute__((weak));
 
+/* bf16 tensor-core product (mma_bf16.cu, issue 16 §4): one warp computes D = A B + C for
+ * A [16x16], B [16x8], C and D [16x8] (row-major fp32 DEVICE pointers; A and B rounded to bf16 on
+ * load) with the fragment loaders and mma wrapper the bf16 attention uses. Variants: the wrapper
+ * (mma.sync on a GPU, the emulator's warp collective) with B read as stored or from a transposed
+ * copy, the shuffle version (older GPUs), and A read transposed: wrong on purpose, so a test can
+ * show that its check sees a misplaced fragment. */
+enum { RX_MMA_TILE_WRAPPER, RX_MMA_TILE_B_TRANSPOSED, RX_MMA_TILE_SHUFFLE, RX_MMA_TILE_A_TRANSPOSED, RX_MMA_TILE_COUNT };
+rx_status rx_cuda_mma_bf16_tile(rx_ctx *c, const float *A, const float *B, const float *C, float *D, int variant)
+    __attribute__((weak));
+
 #ifdef __cplusplus
 }
 #endif
