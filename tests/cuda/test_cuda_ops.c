@@ -189,7 +189,11 @@ Test(cuda_ops, dense_bf16_on_fp32_inputs) {
 
 /* sample.precision switches an open context (rx_cuda_set_precision): convolution plans are kept
  * per precision, so an fp32 call after bf16 ones is fp32 again (TOL_FP32), and bf16 after that is
- * bf16 (an error above fp32's) */
+ * bf16 (an error above fp32's); attention too (its forward only, as sampling calls it: bf16 on
+ * unrounded inputs within TOL_BF16, the operands' and P's rounding) */
+static const px_case attention_forward = {"attention 64 tokens, forward", f_attention, &ATT_DEFAULT, 3,
+    {PX_T(0, PX_NORMAL, 1.0f, 2, 4, 64, 32), PX_T(0, PX_NORMAL, 1.0f, 2, 4, 64, 32), PX_T(0, PX_NORMAL, 1.0f, 2, 4, 64, 32)}};
+
 Test(cuda_ops, precision_switches_on_an_open_context) {
     px_pair p;
     px_open(&p, RX_PRECISION_FP32, 0);
@@ -199,11 +203,14 @@ Test(cuda_ops, precision_switches_on_an_open_context) {
         p.tf32 = RX_PRECISION_FP32;
         px_run(&p, conv, 5, TOL_FP32);
         px_run(&p, lin, 6, TOL_FP32);
+        px_run(&p, &attention_forward, 7, TOL_FP32);
         cr_assert_eq(rx_cuda_set_precision(p.state, RX_PRECISION_BF16), RX_OK, "%s", rx_last_error());
         p.tf32 = RX_PRECISION_BF16;
         px_result a = px_run(&p, conv, 5, TOL_BF16), b = px_run(&p, lin, 6, TOL_BF16);
+        px_result c = px_run(&p, &attention_forward, 7, TOL_BF16);
         cr_expect_gt(px_worst(&a), TOL_BF16_SEEN, "conv2d after the switch to bf16: error %.3g", px_worst(&a));
         cr_expect_gt(px_worst(&b), TOL_BF16_SEEN, "linear after the switch to bf16: error %.3g", px_worst(&b));
+        cr_expect_gt(c.out_err, TOL_BF16_SEEN, "attention after the switch to bf16: error %.3g", c.out_err);
     }
     cr_expect_neq(rx_cuda_set_precision(p.state, 7), RX_OK, "precision 7 accepted");
     px_close(&p);

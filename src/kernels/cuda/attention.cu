@@ -17,8 +17,8 @@
 // precision: bf16 (issue 16 §4) runs the forward on tensor cores: flash_fwd_bf16_kernel below,
 // the same online softmax with S = q kᵀ and O += P v as warp-level mma.sync m16n8k16 products
 // (mma_bf16.h: q, k, v and P in bf16, fp32 accumulation, statistics and output), for head dims up
-// to 256; wider heads keep the fp32 kernel. Its backward is the fp32 kernels' on bf16-rounded
-// copies of q, k, v (so P recomputed there is the forward's within fp32 rounding).
+// to 256; wider heads keep the fp32 kernel. Its backward is the fp32 kernels' with q, k, v rounded
+// to bf16 as they are loaded (so P recomputed there is the forward's within fp32 rounding).
 // tests/cuda/test_cuda_mma.c bounds both against the CPU kernel on the same rounded inputs.
 // What is left, for a session with a device to time it (bench/gpu_issue16.sh has the row):
 //   - the backward on tensor cores (dq, dk, dv and the recomputed S, dP as mma products);
@@ -133,7 +133,11 @@ struct fa_problem {
     float *out, *lse_out, *gq, *gk, *gv;   // lse_out null: no grad, LSE not kept
     int64_t Nq, Nk, D, Dv, tiles;          // tiles: row tiles of FA_ROWS per head (grid.x = BH · tiles)
     float scale;
+    int bf16_inputs;                       // round q, k, v to bf16 as they are loaded (the bf16 forward's backward)
 };
+
+// x, or with bf16 inputs x rounded to bf16 (nearest even): the value the bf16 forward multiplied
+__device__ __forceinline__ float fa_in(float x, int round) { return round ? float_of(bf16_of(x)) : x; }
 
 // max and sum over the 16 lanes of a row (16 consecutive threads of one warp)
 __device__ __forceinline__ float fa_row_max(float v) {
@@ -147,18 +151,19 @@ __device__ __forceinline__ float fa_row_sum(float v) {
 
 // acc[u] += Σ_e a[r,e] b[lane + 16u, e] over e < E: a = this block's 16 rows (a_rows of them
 // real), b = a tile's 64 rows (b_rows real), both row-major with E columns; missing rows read 0.
-__device__ void fa_dot_tile(const float *a, int64_t a_rows, const float *b, int64_t b_rows, int64_t E,
+// ra, rb: round a's / b's values to bf16 (fa_in).
+__device__ void fa_dot_tile(const float *a, int64_t a_rows, const float *b, int64_t b_rows, int64_t E, int ra, int rb,
                             float (*As)[FA_DC + 1], float (*Bs)[FA_DC + 1], float acc[FA_PER_LANE]) {
     const int t = threadIdx.x, r = t / FA_LANES, lane = t % FA_LANES;
     for (int64_t e0 = 0; e0 < E; e0 += FA_DC) {
         __syncthreads();   // everyone is done with the previous chunk
         for (int i = t; i < FA_ROWS * FA_DC; i += FA_THREADS) {
             const int rr = i / FA_DC, e = i % FA_DC;
-            As[rr][e] = rr < a_rows && e0 + e < E ? a[rr * E + e0 + e] : 0.0f;
+            As[rr][e] = rr < a_rows && e0 + e < E ? fa_in(a[rr * E + e0 + e], ra) : 0.0f;
         }
         for (int i = t; i < FA_TILE * FA_DC; i += FA_THREADS) {
             const int rr = i / FA_DC, e = i % FA_DC;
-            Bs[rr][e] = rr < b_rows && e0 + e < E ? b[rr * E + e0 + e] : 0.0f;
+            Bs[rr][e] = rr < b_rows && e0 + e < E ? fa_in(b[rr * E + e0 + e], rb) : 0.0f;
         }
         __syncthreads();
         for (int e = 0; e < FA_DC; e++) {
@@ -169,17 +174,17 @@ __device__ void fa_dot_tile(const float *a, int64_t a_rows, const float *b, int6
 }
 
 // acc[t] += Σ_j w[r,j] m[j, c0 + lane + 16t] over the tile's m_rows rows: w [16][64] in shared
-// memory (this block's rows against the tile), m row-major with C columns.
+// memory (this block's rows against the tile), m row-major with C columns (rm: rounded to bf16).
 template <int NC>
 __device__ void fa_accumulate_cols(const float (*W)[FA_TILE + 1], const float *m, int64_t m_rows, int64_t C, int64_t c0,
-                                   float (*Ms)[FA_LANES * NC], float acc[NC]) {
+                                   int rm, float (*Ms)[FA_LANES * NC], float acc[NC]) {
     const int t = threadIdx.x, r = t / FA_LANES, lane = t % FA_LANES;
     constexpr int COLS = FA_LANES * NC;
     for (int j0 = 0; j0 < m_rows && j0 < FA_TILE; j0 += FA_SUB) {
         __syncthreads();   // W is written; everyone is done with the previous rows
         for (int i = t; i < FA_SUB * COLS; i += FA_THREADS) {
             const int jj = i / COLS, cc = i % COLS;
-            Ms[jj][cc] = j0 + jj < m_rows && c0 + cc < C ? m[(j0 + jj) * C + c0 + cc] : 0.0f;
+            Ms[jj][cc] = j0 + jj < m_rows && c0 + cc < C ? fa_in(m[(j0 + jj) * C + c0 + cc], rm) : 0.0f;
         }
         __syncthreads();
         for (int jj = 0; jj < FA_SUB; jj++) {
@@ -202,7 +207,7 @@ __global__ void flash_fwd_kernel(const fa_problem p) {
     for (int64_t j0 = 0; j0 < p.Nk; j0 += FA_TILE) {
         const int64_t keys = p.Nk - j0 < FA_TILE ? p.Nk - j0 : FA_TILE;
         float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, mx = -INFINITY;
-        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, As, Bs, s);
+        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, p.bf16_inputs, p.bf16_inputs, As, Bs, s);
         for (int u = 0; u < FA_PER_LANE; u++) {
             s[u] = lane + FA_LANES * u < keys ? s[u] * p.scale : -INFINITY;
             mx = fmaxf(mx, s[u]);
@@ -218,7 +223,7 @@ __global__ void flash_fwd_kernel(const fa_problem p) {
         l = l * corr + fa_row_sum(ps);
         for (int cc = 0; cc < NC; cc++) acc[cc] *= corr;
         m = m_new;
-        fa_accumulate_cols<NC>(P, v + j0 * p.Dv, keys, p.Dv, c0, Ms, acc);   // o += P v
+        fa_accumulate_cols<NC>(P, v + j0 * p.Dv, keys, p.Dv, c0, p.bf16_inputs, Ms, acc);   // o += P v
     }
     if (i >= p.Nq) return;   // after the last barrier
     for (int cc = 0; cc < NC; cc++) {
@@ -243,13 +248,14 @@ __global__ void flash_bwd_dq_kernel(const fa_problem p) {
     for (int64_t j0 = 0; j0 < p.Nk; j0 += FA_TILE) {
         const int64_t keys = p.Nk - j0 < FA_TILE ? p.Nk - j0 : FA_TILE;
         float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f};
-        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, As, Bs, s);         // S / scale
-        fa_dot_tile(dout, rows, v + j0 * p.Dv, keys, p.Dv, As, Bs, dp);   // dP
+        const int r16 = p.bf16_inputs;
+        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, r16, r16, As, Bs, s);        // S / scale
+        fa_dot_tile(dout, rows, v + j0 * p.Dv, keys, p.Dv, 0, r16, As, Bs, dp);    // dP
         for (int u = 0; u < FA_PER_LANE; u++) {
             const float pu = lane + FA_LANES * u < keys ? expf(s[u] * p.scale - L) : 0.0f;
             dS[r][lane + FA_LANES * u] = pu * (dp[u] - Di);
         }
-        fa_accumulate_cols<NC>(dS, k + j0 * p.D, keys, p.D, c0, Ms, acc);   // dS k
+        fa_accumulate_cols<NC>(dS, k + j0 * p.D, keys, p.D, c0, r16, Ms, acc);   // dS k
     }
     if (i >= p.Nq) return;
     for (int cc = 0; cc < NC; cc++) {
@@ -274,8 +280,9 @@ __global__ void flash_bwd_dkdv_kernel(const fa_problem p) {
         const int64_t nq = p.Nq - i0 < FA_TILE ? p.Nq - i0 : FA_TILE;
         const float *q = p.q + (h * p.Nq + i0) * p.D, *dout = p.dout + (h * p.Nq + i0) * p.Dv;
         float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f};
-        fa_dot_tile(k, keys, q, nq, p.D, As, Bs, s);                    // Sᵀ / scale: key r against query lane + 16u
-        if (want_k) fa_dot_tile(v, keys, dout, nq, p.Dv, As, Bs, dp);   // dPᵀ
+        const int r16 = p.bf16_inputs;
+        fa_dot_tile(k, keys, q, nq, p.D, r16, r16, As, Bs, s);                  // Sᵀ / scale: key r against query lane + 16u
+        if (want_k) fa_dot_tile(v, keys, dout, nq, p.Dv, r16, 0, As, Bs, dp);   // dPᵀ
         for (int u = 0; u < FA_PER_LANE; u++) {
             const int64_t iq = i0 + lane + FA_LANES * u;
             const int real = lane + FA_LANES * u < nq && r < keys;   // rows past the last key: 0, not e^(-LSE)
@@ -283,8 +290,8 @@ __global__ void flash_bwd_dkdv_kernel(const fa_problem p) {
             P[r][lane + FA_LANES * u] = pu;
             dS[r][lane + FA_LANES * u] = want_k && real ? pu * (dp[u] - drow[iq]) : 0.0f;
         }
-        if (want_v) fa_accumulate_cols<NC>(P, dout, nq, p.Dv, c0, Ms, av);   // Pᵀ do
-        if (want_k) fa_accumulate_cols<NC>(dS, q, nq, p.D, c0, Ms, ak);      // dSᵀ q
+        if (want_v) fa_accumulate_cols<NC>(P, dout, nq, p.Dv, c0, 0, Ms, av);    // Pᵀ do
+        if (want_k) fa_accumulate_cols<NC>(dS, q, nq, p.D, c0, r16, Ms, ak);     // dSᵀ q
     }
     if (j >= p.Nk) return;
     for (int cc = 0; cc < NC; cc++) {
@@ -466,32 +473,10 @@ static rx_status fb_run(rx_ctx *c, fa_problem p, int64_t BH, int hd) {
     return RX_OK;
 }
 
-// The backward under bf16 is the fp32 kernels' on q, k, v rounded to bf16 (kept as fp32 in the
-// context's bf16 scratch slot), the values the forward multiplied: its P = e^(S - LSE) is the
-// forward's within fp32 rounding. (Tensor cores there too are left for a device session.)
-namespace {
-struct round_through_bf16 {   // y[i] = bf16(x[i]), widened back to fp32
-    const float *x;
-    float *y;
-    __device__ void operator()(int64_t i) const { y[i] = float_of(bf16_of(x[i])); }
-};
-}  // namespace
-
-static size_t fb_span(int64_t n) { return ((size_t)n * sizeof(float) + 255) & ~(size_t)255; }
-
-static rx_status fb_round_inputs(rx_ctx *c, fa_problem *p, const attn_dims &d) {
-    const int64_t n[3] = {d.BH * d.Nq * d.D, d.BH * d.Nk * d.D, d.BH * d.Nk * d.Dv};
-    const float **src[3] = {&p->q, &p->k, &p->v};
-    void *buf;
-    RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_BF16, fb_span(n[0]) + fb_span(n[1]) + fb_span(n[2]), &buf));
-    char *at = (char *)buf;
-    for (int i = 0; i < 3; i++) {
-        RX_TRY(rx_cuda_foreach(c, n[i], round_through_bf16{*src[i], (float *)at}));
-        *src[i] = (const float *)at;
-        at += fb_span(n[i]);
-    }
-    return RX_OK;
-}
+// The backward under bf16 is the fp32 kernels' with q, k, v rounded to bf16 as they are loaded
+// (fa_problem.bf16_inputs): the values the forward multiplied, so its P = e^(S - LSE) is the
+// forward's within fp32 rounding, and no rounded copies are stored. (Tensor cores there too are
+// left for a device session.)
 
 enum { FA_FWD, FA_DQ, FA_DKDV };
 
@@ -562,7 +547,7 @@ extern "C" rx_status cuda_attention_bwd(rx_ctx *c, rx_node *n) {
     p.Nq = d.Nq, p.Nk = d.Nk, p.D = d.D, p.Dv = d.Dv, p.scale = n->f[0];
     const int64_t R = d.BH * d.Nq;
     if (R == 0) return RX_OK;
-    if (fb_head(c, d)) RX_TRY(fb_round_inputs(c, &p, d));   // the forward ran on tensor cores
+    p.bf16_inputs = fb_head(c, d) != 0;   // the forward ran on tensor cores
     if (p.gq || p.gk) {   // D = rowsum(dO ⊙ O) [BH,Nq], in the context's scratch
         void *buf;
         RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_PARTIAL, (size_t)R * sizeof(float), &buf));
