@@ -133,12 +133,13 @@ Test(cuda_ops, dense_and_attention_tf32) {
  *     gradient: px round_bf16), so the device's rounding of its operands changes nothing and only
  *     what bf16 does to the results remains: linear/matmul keep fp32 results (cublasGemmEx, fp32
  *     C), TOL_FP32 (accumulation order); a convolution's result r comes back from cuDNN as bf16
- *     (its legacy API has no bf16-in/fp32-out configuration): one rounding, |error| <= 2^-9 |r|,
- *     to which the bias (forward) or the gradient already there (backward) is added, so measured
- *     against the final values' max (up to 2x smaller than r's here) TOL_BF16_RESULT = 2^-7.
+ *     (its legacy API has no bf16-in/fp32-out configuration): one rounding, |error| <= 2^-8 |r|
+ *     (8 significant bits), to which the bias (forward) or the gradient already there (backward)
+ *     is added, so measured against the final values' max (up to 2x smaller than r's here)
+ *     TOL_BF16_RESULT = 2^-7.
  *     Sharper: a convolution of small whole numbers (results < 256, exact in bf16 and in fp32)
  *     must match exactly;
- *   - the CPU fp32 kernel on the unrounded inputs: the operands' own rounding (2^-9 relative each)
+ *   - the CPU fp32 kernel on the unrounded inputs: the operands' own rounding (2^-8 relative each)
  *     on top, TOL_BF16 = 1e-2; and each GEMM-backed op must differ by more than TOL_BF16_SEEN = 1e-4
  *     (fp32 agrees to 1e-5): bf16 math did run.
  * Attention under bf16 runs on tensor cores (attention.cu's bf16 forward): tests/cuda/test_cuda_mma.c

@@ -7,7 +7,8 @@
 // allocations are filled with NaN bytes), cuDNN workspace sizes, cuBLAS/cuDNN argument mapping.
 // What it cannot check: real-GPU timing, races between blocks, the real libraries' numerics
 // (TF32 is imitated by rounding GEMM/convolution inputs to 10-bit mantissas; bf16 operands are
-// read as the top halves of floats, accumulated in double, and bf16 results rounded to nearest even).
+// read as the top halves of floats, accumulated in double, and bf16 results rounded to nearest even;
+// the warp-level bf16 mma of kernels/cuda/mma_bf16.h is a warp collective with the PTX fragment layout).
 #include "cuda_runtime.h"
 #include "cublas_v2.h"
 #include "cudnn.h"
