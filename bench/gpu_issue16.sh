@@ -53,7 +53,7 @@ for prec in tf32 bf16; do
   rx timeout 90 "$BIN/bench/gpu_bench" cifar32 --steps 3 --profile --precision $prec > "$OUT/profile_attn_$prec.log" 2>&1 ||
     say "gpu_bench --precision $prec failed"
 done
-ATTN=$(for prec in tf32 bf16; do grep -i 'attention' "$OUT/profile_attn_$prec.log" | sed "s/^/  $prec: /"; done)
+ATTN=$(for prec in tf32 bf16; do grep -E '^(attention|cifar32) ' "$OUT/profile_attn_$prec.log" | sed "s/^/  $prec: /"; done)
 
 # ---- 4. against PyTorch eager --------------------------------------------------------------------------
 # build/bench/compare is not in the bundle nor in gpu_env.sh's build: made here when `make` works
@@ -86,7 +86,7 @@ IPS_EVERY=$(train every 1)
   echo "build             $BUILT"
   echo "CUDA suite        $SUITE"
   echo "cfg_cifar32 train img/s, steps 101-300: log_every 100 $IPS_WINDOW, log_every 1 $IPS_EVERY"
-  echo "attention rows of gpu_bench cifar32 --profile, tf32 vs bf16 (tensor cores):"
+  echo "gpu_bench cifar32 --profile, tf32 vs bf16 (tensor-core attention): the step and the attention rows"
   echo "${ATTN:-  (none)}"
   echo "gpu_bench cifar32 --profile:"
   sed 's/^/  /' "$OUT/profile.log"
