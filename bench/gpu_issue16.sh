@@ -10,6 +10,8 @@
 #      samples bit-identical to eager, resume exact);
 #   3. bench/gpu_bench cifar32 --profile: cfg_cifar32's step (batch 128, TF32) timed, then the
 #      per-op table bench/NOTES.md asks for ("Issue 16: predictions") — check the predictions;
+#   3b. gpu_bench cifar32 --profile at tf32 and at bf16: the attention rows (bf16 attention on
+#      tensor cores, mma.sync; test_cuda_mma in step 2 checks the fragment layout on the device);
 #   4. bench/compare --device cuda cifar32: runexp against PyTorch eager on the same step (needs
 #      torch + diffusers on the machine; skipped with a note otherwise);
 #   5. a short cfg_cifar32 training run (300 steps, log_every 100): img/s with the loss read back
@@ -51,6 +53,14 @@ say "suite: $SUITE"
 # ---- 3. the per-op profile of cfg_cifar32's step -------------------------------------------------------
 say "gpu_bench cifar32 --profile (log: profile.log)"
 rx timeout 150 "$BIN/bench/gpu_bench" cifar32 --steps 10 --profile > "$OUT/profile.log" 2>&1 || say "gpu_bench failed"
+
+# ---- 3b. attention fp32 (TF32) vs bf16 on tensor cores (attention.cu, bench/NOTES.md "Issue 16 §4") --
+# cfg_cifar32's attention layers (N 256, one head of 256, batch 128): the profile's attention rows
+for prec in tf32 bf16; do
+  rx timeout 90 "$BIN/bench/gpu_bench" cifar32 --steps 3 --profile --precision $prec > "$OUT/profile_attn_$prec.log" 2>&1 ||
+    say "gpu_bench --precision $prec failed"
+done
+ATTN=$(for prec in tf32 bf16; do grep -E '^(attention|cifar32) ' "$OUT/profile_attn_$prec.log" | sed "s/^/  $prec: /"; done)
 
 # ---- 4. against PyTorch eager --------------------------------------------------------------------------
 # build/bench/compare is not in the bundle nor in gpu_env.sh's build: made here when `make` works
@@ -106,6 +116,8 @@ LT_ROWS=$(for f in lt_on lt_off; do grep -E '^(cifar32|linear |sum )' "$OUT/$f.l
   echo "CUDA suite        $SUITE"
   echo "cfg_cifar32 train img/s, steps 101-300: log_every 100 $IPS_WINDOW, log_every 1 $IPS_EVERY, cuda_graphs $IPS_GRAPHS"
   echo "DDIM-50 CFG 100 images: batch 100 eager $S100_EAGER, graphs $S100_GRAPHS; batch 10 eager $S10_EAGER, graphs $S10_GRAPHS"
+  echo "gpu_bench cifar32 --profile, tf32 vs bf16 (tensor-core attention): the step and the attention rows"
+  echo "${ATTN:-  (none)}"
   echo "gpu_bench cifar32 --profile:"
   sed 's/^/  /' "$OUT/profile.log"
   echo "linear forward, bf16 step: cuBLASLt (lt_on) vs bias kernel + GEMM (lt_off):"

@@ -11,22 +11,23 @@
 // Why our own kernels: cuDNN's fused scaled-dot-product attention (cudnn frontend graph API,
 // FlashAttention-2 inside) takes fp16, bf16 or fp8 tensors only (its support matrix, cuDNN 9:
 // https://docs.nvidia.com/deeplearning/cudnn/frontend/latest/operations/Attention.html), and
-// runexp's tensors are fp32 (TF32 only rounds GEMM inputs). With a bf16 precision mode it becomes
-// the fast path for head dims up to 128 (256 on Hopper).
+// runexp's tensors are fp32 (TF32 only rounds GEMM inputs); and it cannot run in the CUDA
+// emulator (tests/cuda/emu), where every kernel here is tested against the CPU's.
 //
-// precision: bf16 (issue 16 §4) does not reach these kernels yet: attention stays fp32 under
-// bf16 (tests/cuda/test_cuda_ops.c checks it at fp32 tolerance), while GEMMs and convolutions
-// round their operands to bf16 (dense.cu). What is left, and why it was not done in the emulator-
-// only session that added bf16:
-//   - cuDNN's SDPA through the backend (graph) API: bf16 copies of q, k, v (dense.cu's rounding
-//     kernel), a graph with an fp32 output (or a bf16 one widened) and the log-sum-exp kept for
-//     the backward graph; the emulator would need a stand-in for cudnnBackend* descriptors and
-//     the graph's execution, and its real numerics and workspace can only be checked on a GPU;
-//   - or bf16 tensor-core math (mma.sync m16n8k16) for S = q kᵀ and o = P v inside these kernels'
-//     tiles: the emulator has no warp-level mma either, so it would need one written first.
-// Either is a device session's job: it can time it against this kernel, which stays the fp32 /
-// TF32 path.
+// precision: bf16 (issue 16 §4) runs the forward on tensor cores: flash_fwd_bf16_kernel below,
+// the same online softmax with S = q kᵀ and O += P v as warp-level mma.sync m16n8k16 products
+// (mma_bf16.h: q, k, v and P in bf16, fp32 accumulation, statistics and output), for head dims up
+// to 256; wider heads keep the fp32 kernel. Its backward is the fp32 kernels' with q, k, v rounded
+// to bf16 as they are loaded (so P recomputed there is the forward's within fp32 rounding).
+// tests/cuda/test_cuda_mma.c bounds both against the CPU kernel on the same rounded inputs.
+// What is left, for a session with a device to time it (bench/gpu_issue16.sh has the row):
+//   - the backward on tensor cores (dq, dk, dv and the recomputed S, dP as mma products);
+//   - tuning the forward: ldmatrix fragment loads, cp.async double-buffered K/V tiles, the
+//     occupancy at head dim 256 (245 registers a thread);
+//   - or cuDNN's SDPA through the backend (graph) API as the bf16 path, timed against this one.
+// fp32 and TF32 use the fp32 kernels (TF32 does not round inside them).
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/mma_bf16.h"
 
 // ---- softmax over rows of n (one block per row, grid-stride) ---------------------------------------
 
@@ -132,7 +133,11 @@ struct fa_problem {
     float *out, *lse_out, *gq, *gk, *gv;   // lse_out null: no grad, LSE not kept
     int64_t Nq, Nk, D, Dv, tiles;          // tiles: row tiles of FA_ROWS per head (grid.x = BH · tiles)
     float scale;
+    int bf16_inputs;                       // round q, k, v to bf16 as they are loaded (the bf16 forward's backward)
 };
+
+// x, or with bf16 inputs x rounded to bf16 (nearest even): the value the bf16 forward multiplied
+__device__ __forceinline__ float fa_in(float x, int round) { return round ? float_of(bf16_of(x)) : x; }
 
 // max and sum over the 16 lanes of a row (16 consecutive threads of one warp)
 __device__ __forceinline__ float fa_row_max(float v) {
@@ -146,18 +151,19 @@ __device__ __forceinline__ float fa_row_sum(float v) {
 
 // acc[u] += Σ_e a[r,e] b[lane + 16u, e] over e < E: a = this block's 16 rows (a_rows of them
 // real), b = a tile's 64 rows (b_rows real), both row-major with E columns; missing rows read 0.
-__device__ void fa_dot_tile(const float *a, int64_t a_rows, const float *b, int64_t b_rows, int64_t E,
+// ra, rb: round a's / b's values to bf16 (fa_in).
+__device__ void fa_dot_tile(const float *a, int64_t a_rows, const float *b, int64_t b_rows, int64_t E, int ra, int rb,
                             float (*As)[FA_DC + 1], float (*Bs)[FA_DC + 1], float acc[FA_PER_LANE]) {
     const int t = threadIdx.x, r = t / FA_LANES, lane = t % FA_LANES;
     for (int64_t e0 = 0; e0 < E; e0 += FA_DC) {
         __syncthreads();   // everyone is done with the previous chunk
         for (int i = t; i < FA_ROWS * FA_DC; i += FA_THREADS) {
             const int rr = i / FA_DC, e = i % FA_DC;
-            As[rr][e] = rr < a_rows && e0 + e < E ? a[rr * E + e0 + e] : 0.0f;
+            As[rr][e] = rr < a_rows && e0 + e < E ? fa_in(a[rr * E + e0 + e], ra) : 0.0f;
         }
         for (int i = t; i < FA_TILE * FA_DC; i += FA_THREADS) {
             const int rr = i / FA_DC, e = i % FA_DC;
-            Bs[rr][e] = rr < b_rows && e0 + e < E ? b[rr * E + e0 + e] : 0.0f;
+            Bs[rr][e] = rr < b_rows && e0 + e < E ? fa_in(b[rr * E + e0 + e], rb) : 0.0f;
         }
         __syncthreads();
         for (int e = 0; e < FA_DC; e++) {
@@ -168,17 +174,17 @@ __device__ void fa_dot_tile(const float *a, int64_t a_rows, const float *b, int6
 }
 
 // acc[t] += Σ_j w[r,j] m[j, c0 + lane + 16t] over the tile's m_rows rows: w [16][64] in shared
-// memory (this block's rows against the tile), m row-major with C columns.
+// memory (this block's rows against the tile), m row-major with C columns (rm: rounded to bf16).
 template <int NC>
 __device__ void fa_accumulate_cols(const float (*W)[FA_TILE + 1], const float *m, int64_t m_rows, int64_t C, int64_t c0,
-                                   float (*Ms)[FA_LANES * NC], float acc[NC]) {
+                                   int rm, float (*Ms)[FA_LANES * NC], float acc[NC]) {
     const int t = threadIdx.x, r = t / FA_LANES, lane = t % FA_LANES;
     constexpr int COLS = FA_LANES * NC;
     for (int j0 = 0; j0 < m_rows && j0 < FA_TILE; j0 += FA_SUB) {
         __syncthreads();   // W is written; everyone is done with the previous rows
         for (int i = t; i < FA_SUB * COLS; i += FA_THREADS) {
             const int jj = i / COLS, cc = i % COLS;
-            Ms[jj][cc] = j0 + jj < m_rows && c0 + cc < C ? m[(j0 + jj) * C + c0 + cc] : 0.0f;
+            Ms[jj][cc] = j0 + jj < m_rows && c0 + cc < C ? fa_in(m[(j0 + jj) * C + c0 + cc], rm) : 0.0f;
         }
         __syncthreads();
         for (int jj = 0; jj < FA_SUB; jj++) {
@@ -201,7 +207,7 @@ __global__ void flash_fwd_kernel(const fa_problem p) {
     for (int64_t j0 = 0; j0 < p.Nk; j0 += FA_TILE) {
         const int64_t keys = p.Nk - j0 < FA_TILE ? p.Nk - j0 : FA_TILE;
         float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, mx = -INFINITY;
-        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, As, Bs, s);
+        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, p.bf16_inputs, p.bf16_inputs, As, Bs, s);
         for (int u = 0; u < FA_PER_LANE; u++) {
             s[u] = lane + FA_LANES * u < keys ? s[u] * p.scale : -INFINITY;
             mx = fmaxf(mx, s[u]);
@@ -217,7 +223,7 @@ __global__ void flash_fwd_kernel(const fa_problem p) {
         l = l * corr + fa_row_sum(ps);
         for (int cc = 0; cc < NC; cc++) acc[cc] *= corr;
         m = m_new;
-        fa_accumulate_cols<NC>(P, v + j0 * p.Dv, keys, p.Dv, c0, Ms, acc);   // o += P v
+        fa_accumulate_cols<NC>(P, v + j0 * p.Dv, keys, p.Dv, c0, p.bf16_inputs, Ms, acc);   // o += P v
     }
     if (i >= p.Nq) return;   // after the last barrier
     for (int cc = 0; cc < NC; cc++) {
@@ -242,13 +248,14 @@ __global__ void flash_bwd_dq_kernel(const fa_problem p) {
     for (int64_t j0 = 0; j0 < p.Nk; j0 += FA_TILE) {
         const int64_t keys = p.Nk - j0 < FA_TILE ? p.Nk - j0 : FA_TILE;
         float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f};
-        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, As, Bs, s);         // S / scale
-        fa_dot_tile(dout, rows, v + j0 * p.Dv, keys, p.Dv, As, Bs, dp);   // dP
+        const int r16 = p.bf16_inputs;
+        fa_dot_tile(q, rows, k + j0 * p.D, keys, p.D, r16, r16, As, Bs, s);        // S / scale
+        fa_dot_tile(dout, rows, v + j0 * p.Dv, keys, p.Dv, 0, r16, As, Bs, dp);    // dP
         for (int u = 0; u < FA_PER_LANE; u++) {
             const float pu = lane + FA_LANES * u < keys ? expf(s[u] * p.scale - L) : 0.0f;
             dS[r][lane + FA_LANES * u] = pu * (dp[u] - Di);
         }
-        fa_accumulate_cols<NC>(dS, k + j0 * p.D, keys, p.D, c0, Ms, acc);   // dS k
+        fa_accumulate_cols<NC>(dS, k + j0 * p.D, keys, p.D, c0, r16, Ms, acc);   // dS k
     }
     if (i >= p.Nq) return;
     for (int cc = 0; cc < NC; cc++) {
@@ -273,8 +280,9 @@ __global__ void flash_bwd_dkdv_kernel(const fa_problem p) {
         const int64_t nq = p.Nq - i0 < FA_TILE ? p.Nq - i0 : FA_TILE;
         const float *q = p.q + (h * p.Nq + i0) * p.D, *dout = p.dout + (h * p.Nq + i0) * p.Dv;
         float s[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f}, dp[FA_PER_LANE] = {0.0f, 0.0f, 0.0f, 0.0f};
-        fa_dot_tile(k, keys, q, nq, p.D, As, Bs, s);                    // Sᵀ / scale: key r against query lane + 16u
-        if (want_k) fa_dot_tile(v, keys, dout, nq, p.Dv, As, Bs, dp);   // dPᵀ
+        const int r16 = p.bf16_inputs;
+        fa_dot_tile(k, keys, q, nq, p.D, r16, r16, As, Bs, s);                  // Sᵀ / scale: key r against query lane + 16u
+        if (want_k) fa_dot_tile(v, keys, dout, nq, p.Dv, r16, 0, As, Bs, dp);   // dPᵀ
         for (int u = 0; u < FA_PER_LANE; u++) {
             const int64_t iq = i0 + lane + FA_LANES * u;
             const int real = lane + FA_LANES * u < nq && r < keys;   // rows past the last key: 0, not e^(-LSE)
@@ -282,8 +290,8 @@ __global__ void flash_bwd_dkdv_kernel(const fa_problem p) {
             P[r][lane + FA_LANES * u] = pu;
             dS[r][lane + FA_LANES * u] = want_k && real ? pu * (dp[u] - drow[iq]) : 0.0f;
         }
-        if (want_v) fa_accumulate_cols<NC>(P, dout, nq, p.Dv, c0, Ms, av);   // Pᵀ do
-        if (want_k) fa_accumulate_cols<NC>(dS, q, nq, p.D, c0, Ms, ak);      // dSᵀ q
+        if (want_v) fa_accumulate_cols<NC>(P, dout, nq, p.Dv, c0, 0, Ms, av);    // Pᵀ do
+        if (want_k) fa_accumulate_cols<NC>(dS, q, nq, p.D, c0, r16, Ms, ak);     // dSᵀ q
     }
     if (j >= p.Nk) return;
     for (int cc = 0; cc < NC; cc++) {
@@ -302,6 +310,173 @@ __global__ void rowdot_kernel(const float *__restrict__ a, const float *__restri
         if (threadIdx.x == 0) out[r] = (float)s;
     }
 }
+
+// ---- precision bf16: the forward on tensor cores ------------------------------------------------------
+// The same online softmax as flash_fwd_kernel, with S = Q Kᵀ and O += P V as m16n8k16 products
+// (mma_bf16.h) of bf16 operands accumulated in fp32, as FlashAttention-2 does on Ampere/Hopper:
+//   q, k, v rounded to bf16 (nearest even) as they are loaded; S accumulated in fp32 and scaled;
+//   the running max m, the sum l (of the fp32 P) and O in fp32; P rounded to bf16 only as the A
+//   operand of P V; LSE = m + log l, kept for the backward as in fp32.
+// A block is FB_WARPS warps, each owning 16 query rows (FB_ROWS a block), looping over key tiles of
+// FB_KEYS keys that the block stages in shared memory as bf16 (K [keys][HD], V [keys][HD]). A
+// warp's Q stays in registers as A fragments; S is FB_KEYS / 8 accumulator tiles, O HD / 8. Head
+// dims are padded with zeros to HD (16 ... 256; D and Dv both <= HD); wider heads keep the fp32
+// kernel. A lane holds rows g and g + 8 of its warp's 16 (the C layout), a row's scores spread over
+// the 4 lanes of its quad: row max and sum are two xor-shuffles.
+// Registers (nvcc -Xptxas -v, sm_90): 56 (HD 16) to 245 (HD 256) a thread, no stack, no spills;
+// RX_UNROLL on every loop that indexes a fragment array keeps them in registers. Not tuned on a
+// device: fragments come from shared memory by 16-bit loads (ldmatrix would do it in one
+// instruction), K/V tiles are not double-buffered (cp.async), 2 blocks an SM fit at HD 256.
+
+constexpr int FB_WARPS = 4, FB_ROWS = 16 * FB_WARPS, FB_THREADS = 32 * FB_WARPS, FB_KEYS = 32, FB_PAD = 8;
+constexpr int FB_MAX_HEAD = 256;
+
+// m[r, c] of a row-major [rows, cols] matrix, 0 outside it
+__device__ __forceinline__ float fb_at(const float *m, int64_t rows, int64_t cols, int64_t r, int64_t c) {
+    return r < rows && c < cols ? m[r * cols + c] : 0.0f;
+}
+
+// the max / sum over the 4 lanes of a quad (one row of the C layout)
+__device__ __forceinline__ float fb_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float fb_quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+template <int HD>
+__global__ void flash_fwd_bf16_kernel(const fa_problem p) {
+    __shared__ bf16_bits Ks[FB_KEYS][HD + FB_PAD], Vs[FB_KEYS][HD + FB_PAD];
+    const int lane = (int)threadIdx.x % 32, warp = (int)threadIdx.x / 32;
+    const int64_t h = blockIdx.x / p.tiles, i0 = blockIdx.x % p.tiles * FB_ROWS + 16 * warp;   // the warp's rows
+    const float *q = p.q + h * p.Nq * p.D, *k = p.k + h * p.Nk * p.D, *v = p.v + h * p.Nk * p.Dv;
+    // Q [16 rows, HD] as A fragments, column chunk kc = 16 columns: kept in registers up to HD 128;
+    // at 256 (with O's 128 registers a lane) they would go to the stack, so they are reloaded per
+    // key tile from global memory (L1/L2) instead
+    constexpr bool Q_IN_REGS = HD <= 128;
+    uint32_t qa[Q_IN_REGS ? HD / 16 : 1][4];
+    auto load_q = [&](int kc, uint32_t a[4]) {
+        mma_load_a(a, lane, [&](int r, int c) { return bf16_of(fb_at(q, p.Nq, p.D, i0 + r, kc * 16 + c)); });
+    };
+    if (Q_IN_REGS) {
+        RX_UNROLL
+        for (int kc = 0; kc < HD / 16; kc++) load_q(kc, qa[kc]);
+    }
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};   // m, l: rows g and g + 8
+    RX_UNROLL
+    for (int nt = 0; nt < HD / 8; nt++)
+        for (int e = 0; e < 4; e++) o[nt][e] = 0.0f;
+    for (int64_t j0 = 0; j0 < p.Nk; j0 += FB_KEYS) {
+        const int64_t keys = p.Nk - j0 < FB_KEYS ? p.Nk - j0 : FB_KEYS;
+        __syncthreads();   // everyone is done with the previous tile
+        for (int i = threadIdx.x; i < FB_KEYS * HD; i += FB_THREADS) {
+            const int r = i / HD, c = i % HD;
+            Ks[r][c] = bf16_of(fb_at(k, p.Nk, p.D, j0 + r, c));
+            Vs[r][c] = bf16_of(fb_at(v, p.Nk, p.Dv, j0 + r, c));
+        }
+        __syncthreads();
+        float s[FB_KEYS / 8][4];   // S = Q Kᵀ: key tile nt = keys 8nt ... 8nt + 7
+        RX_UNROLL
+        for (int nt = 0; nt < FB_KEYS / 8; nt++)
+            for (int e = 0; e < 4; e++) s[nt][e] = 0.0f;
+        RX_UNROLL
+        for (int kc = 0; kc < HD / 16; kc++) {
+            if (!Q_IN_REGS) load_q(kc, qa[0]);
+            const uint32_t *a = qa[Q_IN_REGS ? kc : 0];
+            RX_UNROLL
+            for (int nt = 0; nt < FB_KEYS / 8; nt++) {
+                uint32_t b[2];   // B[d][key] = K[key][d]
+                mma_load_b(b, lane, [&](int d, int key) { return Ks[nt * 8 + key][kc * 16 + d]; });
+                mma_bf16_16816(s[nt], a, b, s[nt]);
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY}, corr[2];
+        RX_UNROLL
+        for (int nt = 0; nt < FB_KEYS / 8; nt++)
+            for (int e = 0; e < 4; e++) {
+                int row, col;
+                mma_c_at(lane, e, &row, &col);
+                s[nt][e] = nt * 8 + col < keys ? s[nt][e] * p.scale : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        for (int r = 0; r < 2; r++) {
+            const float m_new = fmaxf(m[r], fb_quad_max(mx[r]));   // finite: every tile has a key
+            corr[r] = expf(m[r] - m_new);                          // 0 on the first tile
+            m[r] = m_new;
+            l[r] *= corr[r];   // this lane's share of the row's sum; the quad adds its 4 at the end
+        }
+        RX_UNROLL
+        for (int nt = 0; nt < FB_KEYS / 8; nt++)
+            for (int e = 0; e < 4; e++) {
+                s[nt][e] = expf(s[nt][e] - m[e >> 1]);   // P, fp32; e^-inf = 0 past the last key
+                l[e >> 1] += s[nt][e];
+            }
+        RX_UNROLL
+        for (int nt = 0; nt < HD / 8; nt++)
+            for (int e = 0; e < 4; e++) o[nt][e] *= corr[e >> 1];
+        RX_UNROLL
+        for (int kc = 0; kc < FB_KEYS / 16; kc++) {   // O += P V over keys 16kc ... 16kc + 15
+            const float *p0 = s[2 * kc], *p1 = s[2 * kc + 1];   // two C tiles = one A fragment (mma_bf16.h)
+            const uint32_t a[4] = {bf16x2_of(p0[0], p0[1]), bf16x2_of(p0[2], p0[3]), bf16x2_of(p1[0], p1[1]),
+                                   bf16x2_of(p1[2], p1[3])};
+            RX_UNROLL
+            for (int nt = 0; nt < HD / 8; nt++) {
+                uint32_t b[2];   // B[key][c] = V[key][c]
+                mma_load_b(b, lane, [&](int key, int c) { return Vs[kc * 16 + key][nt * 8 + c]; });
+                mma_bf16_16816(o[nt], a, b, o[nt]);
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++) l[r] = fb_quad_sum(l[r]);
+    RX_UNROLL
+    for (int nt = 0; nt < HD / 8; nt++)
+        for (int e = 0; e < 4; e++) {
+            int row, col;
+            mma_c_at(lane, e, &row, &col);
+            const int64_t i = i0 + row, c = nt * 8 + col;
+            if (i < p.Nq && c < p.Dv) p.out[(h * p.Nq + i) * p.Dv + c] = o[nt][e] / l[e >> 1];
+        }
+    if (p.lse_out && lane % 4 == 0)
+        for (int r = 0; r < 2; r++) {
+            const int64_t i = i0 + lane / 4 + 8 * r;
+            if (i < p.Nq) p.lse_out[h * p.Nq + i] = m[r] + logf(l[r]);
+        }
+}
+
+// the head dim the bf16 kernel pads to, or 0 when it does not take this problem
+static int fb_head(const rx_ctx *c, const attn_dims &d) {
+    if (rx_cuda((rx_ctx *)c)->precision != RX_PRECISION_BF16) return 0;
+    const int64_t w = d.D > d.Dv ? d.D : d.Dv;
+    for (int hd = 16; hd <= FB_MAX_HEAD; hd *= 2)
+        if (w <= hd) return hd;
+    return 0;
+}
+
+static rx_status fb_run(rx_ctx *c, fa_problem p, int64_t BH, int hd) {
+    if (BH == 0 || p.Nq == 0) return RX_OK;
+    p.tiles = (p.Nq + FB_ROWS - 1) / FB_ROWS;
+    if (BH * p.tiles > 0x7fffffff)
+        return rx_fail(RX_ERR_ARG, "attention: %lld heads of %lld rows: too many blocks for one launch", (long long)BH,
+                       (long long)p.Nq);
+    const dim3 grid((unsigned)(BH * p.tiles));
+    cudaStream_t stream = rx_cuda(c)->stream;
+    switch (hd) {
+    case 16: flash_fwd_bf16_kernel<16><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    case 32: flash_fwd_bf16_kernel<32><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    case 64: flash_fwd_bf16_kernel<64><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    case 128: flash_fwd_bf16_kernel<128><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    default: flash_fwd_bf16_kernel<256><<<grid, FB_THREADS, 0, stream>>>(p); break;
+    }
+    RX_CUDA_LAUNCH_CHECK();
+    return RX_OK;
+}
+
+// The backward under bf16 is the fp32 kernels' with q, k, v rounded to bf16 as they are loaded
+// (fa_problem.bf16_inputs): the values the forward multiplied, so its P = e^(S - LSE) is the
+// forward's within fp32 rounding, and no rounded copies are stored. (Tensor cores there too are
+// left for a device session.)
 
 enum { FA_FWD, FA_DQ, FA_DKDV };
 
@@ -351,7 +526,8 @@ extern "C" rx_status cuda_attention_fwd(rx_ctx *c, rx_node *n) {
         n->saved[1] = n->out;
         p.lse_out = lse_t->data;
     }
-    return fa_run(c, FA_FWD, p, d.BH, d.Nq, d.Dv);
+    const int hd = fb_head(c, d);
+    return hd ? fb_run(c, p, d.BH, hd) : fa_run(c, FA_FWD, p, d.BH, d.Nq, d.Dv);
 }
 
 extern "C" rx_status cuda_attention_bwd(rx_ctx *c, rx_node *n) {
@@ -371,6 +547,7 @@ extern "C" rx_status cuda_attention_bwd(rx_ctx *c, rx_node *n) {
     p.Nq = d.Nq, p.Nk = d.Nk, p.D = d.D, p.Dv = d.Dv, p.scale = n->f[0];
     const int64_t R = d.BH * d.Nq;
     if (R == 0) return RX_OK;
+    p.bf16_inputs = fb_head(c, d) != 0;   // the forward ran on tensor cores
     if (p.gq || p.gk) {   // D = rowsum(dO ⊙ O) [BH,Nq], in the context's scratch
         void *buf;
         RX_TRY(rx_cuda_scratch(c, RX_CUDA_SCRATCH_PARTIAL, (size_t)R * sizeof(float), &buf));

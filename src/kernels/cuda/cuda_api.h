@@ -67,6 +67,16 @@ rx_status rx_cuda_dropout_step(rx_ctx *c, int on, uint64_t step) __attribute__((
  * far: a graph captured at another count may point at freed scratch and must be captured again. */
 uint64_t rx_cuda_scratch_moves(rx_ctx *c) __attribute__((weak));
 
+/* bf16 tensor-core product (mma_bf16.cu, issue 16 §4): one warp computes D = A B + C for
+ * A [16x16], B [16x8], C and D [16x8] (row-major fp32 DEVICE pointers; A and B rounded to bf16 on
+ * load) with the fragment loaders and mma wrapper the bf16 attention uses. Variants: the wrapper
+ * (mma.sync on a GPU, the emulator's warp collective) with B read as stored or from a transposed
+ * copy, the shuffle version (older GPUs), and A read transposed: wrong on purpose, so a test can
+ * show that its check sees a misplaced fragment. */
+enum { RX_MMA_TILE_WRAPPER, RX_MMA_TILE_B_TRANSPOSED, RX_MMA_TILE_SHUFFLE, RX_MMA_TILE_A_TRANSPOSED, RX_MMA_TILE_COUNT };
+rx_status rx_cuda_mma_bf16_tile(rx_ctx *c, const float *A, const float *B, const float *C, float *D, int variant)
+    __attribute__((weak));
+
 #ifdef __cplusplus
 }
 #endif

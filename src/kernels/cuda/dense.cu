@@ -32,6 +32,7 @@
 extern "C" {
 #include "kernels/bf16_operands.h"
 }
+#include "kernels/cuda/mma_bf16.h"
 #include <limits.h>
 
 // ---- GEMM (row-major, through column-major cuBLAS) ----------------------------------------
@@ -53,26 +54,7 @@ struct scale_op {   // C = beta C (K = 0: an empty sum; beta = 0 writes zeros, a
 }  // namespace
 
 // ---- bf16 operands ---------------------------------------------------------------------------
-// fp32 -> bf16 by round to nearest even, as cuda_bf16.h's __float2bfloat16 (done on the bits:
-// the emulator has no cuda_bf16.h): add 0x7fff plus the lowest kept bit, keep the top half. A NaN
-// stays a NaN (its quiet bit set, so the truncation cannot turn it into an infinity).
-
-typedef uint16_t bf16_bits;
-
-__device__ __forceinline__ bf16_bits bf16_of(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_bits)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (bf16_bits)(u >> 16);
-}
-
-__device__ __forceinline__ float float_of(bf16_bits h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+// bf16_of (fp32 -> bf16, nearest even) and float_of come from mma_bf16.h, shared with attention.cu.
 
 namespace {
 struct round_to_bf16 {   // y[i] = bf16(x[i])

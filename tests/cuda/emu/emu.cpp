@@ -7,7 +7,8 @@
 // allocations are filled with NaN bytes), cuDNN workspace sizes, cuBLAS/cuDNN argument mapping.
 // What it cannot check: real-GPU timing, races between blocks, the real libraries' numerics
 // (TF32 is imitated by rounding GEMM/convolution inputs to 10-bit mantissas; bf16 operands are
-// read as the top halves of floats, accumulated in double, and bf16 results rounded to nearest even).
+// read as the top halves of floats, accumulated in double, and bf16 results rounded to nearest even;
+// the warp-level bf16 mma of kernels/cuda/mma_bf16.h is a warp collective with the PTX fragment layout).
 #include "cuda_runtime.h"
 #include "cublas_v2.h"
 #include "cublasLt.h"
@@ -306,6 +307,52 @@ static void store_elem(void *p, size_t i, float v, int bf16) {
     else ((float *)p)[i] = v;
 }
 // ---- end bf16 operands ----
+
+// ---- warp-level mma: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (kernels/cuda/mma_bf16.h) ----
+// A warp collective, as the instruction is: each lane deposits its A and B fragments, waits until
+// the whole warp has, then computes its four outputs from every lane's fragments, and waits again
+// so that no lane's next product overwrites a fragment another lane still reads. An exited or
+// missing lane is a "warp shuffle with exited lanes" error, as .aligned requires all 32.
+// Where element (row, k) of A and (k, n) of B live, from the PTX ISA's formulas
+// (groupID = lane >> 2, threadID_in_group = lane % 4):
+//   A: row = groupID (+8 for a2, a3, a6, a7), col = 2 threadID_in_group + (i & 1) (+8 for i >= 4),
+//      element i in register i / 2, the even one in the low half;
+//   B: row = 2 threadID_in_group + (i & 1) (+8 for i >= 2), col = groupID, element i in register i / 2;
+//   C, D: row = groupID (+8 for c2, c3), col = 2 threadID_in_group + (i & 1).
+// Accumulation: the 16 products of bf16 values are exact in double (8-bit significands), so the
+// sum with c is computed in double and rounded to fp32 once: the correctly rounded result, which
+// the hardware's fp32 accumulation (order and internal precision unspecified by PTX) matches
+// within a few fp32 ulps of sum |a b|; the same choice as the emulated cuBLAS and cuDNN.
+
+static uint32_t mma_a_regs[1024 / 32][32][4], mma_b_regs[1024 / 32][32][2];
+
+static float mma_half(uint32_t reg, int high) { return bf16_to_float((uint16_t)(high ? reg >> 16 : reg & 0xffffu)); }
+static float mma_a_elem(int warp, int row, int k) {
+    const int lane = 4 * (row % 8) + (k % 8) / 2, reg = (row >= 8) + 2 * (k >= 8);
+    return mma_half(mma_a_regs[warp][lane][reg], k & 1);
+}
+static float mma_b_elem(int warp, int k, int n) {
+    const int lane = 4 * n + (k % 8) / 2, reg = k >= 8;
+    return mma_half(mma_b_regs[warp][lane][reg], k & 1);
+}
+
+void rx_emu_mma_bf16_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]) {
+    const int t = current, warp = t / 32, lane = t % 32;
+    if (t < 0) die("mma outside a kernel");
+    memcpy(mma_a_regs[warp][lane], a, sizeof mma_a_regs[warp][lane]);
+    memcpy(mma_b_regs[warp][lane], b, sizeof mma_b_regs[warp][lane]);
+    wait_at(AT_WARP_BARRIER);   // every lane has deposited
+    float out[4];
+    for (int i = 0; i < 4; i++) {
+        const int row = lane / 4 + 8 * (i / 2), col = 2 * (lane % 4) + i % 2;
+        double s = c[i];
+        for (int k = 0; k < 16; k++) s += (double)mma_a_elem(warp, row, k) * mma_b_elem(warp, k, col);
+        out[i] = (float)s;
+    }
+    wait_at(AT_WARP_BARRIER);   // every lane has read
+    memcpy(d, out, sizeof out);   // d may be c
+}
+// ---- end warp-level mma ----
 
 // ---- cuBLAS ------------------------------------------------------------------------------------------
 

@@ -121,6 +121,17 @@ inline unsigned long long atomicMin(unsigned long long *p, unsigned long long v)
     return old;
 }
 
+// ---- warp-level mma (issue 16 §4, kernels/cuda/mma_bf16.h; emu.cpp's "warp-level mma" section) ----
+// __shfl_sync from any lane (mma_bf16.h's shuffle version of the product), and the product
+// itself as a warp collective: rx_emu_mma_bf16_16816 is declared in mma_bf16.h.
+template <typename T> inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+    const int lane = (int)(threadIdx.x & 31), src = (lane & ~(width - 1)) + (src_lane & (width - 1));
+    T out;
+    rx_emu_warp_exchange(&v, &out, sizeof v, src);
+    return out;
+}
+// ---- end warp-level mma ----
+
 // ---- fused kernels (issue 16 §2): the last-block-done count of the fused mse_loss (cuda/loss.cu) ----
 inline unsigned atomicAdd(unsigned *p, unsigned v) {
     unsigned old = *p;   // fibers switch only at barriers: this is atomic
