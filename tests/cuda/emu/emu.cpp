@@ -433,7 +433,12 @@ static cublasStatus_t gemm_ex(cublasHandle_t h, cublasOperation_t ta, cublasOper
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType_t Atype, int lda, const void *B,
                             cudaDataType_t Btype, int ldb, const void *beta, void *C, cudaDataType_t Ctype, int ldc,
-                            cublasComputeType_t compute, cublasGemmAlgo_t) {
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+    if (capture_on()) {   // recorded like cublasSgemm, host scalars read at the call
+        const float a = *(const float *)alpha, b = *(const float *)beta;
+        capture_record([=] { gemm_ex(h, ta, tb, m, n, k, &a, A, Atype, lda, B, Btype, ldb, &b, C, Ctype, ldc, compute); });
+        return CUBLAS_STATUS_SUCCESS;
+    }
     return gemm_ex(h, ta, tb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc, compute);
 }
 
@@ -441,7 +446,15 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
                                           int k, const void *alpha, const void *A, cudaDataType_t Atype, int lda,
                                           long long sA, const void *B, cudaDataType_t Btype, int ldb, long long sB,
                                           const void *beta, void *C, cudaDataType_t Ctype, int ldc, long long sC,
-                                          int count, cublasComputeType_t compute, cublasGemmAlgo_t) {
+                                          int count, cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+    if (capture_on()) {
+        const float a = *(const float *)alpha, b = *(const float *)beta;
+        capture_record([=] {
+            cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, &a, A, Atype, lda, sA, B, Btype, ldb, sB, &b, C, Ctype, ldc, sC,
+                                       count, compute, algo);
+        });
+        return CUBLAS_STATUS_SUCCESS;
+    }
     const size_t ea = Atype == CUDA_R_16BF ? 2 : 4, eb = Btype == CUDA_R_16BF ? 2 : 4;   // element bytes
     for (int i = 0; i < count; i++) {
         cublasStatus_t s = gemm_ex(h, ta, tb, m, n, k, alpha, (const char *)A + i * sA * ea, Atype, lda,
