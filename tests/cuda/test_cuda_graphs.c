@@ -29,11 +29,11 @@ typedef struct {
     rx_tensor *x, *t, *y, *w;   /* the step's inputs: persistent, so a replay finds them in place */
 } graph_run;
 
-static void run_open(graph_run *r) {
+static void run_open(graph_run *r, int precision) {
     memset(r, 0, sizeof *r);
     const rx_backend *be = NULL;
     const char *dev = NULL;
-    cr_assert_eq(rx_cuda_open(0, 0, 1, &be, &r->state, &dev), RX_OK, "%s", rx_last_error());
+    cr_assert_eq(rx_cuda_open(0, precision, 1, &be, &r->state, &dev), RX_OK, "%s", rx_last_error());
     cr_assert_eq(rx_ctx_create(be, r->state, PX_STEP_CHUNK, &r->c), RX_OK, "%s", rx_last_error());
     rx_params *p = NULL;
     cr_assert_eq(rx_params_from_defaults(rx_comp_model_unet.name, rx_comp_model_unet.params, &p), RX_OK);
@@ -102,14 +102,15 @@ static float *params_and_ema(graph_run *r, int64_t *n) {
 
 static float lr_of(int k) { return 1e-3f * (float)(STEPS + 1 - k); }   /* a different lr each step */
 
-Test(cuda_graphs, replayed_training_step_is_bit_identical_to_eager) {
-    RX_CUDA_REQUIRE();
+/* eager and replayed steps at one precision: fp32 (cublasSgemm, cuDNN fp32) or bf16 (cublasGemmEx
+ * and cuBLASLt on bf16 operand copies, cuDNN bf16, the tensor-core attention forward) */
+static void replay_matches_eager(int precision) {
     cr_assert(rx_cuda_graph_begin && rx_cuda_graph_end && rx_cuda_graph_launch && rx_cuda_graph_free);
     float *res[2];
     int64_t n = 0;
     for (int g = 0; g < 2; g++) {
         graph_run r;
-        run_open(&r);
+        run_open(&r, precision);
         rx_cuda_graph *graph = NULL;
         for (int k = 1; k <= STEPS; k++) {
             upload_batch(&r, k);
@@ -148,12 +149,22 @@ Test(cuda_graphs, replayed_training_step_is_bit_identical_to_eager) {
     free(res[0]); free(res[1]);
 }
 
+Test(cuda_graphs, replayed_training_step_is_bit_identical_to_eager) {
+    RX_CUDA_REQUIRE();
+    replay_matches_eager(RX_PRECISION_FP32);
+}
+
+Test(cuda_graphs, replayed_bf16_training_step_is_bit_identical_to_eager) {
+    RX_CUDA_REQUIRE();
+    replay_matches_eager(RX_PRECISION_BF16);
+}
+
 /* A capture that waits for the device (a loss or norm read-back inside the step) fails with the
  * runtime's error, names the call, and ends with no graph. */
 Test(cuda_graphs, a_host_sync_inside_the_capture_is_refused) {
     RX_CUDA_REQUIRE();
     graph_run r;
-    run_open(&r);
+    run_open(&r, RX_PRECISION_FP32);
     upload_batch(&r, 1);
     cr_assert_eq(rx_adamw_queue(r.c, &r.opt, 1e-3f), RX_OK, "%s", rx_last_error());
     cr_assert_eq(rx_cuda_graph_begin(r.c), RX_OK, "%s", rx_last_error());
