@@ -288,11 +288,11 @@ Test(config_defaults, minimal_file_gets_every_default) {
 
     // the resolved tree holds every key in schema order, defaults written out
     static const char *const top_keys[] = {"experiment", "seed", "backend", "device_id", "deterministic", "precision",
-                                           "threads", "init", "dataset", "transforms", "model", "latent", "schedule",
+                                           "cuda_graphs", "threads", "init", "dataset", "transforms", "model", "latent", "schedule",
                                            "objective", "optimizer", "lr_schedule", "sampler", "guidance",
                                            "train", "sample", "eval", "reflow", "log", "sweep"};
-    cr_assert_eq(cfg->root->n, 24);
-    for (int i = 0; i < 24; i++) cr_expect_str_eq(cfg->root->keys[i]->text, top_keys[i]);
+    cr_assert_eq(cfg->root->n, 25);
+    for (int i = 0; i < 25; i++) cr_expect_str_eq(cfg->root->keys[i]->text, top_keys[i]);
     char *text = rx_config_emit_string(cfg->root);
     cr_assert(strstr(text, "experiment: minimal\nseed: 0\nbackend: auto\n") == text, "%s", text);
     cr_assert(strstr(text, "\nsampler:\n  name: ddim\n  steps: 20\n  eta: 0.0\n  spacing: leading\n"), "%s", text);
