@@ -8,10 +8,18 @@ if [ -z "${RUNEXP_DATA:-}" ] && [ -n "${RUNEXP_DATA_SRC:-}" ]; then export RUNEX
 passed=0; failed=0; skipped=0; bad=""
 for t in "$@"; do
   echo "== $t"
+  t0=$(date +%s)
   # --verbose: Criterion names a skipped test (and its reason) only then; its Synthesis line
   # leaves skips out of every count, so they are counted here from the [SKIP] lines
   out=$("$t" --jobs=2 --verbose 2>&1); rc=$?
-  printf '%s\n' "$out" | grep -v -E '^\[(----|RUN |PASS|====\] Running)' | tail -n 25
+  # the seconds each binary took: make test has a time budget (README), this shows where it goes
+  echo "-- $(basename "$t"): $(( $(date +%s) - t0 )) s"
+  if [ "$rc" -eq 0 ]; then
+    printf '%s\n' "$out" | grep -v -E '^\[(----|RUN |PASS|====\] Running)' | tail -n 25
+  else
+    # a failure: keep Criterion's [----] lines too, they carry the assertion's file:line and message
+    printf '%s\n' "$out" | grep -v -E '^\[(RUN |PASS|====\] Running)' | tail -n 80
+  fi
   line=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -n 1)
   p=$(printf '%s' "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
   f=$(printf '%s' "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')

@@ -447,6 +447,9 @@ Test(runner, a_second_resume_is_refused_while_the_run_is_held) {
     /* the run itself holds its lock */
     pid_t pid = spawn_runexp("long", (const char *const[]){LONG, "--results", root, NULL});
     const char *dir = wait_for_training(pid, P("%s/long", root), 1, 13);
+    /* stopped, not ended: the whole run takes under a second here, so a running one could
+     * finish before the second process starts (a race this test lost under light load) */
+    cr_assert_eq(kill(pid, SIGSTOP), 0);
     assert_resume_refused("while_running", dir, 0);
     kill(pid, SIGKILL);   /* the lock dies with its holder */
     cr_assert_eq(wait_exit(pid), 128 + SIGKILL);
@@ -468,7 +471,9 @@ Test(runner, a_second_resume_is_refused_while_the_run_is_held) {
         cr_assert_lt(now_s() - t0, 60.0, "the first resume did not start training in 60 s");
         usleep(2000);
     }
+    cr_assert_eq(kill(pid, SIGSTOP), 0);   /* held while the second tries (as above) */
     assert_resume_refused("second", dir, 0);
+    cr_assert_eq(kill(pid, SIGCONT), 0);
     result first = collect("first", wait_exit(pid));
     RUN_OK(first);
     cr_assert_str_eq(run_field(dir, "status"), "done");
