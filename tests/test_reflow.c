@@ -191,7 +191,10 @@ Test(reflow_runs, chain_files_hashes_and_stage_cache, .init = setup, .fini = tea
     cr_assert_null(run_field(r.last, "pairs1_reused_from"), "reflow2 needs no pairs1");
     cr_assert(rx_fs_exists(P("%s/reflow/pairs2.safetensors", r.last)));
     cr_assert_eq(checkpoint_step(P("%s/checkpoints/reflow2.safetensors", r.last)), 4);
-    cr_assert(strstr(read_text(P("%s/log.txt", r.last)), "reflow2: reflow on 6 pairs of pairs2"));
+    const char *log2 = read_text(P("%s/log.txt", r.last));
+    cr_assert(strstr(log2, "reflow2: reflow on 6 pairs of pairs2"));
+    /* reflow1 learned the CFG flow of pairs1: its own pairs are drawn without guiding it again */
+    cr_assert(strstr(log2, "pairs2: drawing 6 pairs with flow_euler (3 steps), guidance none (reflow1 carries"), "%s", log2);
 
     /* --force draws and trains everything again: the same bytes (CPU, keyed randomness) */
     r = RUNEXP("force", CFG "tiny.yaml", "--force", "--results", root, "--quiet");

@@ -2,9 +2,11 @@
  * (Liu, Gong, Liu 2022, "Flow Straight and Fast", sections 2.2-2.3).
  *
  *   model 0    the teacher: the train stage's model (a flow_matching objective)
- *   pairs<k>   k = 1..rounds: N noises z_i through model k-1's ODE (reflow.sampler with
- *              reflow.guidance, label i mod K) give x_i; reflow/pairs<k>.safetensors holds
- *              z, x [N,C,H,W] float32 and labels [N] int32 (checksummed like checkpoints)
+ *   pairs<k>   k = 1..rounds: N noises z_i through model k-1's ODE (reflow.sampler, label
+ *              i mod K; reflow.guidance in round 1 only: a later round's model k-1 is a
+ *              student that already learned the guided flow) give x_i;
+ *              reflow/pairs<k>.safetensors holds z, x [N,C,H,W] float32 and labels [N] int32
+ *              (checksummed like checkpoints)
  *   reflow<k>  model k: model k-1 trained on pairs<k> with the flow loss on the straight
  *              coupling x_sigma = (1-sigma) x + sigma z, target z - x (rx_reflow_make_batch);
  *              checkpoints/reflow<k>.safetensors
@@ -35,6 +37,7 @@
 #include "io/fsutil.h"
 #include "io/safetensors.h"
 #include "core/philox.h"
+#include "registry/components.h"
 #include <math.h>
 #include <string.h>
 #include <xxhash.h>
@@ -119,7 +122,10 @@ static rx_status plan_stages(rx_experiment *ex, rx_run *run, const rx_run_option
     const char *prev = ex->train_hash;
     for (int j = 1; j <= p->target; j++) {
         if (j <= p->rounds) {
-            RX_TRY(chain_hash(ex, "pairs", j, prev, pairs_keys, COUNT(pairs_keys), p->pairs_hash[j]));
+            /* pairs of a later round are drawn unguided (pairs_draw); the name keeps them, and
+             * what was trained on them, apart from files an older runexp drew guided */
+            RX_TRY(chain_hash(ex, j == 1 ? "pairs" : "pairs-unguided", j, prev, pairs_keys, COUNT(pairs_keys),
+                              p->pairs_hash[j]));
             RX_TRY(chain_hash(ex, "reflow", j, p->pairs_hash[j], reflow_keys, COUNT(reflow_keys), p->model_hash[j]));
         } else {
             RX_TRY(chain_hash(ex, "distill", j, prev, distill_keys, COUNT(distill_keys), p->model_hash[j]));
@@ -190,8 +196,12 @@ static rx_status pairs_draw(rx_experiment *ex, rx_run *run, const stage_plan *sp
         p->labels[i] = K > 0 ? i % K : 0;
         rx_rng_normal(ex->seed, RX_STREAM(RX_RNG_SAMPLE_NOISE, (uint64_t)index[i]), 0, p->z + (size_t)i * d, d);
     }
+    /* round 1 guides the teacher; model k-1 of a later round is a student that learned the
+     * guided flow from its own pairs, so guiding it again would apply the guidance twice */
+    const rx_section_ref unguided = {&rx_comp_guidance_none, NULL};
+    const rx_section_ref *guidance = k == 1 ? &ex->reflow_guidance : &unguided;
     rx_generator g;
-    rx_status s = rx_generator_open_with(ex, &g, &ex->reflow_sampler, &ex->reflow_guidance);
+    rx_status s = rx_generator_open_with(ex, &g, &ex->reflow_sampler, guidance);
     for (int b0 = 0; b0 < n && !s; b0 += sp->pairs_batch) {
         const int m = n - b0 < sp->pairs_batch ? n - b0 : sp->pairs_batch;
         s = rx_generate(&g, index + b0, m, p->labels + b0, p->x + (size_t)b0 * d);
@@ -239,9 +249,11 @@ static rx_status pairs_stage(rx_experiment *ex, rx_run *run, const rx_run_option
         }
         return RX_OK;
     }
+    char guided[64];
+    if (k == 1) snprintf(guided, sizeof guided, "%s", ex->reflow_guidance.comp->name);
+    else snprintf(guided, sizeof guided, "none (reflow%d carries reflow.guidance)", k - 1);
     rx_run_log(run, "pairs%d: drawing %d pairs with %s (%lld steps), guidance %s", k, sp->n_pairs,
-               ex->reflow_sampler.comp->name, (long long)rx_param_int(ex->reflow_sampler.params, "steps"),
-               ex->reflow_guidance.comp->name);
+               ex->reflow_sampler.comp->name, (long long)rx_param_int(ex->reflow_sampler.params, "steps"), guided);
     RX_TRY(pairs_draw(ex, run, sp, k, p));
     snprintf(path, sizeof path, "%s/reflow", run->dir);
     RX_TRY(rx_fs_mkdir_p(path));
