@@ -12,8 +12,8 @@
  *   - resume: a graphs run that fails at step 6 (RX_DIST_TEST_FAULT, after the step-4 checkpoint)
  *     and is resumed with graphs ends with the same checkpoint bytes as the uninterrupted eager run.
  * Runs in the emulator (tests/cuda/emu) without a GPU (capture records, replay runs the records);
- * on a GPU the real cudaGraph (make test-cuda). Skips where no CUDA device answers. Slow in the
- * emulator: 4 runs of 6 steps and their sampling, ~17 min at load 8-10 on 2 cores. */
+ * on a GPU the real cudaGraph (make test-cuda). Skips where no CUDA device answers. In the
+ * emulator: 4 runs of 6 steps and their sampling, 37 s at load ~4 on 2 cores. */
 #include "cuda_parity.h"
 #include "runner/pipeline.h"
 #include "registry/registry.h"

@@ -14,6 +14,10 @@
 #include "cublasLt.h"
 #include "cudnn.h"
 
+// glibc's fortified longjmp refuses a jump to another stack ("longjmp causes uninitialized stack
+// frame"); the fibers below jump between stacks on purpose
+#undef _FORTIFY_SOURCE
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <ucontext.h>
@@ -134,21 +138,38 @@ cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
 }
 
 // ---- kernels: blocks in order, the threads of a block as fibers -----------------------------------
+//
+// A fiber is made once per thread slot and lives for the whole process: it runs the kernel body,
+// parks at DONE, and a later block (of any kernel) resumes it to run the body again. Switches
+// between a fiber and the scheduler are _setjmp/_longjmp: swapcontext saves and restores the
+// signal mask, a system call on each of the several switches per thread per barrier, which took
+// ~85% of the suite's time in a profile (bench/NOTES.md). ucontext only starts a fiber on its
+// own stack (makecontext, then one setcontext). Under AddressSanitizer, which follows stack
+// switches through swapcontext only, every switch is a swapcontext.
 
 enum { RUNNABLE, AT_BLOCK_BARRIER, AT_WARP_BARRIER, DONE };
+enum { MAX_THREADS = 1024 };
 static const size_t FIBER_STACK = 64 << 10;
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_SWAPCONTEXT 1
+#else
+#define EMU_SWAPCONTEXT 0
+#endif
 
 struct fiber {
-    ucontext_t ctx;
-    int state;
+    ucontext_t ctx;    // its start (and, under EMU_SWAPCONTEXT, every switch)
+    jmp_buf env;       // where it waits
+    int state, started;
+    char *stack;
 };
 
-static std::vector<fiber> fibers;
+static fiber fibers[MAX_THREADS];   // fixed: a ucontext_t points into itself, it must not move
+static int fibers_made;
 static struct fiber_stacks {
-    std::vector<char *> v;
-    ~fiber_stacks() { for (char *p : v) free(p); }
+    ~fiber_stacks() { for (int t = 0; t < fibers_made; t++) free(fibers[t].stack); }
 } stacks;
 static ucontext_t scheduler;
+static jmp_buf scheduler_env;
 static int current = -1, direct = 0;
 static const std::function<void()> *kernel_body;
 static unsigned char warp_slots[1024 / 32][32][16];   // shuffle exchange, per warp and lane
@@ -159,16 +180,54 @@ static void set_thread_index(int t) {
     threadIdx.z = (unsigned)t / (blockDim.x * blockDim.y);
 }
 
-static void fiber_main(void) {
-    (*kernel_body)();
-    fibers[current].state = DONE;   // returns to `scheduler` through uc_link
+// fiber side: back to the scheduler until it resumes this fiber
+static void fiber_yield(void) {
+#if EMU_SWAPCONTEXT
+    swapcontext(&fibers[current].ctx, &scheduler);
+#else
+    if (!_setjmp(fibers[current].env)) _longjmp(scheduler_env, 1);
+#endif
+}
+
+// scheduler side: run fiber t until it waits or ends its body
+static void fiber_resume(int t) {
+#if EMU_SWAPCONTEXT
+    fibers[t].started = 1;
+    swapcontext(&scheduler, &fibers[t].ctx);
+#else
+    if (_setjmp(scheduler_env)) return;
+    if (fibers[t].started) _longjmp(fibers[t].env, 1);
+    fibers[t].started = 1;
+    setcontext(&fibers[t].ctx);
+#endif
+}
+
+static void fiber_main(void) {   // never returns: parks at DONE between blocks
+    for (;;) {
+        (*kernel_body)();
+        fibers[current].state = DONE;
+        fiber_yield();
+    }
+}
+
+static void make_fibers(int T) {
+    for (; fibers_made < T; fibers_made++) {
+        fiber *f = &fibers[fibers_made];
+        f->stack = (char *)malloc(FIBER_STACK);
+        if (!f->stack || getcontext(&f->ctx) != 0) die("out of memory for a thread's fiber");
+        f->ctx.uc_stack.ss_sp = f->stack;
+        f->ctx.uc_stack.ss_size = FIBER_STACK;
+        f->ctx.uc_link = nullptr;
+        makecontext(&f->ctx, fiber_main, 0);
+        f->started = 0;
+    }
 }
 
 static void wait_at(int state) {
     if (current < 0) die("__syncthreads or a shuffle outside a kernel");
     if (direct) die("a barrier in a kernel that rewrite_launches.py took for barrier-free");
     fibers[current].state = state;
-    swapcontext(&fibers[current].ctx, &scheduler);
+    fiber_yield();
 }
 
 void __syncthreads(void) { wait_at(AT_BLOCK_BARRIER); }
@@ -183,23 +242,15 @@ void rx_emu_warp_exchange(const void *v, void *out, size_t bytes, int src_lane) 
 }
 
 static void run_block(int T) {
-    if ((int)fibers.size() < T) fibers.resize(T);
-    while ((int)stacks.v.size() < T) stacks.v.push_back((char *)malloc(FIBER_STACK));
-    for (int t = 0; t < T; t++) {
-        getcontext(&fibers[t].ctx);
-        fibers[t].ctx.uc_stack.ss_sp = stacks.v[t];
-        fibers[t].ctx.uc_stack.ss_size = FIBER_STACK;
-        fibers[t].ctx.uc_link = &scheduler;
-        makecontext(&fibers[t].ctx, fiber_main, 0);
-        fibers[t].state = RUNNABLE;
-    }
+    make_fibers(T);
+    for (int t = 0; t < T; t++) fibers[t].state = RUNNABLE;
     for (;;) {
         int ran = 0;
         for (int t = 0; t < T; t++) {
             if (fibers[t].state != RUNNABLE) continue;
             current = t;
             set_thread_index(t);
-            swapcontext(&scheduler, &fibers[t].ctx);
+            fiber_resume(t);
             ran = 1;
         }
         current = -1;
