@@ -168,8 +168,11 @@ static int fibers_made;
 static struct fiber_stacks {
     ~fiber_stacks() { for (int t = 0; t < fibers_made; t++) free(fibers[t].stack); }
 } stacks;
+#if EMU_SWAPCONTEXT
 static ucontext_t scheduler;
+#else
 static jmp_buf scheduler_env;
+#endif
 static int current = -1, direct = 0;
 static const std::function<void()> *kernel_body;
 static unsigned char warp_slots[1024 / 32][32][16];   // shuffle exchange, per warp and lane
