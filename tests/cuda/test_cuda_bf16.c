@@ -13,6 +13,7 @@
  * Runs in the emulator (tests/cuda/emu) without a GPU, slowly (~5-15 s a step: 17 steps); skips
  * where no CUDA device answers. */
 #include "cuda_parity.h"
+#include "run_outputs.h"
 #include "runner/pipeline.h"
 #include "registry/registry.h"
 #include "io/fsutil.h"
@@ -78,24 +79,6 @@ static rx_status run(const char *backend, const char *precision, const char *sub
     return s;
 }
 
-/* the losses of metrics.jsonl, in order */
-static int losses(const char *dir, double *out, int max) {
-    char path[1400], *text = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    cr_assert_eq(rx_fs_read_file(path, &text, &len), RX_OK, "%s", rx_last_error());
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
-        json_error_t e;
-        json_t *row = json_loads(line, 0, &e);
-        cr_assert_not_null(row, "%s: %s", path, e.text);
-        out[n++] = json_real_value(json_object_get(row, "loss"));
-        json_decref(row);
-    }
-    free(text);
-    return n;
-}
-
 /* every tensor of two safetensors files: same names, same bytes */
 static void same_tensors(const char *a_path, const char *b_path) {
     rx_st_file *a = NULL, *b = NULL;
@@ -121,9 +104,9 @@ static void same_tensors(const char *a_path, const char *b_path) {
 /* each metrics row's loss of the bf16 run within TOL_TRACK of the CPU fp32 run's; the losses in got */
 static int check_tracking(const char *cpu_dir, const char *bf16_dir, double got[8]) {
     double ref[8];
-    const int n = losses(cpu_dir, ref, 8);
+    const int n = run_losses(cpu_dir, ref, 8);
     cr_assert_eq(n, 4, "%d metrics rows on the CPU", n);
-    cr_assert_eq(losses(bf16_dir, got, 8), n);
+    cr_assert_eq(run_losses(bf16_dir, got, 8), n);
     for (int i = 0; i < n; i++) {
         cr_log_info("step %d: loss bf16 %.5f, CPU fp32 %.5f (%.3f %%)", 2 * (i + 1), got[i], ref[i],
                     100 * fabs(got[i] - ref[i]) / ref[i]);

@@ -15,6 +15,7 @@
  * on a GPU the real cudaGraph (make test-cuda). Skips where no CUDA device answers. In the
  * emulator: 4 runs of 6 steps and their sampling, 37 s at load ~4 on 2 cores. */
 #include "cuda_parity.h"
+#include "run_outputs.h"
 #include "runner/pipeline.h"
 #include "registry/registry.h"
 #include "io/fsutil.h"
@@ -62,24 +63,6 @@ static rx_status run(int graphs, const char *sub, char *dir, size_t n) {
     rx_status s = rx_run_config(cfg, &opt, dir, n, NULL, &config_error);
     rx_config_free(cfg);
     return s;
-}
-
-/* the losses of metrics.jsonl, in order */
-static int losses(const char *dir, double *out, int max) {
-    char path[1400], *text = NULL;
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    cr_assert_eq(rx_fs_read_file(path, &text, &len), RX_OK, "%s", rx_last_error());
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
-        json_error_t e;
-        json_t *row = json_loads(line, 0, &e);
-        cr_assert_not_null(row, "%s: %s", path, e.text);
-        if (json_object_get(row, "loss")) out[n++] = json_real_value(json_object_get(row, "loss"));
-        json_decref(row);
-    }
-    free(text);
-    return n;
 }
 
 /* every tensor of two safetensors files (in run directories a and b): same names, same bytes */
@@ -171,9 +154,9 @@ Test(cuda_graphs_runner, training_and_sampling_replay_bit_identically_and_resume
     cr_expect_eq(graph_count(graphs, "preview", "replayed_calls"), 1);
 
     double a[8], b[8];
-    const int n = losses(eager, a, 8);
+    const int n = run_losses(eager, a, 8);
     cr_assert_eq(n, 3, "%d metrics rows", n);
-    cr_assert_eq(losses(graphs, b, 8), n);
+    cr_assert_eq(run_losses(graphs, b, 8), n);
     for (int i = 0; i < n; i++)
         cr_expect(!memcmp(&a[i], &b[i], sizeof a[i]), "row %d: loss %.17g eager, %.17g graphs", i, a[i], b[i]);
     same_tensors(eager, graphs, "checkpoints/last.safetensors", "graphs against eager");
@@ -191,7 +174,7 @@ Test(cuda_graphs_runner, training_and_sampling_replay_bit_identically_and_resume
     /* resumed: step 5 eager (warm-up), step 6 captured and replayed */
     cr_expect_eq(graph_count(stopped, "train", "replayed_steps"), 1);
     same_tensors(eager, stopped, "checkpoints/last.safetensors", "resumed graphs run against the uninterrupted eager run");
-    const int m = losses(stopped, b, 8);
+    const int m = run_losses(stopped, b, 8);
     cr_assert_eq(m, n, "%d metrics rows after the resume", m);
     for (int i = 0; i < n; i++)
         cr_expect(!memcmp(&a[i], &b[i], sizeof a[i]), "resumed row %d: loss %.17g eager, %.17g", i, a[i], b[i]);
