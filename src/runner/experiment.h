@@ -233,6 +233,10 @@ typedef struct rx_generator {
     int use_ema, grad_was, training_was;
 } rx_generator;
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g);
+/* the guidance model j samples with: `guidance` for the teacher (j = 0); none for a reflowed or
+ * distilled model (j >= 1), which learned the guided flow from its pairs: guiding it again
+ * would apply the guidance twice */
+const rx_section_ref *rx_guidance_of_model(int j, const rx_section_ref *guidance);
 /* with another sampler and guidance than the sample stage's (reflow.c draws its pairs so) */
 rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_section_ref *sampler,
                                  const rx_section_ref *guidance);

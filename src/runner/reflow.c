@@ -37,7 +37,6 @@
 #include "io/fsutil.h"
 #include "io/safetensors.h"
 #include "core/philox.h"
-#include "registry/components.h"
 #include <math.h>
 #include <string.h>
 #include <xxhash.h>
@@ -196,12 +195,9 @@ static rx_status pairs_draw(rx_experiment *ex, rx_run *run, const stage_plan *sp
         p->labels[i] = K > 0 ? i % K : 0;
         rx_rng_normal(ex->seed, RX_STREAM(RX_RNG_SAMPLE_NOISE, (uint64_t)index[i]), 0, p->z + (size_t)i * d, d);
     }
-    /* round 1 guides the teacher; model k-1 of a later round is a student that learned the
-     * guided flow from its own pairs, so guiding it again would apply the guidance twice */
-    const rx_section_ref unguided = {&rx_comp_guidance_none, NULL};
-    const rx_section_ref *guidance = k == 1 ? &ex->reflow_guidance : &unguided;
+    /* round 1 guides the teacher; a later round's model k-1 is a student, sampled unguided */
     rx_generator g;
-    rx_status s = rx_generator_open_with(ex, &g, &ex->reflow_sampler, guidance);
+    rx_status s = rx_generator_open_with(ex, &g, &ex->reflow_sampler, rx_guidance_of_model(k - 1, &ex->reflow_guidance));
     for (int b0 = 0; b0 < n && !s; b0 += sp->pairs_batch) {
         const int m = n - b0 < sp->pairs_batch ? n - b0 : sp->pairs_batch;
         s = rx_generate(&g, index + b0, m, p->labels + b0, p->x + (size_t)b0 * d);
@@ -249,11 +245,10 @@ static rx_status pairs_stage(rx_experiment *ex, rx_run *run, const rx_run_option
         }
         return RX_OK;
     }
-    char guided[64];
-    if (k == 1) snprintf(guided, sizeof guided, "%s", ex->reflow_guidance.comp->name);
-    else snprintf(guided, sizeof guided, "none (reflow%d carries reflow.guidance)", k - 1);
-    rx_run_log(run, "pairs%d: drawing %d pairs with %s (%lld steps), guidance %s", k, sp->n_pairs,
-               ex->reflow_sampler.comp->name, (long long)rx_param_int(ex->reflow_sampler.params, "steps"), guided);
+    rx_run_log(run, "pairs%d: drawing %d pairs with %s (%lld steps), guidance %s%s", k, sp->n_pairs,
+               ex->reflow_sampler.comp->name, (long long)rx_param_int(ex->reflow_sampler.params, "steps"),
+               rx_guidance_of_model(k - 1, &ex->reflow_guidance)->comp->name,
+               k > 1 ? " (the student carries reflow.guidance)" : "");
     RX_TRY(pairs_draw(ex, run, sp, k, p));
     snprintf(path, sizeof path, "%s/reflow", run->dir);
     RX_TRY(rx_fs_mkdir_p(path));

@@ -185,11 +185,13 @@ void rx_experiment_swap_ema(rx_experiment *ex) {
     }
 }
 
+const rx_section_ref *rx_guidance_of_model(int j, const rx_section_ref *guidance) {
+    static const rx_section_ref unguided = {&rx_comp_guidance_none, NULL};
+    return j > 0 ? &unguided : guidance;
+}
+
 rx_status rx_generator_open(rx_experiment *ex, rx_generator *g) {
-    /* a reflowed or distilled model learned the guided flow from its pairs: guiding it again
-     * would apply the guidance twice */
-    const rx_section_ref unguided = {&rx_comp_guidance_none, NULL};
-    return rx_generator_open_with(ex, g, &ex->sampler, ex->sample_model > 0 ? &unguided : &ex->guidance);
+    return rx_generator_open_with(ex, g, &ex->sampler, rx_guidance_of_model(ex->sample_model, &ex->guidance));
 }
 
 rx_status rx_generator_open_with(rx_experiment *ex, rx_generator *g, const rx_section_ref *sampler,
